@@ -1,0 +1,47 @@
+# pysfu: `make run` starts the server with the demo page; `make test` runs every test.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+CHROMIUM ?= /usr/lib/chromium/chromium
+
+.PHONY: run test install install-test chromium unit bench clean
+
+$(BIN)/pysfu: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+install: $(BIN)/pysfu
+
+run: install
+	$(BIN)/pysfu serve --host 127.0.0.1 --port 7880
+
+$(VENV)/.test-deps: $(BIN)/pysfu
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install-test: $(VENV)/.test-deps
+
+# Debian's Chromium for the browser tests: installed when missing and we are root.
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian chromium for the browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium install failed: browser tests will be skipped"; \
+	else \
+		echo "chromium missing: browser tests will be skipped (run 'sudo apt-get install chromium' to enable them)"; \
+	fi
+
+test: install-test chromium
+	$(BIN)/python -m pytest -q -rs tests
+
+unit: install-test
+	$(BIN)/python -m pytest -q -m "not browser" tests
+
+bench: install
+	$(BIN)/python -m benchmarks.forwarding --subscribers 8 --rate 1000
+
+clean:
+	rm -rf $(VENV) test-artifacts .pytest_cache

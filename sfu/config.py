@@ -1,0 +1,39 @@
+"""Settings of the forwarding core (network side)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel, Field, model_validator
+
+
+class IceConfig(BaseModel):
+    """Which local addresses are offered as ICE candidates, and how.
+
+    ``addresses`` empty means every non-loopback interface (aioice's
+    default). ``public_address`` is announced as well, for a server behind a
+    1:1 NAT. ``port_min``/``port_max`` bound the local UDP ports (0 = any).
+    """
+
+    addresses: list[str] = Field(default_factory=list)
+    public_address: Optional[str] = None
+    port_min: int = Field(default=0, ge=0, le=65535)
+    port_max: int = Field(default=0, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _check_range(self) -> "IceConfig":
+        if (self.port_min == 0) != (self.port_max == 0):
+            raise ValueError("set both port_min and port_max, or neither")
+        if self.port_min > self.port_max:
+            raise ValueError("port_min must not exceed port_max")
+        return self
+
+
+class SfuConfig(BaseModel):
+    ice: IceConfig = Field(default_factory=IceConfig)
+    #: Bitrate cap announced to publishers through REMB, per video track.
+    max_video_bitrate: int = 2_500_000
+    #: Minimum interval between keyframe requests sent to one publisher stream.
+    keyframe_interval_ms: int = 500
+    #: How much video the NACK cache keeps per stream.
+    cache_ms: int = 2000

@@ -1,0 +1,59 @@
+"""Prometheus metrics, read from the core's own counters at scrape time.
+
+The media path only bumps plain integers on its objects; this collector
+sums them when /metrics is scraped, so forwarding never touches a
+prometheus_client lock.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from .room import RoomRegistry
+
+COUNTERS = {
+    "packets_in": "RTP packets received from publishers",
+    "bytes_in": "RTP bytes received from publishers",
+    "packets_lost_in": "RTP packets publishers sent that never arrived",
+    "packets_out": "RTP packets forwarded to subscribers",
+    "bytes_out": "RTP payload bytes forwarded to subscribers",
+    "nacks_received": "NACK packets received from subscribers",
+    "nacks_sent": "NACK packets sent to publishers",
+    "retransmissions": "packets retransmitted to subscribers from the cache",
+    "keyframe_requests_received": "keyframe requests (PLI/FIR, starts) from subscribers",
+    "keyframe_requests_sent": "PLIs sent to publishers after aggregation",
+}
+
+
+class SfuCollector(Collector):
+    def __init__(self, registry: RoomRegistry, prefix: str = "pysfu") -> None:
+        self._registry = registry
+        self._prefix = prefix
+
+    def collect(self):
+        registry = self._registry
+        participants = registry.participants()
+        yield _gauge(f"{self._prefix}_rooms", "rooms open", len(registry.rooms))
+        yield _gauge(f"{self._prefix}_participants", "participants connected", len(participants))
+        yield _gauge(
+            f"{self._prefix}_tracks_published", "tracks published",
+            sum(len(p.tracks) for p in participants),
+        )
+        yield _gauge(
+            f"{self._prefix}_tracks_subscribed", "down-tracks (track, subscriber pairs)",
+            sum(len(p.subscriber.downtracks()) for p in participants),
+        )
+        totals = registry.counters()
+        for name, help_text in COUNTERS.items():
+            family = CounterMetricFamily(f"{self._prefix}_{name}", help_text, labels=["kind"])
+            for kind in ("audio", "video"):
+                family.add_metric([kind], totals.get((name, kind), 0))
+            yield family
+
+
+def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_text, value=value)

@@ -1,0 +1,130 @@
+"""A participant of a room: one publisher PC and one subscriber PC.
+
+The participant turns signaling calls into core actions and core changes
+into events (``notify``); it knows nothing of WebSockets or JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Callable, Optional
+
+from .config import SfuConfig
+from .ids import new_id
+from .published_track import PublishedTrack
+from .publisher import Publisher
+from .subscriber import Subscriber
+
+if TYPE_CHECKING:
+    from .room import Room
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[str, dict], None]
+TICK = 1.0  # seconds between receiver reports / housekeeping
+
+
+class Participant:
+    def __init__(
+        self, room: Room, name: str, config: SfuConfig, notify: EventSink, auto_subscribe: bool = True
+    ) -> None:
+        self.id = new_id("PA")
+        self.name = name
+        self.room = room
+        self.config = config
+        self.notify = notify
+        self.auto_subscribe = auto_subscribe
+        self.joined_at = time.monotonic()
+        self.publisher = Publisher(self.id, config, self._transport_state)
+        self.subscriber = Subscriber(self.id, config, self._send_offer, self._transport_state)
+        self.tracks: dict[str, PublishedTrack] = {}
+        self.closed = False
+        self._tick_task = asyncio.ensure_future(self._tick())
+
+    def info(self) -> dict:
+        return {"id": self.id, "name": self.name, "tracks": [t.info() for t in self.tracks.values()]}
+
+    # --- publishing ---------------------------------------------------------
+
+    async def publish(self, offer_sdp: str, declared: dict[str, tuple[str, bool]]) -> tuple[str, list[PublishedTrack]]:
+        """Answer a publisher offer; new tracks are announced to the room."""
+        answer, added, removed = await self.publisher.negotiate(offer_sdp, declared)
+        for track in removed:
+            self._drop_track(track)
+        for track in added:
+            self.tracks[track.id] = track
+            self.room.track_published(self, track)
+        return answer, added
+
+    def unpublish(self, track_id: str) -> bool:
+        track = self.tracks.get(track_id)
+        if track is None:
+            return False
+        self.publisher.remove(track)
+        self._drop_track(track)
+        return True
+
+    def _drop_track(self, track: PublishedTrack) -> None:
+        self.tracks.pop(track.id, None)
+        self.room.track_unpublished(self, track)
+
+    def set_muted(self, track_id: str, muted: bool) -> bool:
+        track = self.tracks.get(track_id)
+        if track is None:
+            return False
+        if track.muted != muted:
+            track.muted = muted
+            self.room.track_muted(self, track)
+        return True
+
+    # --- subscribing ----------------------------------------------------------
+
+    def subscribe(self, track: PublishedTrack) -> None:
+        if track.participant_id != self.id:
+            self.subscriber.subscribe(track)
+
+    def unsubscribe(self, track_id: str) -> None:
+        self.subscriber.unsubscribe(track_id)
+
+    def _send_offer(self, sdp: str, tracks: list[dict]) -> None:
+        self.notify("subscriber_offer", {"sdp": sdp, "tracks": tracks})
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def _transport_state(self, state: str) -> None:
+        if state in ("failed", "closed") and not self.closed:
+            log.info("participant %s: peer connection %s", self.id, state)
+            reason = "connection_" + state
+            self.notify("leave", {"reason": reason})
+            asyncio.ensure_future(self.room.leave(self, reason=reason))
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            now = time.monotonic()
+            try:
+                self.publisher.send_reports(now)
+                self.subscriber.tick(now)
+            except Exception:
+                log.exception("participant %s: tick failed", self.id)
+
+    def counters(self) -> Counter:
+        """Traffic counters of this participant, keyed by metric and kind."""
+        counts = Counter(self.publisher.gone)
+        counts.update(self.subscriber.gone)
+        for stream in self.publisher.streams:
+            counts.update(stream.counters())
+        for downtrack in self.subscriber.downtracks():
+            counts.update(downtrack.counters())
+        return counts
+
+    async def close(self) -> None:
+        """Free everything this participant holds (tracks, tasks, sockets)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._tick_task.cancel()
+        await asyncio.gather(self.publisher.close(), self.subscriber.close(), return_exceptions=True)

@@ -1,0 +1,180 @@
+"""The publishing side of a participant: its publisher peer connection,
+the tracks it sends, and the RTCP the SFU owes it (RR, REMB, PLI, NACK)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from typing import Callable, Optional
+
+from . import rtcp
+from .codecs import keyframe_test
+from .config import SfuConfig
+from .ids import new_id
+from .published_track import PublishedTrack
+from .rtp import extension, payload_offset
+from .stream import ReceivedStream
+from .transport import URI_AUDIO_LEVEL, URI_MID, MediaSection, PeerTransport
+
+log = logging.getLogger(__name__)
+
+MAX_UNKNOWN_SSRCS = 32  # SSRCs learned from packets, beyond those in the SDP
+
+
+class Publisher:
+    def __init__(
+        self, participant_id: str, config: SfuConfig, on_state: Callable[[str], None]
+    ) -> None:
+        self.participant_id = participant_id
+        self.config = config
+        self.transport = PeerTransport(config.ice, self._on_rtp, self._on_rtcp, on_state)
+        self.tracks_by_mid: dict[str, PublishedTrack] = {}
+        self._streams: dict[int, ReceivedStream] = {}
+        self._rtx: dict[int, tuple[ReceivedStream, int]] = {}
+        self._mid_ext_id: Optional[int] = None
+        self._unknown_ssrcs: set[int] = set()
+        self.rtcp_ssrc = random.getrandbits(32)
+        self.gone: Counter = Counter()  # counters of streams already removed
+        self.packets_in = 0
+        self.bytes_in = 0
+        self.errors = 0
+
+    async def negotiate(
+        self, offer_sdp: str, declared: dict[str, tuple[str, bool]]
+    ) -> tuple[str, list[PublishedTrack], list[PublishedTrack]]:
+        """Answer an offer; returns (answer, tracks added, tracks removed)."""
+        answer = await self.transport.answer(offer_sdp)
+        sections = {s.mid: s for s in self.transport.received_sections()}
+        removed = [t for mid, t in self.tracks_by_mid.items() if mid not in sections]
+        for track in removed:
+            self.remove(track)
+        added = []
+        for mid, section in sections.items():
+            if mid not in self.tracks_by_mid:
+                source, muted = declared.get(mid, (_default_source(section.kind), False))
+                added.append(self._add_track(section, source, muted))
+            if self._mid_ext_id is None:
+                self._mid_ext_id = section.extensions.get(URI_MID)
+        return answer, added, removed
+
+    def _add_track(self, section: MediaSection, source: str, muted: bool) -> PublishedTrack:
+        track = PublishedTrack(
+            new_id("TR"), self.participant_id, section.kind, section.mid, section.codec, source, muted
+        )
+        track.audio_level_id = section.extensions.get(URI_AUDIO_LEVEL)
+        self.tracks_by_mid[section.mid] = track
+        if section.ssrcs:
+            self._add_stream(track, section.ssrcs[0])
+            for rtx_ssrc, media_ssrc in section.rtx_ssrcs.items():
+                if media_ssrc == section.ssrcs[0] and section.codec.rtx_payload_type:
+                    self._rtx[rtx_ssrc] = (track.stream, section.codec.payload_type)
+        return track
+
+    def _add_stream(self, track: PublishedTrack, ssrc: int) -> ReceivedStream:
+        video = track.kind == "video"
+        stream = ReceivedStream(
+            kind=track.kind,
+            ssrc=ssrc,
+            clock_rate=track.codec.clock_rate,
+            keyframe_test=keyframe_test(track.codec.name) if video else None,
+            send_rtcp=self.transport.send_rtcp,
+            rtcp_ssrc=self.rtcp_ssrc,
+            cache_size=2048 if video else 256,
+            keyframe_interval=self.config.keyframe_interval_ms / 1000,
+            audio_level_id=None if video else track.audio_level_id,
+        )
+        self._streams[ssrc] = stream
+        track.set_stream(stream)
+        for downtrack in track.downtracks:
+            if downtrack.mid is not None and downtrack.stream is None:
+                downtrack.attach(stream)
+        return stream
+
+    def remove(self, track: PublishedTrack) -> None:
+        self.tracks_by_mid.pop(track.mid, None)
+        if track.stream is not None:
+            self.gone.update(track.stream.counters())
+            self._streams.pop(track.stream.ssrc, None)
+            for rtx_ssrc, (stream, _) in list(self._rtx.items()):
+                if stream is track.stream:
+                    del self._rtx[rtx_ssrc]
+        track.close()
+
+    # --- media in -------------------------------------------------------------
+
+    def _on_rtp(self, packet: bytes) -> None:
+        try:
+            self.packets_in += 1
+            self.bytes_in += len(packet)
+            ssrc = int.from_bytes(packet[8:12], "big")
+            stream = self._streams.get(ssrc)
+            if stream is not None:
+                stream.on_rtp(packet, time.monotonic())
+                return
+            rtx = self._rtx.get(ssrc)
+            if rtx is not None:
+                rtx[0].on_rtx(packet, rtx[1], time.monotonic())
+                return
+            self._learn_ssrc(packet, ssrc)
+        except Exception:  # garbage must never break the socket callback
+            self.errors += 1
+            log.exception("publisher %s: RTP handling failed", self.participant_id)
+
+    def _learn_ssrc(self, packet: bytes, ssrc: int) -> None:
+        """Map an SSRC the SDP did not announce, from the packet's MID."""
+        if payload_offset(packet) < 0 or ssrc in self._unknown_ssrcs:
+            return
+        if len(self._unknown_ssrcs) >= MAX_UNKNOWN_SSRCS:
+            return
+        mid = extension(packet, self._mid_ext_id)
+        track = self.tracks_by_mid.get(mid.decode(errors="replace")) if mid else None
+        if track is None:
+            return
+        self._unknown_ssrcs.add(ssrc)
+        payload_type = packet[1] & 0x7F
+        if payload_type == track.codec.rtx_payload_type:
+            if track.stream is not None:
+                self._rtx[ssrc] = (track.stream, track.codec.payload_type)
+        elif track.stream is None and payload_type == track.codec.payload_type:
+            self._add_stream(track, ssrc).on_rtp(packet, time.monotonic())
+
+    def _on_rtcp(self, packet: bytes) -> None:
+        try:
+            now = time.monotonic()
+            for item in rtcp.parse(packet):
+                if isinstance(item, rtcp.SenderReport):
+                    stream = self._streams.get(item.ssrc)
+                    if stream is not None:
+                        stream.on_sender_report(item, now)
+        except Exception:
+            self.errors += 1
+            log.exception("publisher %s: RTCP handling failed", self.participant_id)
+
+    # --- RTCP out -------------------------------------------------------------
+
+    def send_reports(self, now: float) -> None:
+        """Receiver reports for every stream, and a REMB bitrate cap for video."""
+        blocks = [b for s in self._streams.values() if (b := s.report_block(now)) is not None]
+        if not blocks:
+            return
+        packet = rtcp.build_rr(self.rtcp_ssrc, blocks)
+        video = [t.stream.ssrc for t in self.tracks_by_mid.values() if t.kind == "video" and t.stream]
+        if video:
+            bitrate = self.config.max_video_bitrate * len(video)
+            packet += rtcp.build_remb(self.rtcp_ssrc, bitrate, video)
+        self.transport.send_rtcp(packet)
+
+    @property
+    def streams(self) -> list[ReceivedStream]:
+        return list(self._streams.values())
+
+    async def close(self) -> None:
+        for track in list(self.tracks_by_mid.values()):
+            self.remove(track)
+        await self.transport.close()
+
+
+def _default_source(kind: str) -> str:
+    return "microphone" if kind == "audio" else "camera"

@@ -1,0 +1,138 @@
+"""One RTP stream received from a publisher (one SSRC, one simulcast layer).
+
+It owns the packet cache and reception statistics of that stream, asks the
+publisher for keyframes, and hands every packet to the down-tracks reading
+from it. The per-packet path is a straight line over bytes and ints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Callable, Optional
+
+from . import rtcp
+from .buffer import PacketCache, ReceiveStats
+from .codecs import KeyframeTest
+from .keyframes import KeyframeRequester
+from .rtp import SEQ_TS, extension, payload_end, payload_offset
+
+if TYPE_CHECKING:
+    from .downtrack import DownTrack
+
+RtcpSender = Callable[[bytes], None]
+SILENCE = b"\x7f"  # RFC 6464 level byte: voice activity off, -127 dBov
+
+
+class ReceivedStream:
+    def __init__(
+        self,
+        kind: str,
+        ssrc: int,
+        clock_rate: int,
+        keyframe_test: Optional[KeyframeTest],
+        send_rtcp: RtcpSender,
+        rtcp_ssrc: int,
+        cache_size: int,
+        keyframe_interval: float,
+        audio_level_id: Optional[int] = None,
+    ) -> None:
+        self.kind = kind
+        self.ssrc = ssrc
+        self.rtx_ssrc: Optional[int] = None
+        self.clock_rate = clock_rate
+        self.is_keyframe = keyframe_test
+        self.audio_level_id = audio_level_id
+        self.audio_level = SILENCE
+        self.cache = PacketCache(cache_size)
+        self.stats = ReceiveStats(ssrc, clock_rate)
+        self.downtracks: list[DownTrack] = []
+        self._send_rtcp = send_rtcp
+        self._rtcp_ssrc = rtcp_ssrc
+        self.keyframes = KeyframeRequester(self._send_pli, keyframe_interval)
+        self.keyframes_received = 0
+        self.last_packet_time = 0.0
+        self.sender_report: Optional[rtcp.SenderReport] = None
+        self.nacks_sent = 0
+        self.malformed = 0
+
+    # --- media in -------------------------------------------------------------
+
+    def on_rtp(self, packet: bytes, now: float) -> None:
+        offset = payload_offset(packet)
+        if offset < 0:
+            self.malformed += 1
+            return
+        seq, ts = SEQ_TS.unpack_from(packet, 2)
+        self.stats.update(seq, ts, now, len(packet))
+        self.last_packet_time = now
+        self.cache.put(seq, packet)
+        if self.audio_level_id is not None:
+            self.audio_level = extension(packet, self.audio_level_id) or SILENCE
+        keyframe = False
+        if self.is_keyframe is not None and self.is_keyframe(packet, offset):
+            keyframe = True
+            self.keyframes_received += 1
+        end = payload_end(packet)
+        for downtrack in self.downtracks:
+            downtrack.write(packet, seq, ts, offset, end, keyframe, now)
+
+    def on_rtx(self, packet: bytes, payload_type: int, now: float) -> None:
+        """A retransmission (RFC 4588) from the publisher: restore and process."""
+        offset = payload_offset(packet)
+        if offset < 0 or payload_end(packet) - offset < 2:
+            return  # padding-only RTX (bandwidth probing) carries no media
+        original_seq = (packet[offset] << 8) | packet[offset + 1]
+        restored = bytearray(packet[:offset])
+        restored[0] &= 0xDF  # padding bit: payload is rebuilt without it
+        restored[1] = (packet[1] & 0x80) | payload_type
+        restored[2:4] = original_seq.to_bytes(2, "big")
+        restored[8:12] = self.ssrc.to_bytes(4, "big")
+        restored += packet[offset + 2 : payload_end(packet)]
+        self.on_rtp(bytes(restored), now)
+
+    def on_sender_report(self, report: rtcp.SenderReport, now: float) -> None:
+        self.sender_report = report
+        self.stats.last_sr_ntp = report.ntp
+        self.stats.last_sr_arrival = now
+        for downtrack in self.downtracks:
+            downtrack.send_sender_report(report)
+
+    # --- requests to the publisher ----------------------------------------
+
+    def request_keyframe(self) -> None:
+        if self.is_keyframe is not None:
+            self.keyframes.request()
+
+    def _send_pli(self) -> None:
+        self._send_rtcp(rtcp.build_pli(self._rtcp_ssrc, self.ssrc))
+
+    def request_retransmission(self, seqs: list[int]) -> None:
+        self.nacks_sent += 1
+        self._send_rtcp(rtcp.build_nack(self._rtcp_ssrc, self.ssrc, seqs))
+
+    def report_block(self, now: float) -> Optional[rtcp.ReportBlock]:
+        if self.stats.received == 0:
+            return None
+        return self.stats.report_block(now)
+
+    def bitrate_since(self, previous_bytes: int, seconds: float) -> float:
+        return (self.stats.bytes - previous_bytes) * 8 / seconds if seconds > 0 else 0.0
+
+    def counters(self) -> Counter:
+        kind = self.kind
+        return Counter({
+            ("packets_in", kind): self.stats.received,
+            ("bytes_in", kind): self.stats.bytes,
+            ("packets_lost_in", kind): self.stats.lost,
+            ("keyframe_requests_sent", kind): self.keyframes.sent,
+            ("nacks_sent", kind): self.nacks_sent,
+        })
+
+    def close(self) -> None:
+        self.keyframes.close()
+        self.downtracks.clear()
+
+
+def now() -> float:
+    return time.monotonic()

@@ -1,0 +1,221 @@
+"""The subscribing side of a participant: its subscriber peer connection
+(the server offers, the client answers), one down-track per subscribed
+track, and the subscriber's RTCP (NACK, PLI, FIR, RR, REMB).
+
+Send m-lines are recycled: when a subscription ends its transceiver goes
+inactive and the next track of the same kind and codec reuses it, carrying
+on the same SSRC and numbering, so churn does not grow the SDP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from . import rtcp
+from .config import SfuConfig
+from .downtrack import DownTrack
+from .published_track import PublishedTrack
+from .transport import PeerTransport
+
+log = logging.getLogger(__name__)
+
+ANSWER_TIMEOUT = 15.0  # seconds a client has to answer a subscriber offer
+BATCH_DELAY = 0.02  # changes within this window share one offer
+
+
+@dataclass
+class Slot:
+    """A send m-line of the subscriber PC, and the down-track it carries."""
+
+    transceiver: object
+    kind: str
+    codec_key: str
+    downtrack: Optional[DownTrack] = None
+    track: Optional[PublishedTrack] = None
+    bound: bool = False
+
+
+class Subscriber:
+    def __init__(
+        self,
+        participant_id: str,
+        config: SfuConfig,
+        send_offer: Callable[[str, list[dict]], None],
+        on_state: Callable[[str], None],
+    ) -> None:
+        self.participant_id = participant_id
+        self.transport = PeerTransport(config.ice, lambda packet: None, self._on_rtcp, on_state)
+        self._send_offer = send_offer
+        self.slots: list[Slot] = []
+        self._by_track: dict[str, Slot] = {}
+        self._by_ssrc: dict[int, DownTrack] = {}
+        self._task: Optional[asyncio.Task] = None
+        self._again = False
+        self._answer: Optional[asyncio.Future] = None
+        self.remb: Optional[int] = None
+        self.gone: Counter = Counter()  # counters of down-tracks already ended
+        self.offers_sent = 0
+        self.errors = 0
+
+    # --- subscriptions ------------------------------------------------------
+
+    def subscribed(self, track_id: str) -> bool:
+        return track_id in self._by_track
+
+    def subscribe(self, track: PublishedTrack) -> None:
+        if track.id in self._by_track:
+            return
+        key = _codec_key(track)
+        slot = next(
+            (s for s in self.slots if s.track is None and s.kind == track.kind and s.codec_key == key),
+            None,
+        )
+        downtrack = DownTrack(track.id, track.kind, self.transport)
+        if slot is None:
+            transceiver = self.transport.add_sendonly(
+                track.kind, track.codec, track.participant_id, track.id
+            )
+            slot = Slot(transceiver, track.kind, key)
+            self.slots.append(slot)
+        else:
+            downtrack.munger = slot.downtrack.munger  # same SSRC: keep numbering continuous
+            self.transport.reuse_sendonly(slot.transceiver, track.participant_id, track.id)
+        slot.downtrack, slot.track, slot.bound = downtrack, track, False
+        self._by_track[track.id] = slot
+        track.add_downtrack(downtrack)
+        self.negotiate()
+
+    def unsubscribe(self, track_id: str) -> None:
+        slot = self._by_track.pop(track_id, None)
+        if slot is None:
+            return
+        slot.track.remove_downtrack(slot.downtrack)
+        self.gone.update(slot.downtrack.counters())
+        self._by_ssrc.pop(slot.downtrack.ssrc, None)
+        slot.track = None
+        slot.bound = False
+        self.transport.deactivate(slot.transceiver)
+        self.negotiate()
+
+    def downtracks(self) -> list[DownTrack]:
+        return [s.downtrack for s in self.slots if s.track is not None and s.downtrack]
+
+    # --- negotiation ----------------------------------------------------------
+
+    def negotiate(self) -> None:
+        """Ask for an offer; a burst of changes yields one, one at a time."""
+        if self.transport.closed:
+            return
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._negotiate())
+        else:
+            self._again = True
+
+    async def _negotiate(self) -> None:
+        await asyncio.sleep(BATCH_DELAY)
+        while not self.transport.closed:
+            self._again = False
+            sdp = await self.transport.create_offer()
+            mapping = [
+                {"mid": s.transceiver.mid, "track_id": s.track.id,
+                 "participant_id": s.track.participant_id, "kind": s.kind}
+                for s in self.slots if s.track is not None
+            ]
+            self._answer = asyncio.get_running_loop().create_future()
+            self.offers_sent += 1
+            self._send_offer(sdp, mapping)
+            try:
+                await asyncio.wait_for(self._answer, ANSWER_TIMEOUT)
+            except asyncio.TimeoutError:
+                log.warning("participant %s did not answer the subscriber offer", self.participant_id)
+                return
+            finally:
+                self._answer = None
+            self._bind_negotiated()
+            if not self._again:
+                return
+
+    @property
+    def awaiting_answer(self) -> bool:
+        return self._answer is not None and not self._answer.done()
+
+    async def accept_answer(self, sdp: str) -> None:
+        """Apply the client's answer to the pending offer (raises SdpError)."""
+        future = self._answer
+        await self.transport.accept_answer(sdp)
+        if future is not None and not future.done():
+            future.set_result(True)
+
+    def _bind_negotiated(self) -> None:
+        for slot in self.slots:
+            if slot.track is None or slot.bound:
+                continue
+            section = self.transport.sent_section(slot.transceiver)
+            if section is None:
+                continue
+            slot.bound = True
+            downtrack = slot.downtrack
+            stream = slot.track.stream
+            if stream is not None:
+                downtrack.bind(section, stream)
+            else:
+                downtrack.bind_pending(section)
+            self._by_ssrc[downtrack.ssrc] = downtrack
+
+    # --- RTCP from the subscriber -------------------------------------------
+
+    def _on_rtcp(self, packet: bytes) -> None:
+        try:
+            now = time.monotonic()
+            for item in rtcp.parse(packet):
+                self._handle_feedback(item, now)
+        except Exception:
+            self.errors += 1
+            log.exception("subscriber %s: RTCP handling failed", self.participant_id)
+
+    def _handle_feedback(self, item, now: float) -> None:
+        if isinstance(item, rtcp.Nack):
+            downtrack = self._by_ssrc.get(item.media_ssrc)
+            if downtrack is not None:
+                downtrack.on_nack(item.lost, now)
+        elif isinstance(item, rtcp.Pli):
+            downtrack = self._by_ssrc.get(item.media_ssrc)
+            if downtrack is not None:
+                downtrack.request_keyframe()
+        elif isinstance(item, rtcp.Fir):
+            for ssrc, _ in item.entries:
+                downtrack = self._by_ssrc.get(ssrc)
+                if downtrack is not None:
+                    downtrack.request_keyframe()
+        elif isinstance(item, (rtcp.ReceiverReport, rtcp.SenderReport)):
+            for block in item.blocks:
+                downtrack = self._by_ssrc.get(block.ssrc)
+                if downtrack is not None:
+                    downtrack.on_receiver_report(block, now)
+        elif isinstance(item, rtcp.Remb):
+            self.remb = item.bitrate
+
+    def tick(self, now: float) -> None:
+        for downtrack in self.downtracks():
+            downtrack.retry_keyframe(now)
+
+    async def close(self) -> None:
+        for track_id in list(self._by_track):
+            slot = self._by_track.pop(track_id)
+            slot.track.remove_downtrack(slot.downtrack)
+            self.gone.update(slot.downtrack.counters())
+            slot.track = None
+        if self._task is not None:
+            self._task.cancel()
+        await self.transport.close()
+
+
+def _codec_key(track: PublishedTrack) -> str:
+    codec = track.codec
+    params = ";".join(f"{k}={v}" for k, v in sorted(codec.parameters.items()) if k != "apt")
+    return f"{codec.mime_type.lower()}/{codec.clock_rate}/{params}"

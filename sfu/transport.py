@@ -1,0 +1,479 @@
+"""Raw RTP in and out over an aiortc peer connection.
+
+This is the one module that touches aiortc/aioice internals. aiortc is used
+for what it does well (SDP, ICE, DTLS, SRTP keys); its media pipeline is
+bypassed entirely:
+
+* receive: each UDP socket's ``datagram_received`` is wrapped so SRTP/SRTCP
+  datagrams are unprotected and handed to ``on_rtp``/``on_rtcp`` right in
+  the socket callback (no asyncio.Queue hop, no RtpPacket object, no await);
+  STUN and DTLS still take aioice's and aiortc's normal path;
+* send: ``send_rtp``/``send_rtcp`` protect and ``sendto`` synchronously on
+  the nominated pair's socket;
+* aiortc's senders and receivers are never started, so no encoder, decoder,
+  decoder thread or RTCP task of theirs ever runs.
+
+The internals relied on are listed in ``INTERNALS`` and checked by
+tests/test_transport.py, which fails loudly when aiortc or aioice move them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import aioice.ice
+import pylibsrtp
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+
+from .config import IceConfig
+
+log = logging.getLogger(__name__)
+
+#: (object, attribute) pairs of aiortc/aioice internals this module uses.
+INTERNALS = [
+    ("aioice.ice.Connection", "_nominated"),
+    ("aioice.ice.Connection", "_protocols"),
+    ("aioice.ice.Connection", "_local_candidates"),
+    ("aioice.ice.Connection", "_local_candidates_start"),
+    ("aioice.ice.Connection", "_local_candidates_end"),
+    ("aioice.ice.StunProtocol", "datagram_received"),
+    ("aiortc.RTCIceGatherer", "_connection"),
+    ("aiortc.RTCDtlsTransport", "_rx_srtp"),
+    ("aiortc.RTCDtlsTransport", "_tx_srtp"),
+    ("aiortc.RTCRtpSender", "_ssrc"),
+    ("aiortc.RTCRtpSender", "_rtx_ssrc"),
+    ("aiortc.RTCRtpSender", "_stream_id"),
+    ("aiortc.RTCRtpSender", "_track_id"),
+    ("aiortc.RTCRtpTransceiver", "_codecs"),
+    ("aiortc.RTCRtpTransceiver", "_headerExtensions"),
+]
+
+URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+RtpHandler = Callable[[bytes], None]
+
+
+class SdpError(ValueError):
+    """An SDP that does not parse or cannot be negotiated."""
+
+
+@dataclass
+class CodecInfo:
+    """A negotiated codec of one m-line (payload types as on the wire)."""
+
+    mime_type: str
+    clock_rate: int
+    payload_type: int
+    rtx_payload_type: Optional[int] = None
+    channels: Optional[int] = None
+    parameters: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.mime_type.split("/", 1)[1].upper()
+
+
+@dataclass
+class MediaSection:
+    """One negotiated m-line: what a peer sends or what we send on it."""
+
+    mid: str
+    kind: str
+    codec: CodecInfo
+    extensions: dict[str, int]
+    ssrcs: list[int] = field(default_factory=list)
+    rtx_ssrcs: dict[int, int] = field(default_factory=dict)  # rtx ssrc -> media ssrc
+
+
+class PeerTransport:
+    """An RTCPeerConnection reduced to a secure datagram pipe plus SDP."""
+
+    def __init__(
+        self,
+        ice: IceConfig,
+        on_rtp: RtpHandler,
+        on_rtcp: RtpHandler,
+        on_state: Callable[[str], None] = lambda state: None,
+    ) -> None:
+        self._ice = ice
+        self._on_rtp = on_rtp
+        self._on_rtcp = on_rtcp
+        self._on_state = on_state
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        self.pc.on("connectionstatechange", self._connection_state_changed)
+        self._rx: Optional[pylibsrtp.Session] = None
+        self._tx: Optional[pylibsrtp.Session] = None
+        self._udp: Optional[asyncio.DatagramTransport] = None
+        self._remote: Optional[tuple] = None
+        self._hooked: set[int] = set()
+        self._gatherer = _Gatherer(ice, wrap=self._fast_receiver)
+        self.closed = False
+        self.srtp_errors = 0
+        self.send_errors = 0
+
+    # --- SDP ----------------------------------------------------------------
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Apply a remote offer (recvonly on our side) and return our answer."""
+        description = _parse_sdp(offer_sdp)
+        _require_bundle(description)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+            raise SdpError(f"offer rejected: {exc}") from exc
+        self._prepare()
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self.pc.localDescription.sdp
+
+    def add_sendonly(
+        self, kind: str, codec: CodecInfo, stream_id: str, track_id: str
+    ) -> RTCRtpTransceiver:
+        """Add a send-only m-line that will carry one forwarded track."""
+        transceiver = self.pc.addTransceiver(kind, direction="sendonly")
+        transceiver.setCodecPreferences(_capabilities_for(kind, codec))
+        transceiver.sender._stream_id = stream_id
+        transceiver.sender._track_id = track_id
+        self._prepare()
+        return transceiver
+
+    def reuse_sendonly(self, transceiver: RTCRtpTransceiver, stream_id: str, track_id: str) -> None:
+        """Give a recycled send m-line to another track (same kind and codec)."""
+        transceiver.direction = "sendonly"
+        transceiver.sender._stream_id = stream_id
+        transceiver.sender._track_id = track_id
+
+    def deactivate(self, transceiver: RTCRtpTransceiver) -> None:
+        transceiver.direction = "inactive"
+
+    async def create_offer(self) -> str:
+        self._prepare()
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def accept_answer(self, answer_sdp: str) -> None:
+        _parse_sdp(answer_sdp)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+            raise SdpError(f"answer rejected: {exc}") from exc
+
+    @property
+    def signaling_state(self) -> str:
+        return self.pc.signalingState
+
+    async def add_candidate(
+        self, candidate: str, sdp_mid: Optional[str], sdp_mline_index: Optional[int]
+    ) -> None:
+        text = candidate[len("candidate:"):] if candidate.startswith("candidate:") else candidate
+        try:
+            parsed = candidate_from_sdp(text)
+        except (ValueError, IndexError) as exc:
+            raise SdpError(f"bad ICE candidate: {exc}") from exc
+        parsed.sdpMid = sdp_mid
+        parsed.sdpMLineIndex = sdp_mline_index
+        if sdp_mid is None and sdp_mline_index is None:
+            parsed.sdpMLineIndex = 0
+        await self.pc.addIceCandidate(parsed)
+
+    def received_sections(self) -> list[MediaSection]:
+        """What the remote peer sends, one entry per m-line of its offer."""
+        remote = _parse_sdp(self.pc.remoteDescription.sdp)
+        sections = []
+        for transceiver in self.pc.getTransceivers():
+            media = _media_for_mid(remote, transceiver.mid)
+            if media is None or media.direction not in ("sendonly", "sendrecv"):
+                continue
+            if not transceiver._codecs:
+                continue
+            sections.append(_section(transceiver, media))
+        return sections
+
+    def sent_section(self, transceiver: RTCRtpTransceiver) -> Optional[MediaSection]:
+        """What we send on a negotiated send-only m-line (None until answered)."""
+        if not transceiver._codecs or transceiver.mid is None:
+            return None
+        section = _section(transceiver, None)
+        sender = transceiver.sender
+        section.ssrcs = [sender._ssrc]
+        section.rtx_ssrcs = {sender._rtx_ssrc: sender._ssrc}
+        return section
+
+    # --- media --------------------------------------------------------------
+
+    def send_rtp(self, packet: bytes) -> bool:
+        """Protect and send one RTP packet; False when not connected."""
+        tx = self._tx
+        if tx is None or self._udp is None:
+            if not self._resolve_route():
+                return False
+            tx = self._tx
+        try:
+            self._udp.sendto(tx.protect(packet), self._remote)
+        except (pylibsrtp.Error, OSError):
+            self.send_errors += 1
+            return False
+        return True
+
+    def send_rtcp(self, packet: bytes) -> bool:
+        tx = self._tx
+        if tx is None or self._udp is None:
+            if not self._resolve_route():
+                return False
+            tx = self._tx
+        try:
+            self._udp.sendto(tx.protect_rtcp(packet), self._remote)
+        except (pylibsrtp.Error, OSError):
+            self.send_errors += 1
+            return False
+        return True
+
+    @property
+    def connected(self) -> bool:
+        return self._tx is not None and not self.closed
+
+    async def close(self) -> None:
+        self.closed = True
+        self._rx = self._tx = None
+        self._udp = None
+        await self.pc.close()
+
+    # --- internals ----------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """Neutralize aiortc's media pipeline and take over ICE gathering."""
+        for transceiver in self.pc.getTransceivers():
+            if id(transceiver) in self._hooked:
+                continue
+            self._hooked.add(id(transceiver))
+            transceiver.sender.send = _park
+            transceiver.receiver.receive = _park
+            dtls = transceiver.sender.transport
+            if id(dtls) not in self._hooked:
+                self._hooked.add(id(dtls))
+                dtls.on("statechange", lambda dtls=dtls: self._dtls_state_changed(dtls))
+                gatherer = dtls.transport.iceGatherer
+                connection = gatherer._connection
+                connection.gather_candidates = lambda c=connection: self._gatherer.gather(c)
+
+    def _dtls_state_changed(self, dtls) -> None:
+        if dtls.state == "connected" and self._tx is None and not self.closed:
+            self._rx = dtls._rx_srtp
+            self._tx = dtls._tx_srtp
+            self._connection = dtls.transport.iceGatherer._connection
+            self._resolve_route()
+
+    def _resolve_route(self) -> bool:
+        if self._tx is None or self.closed:
+            return False
+        pair = self._connection._nominated.get(1)
+        if pair is None:
+            return False
+        self._udp = pair.protocol.transport
+        self._remote = pair.remote_addr
+        return True
+
+    def _connection_state_changed(self) -> None:
+        state = self.pc.connectionState
+        if state in ("failed", "closed"):
+            self._rx = self._tx = None
+            self._udp = None
+        self._on_state(state)
+
+    def _fast_receiver(self, stun_path):
+        def datagram_received(data: bytes, addr) -> None:
+            rx = self._rx
+            if rx is None or not 127 < data[0] < 192:
+                stun_path(data, addr)
+            elif 191 < data[1] < 224:
+                try:
+                    plain = rx.unprotect_rtcp(data)
+                except pylibsrtp.Error:
+                    self.srtp_errors += 1
+                    return
+                self._on_rtcp(plain)
+            else:
+                try:
+                    plain = rx.unprotect(data)
+                except pylibsrtp.Error:
+                    self.srtp_errors += 1
+                    return
+                self._on_rtp(plain)
+
+        return datagram_received
+
+
+def restrict_ice(pc: RTCPeerConnection, ice: IceConfig) -> None:
+    """Make a plain aiortc peer connection (a client's) gather only on the
+    configured addresses and ports; call before setLocalDescription."""
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.sender.transport.transport.iceGatherer._connection
+        if getattr(connection, "_pysfu_restricted", False):
+            continue
+        connection._pysfu_restricted = True
+        gatherer = _Gatherer(ice)
+        connection.gather_candidates = lambda c=connection, g=gatherer: g.gather(c)
+
+
+class _Gatherer:
+    """Host-candidate gathering on chosen addresses and ports (no STUN)."""
+
+    def __init__(self, ice: IceConfig, wrap=None) -> None:
+        self._ice = ice
+        self._wrap = wrap  # wraps each socket's datagram_received
+
+    async def gather(self, connection) -> None:
+        if connection._local_candidates_start:
+            return
+        connection._local_candidates_start = True
+        addresses = self._ice.addresses or aioice.ice.get_host_addresses(
+            use_ipv4=True, use_ipv6=False
+        )
+        loop = asyncio.get_running_loop()
+        for address in addresses:
+            protocol = await self._bind(loop, connection, address)
+            if protocol is not None:
+                self._add_host_candidate(connection, protocol)
+        connection._local_candidates_end = True
+
+    async def _bind(self, loop, connection, address: str):
+        ports = [0]
+        if self._ice.port_min:
+            ports = list(range(self._ice.port_min, self._ice.port_max + 1))
+            start = random.randrange(len(ports))
+            ports = ports[start:] + ports[:start]
+        for port in ports:
+            try:
+                _, protocol = await loop.create_datagram_endpoint(
+                    lambda: aioice.ice.StunProtocol(connection), local_addr=(address, port)
+                )
+                return protocol
+            except OSError:
+                continue
+        log.warning("no free UDP port on %s in %s", address, self._ice)
+        return None
+
+    def _add_host_candidate(self, connection, protocol) -> None:
+        host, port = protocol.transport.get_extra_info("sockname")[:2]
+        protocol.local_candidate = Candidate(
+            foundation=candidate_foundation("host", "udp", host),
+            component=1,
+            transport="udp",
+            priority=candidate_priority(1, "host"),
+            host=host,
+            port=port,
+            type="host",
+        )
+        connection._protocols.append(protocol)
+        connection._local_candidates.append(protocol.local_candidate)
+        if self._ice.public_address:
+            connection._local_candidates.append(
+                Candidate(
+                    foundation=candidate_foundation("srflx", "udp", host),
+                    component=1,
+                    transport="udp",
+                    priority=candidate_priority(1, "srflx"),
+                    host=self._ice.public_address,
+                    port=port,
+                    type="srflx",
+                    related_address=host,
+                    related_port=port,
+                )
+            )
+        if self._wrap is not None:
+            protocol.datagram_received = self._wrap(protocol.datagram_received)
+
+
+async def _park(*args, **kwargs) -> None:
+    """Stands in for aiortc's RTCRtpSender.send / RTCRtpReceiver.receive."""
+
+
+def _parse_sdp(sdp: str) -> SessionDescription:
+    if not isinstance(sdp, str) or not sdp.startswith("v=0"):
+        raise SdpError("SDP must start with v=0")
+    try:
+        return SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises many kinds
+        raise SdpError(f"SDP does not parse: {exc}") from exc
+
+
+def _require_bundle(description: SessionDescription) -> None:
+    media = [m for m in description.media if m.kind in ("audio", "video")]
+    if media and not any(g.semantic == "BUNDLE" for g in description.group):
+        raise SdpError("offer must use BUNDLE")
+
+
+def _media_for_mid(description: SessionDescription, mid: Optional[str]):
+    for media in description.media:
+        if media.rtp.muxId == mid:
+            return media
+    return None
+
+
+def _section(transceiver: RTCRtpTransceiver, media) -> MediaSection:
+    codecs = transceiver._codecs
+    main = next(c for c in codecs if c.mimeType.lower() != f"{transceiver.kind}/rtx")
+    rtx = next(
+        (
+            c
+            for c in codecs
+            if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") == main.payloadType
+        ),
+        None,
+    )
+    codec = CodecInfo(
+        mime_type=main.mimeType,
+        clock_rate=main.clockRate,
+        payload_type=main.payloadType,
+        rtx_payload_type=rtx.payloadType if rtx else None,
+        channels=main.channels,
+        parameters=dict(main.parameters),
+    )
+    extensions = {ext.uri: ext.id for ext in transceiver._headerExtensions}
+    section = MediaSection(
+        mid=transceiver.mid, kind=transceiver.kind, codec=codec, extensions=extensions
+    )
+    if media is not None:
+        section.ssrcs = [s.ssrc for s in media.ssrc]
+        for group in media.ssrc_group:
+            if group.semantic == "FID" and len(group.items) == 2:
+                section.rtx_ssrcs[int(group.items[1])] = int(group.items[0])
+        rtx = set(section.rtx_ssrcs)
+        section.ssrcs = [s for s in dict.fromkeys(section.ssrcs) if s not in rtx]
+    return section
+
+
+def _capabilities_for(kind: str, codec: CodecInfo):
+    """aiortc's codec capabilities matching a published codec (plus its RTX)."""
+    caps = RTCRtpSender.getCapabilities(kind).codecs
+    wanted = [c for c in caps if c.mimeType.lower() == codec.mime_type.lower()]
+    if codec.name == "H264":
+        mode = str(codec.parameters.get("packetization-mode", "0"))
+        profile = str(codec.parameters.get("profile-level-id", ""))[:4].lower()
+        exact = [
+            c
+            for c in wanted
+            if str(c.parameters.get("packetization-mode")) == mode
+            and str(c.parameters.get("profile-level-id", ""))[:4].lower() == profile
+        ]
+        wanted = exact or wanted
+    if not wanted:
+        raise SdpError(f"codec {codec.mime_type} cannot be forwarded")
+    rtx = [c for c in caps if c.mimeType.lower() == f"{kind}/rtx"]
+    return wanted[:1] + rtx[:1]

@@ -1,0 +1,224 @@
+"""A Python client for pysfu (aiortc-based): for bots, tools and tests.
+
+    async with Client("ws://127.0.0.1:7880/ws") as client:
+        await client.join("room", "bot")
+        await client.publish([audio_track, video_track])
+        track = await client.wait_track(kind="video")
+
+Remote tracks are ordinary aiortc MediaStreamTracks: ``await track.recv()``
+gives decoded frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from typing import Any, Optional
+
+import aiohttp
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcconfiguration import RTCBundlePolicy
+
+from sfu.config import IceConfig
+from sfu.transport import restrict_ice
+
+log = logging.getLogger(__name__)
+
+
+class ClientError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class RemoteTrack:
+    """A track received from the SFU, with what the server said about it."""
+
+    def __init__(self, track: MediaStreamTrack, track_id: str, participant_id: str) -> None:
+        self.track = track
+        self.track_id = track_id
+        self.participant_id = participant_id
+        self.kind = track.kind
+
+
+class Client:
+    def __init__(self, url: str, ice_addresses: Optional[list[str]] = None, timeout: float = 10) -> None:
+        self.url = url
+        self.ice = IceConfig(addresses=ice_addresses or [])
+        self.timeout = timeout
+        self.participant_id: Optional[str] = None
+        self.roster: dict[str, dict] = {}
+        self.events: list[dict] = []
+        self.remote_tracks: dict[str, RemoteTrack] = {}
+        self.publisher: Optional[RTCPeerConnection] = None
+        self.subscriber = self._new_pc()
+        self.subscriber.on("track", self._on_track)
+        self._ids = itertools.count(1)
+        self._pending: dict[Any, asyncio.Future] = {}
+        self._mids: dict[str, dict] = {}
+        self._offers: asyncio.Queue = asyncio.Queue()
+        self._event_waiters: list[tuple[str, asyncio.Future]] = []
+        self._track_arrived = asyncio.Event()
+        self._session: Optional[aiohttp.ClientSession] = None
+        self._ws: Optional[aiohttp.ClientWebSocketResponse] = None
+        self._tasks: list[asyncio.Task] = []
+        self.closed = asyncio.Event()
+
+    async def __aenter__(self) -> "Client":
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def _new_pc(self) -> RTCPeerConnection:
+        return RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+
+    # --- connection -----------------------------------------------------------
+
+    async def connect(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self._ws = await self._session.ws_connect(self.url)
+        self._tasks = [
+            asyncio.ensure_future(self._read()),
+            asyncio.ensure_future(self._answer_offers()),
+        ]
+
+    async def send_raw(self, text: str) -> None:
+        await self._ws.send_str(text)
+
+    async def request(self, message: dict) -> dict:
+        """Send a request; return its response or raise ClientError."""
+        message = dict(message)
+        message.setdefault("id", next(self._ids))
+        future = asyncio.get_running_loop().create_future()
+        self._pending[message["id"]] = future
+        await self._ws.send_str(json.dumps(message))
+        try:
+            response = await asyncio.wait_for(future, self.timeout)
+        finally:
+            self._pending.pop(message["id"], None)
+        if response["type"] == "error":
+            raise ClientError(response["code"], response.get("message", ""))
+        return response
+
+    async def _read(self) -> None:
+        try:
+            async for message in self._ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                self._dispatch(json.loads(message.data))
+        finally:
+            self.closed.set()
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("signaling closed"))
+
+    def _dispatch(self, message: dict) -> None:
+        request_id = message.get("id")
+        if request_id is not None and request_id in self._pending:
+            future = self._pending[request_id]
+            if not future.done():
+                future.set_result(message)
+            return
+        self.events.append(message)
+        self._apply_event(message)
+        for waiter in list(self._event_waiters):
+            if waiter[0] == message["type"] and not waiter[1].done():
+                waiter[1].set_result(message)
+                self._event_waiters.remove(waiter)
+
+    def _apply_event(self, event: dict) -> None:
+        kind = event["type"]
+        if kind == "subscriber_offer":
+            self._offers.put_nowait(event)
+        elif kind == "participant_joined":
+            self.roster[event["participant"]["id"]] = event["participant"]
+        elif kind == "participant_left":
+            self.roster.pop(event["participant_id"], None)
+        elif kind == "track_published":
+            track = event["track"]
+            self.roster.setdefault(track["participant_id"], {"tracks": []})["tracks"].append(track)
+
+    async def wait_event(self, event_type: str, timeout: float = 10) -> dict:
+        future = asyncio.get_running_loop().create_future()
+        self._event_waiters.append((event_type, future))
+        return await asyncio.wait_for(future, timeout)
+
+    # --- room -----------------------------------------------------------------
+
+    async def join(self, room: str, name: str = "", auto_subscribe: bool = True) -> dict:
+        response = await self.request(
+            {"type": "join", "room": room, "name": name, "auto_subscribe": auto_subscribe}
+        )
+        self.participant_id = response["participant"]["id"]
+        self.roster = {p["id"]: p for p in response["participants"]}
+        return response
+
+    async def publish(self, tracks: list[MediaStreamTrack], sources: Optional[list[str]] = None) -> list[dict]:
+        """Publish tracks on the publisher PC; returns the server's track infos."""
+        if self.publisher is None:
+            self.publisher = self._new_pc()
+        transceivers = [self.publisher.addTransceiver(t, direction="sendonly") for t in tracks]
+        restrict_ice(self.publisher, self.ice)
+        await self.publisher.setLocalDescription(await self.publisher.createOffer())
+        sources = sources or ["microphone" if t.kind == "audio" else "camera" for t in tracks]
+        declared = [{"mid": tr.mid, "source": src} for tr, src in zip(transceivers, sources)]
+        response = await self.request(
+            {"type": "publish", "sdp": self.publisher.localDescription.sdp, "tracks": declared}
+        )
+        await self.publisher.setRemoteDescription(RTCSessionDescription(response["sdp"], "answer"))
+        return response["tracks"]
+
+    async def _answer_offers(self) -> None:
+        while True:
+            offer = await self._offers.get()
+            try:
+                self._mids.update({t["mid"]: t for t in offer["tracks"]})
+                await self.subscriber.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+                restrict_ice(self.subscriber, self.ice)
+                await self.subscriber.setLocalDescription(await self.subscriber.createAnswer())
+                await self.request({"type": "subscriber_answer", "sdp": self.subscriber.localDescription.sdp})
+            except (ClientError, ConnectionError, asyncio.TimeoutError) as exc:
+                log.warning("subscriber negotiation failed: %s", exc)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        for transceiver in self.subscriber.getTransceivers():
+            if transceiver.receiver.track is track:
+                info = self._mids.get(transceiver.mid)
+                if info is not None:
+                    self.remote_tracks[info["track_id"]] = RemoteTrack(
+                        track, info["track_id"], info["participant_id"]
+                    )
+                    self._track_arrived.set()
+
+    async def wait_tracks(self, count: int, timeout: float = 10) -> list[RemoteTrack]:
+        """Wait until at least ``count`` remote tracks have arrived."""
+        async def until() -> None:
+            while len(self.remote_tracks) < count:
+                self._track_arrived.clear()
+                await self._track_arrived.wait()
+
+        await asyncio.wait_for(until(), timeout)
+        return list(self.remote_tracks.values())
+
+    async def leave(self) -> None:
+        try:
+            await self.request({"type": "leave"})
+        except (ClientError, ConnectionError, asyncio.TimeoutError):
+            pass
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._ws is not None:
+            await self._ws.close()
+        if self._session is not None:
+            await self._session.close()
+        if self.publisher is not None:
+            await self.publisher.close()
+        await self.subscriber.close()
