@@ -1,0 +1,141 @@
+"""Shared fixtures: a pysfu server on loopback, in-process or as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from sfu.config import IceConfig, SfuConfig
+from signaling.app import ROOMS, create_app
+from signaling.client import Client
+from signaling.config import ServerConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+LOOPBACK = ["127.0.0.1"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalServer:
+    """A pysfu app served in this process, on a loopback port."""
+
+    def __init__(self, app: web.Application, runner: web.AppRunner, port: int) -> None:
+        self.app = app
+        self.runner = runner
+        self.port = port
+        self.url = f"ws://127.0.0.1:{port}/ws"
+        self.http = f"http://127.0.0.1:{port}"
+
+    @property
+    def rooms(self):
+        return self.app[ROOMS]
+
+    def client(self) -> Client:
+        return Client(self.url, ice_addresses=LOOPBACK)
+
+
+@pytest.fixture
+async def server():
+    config = ServerConfig(port=0, sfu=SfuConfig(ice=IceConfig(addresses=LOOPBACK)))
+    app = create_app(config)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    yield LocalServer(app, runner, port)
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def clients(server):
+    """Make connected clients; all are closed at the end of the test."""
+    made: list[Client] = []
+
+    async def make() -> Client:
+        client = server.client()
+        await client.connect()
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+def wait_for_http(url: str, timeout: float = 15) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer in {timeout}s")
+
+
+class ServerProcess:
+    def __init__(self, proc: subprocess.Popen, port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.http = f"http://127.0.0.1:{port}"
+        self.url = f"ws://127.0.0.1:{port}/ws"
+
+
+def start_server_process(extra: list[str] = (), probe_report: Path | None = None) -> ServerProcess:
+    port = free_port()
+    args = ["serve", "--port", str(port), "--ice-address", "127.0.0.1", "--log-level", "warning", *extra]
+    if probe_report is not None:
+        command = [sys.executable, str(ROOT / "tests" / "server_probe.py"), str(probe_report), *args]
+    else:
+        command = [sys.executable, "-m", "signaling", *args]
+    proc = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz")
+    except TimeoutError:
+        proc.kill()
+        raise
+    return ServerProcess(proc, port)
+
+
+def stop_server_process(server: ServerProcess, timeout: float = 10) -> int:
+    server.proc.terminate()
+    try:
+        return server.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        return server.proc.wait()
+
+
+@pytest.fixture
+def server_process():
+    server = start_server_process()
+    yield server
+    stop_server_process(server)
+
+
+async def eventually(predicate, timeout: float = 10, interval: float = 0.1, message: str = ""):
+    """Wait until predicate() is truthy (bounded); return its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(message or f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

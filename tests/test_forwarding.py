@@ -1,0 +1,139 @@
+"""Media through the SFU between real aiortc peers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from .conftest import LOOPBACK, eventually, start_server_process, stop_server_process
+from .media import PatternVideoTrack, ToneAudioTrack
+from signaling.client import Client
+
+
+async def count_frames(track, seconds: float) -> list:
+    """Decode frames from a remote track for a while; returns them."""
+    frames = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            frames.append(await asyncio.wait_for(track.recv(), max(0.1, deadline - time.monotonic())))
+        except asyncio.TimeoutError:
+            break
+    return frames
+
+
+async def publish_camera_and_mic(client: Client) -> tuple[PatternVideoTrack, list[dict]]:
+    video = PatternVideoTrack()
+    infos = await client.publish([ToneAudioTrack(), video])
+    return video, infos
+
+
+async def test_two_subscribers_decode_video_and_audio(server, clients):
+    publisher = await clients()
+    await publisher.join("forward", "alice")
+    _, infos = await publish_camera_and_mic(publisher)
+    assert [i["kind"] for i in infos] == ["audio", "video"]
+    assert {i["codec"] for i in infos} == {"audio/opus", "video/VP8"}
+
+    subscribers = [await clients() for _ in range(2)]
+    for index, subscriber in enumerate(subscribers):
+        await subscriber.join("forward", f"viewer{index}")
+    for subscriber in subscribers:
+        tracks = {t.kind: t for t in await subscriber.wait_tracks(2)}
+        assert {t.track_id for t in tracks.values()} == {i["id"] for i in infos}
+        video, audio = await asyncio.gather(
+            count_frames(tracks["video"].track, 2.0), count_frames(tracks["audio"].track, 2.0)
+        )
+        assert len(video) >= 20, f"only {len(video)} video frames in 2 s"
+        assert (video[-1].width, video[-1].height) == (640, 480)
+        assert len(audio) >= 30, f"only {len(audio)} audio frames in 2 s"
+
+
+async def test_server_decodes_nothing(tmp_path):
+    report = tmp_path / "probe.json"
+    server = start_server_process(probe_report=report)
+    try:
+        publisher = Client(server.url, LOOPBACK)
+        subscriber = Client(server.url, LOOPBACK)
+        await publisher.connect()
+        await subscriber.connect()
+        await publisher.join("probe", "alice")
+        await publish_camera_and_mic(publisher)
+        await subscriber.join("probe", "bob")
+        tracks = {t.kind: t for t in await subscriber.wait_tracks(2)}
+        assert len(await count_frames(tracks["video"].track, 1.5)) >= 15
+        assert len(await count_frames(tracks["audio"].track, 0.5)) >= 10
+        await publisher.close()
+        await subscriber.close()
+    finally:
+        assert stop_server_process(server) == 0
+    record = json.loads(report.read_text())
+    assert record["codec_contexts"] == []
+    assert record["decoders"] == [] and record["encoders"] == []
+    assert not [name for name in record["threads"] if "decoder" in name or "encoder" in name]
+
+
+class EgressLoss:
+    """Drops every ``every``-th first transmission of a down-track's media
+    packets on their way out of the server (retransmissions pass)."""
+
+    def __init__(self, transport, payload_type: int, every: int = 12) -> None:
+        self._send = transport.send_rtp
+        self._payload_type = payload_type
+        self._every = every
+        self._seen = 0
+        self._dropped: set[int] = set()
+        transport.send_rtp = self.send_rtp
+
+    def send_rtp(self, packet: bytes) -> bool:
+        if packet[1] & 0x7F == self._payload_type:
+            seq = (packet[2] << 8) | packet[3]
+            self._seen += 1
+            if seq not in self._dropped and self._seen % self._every == 0:
+                self._dropped.add(seq)
+                return True
+        return self._send(packet)
+
+    @property
+    def dropped(self) -> int:
+        return len(self._dropped)
+
+
+async def test_nacks_answered_from_cache_and_frames_keep_decoding(server, clients):
+    publisher = await clients()
+    await publisher.join("lossy", "alice")
+    await publish_camera_and_mic(publisher)
+    subscriber = await clients()
+    await subscriber.join("lossy", "bob")
+    tracks = {t.kind: t for t in await subscriber.wait_tracks(2)}
+    assert len(await count_frames(tracks["video"].track, 1.0)) >= 10
+
+    participant = server.rooms.rooms["lossy"].participants[subscriber.participant_id]
+    downtrack = next(d for d in participant.subscriber.downtracks() if d.kind == "video")
+    loss = EgressLoss(participant.subscriber.transport, downtrack.payload_type)
+
+    frames = await count_frames(tracks["video"].track, 4.0)
+    assert loss.dropped >= 10, "the loss injector dropped too little to test anything"
+    assert downtrack.nacks_received > 0
+    assert downtrack.retransmitted >= loss.dropped * 0.8, (downtrack.retransmitted, loss.dropped)
+    assert len(frames) >= 80, f"decoding stalled under loss: {len(frames)} frames in 4 s"
+    metrics = await _scrape(server.http)
+    assert _metric(metrics, 'pysfu_retransmissions_total{kind="video"}') >= downtrack.retransmitted
+
+
+async def _scrape(base: str) -> str:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/metrics") as response:
+            return await response.text()
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in metrics")
