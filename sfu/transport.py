@@ -49,6 +49,8 @@ INTERNALS = [
     ("aioice.ice.Connection", "_local_candidates"),
     ("aioice.ice.Connection", "_local_candidates_start"),
     ("aioice.ice.Connection", "_local_candidates_end"),
+    ("aioice.ice.Connection", "_closing"),
+    ("aioice.ice.Connection", "query_consent"),
     ("aioice.ice.StunProtocol", "datagram_received"),
     ("aiortc.RTCIceGatherer", "_connection"),
     ("aiortc.RTCDtlsTransport", "_rx_srtp"),
@@ -184,8 +186,8 @@ class PeerTransport:
         text = candidate[len("candidate:"):] if candidate.startswith("candidate:") else candidate
         try:
             parsed = candidate_from_sdp(text)
-        except (ValueError, IndexError) as exc:
-            raise SdpError(f"bad ICE candidate: {exc}") from exc
+        except (ValueError, IndexError, AssertionError) as exc:
+            raise SdpError(f"bad ICE candidate: {candidate[:80]!r}") from exc
         parsed.sdpMid = sdp_mid
         parsed.sdpMLineIndex = sdp_mline_index
         if sdp_mid is None and sdp_mline_index is None:
@@ -273,6 +275,12 @@ class PeerTransport:
                 connection.gather_candidates = lambda c=connection: self._gatherer.gather(c)
 
     def _dtls_state_changed(self, dtls) -> None:
+        if dtls.state in ("closed", "failed") and not self.closed:
+            # the peer ended DTLS (close_notify): aiortc keeps the PC "connected"
+            self._rx = self._tx = None
+            self._udp = None
+            self._on_state(dtls.state)
+            return
         if dtls.state == "connected" and self._tx is None and not self.closed:
             self._rx = dtls._rx_srtp
             self._tx = dtls._tx_srtp
@@ -342,6 +350,7 @@ class _Gatherer:
         if connection._local_candidates_start:
             return
         connection._local_candidates_start = True
+        _guard_consent(connection)
         addresses = self._ice.addresses or aioice.ice.get_host_addresses(
             use_ipv4=True, use_ipv6=False
         )
@@ -398,6 +407,19 @@ class _Gatherer:
             )
         if self._wrap is not None:
             protocol.datagram_received = self._wrap(protocol.datagram_received)
+
+
+def _guard_consent(connection) -> None:
+    """aioice starts its consent-freshness task when checks complete, even if
+    close() ran meanwhile; that task then outlives the connection for ~30 s.
+    Refuse to start it on a closing connection."""
+    query_consent = connection.query_consent
+
+    async def guarded() -> None:
+        if not connection._closing:
+            await query_consent()
+
+    connection.query_consent = guarded
 
 
 async def _park(*args, **kwargs) -> None:

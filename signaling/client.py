@@ -175,7 +175,7 @@ class Client:
         return response["tracks"]
 
     async def _answer_offers(self) -> None:
-        while True:
+        while not self.closed.is_set():
             offer = await self._offers.get()
             try:
                 self._mids.update({t["mid"]: t for t in offer["tracks"]})
@@ -184,7 +184,8 @@ class Client:
                 await self.subscriber.setLocalDescription(await self.subscriber.createAnswer())
                 await self.request({"type": "subscriber_answer", "sdp": self.subscriber.localDescription.sdp})
             except (ClientError, ConnectionError, asyncio.TimeoutError) as exc:
-                log.warning("subscriber negotiation failed: %s", exc)
+                if not self.closed.is_set():
+                    log.warning("subscriber negotiation failed: %s", exc)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         for transceiver in self.subscriber.getTransceivers():
@@ -213,8 +214,10 @@ class Client:
             pass
 
     async def close(self) -> None:
+        self.closed.set()  # wait_for may swallow a cancel: loops check this too
         for task in self._tasks:
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._ws is not None:
             await self._ws.close()
         if self._session is not None:

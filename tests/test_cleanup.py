@@ -1,0 +1,114 @@
+"""Participants are freed however they go: leave, socket loss, ICE loss."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+
+from .conftest import eventually
+from .media import PatternVideoTrack, ToneAudioTrack
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def live_tasks() -> int:
+    return len([t for t in asyncio.all_tasks() if not t.done()])
+
+
+def describe_tasks() -> str:
+    from collections import Counter
+
+    names = Counter(t.get_coro().__qualname__ for t in asyncio.all_tasks() if not t.done())
+    return ", ".join(f"{name} x{count}" for name, count in names.most_common())
+
+
+async def settle(server) -> None:
+    await asyncio.sleep(0.3)
+    gc.collect()
+
+
+async def one_cycle(server, room: str, host=None) -> None:
+    client = server.client()
+    await client.connect()
+    try:
+        await client.join(room, "cycler")
+        await client.publish([ToneAudioTrack()])
+        remote = (await client.wait_tracks(1))[0]
+        await asyncio.wait_for(remote.track.recv(), 5)  # media flows: both PCs up
+        if host is not None:  # and the host hears the cycler
+            remote = (await host.wait_tracks(1))[0]
+            await asyncio.wait_for(remote.track.recv(), 5)
+    finally:
+        await client.leave()
+        await client.close()
+
+
+async def test_fifty_join_leave_cycles_leak_nothing(server, clients):
+    host = await clients()
+    await host.join("cycles", "host")
+    await host.publish([ToneAudioTrack()])
+
+    await one_cycle(server, "cycles", host)  # warm-up: pools, caches, lazy imports
+    await eventually(lambda: len(server.rooms.rooms["cycles"].participants) == 1)
+    await settle(server)
+    fds, tasks = open_fds(), live_tasks()
+
+    for _ in range(50):
+        await one_cycle(server, "cycles")
+    await eventually(lambda: len(server.rooms.rooms["cycles"].participants) == 1, timeout=10)
+    await settle(server)
+
+    host_side = server.rooms.rooms["cycles"].participants[host.participant_id]
+    assert len(host_side.subscriber.slots) <= 2, "send m-lines were not recycled"
+    assert list(server.rooms.rooms) == ["cycles"]
+    await eventually(lambda: live_tasks() <= tasks, timeout=5,
+                     message=f"tasks grew from {tasks}: {describe_tasks()}")
+    await eventually(lambda: open_fds() <= fds, timeout=5,
+                     message=f"file descriptors grew from {fds} to {open_fds()}")
+
+
+async def test_last_leave_removes_the_room(server, clients):
+    client = await clients()
+    await client.join("ephemeral", "solo")
+    assert "ephemeral" in server.rooms.rooms
+    await client.leave()
+    await eventually(lambda: "ephemeral" not in server.rooms.rooms)
+
+
+async def test_socket_loss_removes_participant_and_tracks(server, clients):
+    viewer = await clients()
+    await viewer.join("drop", "viewer")
+    leaver = await clients()
+    await leaver.join("drop", "leaver")
+    await leaver.publish([ToneAudioTrack(), PatternVideoTrack(320, 240)])
+    await viewer.wait_tracks(2)
+    await leaver._ws.close()  # no leave message: the socket just goes away
+
+    left = await viewer.wait_event("participant_left")
+    assert left["participant_id"] == leaver.participant_id
+    assert left["reason"] == "disconnected"
+    room = server.rooms.rooms["drop"]
+    assert list(room.participants) == [viewer.participant_id]
+    viewer_side = room.participants[viewer.participant_id]
+    assert viewer_side.subscriber.downtracks() == []
+
+
+async def test_ice_loss_removes_participant(server, clients):
+    viewer = await clients()
+    await viewer.join("ice", "viewer")
+    leaver = await clients()
+    await leaver.join("ice", "leaver")
+    await leaver.publish([ToneAudioTrack()])
+    remote = (await viewer.wait_tracks(1))[0]
+    await asyncio.wait_for(remote.track.recv(), 5)  # media flows
+    await leaver.publisher.close()  # peer connection gone, signaling still open
+
+    left = await viewer.wait_event("participant_left", timeout=15)
+    assert left["participant_id"] == leaver.participant_id
+    assert left["reason"].startswith("connection_")
+    leave = await eventually(lambda: [e for e in leaver.events if e["type"] == "leave"])
+    assert leave[0]["reason"].startswith("connection_")
+    await asyncio.wait_for(leaver.closed.wait(), 5)
