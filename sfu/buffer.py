@@ -14,7 +14,7 @@ class PacketCache:
     __slots__ = ("_mask", "_packets", "_seqs")
 
     def __init__(self, size: int = 1024) -> None:
-        if size & (size - 1):
+        if size <= 0 or size & (size - 1):
             raise ValueError("size must be a power of two")
         self._mask = size - 1
         self._packets: list[Optional[bytes]] = [None] * size
@@ -70,11 +70,10 @@ class ReceiveStats:
                 self.max_seq = seq
         self.received += 1
         self.bytes += size
-        transit = int(arrival * self.clock_rate) - timestamp
+        transit = (int(arrival * self.clock_rate) - timestamp) & 0xFFFFFFFF
         if self._transit is not None:
-            d = abs(transit - self._transit)
-            if d < 0x7FFFFFFF:
-                self.jitter += (d - self.jitter) / 16.0
+            d = abs(((transit - self._transit + 0x80000000) & 0xFFFFFFFF) - 0x80000000)
+            self.jitter += (d - self.jitter) / 16.0
         self._transit = transit
 
     @property

@@ -63,7 +63,7 @@ def payload_end(data: bytes) -> int:
 
 def extensions(data: bytes) -> dict[int, bytes]:
     """All header extension elements by id (one-byte and two-byte forms)."""
-    if not data[0] & 0x10:
+    if not data or not data[0] & 0x10:
         return {}
     start = MIN_HEADER + 4 * (data[0] & 0x0F)
     if start + 4 > len(data):
@@ -81,7 +81,7 @@ def extensions(data: bytes) -> dict[int, bytes]:
                 pos += 1
                 continue
             ext_id, length = byte >> 4, (byte & 0x0F) + 1
-            if ext_id == 15:
+            if ext_id == 15 or pos + 1 + length > end:
                 break
             found[ext_id] = bytes(data[pos + 1 : pos + 1 + length])
             pos += 1 + length
@@ -92,6 +92,8 @@ def extensions(data: bytes) -> dict[int, bytes]:
                 pos += 1
                 continue
             length = data[pos + 1]
+            if pos + 2 + length > end:
+                break
             found[ext_id] = bytes(data[pos + 2 : pos + 2 + length])
             pos += 2 + length
     return found
