@@ -48,6 +48,8 @@ class TrackInfo(BaseModel):
     source: TrackSource
     muted: bool = False
     codec: str = ""
+    #: The publisher-PC m-line carrying the track; only in publish_response.
+    mid: Optional[str] = None
 
 
 class ParticipantInfo(BaseModel):

@@ -129,7 +129,8 @@ class Session:
         participant = self._require_participant()
         declared = {t.mid: (t.source, t.muted) for t in request.tracks}
         answer, added = await participant.publish(request.sdp, declared)
-        return p.PublishResponse(id=request.id, sdp=answer, tracks=[t.info() for t in added])
+        tracks = [{**t.info(), "mid": t.mid} for t in added]
+        return p.PublishResponse(id=request.id, sdp=answer, tracks=tracks)
 
     async def _on_unpublish(self, request: p.Unpublish) -> p.Ok:
         if not self._require_participant().unpublish(request.track_id):

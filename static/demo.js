@@ -1,0 +1,424 @@
+// pysfu demo page: join a room, publish camera + mic, show everyone in a grid.
+// All user-provided text goes through textContent.
+
+import { PysfuClient } from "./pysfu.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const VIDEO_CONSTRAINTS = { width: 1280, height: 720 };
+
+/** participant id -> tile record {el, video, nameEl, placeholder, indicators, tracks} */
+const tiles = new Map();
+
+/** Hooks for automated tests. */
+const demo = {
+  client: null,
+  joined: null,
+  isJoined: false,
+  localStream: null,
+  published: [],
+  publishError: null,
+  tiles,
+  join,
+  leave,
+};
+window.pysfuDemo = demo;
+
+let settleJoined = null;
+
+// --- state & status ----------------------------------------------------------
+
+function setState(state, text, code) {
+  document.body.dataset.state = state;
+  const status = $("status");
+  status.textContent = text;
+  if (code) status.dataset.code = code;
+  else delete status.dataset.code;
+}
+
+function showError(err, prefix = "Error") {
+  const code = (err && err.code) || "error";
+  setState("error", `${prefix}: ${code}${err && err.message ? ` (${err.message})` : ""}`, code);
+}
+
+/** Fresh `demo.joined` promise for the next join attempt. */
+function resetJoinedPromise() {
+  demo.joined = new Promise((resolve, reject) => {
+    settleJoined = { resolve, reject };
+  });
+  demo.joined.catch(() => {}); // avoid unhandled-rejection noise; awaiters still see it
+}
+
+function showCall(inCall) {
+  $("join-form").hidden = inCall;
+  $("call").hidden = !inCall;
+}
+
+// --- tiles -------------------------------------------------------------------
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function createVideo() {
+  const video = el("video");
+  video.autoplay = true;
+  video.playsInline = true;
+  video.setAttribute("playsinline", "");
+  video.muted = true;
+  video.defaultMuted = true;
+  return video;
+}
+
+function createIndicator(kind, text) {
+  const node = el("span", "tile-indicator", text);
+  node.dataset.kind = kind;
+  node.hidden = true;
+  return node;
+}
+
+function createTile(participantId, name, local) {
+  const tile = {
+    el: el("div", local ? "tile local" : "tile"),
+    video: createVideo(),
+    placeholder: el("div", "tile-placeholder"),
+    nameEl: el("span", "tile-name"),
+    indicators: { audio: createIndicator("audio", "mic muted"), video: createIndicator("video", "camera off") },
+    tracks: new Map(),
+    local,
+  };
+  tile.el.dataset.participantId = participantId;
+  const footer = el("div", "tile-footer");
+  footer.append(tile.nameEl, tile.indicators.audio, tile.indicators.video);
+  tile.el.append(tile.video, tile.placeholder, footer);
+  setTileName(tile, name);
+  return tile;
+}
+
+function setTileName(tile, name) {
+  const label = tile.local ? `${name || "You"} (you)` : name || "Guest";
+  tile.nameEl.textContent = label;
+  tile.placeholder.textContent = (name || "?").trim().charAt(0).toUpperCase() || "?";
+}
+
+function ensureTile(participantId, name, local = false) {
+  let tile = tiles.get(participantId);
+  if (!tile) {
+    tile = createTile(participantId, name, local);
+    tiles.set(participantId, tile);
+    if (local) $("tiles").prepend(tile.el);
+    else $("tiles").append(tile.el);
+  } else if (name) {
+    setTileName(tile, name);
+  }
+  refreshIndicators(participantId);
+  return tile;
+}
+
+function removeTile(participantId) {
+  const tile = tiles.get(participantId);
+  if (!tile) return;
+  tile.video.srcObject = null;
+  tile.tracks.forEach((entry) => entry.audioEl && (entry.audioEl.srcObject = null));
+  tile.el.remove();
+  tiles.delete(participantId);
+}
+
+function clearTiles() {
+  [...tiles.keys()].forEach(removeTile);
+}
+
+/** Show the first live video track of the tile (camera preferred). */
+function refreshVideo(tile) {
+  const videos = [...tile.tracks.values()].filter((t) => t.kind === "video" && t.track.readyState !== "ended");
+  videos.sort((a, b) => (b.source === "camera") - (a.source === "camera"));
+  const chosen = videos[0];
+  const current = tile.video.srcObject && tile.video.srcObject.getVideoTracks()[0];
+  if (chosen && chosen.track !== current) {
+    tile.video.srcObject = new MediaStream([chosen.track]);
+    tile.video.dataset.trackId = chosen.trackId;
+    tile.video.play().catch(() => {});
+  } else if (!chosen) {
+    tile.video.srcObject = null;
+    delete tile.video.dataset.trackId;
+  }
+  tile.el.classList.toggle("has-video", Boolean(chosen));
+}
+
+function participantInfo(participantId) {
+  const client = demo.client;
+  if (!client) return null;
+  if (participantId === client.participantId) return client.localParticipant;
+  return client.roster.get(participantId) || null;
+}
+
+/** Sync the "muted" indicators of a tile with the roster. */
+function refreshIndicators(participantId) {
+  const tile = tiles.get(participantId);
+  const info = participantInfo(participantId);
+  if (!tile) return;
+  const tracks = info ? [...info.tracks.values()] : [];
+  for (const kind of ["audio", "video"]) {
+    const muted = tracks.some((t) => t.kind === kind && t.muted);
+    tile.indicators[kind].hidden = !muted;
+    tile.el.dataset[`${kind}Muted`] = String(muted);
+  }
+}
+
+// --- remote tracks -----------------------------------------------------------
+
+function createAudio(track, trackId) {
+  const audio = el("audio");
+  audio.autoplay = true;
+  audio.hidden = true;
+  audio.dataset.trackId = trackId;
+  audio.srcObject = new MediaStream([track]);
+  audio.play().catch(() => {});
+  return audio;
+}
+
+function onRemoteTrack({ track, trackInfo, participantId, trackId, kind }) {
+  const info = participantInfo(participantId);
+  const tile = ensureTile(participantId, info ? info.name : "");
+  const entry = { track, trackId, kind, source: trackInfo.source, audioEl: null };
+  if (kind === "audio") {
+    entry.audioEl = createAudio(track, trackId);
+    tile.el.append(entry.audioEl);
+  }
+  tile.tracks.set(trackId, entry);
+  refreshVideo(tile);
+}
+
+function onRemoteTrackRemoved({ participantId, trackId }) {
+  const tile = tiles.get(participantId);
+  const entry = tile && tile.tracks.get(trackId);
+  if (!entry) return;
+  if (entry.audioEl) {
+    entry.audioEl.srcObject = null;
+    entry.audioEl.remove();
+  }
+  tile.tracks.delete(trackId);
+  refreshVideo(tile);
+}
+
+// --- client wiring -----------------------------------------------------------
+
+function wireClient(client) {
+  client.on("participant_joined", ({ participant }) => ensureTile(participant.id, participant.name));
+  client.on("participant_left", ({ participant_id }) => removeTile(participant_id));
+  client.on("track", onRemoteTrack);
+  client.on("trackremoved", onRemoteTrackRemoved);
+  for (const type of ["track_published", "track_unpublished", "track_muted"]) {
+    client.on(type, ({ track, participant_id }) => refreshIndicators(participant_id || track.participant_id));
+  }
+  client.on("leave", ({ reason }) => endCall("left", `Removed from the room${reason ? `: ${reason}` : ""}`));
+  client.on("disconnected", ({ reason }) => {
+    endCall("error", `Error: disconnected (${reason})`, "disconnected");
+  });
+  client.on("error", (detail) => console.warn("pysfu:", detail.code, detail.message));
+}
+
+function newClient() {
+  const client = new PysfuClient();
+  wireClient(client);
+  demo.client = client;
+  return client;
+}
+
+// --- local media ---------------------------------------------------------------
+
+function mediaAttempts({ audio, video }) {
+  const attempts = [];
+  if (video) attempts.push({ audio, video: VIDEO_CONSTRAINTS });
+  if (audio) attempts.push({ audio: true });
+  return attempts;
+}
+
+/** getUserMedia with fallbacks: camera+mic, then mic only, then nothing. */
+async function getLocalMedia(wanted) {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return new MediaStream();
+  for (const constraints of mediaAttempts(wanted)) {
+    try {
+      return await navigator.mediaDevices.getUserMedia(constraints);
+    } catch (err) {
+      console.warn("getUserMedia failed", constraints, err.name);
+    }
+  }
+  return new MediaStream();
+}
+
+function showLocalPreview(stream) {
+  const tile = tiles.get(demo.client.participantId);
+  if (!tile) return;
+  stream.getTracks().forEach((track) => {
+    const source = track.kind === "video" ? "camera" : "microphone";
+    tile.tracks.set(track.id, { track, trackId: track.id, kind: track.kind, source, audioEl: null });
+  });
+  refreshVideo(tile);
+}
+
+async function publishLocalMedia(client, wanted) {
+  const stream = await getLocalMedia(wanted);
+  demo.localStream = stream;
+  showLocalPreview(stream);
+  if (!stream.getTracks().length) return "watching only (no camera/microphone)";
+  try {
+    demo.published = await client.publish(stream);
+    return `publishing ${stream.getTracks().map((t) => t.kind).join(" + ")}`;
+  } catch (err) {
+    demo.publishError = err;
+    console.warn("publish failed", err);
+    return `publish failed: ${err.code || err.message}`;
+  } finally {
+    updateButtons();
+  }
+}
+
+function stopLocalMedia() {
+  if (demo.localStream) demo.localStream.getTracks().forEach((t) => t.stop());
+  demo.localStream = null;
+}
+
+// --- mute buttons ------------------------------------------------------------
+
+/** Published track id of our local track of a kind, or null. */
+function localTrackId(kind) {
+  const client = demo.client;
+  if (!client) return null;
+  for (const [id, entry] of client.localTracks) if (entry.track.kind === kind) return id;
+  return null;
+}
+
+function isLocalMuted(kind) {
+  const id = localTrackId(kind);
+  const entry = id && demo.client.localTracks.get(id);
+  return Boolean(entry && !entry.track.enabled);
+}
+
+function updateButtons() {
+  const labels = { audio: ["Mute mic", "Unmute mic"], video: ["Camera off", "Camera on"] };
+  for (const [kind, button] of [["audio", $("mic-btn")], ["video", $("cam-btn")]]) {
+    const muted = isLocalMuted(kind);
+    button.disabled = !localTrackId(kind);
+    button.textContent = labels[kind][muted ? 1 : 0];
+    button.setAttribute("aria-pressed", String(muted));
+  }
+}
+
+async function toggleMute(kind) {
+  const id = localTrackId(kind);
+  if (!id) return;
+  try {
+    await demo.client.setMuted(id, !isLocalMuted(kind));
+  } catch (err) {
+    console.warn("mute failed", err);
+    $("status").textContent = `Mute failed: ${err.code || err.message}`;
+  }
+  updateButtons();
+  refreshIndicators(demo.client.participantId);
+}
+
+// --- join / leave ------------------------------------------------------------
+
+function prepareClient() {
+  if (!demo.client || demo.client.state !== "new") newClient();
+  if (!demo.joined || demo.isJoined || document.body.dataset.state !== "idle") resetJoinedPromise();
+  demo.published = [];
+  demo.publishError = null;
+  return demo.client;
+}
+
+function showJoinedRoom(res, name) {
+  showCall(true);
+  ensureTile(res.participant.id, name, true);
+  for (const p of res.participants) {
+    if (p.id !== res.participant.id) ensureTile(p.id, p.name);
+  }
+}
+
+/**
+ * Join a room and publish local media.
+ * @param {string} room
+ * @param {string} name
+ * @param {{audio?: boolean, video?: boolean}} [wanted]
+ * @returns {Promise<Object>} the join_response
+ */
+async function join(room, name, wanted = { audio: true, video: true }) {
+  const client = prepareClient();
+  const settle = settleJoined;
+  $("join-btn").disabled = true;
+  setState("connecting", `Connecting to room "${room}"…`);
+  try {
+    const res = await client.join(room, name);
+    showJoinedRoom(res, name);
+    setState("connecting", `Joined "${res.room}", starting media…`);
+    const note = await publishLocalMedia(client, wanted);
+    if (client.state === "closed") throw Object.assign(new Error("session ended while joining"), { code: "disconnected" });
+    demo.isJoined = true;
+    setState("joined", `Joined "${res.room}" as ${name || "guest"} — ${note}`);
+    settle.resolve(res);
+    return res;
+  } catch (err) {
+    endCall("error", "", err.code);
+    showError(err, "Join failed");
+    settle.reject(err);
+    throw err;
+  } finally {
+    $("join-btn").disabled = false;
+  }
+}
+
+/** Tear down the UI after leaving (or losing) the session. */
+function endCall(state, text, code) {
+  const client = demo.client;
+  demo.isJoined = false;
+  clearTiles();
+  stopLocalMedia();
+  showCall(false);
+  updateButtons();
+  if (client && client.state !== "closed") client.leave();
+  if (text) setState(state, text, code);
+}
+
+/** Leave the room. */
+async function leave() {
+  const client = demo.client;
+  if (client) await client.leave();
+  endCall("left", "Left the room");
+}
+
+// --- page setup --------------------------------------------------------------
+
+function readForm() {
+  return {
+    room: $("room").value.trim(),
+    name: $("name").value.trim(),
+    wanted: { audio: $("opt-audio").checked, video: $("opt-video").checked },
+  };
+}
+
+function init() {
+  $("room").value = params.get("room") || "";
+  $("name").value = params.get("name") || "";
+  $("opt-audio").checked = params.get("audio") !== "0";
+  $("opt-video").checked = params.get("video") !== "0";
+  $("join-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const { room, name, wanted } = readForm();
+    if (room) join(room, name, wanted).catch(() => {});
+  });
+  $("mic-btn").addEventListener("click", () => toggleMute("audio"));
+  $("cam-btn").addEventListener("click", () => toggleMute("video"));
+  $("leave-btn").addEventListener("click", () => leave());
+  newClient();
+  resetJoinedPromise();
+  if (params.get("autojoin") === "1") {
+    const { room, name, wanted } = readForm();
+    join(room || "demo", name, wanted).catch(() => {});
+  }
+}
+
+init();

@@ -1,0 +1,650 @@
+/**
+ * pysfu.js - browser client for the pysfu WebRTC SFU (signaling protocol v1).
+ *
+ * Plain ES module, no dependencies, no build step.
+ *
+ *   import { PysfuClient } from "./pysfu.js";
+ *   const client = new PysfuClient();              // ws(s)://<host>/ws
+ *   client.on("track", ({ track, participantId }) => attach(track, participantId));
+ *   await client.join("my-room", "Alice");
+ *   await client.publish(await navigator.mediaDevices.getUserMedia({ audio: true, video: true }));
+ *
+ * Two RTCPeerConnections are used: `publisherPc` (browser -> SFU, sendonly,
+ * browser offers) and `subscriberPc` (SFU -> browser, recvonly, SFU offers).
+ *
+ * @module pysfu
+ */
+
+export const PROTOCOL_VERSION = 1;
+
+const RTC_CONFIG = { bundlePolicy: "max-bundle", iceServers: [] };
+const DEFAULT_TIMEOUT_MS = 15000;
+const ACTIVE_DIRECTIONS = new Set(["recvonly", "sendrecv"]);
+
+/**
+ * @typedef {Object} TrackInfo
+ * @property {string} id                published track id (server assigned)
+ * @property {string} participant_id    owner
+ * @property {"audio"|"video"} kind
+ * @property {"camera"|"microphone"|"screen_share"|"unknown"} source
+ * @property {boolean} muted
+ * @property {string} codec
+ */
+
+/**
+ * @typedef {Object} Participant
+ * @property {string} id
+ * @property {string} name
+ * @property {Map<string, TrackInfo>} tracks   published tracks by track id
+ */
+
+/**
+ * @typedef {Object} RemoteTrack
+ * @property {string} mid                subscriber-PC m-line carrying it
+ * @property {string} trackId            published track id
+ * @property {string} participantId
+ * @property {"audio"|"video"} kind
+ * @property {MediaStreamTrack} track
+ * @property {TrackInfo} trackInfo
+ */
+
+/** Error raised for `error` responses (and client-side failures). */
+export class PysfuError extends Error {
+  /**
+   * @param {string} code     machine-readable code, e.g. "unknown_track", "timeout"
+   * @param {string} message
+   */
+  constructor(code, message) {
+    super(message || code);
+    this.name = "PysfuError";
+    /** @type {string} */
+    this.code = code;
+  }
+}
+
+/** Default signaling URL: same host as the page, path /ws. */
+export function defaultUrl() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/ws`;
+}
+
+/** Runs async jobs strictly one at a time, in submission order. */
+class SerialQueue {
+  constructor() {
+    this._tail = Promise.resolve();
+  }
+
+  /** @template T @param {() => Promise<T>} job @returns {Promise<T>} */
+  run(job) {
+    const result = this._tail.then(job);
+    this._tail = result.catch(() => {});
+    return result;
+  }
+}
+
+/** Holds ICE candidates until `open()`, then forwards them as they come. */
+class CandidateGate {
+  /** @param {(c: RTCIceCandidate) => void} send */
+  constructor(send) {
+    this._send = send;
+    this._held = [];
+    this.isOpen = false;
+  }
+
+  push(candidate) {
+    if (this.isOpen) this._send(candidate);
+    else this._held.push(candidate);
+  }
+
+  open() {
+    if (this.isOpen) return;
+    this.isOpen = true;
+    this._held.splice(0).forEach((c) => this._send(c));
+  }
+}
+
+/** Participant from a ParticipantInfo message object. */
+function toParticipant(info) {
+  const tracks = new Map((info.tracks || []).map((t) => [t.id, { ...t }]));
+  return { id: info.id, name: info.name || "", tracks };
+}
+
+/** Plain (JSON-friendly) copy of a Participant. */
+function plainParticipant(p) {
+  return { id: p.id, name: p.name, tracks: [...p.tracks.values()].map((t) => ({ ...t })) };
+}
+
+/**
+ * pysfu client.  An EventTarget: listen with `addEventListener(type, e => e.detail)`
+ * or with the `on(type, detail => ...)` shortcut.
+ *
+ * Server events (detail = the message fields):
+ *  - `participant_joined` {participant}
+ *  - `participant_left`   {participant_id, reason}
+ *  - `track_published`    {track}
+ *  - `track_unpublished`  {track_id, participant_id}
+ *  - `track_muted`        {track_id, participant_id, muted}
+ *  - `leave`              {reason}                  server ended the session
+ * Client events:
+ *  - `track`        {track, trackInfo, participantId, trackId, mid, kind, streams}
+ *  - `trackremoved` {track, trackInfo, participantId, trackId, mid, kind}
+ *  - `disconnected` {reason: "socket_closed"|"ice_failed", target?, code?}
+ *  - `error`        {code, message}              server error without request id / async failure
+ *  - `roster`       {}                           roster changed (any cause)
+ */
+export class PysfuClient extends EventTarget {
+  /**
+   * @param {Object} [options]
+   * @param {string} [options.url]              signaling URL (default ws(s)://host/ws)
+   * @param {RTCConfiguration} [options.rtcConfig]  overrides for both peer connections
+   * @param {number} [options.requestTimeoutMs] per-request timeout (default 15000)
+   */
+  constructor(options = {}) {
+    super();
+    this.url = options.url || defaultUrl();
+    this.rtcConfig = { ...RTC_CONFIG, ...(options.rtcConfig || {}) };
+    this.requestTimeoutMs = options.requestTimeoutMs || DEFAULT_TIMEOUT_MS;
+    /** @type {WebSocket|null} */
+    this.ws = null;
+    /** @type {RTCPeerConnection|null} browser -> SFU */
+    this.publisherPc = null;
+    /** @type {RTCPeerConnection|null} SFU -> browser */
+    this.subscriberPc = null;
+    /** @type {string|null} our participant id (after join) */
+    this.participantId = null;
+    /** @type {Participant|null} ourselves, with our published tracks */
+    this.localParticipant = null;
+    /** @type {string|null} */
+    this.room = null;
+    /** @type {Map<string, Participant>} remote participants by id (excludes us) */
+    this.roster = new Map();
+    /** @type {Map<string, {track: MediaStreamTrack, transceiver: RTCRtpTransceiver, info: TrackInfo}>} published local tracks by track id */
+    this.localTracks = new Map();
+    /** @type {Map<string, {mid: string, track_id: string, participant_id: string, kind: string}>} latest subscriber offer, by mid */
+    this.subscribedMids = new Map();
+    /** @type {Map<string, RemoteTrack>} remote tracks currently delivered, by mid */
+    this.remoteTracks = new Map();
+    /** @type {"new"|"connecting"|"connected"|"joined"|"closed"} */
+    this.state = "new";
+    this._nextId = 1;
+    this._pending = new Map();
+    this._publishQueue = new SerialQueue();
+    this._offerQueue = new SerialQueue();
+    this._gates = {
+      publisher: new CandidateGate((c) => this._trickle("publisher", c)),
+      subscriber: new CandidateGate((c) => this._trickle("subscriber", c)),
+    };
+    /** @type {Map<Function, Map<string, EventListener>>} */
+    this._listenerWrappers = new Map();
+    this._leaving = false;
+  }
+
+  // --- events ---------------------------------------------------------------
+
+  /**
+   * Subscribe to an event; `fn` receives the event detail.
+   * @param {string} type
+   * @param {(detail: any) => void} fn
+   * @returns {() => void} call to unsubscribe
+   */
+  on(type, fn) {
+    const wrapper = (event) => fn(event.detail);
+    if (!this._listenerWrappers.has(fn)) this._listenerWrappers.set(fn, new Map());
+    this._listenerWrappers.get(fn).set(type, wrapper);
+    this.addEventListener(type, wrapper);
+    return () => this.off(type, fn);
+  }
+
+  /** Remove a listener added with `on()`. @param {string} type @param {Function} fn */
+  off(type, fn) {
+    const byType = this._listenerWrappers.get(fn);
+    const wrapper = byType && byType.get(type);
+    if (!wrapper) return;
+    byType.delete(type);
+    this.removeEventListener(type, wrapper);
+  }
+
+  _emit(type, detail = {}) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  // --- socket & requests ------------------------------------------------------
+
+  /**
+   * Open the WebSocket (called by `join()` if needed).
+   * @returns {Promise<void>} resolves once open
+   */
+  connect() {
+    if (this.ws) return this._opened;
+    this.state = "connecting";
+    const ws = new WebSocket(this.url);
+    this.ws = ws;
+    ws.onmessage = (e) => this._onMessage(e.data);
+    ws.onclose = (e) => this._onSocketClose(e);
+    this._opened = new Promise((resolve, reject) => {
+      ws.onopen = () => {
+        this.state = "connected";
+        resolve();
+      };
+      ws.onerror = () => reject(new PysfuError("socket_error", `cannot connect to ${this.url}`));
+    });
+    return this._opened;
+  }
+
+  /**
+   * Send a request; an `id` is added.  Resolves with the server's response
+   * (join_response, publish_response, ok, pong); rejects with a PysfuError
+   * carrying `.code` on an `error` response, timeout or closed socket.
+   * @param {Object} msg  request without id, e.g. {type: "ping"}
+   * @returns {Promise<Object>}
+   */
+  request(msg) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new PysfuError("not_connected", "socket is not open"));
+    }
+    const id = this._nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this._settle(id, null, new PysfuError("timeout", `${msg.type} timed out`)), this.requestTimeoutMs);
+      this._pending.set(id, { resolve, reject, timer });
+      this.ws.send(JSON.stringify({ ...msg, id }));
+    });
+  }
+
+  _settle(id, response, error) {
+    const pending = this._pending.get(id);
+    if (!pending) return;
+    this._pending.delete(id);
+    clearTimeout(pending.timer);
+    if (error) pending.reject(error);
+    else pending.resolve(response);
+  }
+
+  _onMessage(data) {
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      return this._emit("error", { code: "bad_json", message: "unparseable server message" });
+    }
+    if (msg.id !== undefined && msg.id !== null && this._pending.has(msg.id)) {
+      const error = msg.type === "error" ? new PysfuError(msg.code, msg.message) : null;
+      return this._settle(msg.id, msg, error);
+    }
+    this._onEvent(msg);
+  }
+
+  _onSocketClose(event) {
+    const wasOpen = this.state !== "closed" && !this._leaving;
+    for (const id of [...this._pending.keys()]) {
+      this._settle(id, null, new PysfuError("disconnected", "socket closed"));
+    }
+    if (wasOpen) {
+      this._teardown();
+      this._emit("disconnected", { reason: "socket_closed", code: event.code });
+    }
+  }
+
+  // --- server events ------------------------------------------------------
+
+  _onEvent(msg) {
+    const handler = {
+      participant_joined: () => this._addParticipant(msg.participant),
+      participant_left: () => this._removeParticipant(msg.participant_id),
+      track_published: () => this._addTrack(msg.track),
+      track_unpublished: () => this._removeTrack(msg.participant_id, msg.track_id),
+      track_muted: () => this._setTrackMuted(msg),
+      subscriber_offer: () => this._queueOffer(msg),
+      leave: () => this._teardown(),
+      error: () => {},
+    }[msg.type];
+    if (!handler) return;
+    handler();
+    const { type, ...detail } = msg;
+    this._emit(type, detail);
+    if (type.startsWith("participant_") || type.startsWith("track_")) this._emit("roster", {});
+  }
+
+  /** Participant record for an id: ourselves or a roster entry. */
+  _participant(id) {
+    if (id === this.participantId) return this.localParticipant;
+    return this.roster.get(id) || null;
+  }
+
+  _addParticipant(info) {
+    if (info.id === this.participantId) return;
+    this.roster.set(info.id, toParticipant(info));
+  }
+
+  _removeParticipant(id) {
+    this.roster.delete(id);
+  }
+
+  _addTrack(track) {
+    let owner = this._participant(track.participant_id);
+    if (!owner) {
+      owner = toParticipant({ id: track.participant_id, name: "" });
+      this.roster.set(owner.id, owner);
+    }
+    owner.tracks.set(track.id, { ...track });
+  }
+
+  _removeTrack(participantId, trackId) {
+    const owner = this._participant(participantId);
+    if (owner) owner.tracks.delete(trackId);
+  }
+
+  _setTrackMuted({ participant_id, track_id, muted }) {
+    const info = this.findTrack(track_id, participant_id);
+    if (info) info.muted = muted;
+  }
+
+  /**
+   * TrackInfo by id, searched in the roster and our own tracks.
+   * @param {string} trackId
+   * @param {string} [participantId]  narrows the search
+   * @returns {TrackInfo|null}
+   */
+  findTrack(trackId, participantId) {
+    const owners = participantId ? [this._participant(participantId)] : [this.localParticipant, ...this.roster.values()];
+    for (const owner of owners) {
+      const info = owner && owner.tracks.get(trackId);
+      if (info) return info;
+    }
+    return null;
+  }
+
+  /**
+   * JSON-friendly snapshot of the remote participants (roster) with track arrays.
+   * @returns {{id: string, name: string, tracks: TrackInfo[]}[]}
+   */
+  participants() {
+    return [...this.roster.values()].map(plainParticipant);
+  }
+
+  // --- join / leave -------------------------------------------------------
+
+  /**
+   * Connect (if needed), join a room and create both peer connections
+   * (the publisher PC is only negotiated by `publish()`).
+   * @param {string} room
+   * @param {string} [name]
+   * @param {{autoSubscribe?: boolean}} [options]
+   * @returns {Promise<Object>} the join_response
+   */
+  async join(room, name = "", options = {}) {
+    await this.connect();
+    const autoSubscribe = options.autoSubscribe !== false;
+    const res = await this.request({ type: "join", room, name, version: PROTOCOL_VERSION, auto_subscribe: autoSubscribe });
+    this.room = res.room;
+    this.participantId = res.participant.id;
+    this.localParticipant = toParticipant(res.participant);
+    this.roster.clear();
+    res.participants.forEach((p) => this._addParticipant(p));
+    this.state = "joined";
+    this._ensureSubscriberPc();
+    this._ensurePublisherPc();
+    this._emit("roster", {});
+    return res;
+  }
+
+  /**
+   * Leave the room: sends `leave` (failure ignored), closes both PCs and the
+   * socket and stops all published local tracks.
+   * @returns {Promise<void>}
+   */
+  async leave() {
+    if (this.state === "closed") return;
+    this._leaving = true;
+    try {
+      await this.request({ type: "leave" });
+    } catch {
+      // the session is going away regardless
+    }
+    this._teardown();
+  }
+
+  _teardown() {
+    if (this.state === "closed") return;
+    this.state = "closed";
+    for (const { track } of this.localTracks.values()) track.stop();
+    for (const mid of [...this.remoteTracks.keys()]) this._dropRemoteTrack(mid);
+    for (const pc of [this.publisherPc, this.subscriberPc]) if (pc) pc.close();
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000, "leave");
+  }
+
+  // --- peer connections -------------------------------------------------------
+
+  _newPc(target) {
+    const pc = new RTCPeerConnection(this.rtcConfig);
+    pc.onicecandidate = (e) => {
+      if (e.candidate && e.candidate.candidate) this._gates[target].push(e.candidate);
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === "failed" && this.state !== "closed") {
+        this._emit("disconnected", { reason: "ice_failed", target });
+      }
+    };
+    return pc;
+  }
+
+  _trickle(target, c) {
+    const msg = { type: "trickle", target, candidate: c.candidate, sdp_mid: c.sdpMid, sdp_mline_index: c.sdpMLineIndex };
+    this.request(msg).catch((err) => this._emit("error", { code: err.code, message: `trickle: ${err.message}` }));
+  }
+
+  _ensurePublisherPc() {
+    if (!this.publisherPc) this.publisherPc = this._newPc("publisher");
+    return this.publisherPc;
+  }
+
+  _ensureSubscriberPc() {
+    if (this.subscriberPc) return this.subscriberPc;
+    const pc = this._newPc("subscriber");
+    pc.ontrack = (e) => this._onRemoteTrack(e.transceiver, e.streams);
+    this.subscriberPc = pc;
+    return pc;
+  }
+
+  // --- publishing -------------------------------------------------------------
+
+  /**
+   * Publish local tracks.  Negotiations are serialized.
+   * @param {MediaStream|MediaStreamTrack|MediaStreamTrack[]} media
+   * @param {{source?: string}} [options]  source for every track; default
+   *        "camera" for video and "microphone" for audio
+   * @returns {Promise<TrackInfo[]>} the published tracks (same order as the input tracks)
+   */
+  publish(media, options = {}) {
+    const stream = media instanceof MediaStream ? media : new MediaStream([].concat(media));
+    const tracks = stream.getTracks();
+    if (!tracks.length) return Promise.resolve([]);
+    return this._publishQueue.run(() => this._negotiatePublish(stream, tracks, options.source));
+  }
+
+  async _negotiatePublish(stream, tracks, source) {
+    const pc = this._ensurePublisherPc();
+    const transceivers = tracks.map((track) => pc.addTransceiver(track, { direction: "sendonly", streams: [stream] }));
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      const wanted = transceivers.map((tr, i) => ({ mid: tr.mid, source: source || defaultSource(tracks[i]), muted: !tracks[i].enabled }));
+      const pending = this.request({ type: "publish", sdp: pc.localDescription.sdp, tracks: wanted });
+      this._gates.publisher.open();
+      const res = await pending;
+      await pc.setRemoteDescription({ type: "answer", sdp: res.sdp });
+      return this._recordPublished(res.tracks, wanted, tracks, transceivers);
+    } catch (err) {
+      await this._rollbackPublish(pc, transceivers);
+      throw err;
+    }
+  }
+
+  async _rollbackPublish(pc, transceivers) {
+    if (pc.signalingState === "have-local-offer") {
+      await pc.setLocalDescription({ type: "rollback" }).catch(() => {});
+    }
+    transceivers.forEach(stopTransceiver);
+  }
+
+  /** Pair response TrackInfos with our tracks: by mid (kind and source as a fallback). */
+  _recordPublished(infos, wanted, tracks, transceivers) {
+    const unclaimed = infos.filter((t) => !this.localTracks.has(t.id));
+    return tracks.map((track, i) => {
+      let idx = unclaimed.findIndex((t) => t.mid && t.mid === transceivers[i].mid);
+      if (idx < 0) idx = pickIndex(unclaimed, track.kind, wanted[i].source);
+      if (idx < 0) return null;
+      const [info] = unclaimed.splice(idx, 1);
+      this.localTracks.set(info.id, { track, transceiver: transceivers[i], info });
+      if (this.localParticipant) this.localParticipant.tracks.set(info.id, { ...info });
+      return info;
+    });
+  }
+
+  /**
+   * Published track id for a local MediaStreamTrack.
+   * @param {MediaStreamTrack} track
+   * @returns {string|null}
+   */
+  trackIdFor(track) {
+    for (const [id, entry] of this.localTracks) if (entry.track === track) return id;
+    return null;
+  }
+
+  /**
+   * Stop publishing a track (stops its transceiver; the local track keeps running).
+   * @param {string} trackId  published track id
+   * @returns {Promise<Object>} the `ok` response
+   */
+  async unpublish(trackId) {
+    const entry = this.localTracks.get(trackId);
+    if (entry) {
+      stopTransceiver(entry.transceiver);
+      this.localTracks.delete(trackId);
+      if (this.localParticipant) this.localParticipant.tracks.delete(trackId);
+    }
+    return this.request({ type: "unpublish", track_id: trackId });
+  }
+
+  /**
+   * Mute/unmute a published track: toggles `track.enabled` locally and tells the server.
+   * @param {string} trackId  published track id
+   * @param {boolean} muted
+   * @returns {Promise<Object>} the `ok` response
+   */
+  setMuted(trackId, muted) {
+    const entry = this.localTracks.get(trackId);
+    if (entry) {
+      entry.track.enabled = !muted;
+      entry.info.muted = muted;
+    }
+    const own = this.localParticipant && this.localParticipant.tracks.get(trackId);
+    if (own) own.muted = muted;
+    return this.request({ type: "mute", track_id: trackId, muted });
+  }
+
+  // --- subscribing ------------------------------------------------------------
+
+  /** Ask to receive tracks. @param {string[]} trackIds @returns {Promise<Object>} */
+  subscribe(trackIds) {
+    return this.request({ type: "subscribe", track_ids: [...trackIds] });
+  }
+
+  /** Stop receiving tracks. @param {string[]} trackIds @returns {Promise<Object>} */
+  unsubscribe(trackIds) {
+    return this.request({ type: "unsubscribe", track_ids: [...trackIds] });
+  }
+
+  /** Round-trip check. @returns {Promise<Object>} the `pong` */
+  ping() {
+    return this.request({ type: "ping" });
+  }
+
+  _queueOffer(msg) {
+    this._offerQueue
+      .run(() => this._answerOffer(msg))
+      .catch((err) => this._emit("error", { code: err.code || "subscriber_offer", message: err.message }));
+  }
+
+  async _answerOffer({ sdp, tracks }) {
+    if (this.state === "closed") return;
+    const pc = this._ensureSubscriberPc();
+    this.subscribedMids = new Map(tracks.map((t) => [t.mid, t]));
+    this._dropStaleRemoteTracks();
+    await pc.setRemoteDescription({ type: "offer", sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    const pending = this.request({ type: "subscriber_answer", sdp: pc.localDescription.sdp });
+    this._gates.subscriber.open();
+    await pending;
+    this._reconcileRemoteTracks();
+  }
+
+  _onRemoteTrack(transceiver, streams) {
+    const entry = this.subscribedMids.get(transceiver.mid);
+    if (!entry) return;
+    this._addRemoteTrack(transceiver, entry, streams);
+  }
+
+  _addRemoteTrack(transceiver, entry, streams = []) {
+    const known = this.remoteTracks.get(transceiver.mid);
+    if (known && known.trackId === entry.track_id) return;
+    if (known) this._dropRemoteTrack(transceiver.mid);
+    const remote = {
+      mid: transceiver.mid,
+      trackId: entry.track_id,
+      participantId: entry.participant_id,
+      kind: entry.kind,
+      track: transceiver.receiver.track,
+      trackInfo: this.findTrack(entry.track_id, entry.participant_id) || fallbackInfo(entry),
+    };
+    this.remoteTracks.set(remote.mid, remote);
+    this._emit("track", { ...remote, streams });
+  }
+
+  _dropRemoteTrack(mid) {
+    const remote = this.remoteTracks.get(mid);
+    if (!remote) return;
+    this.remoteTracks.delete(mid);
+    this._emit("trackremoved", { ...remote });
+  }
+
+  /** Drop tracks whose mid vanished from the latest offer or now carries another track. */
+  _dropStaleRemoteTracks() {
+    for (const [mid, remote] of [...this.remoteTracks]) {
+      const entry = this.subscribedMids.get(mid);
+      if (!entry || entry.track_id !== remote.trackId) this._dropRemoteTrack(mid);
+    }
+  }
+
+  /** After a negotiation: drop inactive transceivers, add active ones ontrack missed. */
+  _reconcileRemoteTracks() {
+    const pc = this.subscriberPc;
+    if (!pc || this.state === "closed") return;
+    for (const tr of pc.getTransceivers()) {
+      const entry = this.subscribedMids.get(tr.mid);
+      const active = !tr.stopped && ACTIVE_DIRECTIONS.has(tr.currentDirection);
+      if (entry && active) this._addRemoteTrack(tr, entry);
+      else if (tr.mid) this._dropRemoteTrack(tr.mid);
+    }
+  }
+}
+
+function defaultSource(track) {
+  return track.kind === "video" ? "camera" : "microphone";
+}
+
+function pickIndex(infos, kind, source) {
+  const exact = infos.findIndex((t) => t.kind === kind && t.source === source);
+  return exact >= 0 ? exact : infos.findIndex((t) => t.kind === kind);
+}
+
+function fallbackInfo(entry) {
+  return { id: entry.track_id, participant_id: entry.participant_id, kind: entry.kind, source: "unknown", muted: false, codec: "" };
+}
+
+function stopTransceiver(transceiver) {
+  try {
+    if (typeof transceiver.stop === "function") transceiver.stop();
+    else transceiver.sender.replaceTrack(null);
+  } catch {
+    // already stopped or PC closed
+  }
+}
