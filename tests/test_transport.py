@@ -1,0 +1,132 @@
+"""sfu/transport.py: the one module that relies on aiortc/aioice internals.
+
+The first test fails loudly, naming the attribute, when an upgrade moves an
+internal; the others drive two PeerTransports against each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+
+import pytest
+
+from sfu import rtp
+from sfu.config import IceConfig
+from sfu.transport import INTERNALS, CodecInfo, PeerTransport, SdpError
+
+LOOPBACK = IceConfig(addresses=["127.0.0.1"])
+
+
+def _resolve(dotted: str):
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("owner, attribute", INTERNALS, ids=[f"{o}.{a}" for o, a in INTERNALS])
+def test_internal_still_exists(owner, attribute):
+    cls = _resolve(owner)
+    source = importlib.import_module(cls.__module__).__file__
+    text = open(source).read()
+    assert hasattr(cls, attribute) or f"self.{attribute}" in text or f"self._{cls.__name__}{attribute}" in text, (
+        f"{owner}.{attribute} is gone: sfu/transport.py must be updated for this aiortc/aioice"
+    )
+
+
+def test_pinned_versions():
+    import aioice
+    import aiortc
+
+    assert aiortc.__version__ == "1.16.0"
+    assert aioice.__version__ == "0.13.0"
+
+
+async def connected_pair(received: list, rtcp_received: list):
+    """An offerer sending one video m-line, and an answerer receiving it."""
+    sender = PeerTransport(LOOPBACK, lambda p: None, rtcp_received.append)
+    receiver = PeerTransport(LOOPBACK, received.append, lambda p: None)
+    transceiver = sender.add_sendonly("video", CodecInfo("video/VP8", 90000, 96), "stream", "track")
+    answer = await receiver.answer(await sender.create_offer())
+    await sender.accept_answer(answer)
+    deadline = time.monotonic() + 10
+    while not (sender.connected and receiver.connected):
+        assert time.monotonic() < deadline, "DTLS did not connect"
+        await asyncio.sleep(0.05)
+    return sender, receiver, transceiver
+
+
+async def test_raw_rtp_and_rtcp_cross_without_aiortc_media_pipeline():
+    received, rtcp_received = [], []
+    sender, receiver, transceiver = await connected_pair(received, rtcp_received)
+    try:
+        section = sender.sent_section(transceiver)
+        assert section.codec.name == "VP8" and section.codec.rtx_payload_type
+        [seen] = receiver.received_sections()
+        assert seen.ssrcs == section.ssrcs and seen.rtx_ssrcs == section.rtx_ssrcs
+        for seq in range(20):
+            packet = rtp.HEADER.pack(0x80, section.codec.payload_type, seq, seq * 3000, section.ssrcs[0])
+            assert sender.send_rtp(packet + bytes([0x10, seq]) * 100)
+        receiver.send_rtcp(b"\x81\xce\x00\x02" + (1).to_bytes(4, "big") + section.ssrcs[0].to_bytes(4, "big"))
+        deadline = time.monotonic() + 5
+        while (len(received) < 20 or not rtcp_received) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert [(p[2] << 8) | p[3] for p in received] == list(range(20))
+        assert rtcp_received and rtcp_received[0][1] == 206  # the PLI arrived decrypted
+        for t in sender.pc.getTransceivers() + receiver.pc.getTransceivers():
+            assert t.receiver._RTCRtpReceiver__decoder_thread is None
+    finally:
+        await sender.close()
+        await receiver.close()
+
+
+async def test_garbage_srtp_is_counted_and_dropped():
+    received, rtcp_received = [], []
+    sender, receiver, _ = await connected_pair(received, rtcp_received)
+    try:
+        pair = sender._connection._nominated[1]
+        for size in (12, 100, 1200):  # looks like SRTP/SRTCP, fails authentication
+            pair.protocol.transport.sendto(bytes([0x80, 96]) + bytes(size), pair.remote_addr)
+            pair.protocol.transport.sendto(bytes([0x80, 200]) + bytes(size), pair.remote_addr)
+        deadline = time.monotonic() + 3
+        while receiver.srtp_errors < 6 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert receiver.srtp_errors == 6 and received == []
+        assert sender.send_rtp(rtp.HEADER.pack(0x80, 96, 1, 1, 1) + b"\x10\x00")
+        await asyncio.sleep(0.2)
+        assert len(received) == 1  # still working
+    finally:
+        await sender.close()
+        await receiver.close()
+
+
+@pytest.mark.parametrize(
+    "sdp",
+    [pytest.param("", id="empty"), pytest.param("v=0\r\nm=audio x\r\n", id="bad-media-line"),
+     pytest.param("hello", id="not-sdp")],
+)
+async def test_bad_offers_raise_sdp_error(sdp):
+    transport = PeerTransport(LOOPBACK, lambda p: None, lambda p: None)
+    with pytest.raises(SdpError):
+        await transport.answer(sdp)
+    await transport.close()
+
+
+async def test_port_range_is_respected():
+    ice = IceConfig(addresses=["127.0.0.1"], port_min=41000, port_max=41010)
+    transport = PeerTransport(ice, lambda p: None, lambda p: None)
+    transport.add_sendonly("audio", CodecInfo("audio/opus", 48000, 111, channels=2), "s", "t")
+    sdp = await transport.create_offer()
+    ports = [int(line.split()[5]) for line in sdp.splitlines() if line.startswith("a=candidate")]
+    assert ports and all(41000 <= port <= 41010 for port in ports)
+    assert all(" 127.0.0.1 " in line for line in sdp.splitlines() if line.startswith("a=candidate"))
+    await transport.close()
+
+
+async def test_public_address_is_announced():
+    ice = IceConfig(addresses=["127.0.0.1"], public_address="203.0.113.7")
+    transport = PeerTransport(ice, lambda p: None, lambda p: None)
+    transport.add_sendonly("audio", CodecInfo("audio/opus", 48000, 111, channels=2), "s", "t")
+    sdp = await transport.create_offer()
+    assert "203.0.113.7" in sdp and "typ srflx raddr 127.0.0.1" in sdp
+    await transport.close()
