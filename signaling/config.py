@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from sfu.config import SfuConfig
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+def _static_dir() -> Path:
+    """static/ of a source checkout, else the copy a wheel installs."""
+    source = Path(__file__).resolve().parent.parent / "static"
+    installed = Path(sys.prefix) / "share" / "pysfu" / "static"
+    return source if source.is_dir() else installed
+
+
+STATIC_DIR = _static_dir()
 
 
 class ServerConfig(BaseModel):
