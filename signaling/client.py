@@ -27,6 +27,16 @@ from sfu.transport import restrict_ice
 log = logging.getLogger(__name__)
 
 
+def _codecs_of(mime_type: str) -> list:
+    from aiortc import RTCRtpSender
+
+    codecs = RTCRtpSender.getCapabilities("video").codecs
+    chosen = [c for c in codecs if c.mimeType.lower() == mime_type.lower()]
+    if not chosen:
+        raise ValueError(f"aiortc cannot send {mime_type}")
+    return chosen + [c for c in codecs if c.mimeType.lower() == "video/rtx"]
+
+
 class ClientError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
@@ -159,11 +169,23 @@ class Client:
         self.roster = {p["id"]: p for p in response["participants"]}
         return response
 
-    async def publish(self, tracks: list[MediaStreamTrack], sources: Optional[list[str]] = None) -> list[dict]:
-        """Publish tracks on the publisher PC; returns the server's track infos."""
+    async def publish(
+        self,
+        tracks: list[MediaStreamTrack],
+        sources: Optional[list[str]] = None,
+        video_codec: Optional[str] = None,
+    ) -> list[dict]:
+        """Publish tracks on the publisher PC; returns the server's track infos.
+
+        ``video_codec`` ("video/VP8", "video/H264") restricts video to one codec.
+        """
         if self.publisher is None:
             self.publisher = self._new_pc()
         transceivers = [self.publisher.addTransceiver(t, direction="sendonly") for t in tracks]
+        if video_codec is not None:
+            for transceiver in transceivers:
+                if transceiver.kind == "video":
+                    transceiver.setCodecPreferences(_codecs_of(video_codec))
         restrict_ice(self.publisher, self.ice)
         await self.publisher.setLocalDescription(await self.publisher.createOffer())
         sources = sources or ["microphone" if t.kind == "audio" else "camera" for t in tracks]

@@ -137,3 +137,58 @@ def _metric(text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     raise AssertionError(f"{name} not in metrics")
+
+
+async def test_h264_passes_through(server, clients):
+    publisher = await clients()
+    await publisher.join("h264", "alice")
+    [info] = await publisher.publish([PatternVideoTrack(320, 240)], video_codec="video/H264")
+    assert info["codec"] == "video/H264"
+    subscriber = await clients()
+    await subscriber.join("h264", "bob")
+    [remote] = await subscriber.wait_tracks(1)
+    frames = await count_frames(remote.track, 2.0)
+    assert len(frames) >= 20 and (frames[-1].width, frames[-1].height) == (320, 240)
+
+
+async def test_rtcp_reaches_both_sides(server, clients):
+    """Publishers get receiver reports; subscribers get sender reports with a
+    real NTP time and RTP timestamps in their own down-track numbering."""
+    publisher = await clients()
+    await publisher.join("rtcp", "alice")
+    await publish_camera_and_mic(publisher)
+    subscriber = await clients()
+    await subscriber.join("rtcp", "bob")
+    tracks = {t.kind: t for t in await subscriber.wait_tracks(2)}
+
+    participant = server.rooms.rooms["rtcp"].participants[subscriber.participant_id]
+    await eventually(lambda: all(d.stream for d in participant.subscriber.downtracks()))
+    downtracks = {d.kind: d for d in participant.subscriber.downtracks()}
+    sent_reports = []
+    send_rtcp = participant.subscriber.transport.send_rtcp
+    participant.subscriber.transport.send_rtcp = lambda packet: sent_reports.append(packet) or send_rtcp(packet)
+    source_reports = []
+    for downtrack in downtracks.values():
+        original = downtrack.stream.on_sender_report
+        downtrack.stream.on_sender_report = (
+            lambda report, now, original=original: source_reports.append(report) or original(report, now)
+        )
+
+    await asyncio.gather(*(count_frames(t.track, 3.5) for t in tracks.values()))
+
+    from sfu import rtcp
+
+    translated = [r for packet in sent_reports for r in rtcp.parse(packet) if isinstance(r, rtcp.SenderReport)]
+    assert {r.ssrc for r in translated} == {d.ssrc for d in downtracks.values()}
+    for report in translated:
+        downtrack = next(d for d in downtracks.values() if d.ssrc == report.ssrc)
+        source = next(s for s in source_reports if s.ntp == report.ntp)
+        assert report.rtp_ts == (source.rtp_ts + downtrack.munger.ts_offset) & 0xFFFFFFFF
+        assert report.ntp >> 32 > 3_000_000_000  # a wall-clock NTP time, not zero
+        assert report.packets > 0
+    for kind, downtrack in downtracks.items():
+        assert downtrack.stream.stats.received > 0
+    publisher_stats = await publisher.publisher.getStats()
+    remote_inbound = [s for s in publisher_stats.values() if s.type == "remote-inbound-rtp"]
+    assert {s.kind for s in remote_inbound} == {"audio", "video"}, "no receiver reports reached the publisher"
+    assert downtracks["video"].stream.keyframes.sent >= 1  # asked for a keyframe on start
