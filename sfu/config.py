@@ -35,5 +35,7 @@ class SfuConfig(BaseModel):
     max_video_bitrate: int = 2_500_000
     #: Minimum interval between keyframe requests sent to one publisher stream.
     keyframe_interval_ms: int = 500
+    #: x-google-start-bitrate hint in answers: all simulcast layers flow at once.
+    start_bitrate_kbps: int = 2500
     #: How much video the NACK cache keeps per stream.
     cache_ms: int = 2000

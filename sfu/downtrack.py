@@ -13,13 +13,16 @@ import random
 import struct
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from . import rtcp
+from .codecs.vp8 import Vp8Munger, parse_descriptor
+from .layer_selector import OFF, TrackSettings
 from .munger import RtpMunger
 from .rtp import HEADER, abs_send_time
 
 if TYPE_CHECKING:
+    from .published_track import PublishedTrack
     from .stream import ReceivedStream
     from .transport import MediaSection, PeerTransport
 
@@ -28,11 +31,11 @@ KEYFRAME_RETRY = 1.0  # seconds without a keyframe before asking again
 
 
 class DownTrack:
-    def __init__(self, track_id: str, kind: str, transport: PeerTransport) -> None:
-        self.track_id = track_id
-        self.kind = kind
+    def __init__(self, track: PublishedTrack, transport: PeerTransport) -> None:
+        self.track = track
+        self.track_id = track.id
+        self.kind = track.kind
         self.transport = transport
-        self.stream: Optional[ReceivedStream] = None
         self.mid: Optional[str] = None
         self.ssrc = 0
         self.rtx_ssrc: Optional[int] = None
@@ -40,37 +43,50 @@ class DownTrack:
         self.rtx_payload_type: Optional[int] = None
         self.clock_rate = 90000
         self.munger = RtpMunger(random.getrandbits(16), random.getrandbits(32))
+        simulcast_vp8 = track.simulcast and track.codec.name == "VP8"
+        self.vp8: Optional[Vp8Munger] = Vp8Munger() if simulcast_vp8 else None
         self._rtx_seq = random.getrandbits(16)
         self._sent_seq = [-1] * HISTORY
         self._src_seq = [0] * HISTORY
+        self._src_layer = [0] * HISTORY
         self._sent_ts = [0] * HISTORY
         self._ext_head = b""
         self._ext_tail = b""
         self._ext_kind = 0  # 0: none, 1: abs-send-time, 2: audio level
         self._first_byte = 0x80
         self._sr_sent: dict[int, float] = {}
-        self.needs_keyframe = True
+        self.settings = TrackSettings()
+        self.current = OFF  # layer being forwarded
+        self.target = OFF  # layer to switch to at its next keyframe
+        self.desired = OFF  # what the subscriber may have (wanted, capped): dynacast input
+        self.max_temporal = 2
+        self.bound = False
+        self.on_layer_changed: Callable[[DownTrack], None] = lambda downtrack: None
         self.waiting_since = 0.0
-        self.paused = False
         self.packets_sent = 0
         self.octets_sent = 0
         self.nacks_received = 0
         self.retransmitted = 0
         self.keyframe_requests = 0
+        self.layer_switches = 0
         self.fraction_lost = 0
         self.jitter = 0
         self.rtt: Optional[float] = None
-        self.remb: Optional[int] = None
+
+    @property
+    def stream(self) -> Optional[ReceivedStream]:
+        """The stream currently forwarded (or awaited)."""
+        layer = self.current if self.current != OFF else self.target
+        return self.track.layers[layer] if layer != OFF else None
+
+    @property
+    def paused(self) -> bool:
+        return self.target == OFF
 
     # --- setup ----------------------------------------------------------------
 
-    def bind(self, section: MediaSection, stream: ReceivedStream) -> None:
-        """Take the negotiated send parameters and start reading ``stream``."""
-        self.bind_pending(section)
-        self.attach(stream)
-
-    def bind_pending(self, section: MediaSection) -> None:
-        """Take the negotiated send parameters; the stream comes later."""
+    def bind(self, section: MediaSection) -> None:
+        """Take the negotiated send parameters; forwarding starts on set_target."""
         self.mid = section.mid
         self.ssrc = section.ssrcs[0]
         self.payload_type = section.codec.payload_type
@@ -78,30 +94,37 @@ class DownTrack:
         self.rtx_ssrc = next(iter(section.rtx_ssrcs), None) if self.rtx_payload_type else None
         self.clock_rate = section.codec.clock_rate
         self._build_extensions(section.extensions)
+        self.bound = True
 
-    def attach(self, stream: ReceivedStream) -> None:
-        if self.stream is not None and self in self.stream.downtracks:
-            self.stream.downtracks.remove(self)
-        self.stream = stream
-        stream.downtracks.append(self)
-        self._restart()
+    def set_target(self, layer: int) -> None:
+        """Forward ``layer`` from its next keyframe on (OFF: stop forwarding)."""
+        if layer == self.target:
+            return
+        self.target = layer
+        if layer == OFF:
+            if self.current != OFF:
+                self.current = OFF
+                self.on_layer_changed(self)
+        elif layer != self.current:
+            self.waiting_since = time.monotonic()
+            self.request_keyframe()
+        self.sync_streams()
+
+    def sync_streams(self) -> None:
+        """Be in the reader list of exactly the current and target layers."""
+        wanted = {self.current, self.target} - {OFF} if self.bound else set()
+        for index, stream in enumerate(self.track.layers):
+            if stream is None:
+                continue
+            present = self in stream.downtracks
+            if index in wanted and not present:
+                stream.downtracks.append(self)
+            elif index not in wanted and present:
+                stream.downtracks.remove(self)
 
     def detach(self) -> None:
-        if self.stream is not None and self in self.stream.downtracks:
-            self.stream.downtracks.remove(self)
-        self.stream = None
-
-    def set_paused(self, paused: bool) -> None:
-        if paused == self.paused:
-            return
-        self.paused = paused
-        if not paused:
-            self._restart()
-
-    def _restart(self) -> None:
-        self.needs_keyframe = True
-        self.waiting_since = time.monotonic()
-        self.request_keyframe()
+        self.bound = False
+        self.sync_streams()
 
     def _build_extensions(self, extensions: dict[str, int]) -> None:
         from .transport import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID
@@ -134,41 +157,64 @@ class DownTrack:
     # --- media out ------------------------------------------------------------
 
     def write(
-        self, packet: bytes, seq: int, ts: int, offset: int, end: int, keyframe: bool, now: float
+        self, packet: bytes, seq: int, ts: int, offset: int, end: int,
+        keyframe: bool, now: float, layer: int = 0,
     ) -> None:
-        """Forward one packet of the stream this down-track reads."""
-        if self.paused:
-            return
-        munger = self.munger
-        if self.needs_keyframe:
-            if not keyframe and self.kind == "video":
+        """Forward one packet of a stream this down-track reads."""
+        if layer != self.current:
+            if layer != self.target or not (keyframe or self.kind == "audio"):
                 return
-            self.needs_keyframe = False
-            munger.switch(seq, ts, now, self.clock_rate)
+            self._switch(layer, packet, seq, ts, offset, now)
+        munger = self.munger
         if end <= offset:
             munger.drop(seq)  # padding only: nothing for the subscriber
             return
-        rewritten = munger.rewrite(seq, ts, now)
-        if rewritten is None:
-            return
+        vp8 = self.vp8
+        if vp8 is None:
+            rewritten = munger.rewrite(seq, ts, now)
+            if rewritten is None:
+                return
+            payload = packet[offset:end]
+        else:
+            descriptor = parse_descriptor(packet, offset)
+            if descriptor is None or descriptor.tid > self.max_temporal:
+                munger.drop(seq)
+                return
+            rewritten = munger.rewrite(seq, ts, now)
+            if rewritten is None:
+                return
+            payload = bytearray(packet[offset:end])
+            vp8.rewrite(payload, descriptor, offset)
         out_seq, out_ts = rewritten
         index = out_seq & (HISTORY - 1)
         self._sent_seq[index] = out_seq
         self._src_seq[index] = seq
+        self._src_layer[index] = layer
         self._sent_ts[index] = out_ts
         header = HEADER.pack(
             self._first_byte, (packet[1] & 0x80) | self.payload_type, out_seq, out_ts, self.ssrc
         )
-        self.transport.send_rtp(header + self._extension_block(now) + packet[offset:end])
+        self.transport.send_rtp(header + self._extension_block(now) + payload)
         self.packets_sent += 1
         self.octets_sent += end - offset
+
+    def _switch(self, layer: int, packet: bytes, seq: int, ts: int, offset: int, now: float) -> None:
+        previous = self.current
+        self.current = layer
+        self.munger.switch(seq, ts, now, self.clock_rate)
+        if self.vp8 is not None:
+            self.vp8.switch(packet, offset)
+        if previous != OFF:
+            self.layer_switches += 1
+        self.sync_streams()
+        self.on_layer_changed(self)
 
     def _extension_block(self, now: float) -> bytes:
         kind = self._ext_kind
         if kind == 1:
             return self._ext_head + abs_send_time(now) + self._ext_tail
         if kind == 2:
-            return self._ext_head + self.stream.audio_level + self._ext_tail
+            return self._ext_head + self.track.layers[0].audio_level + self._ext_tail
         return self._ext_head
 
     # --- RTCP from the subscriber -------------------------------------------
@@ -176,18 +222,21 @@ class DownTrack:
     def on_nack(self, lost: list[int], now: float) -> None:
         self.nacks_received += 1
         missing = []
+        missing_layer = None
         for out_seq in lost:
             index = out_seq & (HISTORY - 1)
-            if self._sent_seq[index] != out_seq or self.stream is None:
+            stream = self.track.layers[self._src_layer[index]]
+            if self._sent_seq[index] != out_seq or stream is None:
                 continue
             src_seq = self._src_seq[index]
-            packet = self.stream.cache.get(src_seq)
+            packet = stream.cache.get(src_seq)
             if packet is None:
                 missing.append(src_seq)
+                missing_layer = stream
             else:
                 self._retransmit(packet, out_seq, self._sent_ts[index], now)
-        if missing and self.stream is not None:
-            self.stream.request_retransmission(missing)
+        if missing and missing_layer is not None:
+            missing_layer.request_retransmission(missing)
 
     def _retransmit(self, packet: bytes, out_seq: int, out_ts: int, now: float) -> None:
         from .rtp import payload_end, payload_offset
@@ -196,6 +245,13 @@ class DownTrack:
         if offset < 0:
             return
         payload = packet[offset : payload_end(packet)]
+        if self.vp8 is not None:
+            descriptor = parse_descriptor(packet, offset)
+            if descriptor is None:
+                return
+            payload = bytearray(payload)
+            self.vp8.rewrite(payload, descriptor, offset, record=False)
+            payload = bytes(payload)
         marker = packet[1] & 0x80
         if self.rtx_ssrc is not None and self.rtx_payload_type is not None:
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
@@ -218,18 +274,22 @@ class DownTrack:
             self.rtt = max(0.0, now - sent - block.dlsr / 65536)
 
     def request_keyframe(self) -> None:
-        if self.stream is not None and self.kind == "video":
+        """Ask for a keyframe of the layer we forward or are switching to."""
+        layer = self.target if self.target != OFF else self.current
+        stream = self.track.layers[layer] if layer != OFF else None
+        if stream is not None and self.kind == "video":
             self.keyframe_requests += 1
-            self.stream.request_keyframe()
+            stream.request_keyframe()
 
     def retry_keyframe(self, now: float) -> None:
-        if self.needs_keyframe and not self.paused and now - self.waiting_since > KEYFRAME_RETRY:
+        waiting = self.target != OFF and self.target != self.current
+        if waiting and now - self.waiting_since > KEYFRAME_RETRY:
             self.waiting_since = now
             self.request_keyframe()
 
     def send_sender_report(self, report: rtcp.SenderReport) -> None:
         """Translate the publisher's SR into this down-track's numbering."""
-        if not self.munger.started or self.paused:
+        if not self.munger.started or self.current == OFF:
             return
         out_ts = (report.rtp_ts + self.munger.ts_offset) & 0xFFFFFFFF
         self.transport.send_rtcp(
@@ -247,6 +307,7 @@ class DownTrack:
             ("nacks_received", kind): self.nacks_received,
             ("retransmissions", kind): self.retransmitted,
             ("keyframe_requests_received", kind): self.keyframe_requests,
+            ("layer_switches", kind): self.layer_switches,
         })
 
     def close(self) -> None:

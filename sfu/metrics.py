@@ -26,6 +26,7 @@ COUNTERS = {
     "retransmissions": "packets retransmitted to subscribers from the cache",
     "keyframe_requests_received": "keyframe requests (PLI/FIR, starts) from subscribers",
     "keyframe_requests_sent": "PLIs sent to publishers after aggregation",
+    "layer_switches": "simulcast layer switches made by down-tracks",
 }
 
 
@@ -47,12 +48,44 @@ class SfuCollector(Collector):
             f"{self._prefix}_tracks_subscribed", "down-tracks (track, subscriber pairs)",
             sum(len(p.subscriber.downtracks()) for p in participants),
         )
+        yield from _layer_gauges(self._prefix, participants)
         totals = registry.counters()
         for name, help_text in COUNTERS.items():
             family = CounterMetricFamily(f"{self._prefix}_{name}", help_text, labels=["kind"])
             for kind in ("audio", "video"):
                 family.add_metric([kind], totals.get((name, kind), 0))
             yield family
+
+
+def _layer_gauges(prefix: str, participants):
+    """Simulcast layers received right now, and their bitrate, by quality."""
+    import time
+
+    now = time.monotonic()
+    flowing = GaugeMetricFamily(
+        f"{prefix}_layers_flowing", "received video layers with packets in the last 0.5 s",
+        labels=["quality"],
+    )
+    bitrate = GaugeMetricFamily(
+        f"{prefix}_layer_bitrate_bps", "received video bitrate by layer quality", labels=["quality"]
+    )
+    counts = {q: 0 for q in ("low", "medium", "high")}
+    rates = {q: 0.0 for q in ("low", "medium", "high")}
+    for participant in participants:
+        for track in participant.tracks.values():
+            if track.kind != "video":
+                continue
+            for index, stream in enumerate(track.layers):
+                if stream is None:
+                    continue
+                quality = track.quality_of(index)
+                counts[quality] += stream.flowing(now)
+                rates[quality] += stream.bitrate if stream.flowing(now, 1.0) else 0.0
+    for quality in counts:
+        flowing.add_metric([quality], counts[quality])
+        bitrate.add_metric([quality], rates[quality])
+    yield flowing
+    yield bitrate
 
 
 def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:

@@ -14,9 +14,12 @@ from .codecs import keyframe_test
 from .config import SfuConfig
 from .ids import new_id
 from .published_track import PublishedTrack
-from .rtp import extension, payload_offset
+from .codecs.vp8 import keyframe_size as vp8_frame_size
+from .rtp import extensions, payload_offset
 from .stream import ReceivedStream
-from .transport import URI_AUDIO_LEVEL, URI_MID, MediaSection, PeerTransport
+from .transport import (
+    URI_AUDIO_LEVEL, URI_MID, URI_RID, URI_REPAIRED_RID, MediaSection, PeerTransport,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +32,16 @@ class Publisher:
     ) -> None:
         self.participant_id = participant_id
         self.config = config
-        self.transport = PeerTransport(config.ice, self._on_rtp, self._on_rtcp, on_state)
+        self.transport = PeerTransport(
+            config.ice, self._on_rtp, self._on_rtcp, on_state,
+            start_bitrate_kbps=config.start_bitrate_kbps,
+        )
         self.tracks_by_mid: dict[str, PublishedTrack] = {}
         self._streams: dict[int, ReceivedStream] = {}
         self._rtx: dict[int, tuple[ReceivedStream, int]] = {}
         self._mid_ext_id: Optional[int] = None
+        self._rid_ext_id: Optional[int] = None
+        self._repaired_rid_ext_id: Optional[int] = None
         self._unknown_ssrcs: set[int] = set()
         self.rtcp_ssrc = random.getrandbits(32)
         self.gone: Counter = Counter()  # counters of streams already removed
@@ -60,20 +68,26 @@ class Publisher:
         return answer, added, removed
 
     def _add_track(self, section: MediaSection, source: str, muted: bool) -> PublishedTrack:
+        rids = section.rids if section.kind == "video" else []
         track = PublishedTrack(
-            new_id("TR"), self.participant_id, section.kind, section.mid, section.codec, source, muted
+            new_id("TR"), self.participant_id, section.kind, section.mid, section.codec,
+            source, muted, rids,
         )
         track.audio_level_id = section.extensions.get(URI_AUDIO_LEVEL)
         self.tracks_by_mid[section.mid] = track
-        if section.ssrcs:
-            self._add_stream(track, section.ssrcs[0])
+        if section.ssrcs and not track.simulcast:
+            self._add_stream(track, section.ssrcs[0], 0)
             for rtx_ssrc, media_ssrc in section.rtx_ssrcs.items():
                 if media_ssrc == section.ssrcs[0] and section.codec.rtx_payload_type:
                     self._rtx[rtx_ssrc] = (track.stream, section.codec.payload_type)
+        if self._rid_ext_id is None:
+            self._rid_ext_id = section.extensions.get(URI_RID)
+            self._repaired_rid_ext_id = section.extensions.get(URI_REPAIRED_RID)
         return track
 
-    def _add_stream(self, track: PublishedTrack, ssrc: int) -> ReceivedStream:
+    def _add_stream(self, track: PublishedTrack, ssrc: int, layer: int) -> ReceivedStream:
         video = track.kind == "video"
+        vp8 = video and track.codec.name == "VP8"
         stream = ReceivedStream(
             kind=track.kind,
             ssrc=ssrc,
@@ -84,21 +98,22 @@ class Publisher:
             cache_size=2048 if video else 256,
             keyframe_interval=self.config.keyframe_interval_ms / 1000,
             audio_level_id=None if video else track.audio_level_id,
+            layer=layer,
+            frame_size=vp8_frame_size if vp8 else None,
         )
         self._streams[ssrc] = stream
-        track.set_stream(stream)
-        for downtrack in track.downtracks:
-            if downtrack.mid is not None and downtrack.stream is None:
-                downtrack.attach(stream)
+        track.set_layer(layer, stream)
         return stream
 
     def remove(self, track: PublishedTrack) -> None:
         self.tracks_by_mid.pop(track.mid, None)
-        if track.stream is not None:
-            self.gone.update(track.stream.counters())
-            self._streams.pop(track.stream.ssrc, None)
-            for rtx_ssrc, (stream, _) in list(self._rtx.items()):
-                if stream is track.stream:
+        for stream in track.layers:
+            if stream is None:
+                continue
+            self.gone.update(stream.counters())
+            self._streams.pop(stream.ssrc, None)
+            for rtx_ssrc, (rtx_stream, _) in list(self._rtx.items()):
+                if rtx_stream is stream:
                     del self._rtx[rtx_ssrc]
         track.close()
 
@@ -123,22 +138,32 @@ class Publisher:
             log.exception("publisher %s: RTP handling failed", self.participant_id)
 
     def _learn_ssrc(self, packet: bytes, ssrc: int) -> None:
-        """Map an SSRC the SDP did not announce, from the packet's MID."""
+        """Map an SSRC the SDP did not announce, from its MID and RID extensions."""
         if payload_offset(packet) < 0 or ssrc in self._unknown_ssrcs:
             return
         if len(self._unknown_ssrcs) >= MAX_UNKNOWN_SSRCS:
             return
-        mid = extension(packet, self._mid_ext_id)
+        found = extensions(packet)
+        mid = found.get(self._mid_ext_id)
         track = self.tracks_by_mid.get(mid.decode(errors="replace")) if mid else None
         if track is None:
             return
-        self._unknown_ssrcs.add(ssrc)
         payload_type = packet[1] & 0x7F
-        if payload_type == track.codec.rtx_payload_type:
-            if track.stream is not None:
-                self._rtx[ssrc] = (track.stream, track.codec.payload_type)
-        elif track.stream is None and payload_type == track.codec.payload_type:
-            self._add_stream(track, ssrc).on_rtp(packet, time.monotonic())
+        rtx = payload_type == track.codec.rtx_payload_type
+        layer = 0
+        if track.simulcast:
+            rid = found.get(self._repaired_rid_ext_id if rtx else self._rid_ext_id)
+            layer = track.layer_of_rid(rid.decode(errors="replace")) if rid else None
+            if layer is None:
+                return  # Chrome repeats MID/RID until acknowledged: the next packet tells
+        self._unknown_ssrcs.add(ssrc)
+        if rtx:
+            if track.layers[layer] is not None:
+                self._rtx[ssrc] = (track.layers[layer], track.codec.payload_type)
+            else:
+                self._unknown_ssrcs.discard(ssrc)
+        elif track.layers[layer] is None and payload_type == track.codec.payload_type:
+            self._add_stream(track, ssrc, layer).on_rtp(packet, time.monotonic())
 
     def _on_rtcp(self, packet: bytes) -> None:
         try:
@@ -160,11 +185,19 @@ class Publisher:
         if not blocks:
             return
         packet = rtcp.build_rr(self.rtcp_ssrc, blocks)
-        video = [t.stream.ssrc for t in self.tracks_by_mid.values() if t.kind == "video" and t.stream]
-        if video:
+        video = [t for t in self.tracks_by_mid.values() if t.kind == "video"]
+        ssrcs = [s.ssrc for t in video for s in t.layers if s is not None]
+        if ssrcs:
             bitrate = self.config.max_video_bitrate * len(video)
-            packet += rtcp.build_remb(self.rtcp_ssrc, bitrate, video)
+            packet += rtcp.build_remb(self.rtcp_ssrc, bitrate, ssrcs)
         self.transport.send_rtcp(packet)
+
+    def tick(self, now: float) -> None:
+        """Layer bitrates and dynacast decisions (every few hundred ms)."""
+        for stream in self._streams.values():
+            stream.update_bitrate(now)
+        for track in self.tracks_by_mid.values():
+            track.dynacast(now)
 
     @property
     def streams(self) -> list[ReceivedStream]:

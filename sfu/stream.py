@@ -36,8 +36,11 @@ class ReceivedStream:
         cache_size: int,
         keyframe_interval: float,
         audio_level_id: Optional[int] = None,
+        layer: int = 0,
+        frame_size: Optional[Callable[[bytes, int], Optional[tuple[int, int]]]] = None,
     ) -> None:
         self.kind = kind
+        self.layer = layer  # simulcast layer index (0: lowest, or the only one)
         self.ssrc = ssrc
         self.rtx_ssrc: Optional[int] = None
         self.clock_rate = clock_rate
@@ -52,6 +55,12 @@ class ReceivedStream:
         self.keyframes = KeyframeRequester(self._send_pli, keyframe_interval)
         self.keyframes_received = 0
         self.last_packet_time = 0.0
+        self.width = 0  # from key frame headers, where the codec tells
+        self.height = 0
+        self.bitrate = 0.0  # bits/s, smoothed
+        self._frame_size = frame_size
+        self._bytes_seen = 0
+        self._rate_time = 0.0
         self.sender_report: Optional[rtcp.SenderReport] = None
         self.nacks_sent = 0
         self.malformed = 0
@@ -72,10 +81,30 @@ class ReceivedStream:
         keyframe = False
         if self.is_keyframe is not None and self.is_keyframe(packet, offset):
             keyframe = True
-            self.keyframes_received += 1
+            self._on_keyframe(packet, offset)
         end = payload_end(packet)
+        layer = self.layer
         for downtrack in self.downtracks:
-            downtrack.write(packet, seq, ts, offset, end, keyframe, now)
+            downtrack.write(packet, seq, ts, offset, end, keyframe, now, layer)
+
+    def _on_keyframe(self, packet: bytes, offset: int) -> None:
+        self.keyframes_received += 1
+        if self._frame_size is not None:
+            size = self._frame_size(packet, offset)
+            if size is not None:
+                self.width, self.height = size
+
+    def flowing(self, now: float, timeout: float = 0.5) -> bool:
+        return now - self.last_packet_time < timeout
+
+    def update_bitrate(self, now: float) -> None:
+        """Smoothed receive bitrate; call every few hundred ms."""
+        elapsed = now - self._rate_time
+        if self._rate_time and elapsed > 0:
+            instant = (self.stats.bytes - self._bytes_seen) * 8 / elapsed
+            self.bitrate = instant if self.bitrate == 0 else 0.7 * self.bitrate + 0.3 * instant
+        self._bytes_seen = self.stats.bytes
+        self._rate_time = now
 
     def on_rtx(self, packet: bytes, payload_type: int, now: float) -> None:
         """A retransmission (RFC 4588) from the publisher: restore and process."""
@@ -115,9 +144,6 @@ class ReceivedStream:
         if self.stats.received == 0:
             return None
         return self.stats.report_block(now)
-
-    def bitrate_since(self, previous_bytes: int, seconds: float) -> float:
-        return (self.stats.bytes - previous_bytes) * 8 / seconds if seconds > 0 else 0.0
 
     def counters(self) -> Counter:
         kind = self.kind

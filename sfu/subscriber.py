@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import rtcp
+from .allocator import Allocator, Demand
 from .config import SfuConfig
 from .downtrack import DownTrack
+from .layer_selector import OFF, TrackSettings, select_layer, temporal_limit, wanted_layer
 from .published_track import PublishedTrack
 from .transport import PeerTransport
 
@@ -47,10 +49,14 @@ class Subscriber:
         config: SfuConfig,
         send_offer: Callable[[str, list[dict]], None],
         on_state: Callable[[str], None],
+        on_layer_changed: Callable[[DownTrack], None] = lambda downtrack: None,
     ) -> None:
         self.participant_id = participant_id
         self.transport = PeerTransport(config.ice, lambda packet: None, self._on_rtcp, on_state)
         self._send_offer = send_offer
+        self._on_layer_changed = on_layer_changed
+        self.allocator = Allocator()
+        self._loss_estimate: Optional[float] = None
         self.slots: list[Slot] = []
         self._by_track: dict[str, Slot] = {}
         self._by_ssrc: dict[int, DownTrack] = {}
@@ -75,7 +81,8 @@ class Subscriber:
             (s for s in self.slots if s.track is None and s.kind == track.kind and s.codec_key == key),
             None,
         )
-        downtrack = DownTrack(track.id, track.kind, self.transport)
+        downtrack = DownTrack(track, self.transport)
+        downtrack.on_layer_changed = self._on_layer_changed
         if slot is None:
             transceiver = self.transport.add_sendonly(
                 track.kind, track.codec, track.participant_id, track.id
@@ -94,6 +101,7 @@ class Subscriber:
         slot = self._by_track.pop(track_id, None)
         if slot is None:
             return
+        self.allocator.forget(slot.downtrack)
         slot.track.remove_downtrack(slot.downtrack)
         self.gone.update(slot.downtrack.counters())
         self._by_ssrc.pop(slot.downtrack.ssrc, None)
@@ -160,12 +168,9 @@ class Subscriber:
                 continue
             slot.bound = True
             downtrack = slot.downtrack
-            stream = slot.track.stream
-            if stream is not None:
-                downtrack.bind(section, stream)
-            else:
-                downtrack.bind_pending(section)
+            downtrack.bind(section)
             self._by_ssrc[downtrack.ssrc] = downtrack
+        self.allocate(time.monotonic())
 
     # --- RTCP from the subscriber -------------------------------------------
 
@@ -197,10 +202,60 @@ class Subscriber:
                 downtrack = self._by_ssrc.get(block.ssrc)
                 if downtrack is not None:
                     downtrack.on_receiver_report(block, now)
+            self._update_loss_estimate()
         elif isinstance(item, rtcp.Remb):
-            self.remb = item.bitrate
+            previous, self.remb = self.remb, item.bitrate
+            if previous is None or item.bitrate < previous * 0.8:
+                self.allocate(now)  # congestion news: react now, not at the next tick
+
+    # --- layer selection ------------------------------------------------------
+
+    def update_settings(self, track_id: str, settings: TrackSettings) -> bool:
+        slot = self._by_track.get(track_id)
+        if slot is None:
+            return False
+        slot.downtrack.settings = settings
+        slot.downtrack.max_temporal = temporal_limit(settings.max_fps)
+        self.allocate(time.monotonic())
+        return True
+
+    def estimate(self) -> Optional[float]:
+        """Downstream bandwidth: the REMB, lowered while receiver reports show loss."""
+        estimates = [e for e in (self.remb, self._loss_estimate) if e is not None]
+        return min(estimates) if estimates else None
+
+    def _update_loss_estimate(self) -> None:
+        video = [d for d in self.downtracks() if d.kind == "video" and d.current != OFF]
+        if not video:
+            return
+        loss = max(d.fraction_lost for d in video) / 256
+        sending = sum(d.track.bitrates()[d.current] for d in video)
+        if loss > 0.10:
+            self._loss_estimate = sending * (1 - loss / 2)
+        elif loss < 0.02 and self._loss_estimate is not None:
+            self._loss_estimate *= 1.08  # recover gently; gone once it no longer binds
+            if self._loss_estimate > 2 * max(sending, 1):
+                self._loss_estimate = None
+
+    def allocate(self, now: float) -> None:
+        """Choose every down-track's layer from wishes, bandwidth and what flows."""
+        chosen = []
+        for downtrack in self.downtracks():
+            if not downtrack.bound:
+                continue
+            layers = downtrack.track.layer_infos(now)
+            wanted = wanted_layer(downtrack.settings, layers)
+            chosen.append((downtrack, layers, wanted))
+        video = [(d, layers, wanted) for d, layers, wanted in chosen if d.kind == "video"]
+        demands = [Demand(d, wanted, d.track.bitrates(), d.settings.priority) for d, _, wanted in video]
+        caps = self.allocator.allocate(demands, self.estimate(), now)
+        for downtrack, layers, wanted in chosen:
+            cap = caps.get(downtrack, wanted)
+            downtrack.desired = min(wanted, cap)
+            downtrack.set_target(select_layer(wanted, cap, downtrack.current, layers))
 
     def tick(self, now: float) -> None:
+        self.allocate(now)
         for downtrack in self.downtracks():
             downtrack.retry_keyframe(now)
 

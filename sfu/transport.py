@@ -36,6 +36,8 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.codecs import HEADER_EXTENSIONS
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from .config import IceConfig
@@ -61,11 +63,26 @@ INTERNALS = [
     ("aiortc.RTCRtpSender", "_track_id"),
     ("aiortc.RTCRtpTransceiver", "_codecs"),
     ("aiortc.RTCRtpTransceiver", "_headerExtensions"),
+    ("aiortc.codecs", "HEADER_EXTENSIONS"),
 ]
 
 URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+URI_RID = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+URI_REPAIRED_RID = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+
+
+def _accept_rid_extensions() -> None:
+    """aiortc negotiates only header extensions it knows; simulcast needs the
+    rid ones (the ids here matter only in offers we make)."""
+    video = HEADER_EXTENSIONS["video"]
+    for ext_id, uri in ((10, URI_RID), (11, URI_REPAIRED_RID)):
+        if not any(ext.uri == uri for ext in video):
+            video.append(RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri))
+
+
+_accept_rid_extensions()
 
 RtpHandler = Callable[[bytes], None]
 
@@ -100,6 +117,7 @@ class MediaSection:
     extensions: dict[str, int]
     ssrcs: list[int] = field(default_factory=list)
     rtx_ssrcs: dict[int, int] = field(default_factory=dict)  # rtx ssrc -> media ssrc
+    rids: list[str] = field(default_factory=list)  # simulcast layers, as offered
 
 
 class PeerTransport:
@@ -111,8 +129,11 @@ class PeerTransport:
         on_rtp: RtpHandler,
         on_rtcp: RtpHandler,
         on_state: Callable[[str], None] = lambda state: None,
+        start_bitrate_kbps: int = 0,
     ) -> None:
         self._ice = ice
+        self._start_bitrate_kbps = start_bitrate_kbps
+        self._rids: dict[str, list[str]] = {}
         self._on_rtp = on_rtp
         self._on_rtcp = on_rtcp
         self._on_state = on_state
@@ -140,9 +161,10 @@ class PeerTransport:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         except (ValueError, KeyError, AttributeError, TypeError) as exc:
             raise SdpError(f"offer rejected: {exc}") from exc
+        self._rids = _offered_rids(offer_sdp)
         self._prepare()
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        return self.pc.localDescription.sdp
+        return _answer_extras(self.pc.localDescription.sdp, self._rids, self._start_bitrate_kbps)
 
     def add_sendonly(
         self, kind: str, codec: CodecInfo, stream_id: str, track_id: str
@@ -204,7 +226,9 @@ class PeerTransport:
                 continue
             if not transceiver._codecs:
                 continue
-            sections.append(_section(transceiver, media))
+            section = _section(transceiver, media)
+            section.rids = self._rids.get(section.mid, [])
+            sections.append(section)
         return sections
 
     def sent_section(self, transceiver: RTCRtpTransceiver) -> Optional[MediaSection]:
@@ -424,6 +448,57 @@ def _guard_consent(connection) -> None:
 
 async def _park(*args, **kwargs) -> None:
     """Stands in for aiortc's RTCRtpSender.send / RTCRtpReceiver.receive."""
+
+
+def _sections(sdp: str) -> list[list[str]]:
+    """SDP lines grouped by m-section (the session part first)."""
+    groups: list[list[str]] = [[]]
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            groups.append([])
+        if line:
+            groups[-1].append(line)
+    return groups
+
+
+def _offered_rids(offer_sdp: str) -> dict[str, list[str]]:
+    """mid -> rids of each m-section the offer sends as simulcast."""
+    found = {}
+    for lines in _sections(offer_sdp)[1:]:
+        mid = next((line[6:] for line in lines if line.startswith("a=mid:")), None)
+        simulcast = next((line for line in lines if line.startswith("a=simulcast:send ")), None)
+        if mid is None or simulcast is None:
+            continue
+        rids = [r.lstrip("~") for alt in simulcast.split(" ", 1)[1].split(";") for r in alt.split(",")[:1]]
+        found[mid] = [r for r in rids if r and not r.startswith("~")]
+    return found
+
+
+def _answer_extras(answer_sdp: str, rids: dict[str, list[str]], start_bitrate_kbps: int) -> str:
+    """Add what aiortc cannot say: simulcast acceptance and a start bitrate."""
+    groups = _sections(answer_sdp)
+    for lines in groups[1:]:
+        mid = next((line[6:] for line in lines if line.startswith("a=mid:")), None)
+        if mid in rids:
+            lines += [f"a=rid:{rid} recv" for rid in rids[mid]]
+            lines.append("a=simulcast:recv " + ";".join(rids[mid]))
+        if start_bitrate_kbps and lines[0].startswith("m=video") and not lines[0].startswith("m=video 0"):
+            _add_start_bitrate(lines, start_bitrate_kbps)
+    return "\r\n".join(line for lines in groups for line in lines) + "\r\n"
+
+
+def _add_start_bitrate(lines: list[str], kbps: int) -> None:
+    payload_types = lines[0].split()[3:]
+    rtx = {line.split()[0][9:] for line in lines if line.startswith("a=rtpmap:") and " rtx/" in line}
+    hint = f"x-google-start-bitrate={kbps}"
+    for pt in payload_types:
+        if pt in rtx:
+            continue
+        index = next((i for i, line in enumerate(lines) if line.startswith(f"a=fmtp:{pt} ")), None)
+        if index is None:
+            lines.append(f"a=fmtp:{pt} {hint}")
+        else:
+            lines[index] += f";{hint}"
 
 
 def _parse_sdp(sdp: str) -> SessionDescription:

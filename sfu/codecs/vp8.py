@@ -28,3 +28,126 @@ def is_keyframe(packet: bytes, offset: int = 0) -> bool:
     if pos >= size:
         return False
     return not packet[pos] & 0x01  # P bit of the VP8 frame header: 0 = key frame
+
+
+class Descriptor:
+    """Where the picture ID and TL0PICIDX sit in a VP8 payload descriptor."""
+
+    __slots__ = ("pid_pos", "pid_bits", "tl0_pos", "tid", "start")
+
+    def __init__(self) -> None:
+        self.pid_pos = -1  # -1: absent
+        self.pid_bits = 0  # 7 or 15
+        self.tl0_pos = -1
+        self.tid = 0
+        self.start = False  # first packet of a frame (S=1, partition 0)
+
+
+def parse_descriptor(packet: bytes, offset: int) -> Descriptor | None:
+    """The descriptor of the payload at ``offset``; None when malformed."""
+    size = len(packet)
+    if offset >= size:
+        return None
+    first = packet[offset]
+    found = Descriptor()
+    found.start = bool(first & 0x10) and not first & 0x07
+    if not first & 0x80:
+        return found
+    pos = offset + 1
+    if pos >= size:
+        return None
+    ext = packet[pos]
+    pos += 1
+    if ext & 0x80:
+        if pos >= size:
+            return None
+        found.pid_pos = pos
+        found.pid_bits = 15 if packet[pos] & 0x80 else 7
+        pos += 2 if found.pid_bits == 15 else 1
+    if ext & 0x40:
+        found.tl0_pos = pos
+        pos += 1
+    if ext & 0x30:
+        if pos >= size:
+            return None
+        if ext & 0x20:
+            found.tid = packet[pos] >> 6
+        pos += 1
+    return found if pos <= size else None
+
+
+def keyframe_size(packet: bytes, offset: int) -> tuple[int, int] | None:
+    """(width, height) from the key frame header, in the first packet of a key frame."""
+    descriptor = parse_descriptor(packet, offset)
+    if descriptor is None or not descriptor.start:
+        return None
+    pos = offset + 1
+    first_ext = packet[offset] & 0x80
+    if first_ext:
+        ext = packet[offset + 1]
+        pos += 1
+        pos += (2 if descriptor.pid_bits == 15 else 1) if ext & 0x80 else 0
+        pos += 1 if ext & 0x40 else 0
+        pos += 1 if ext & 0x30 else 0
+    if pos + 10 > len(packet) or packet[pos] & 0x01 or packet[pos + 3 : pos + 6] != b"\x9d\x01\x2a":
+        return None
+    width = int.from_bytes(packet[pos + 6 : pos + 8], "little") & 0x3FFF
+    height = int.from_bytes(packet[pos + 8 : pos + 10], "little") & 0x3FFF
+    return width, height
+
+
+class Vp8Munger:
+    """Keeps picture ID and TL0PICIDX continuous when a down-track switches
+    between simulcast layers, so the decoder sees one stream."""
+
+    __slots__ = ("_pid_offset", "_tl0_offset", "_last_pid", "_last_tl0", "_started")
+
+    def __init__(self) -> None:
+        self._pid_offset = 0
+        self._tl0_offset = 0
+        self._last_pid = 0
+        self._last_tl0 = 0
+        self._started = False
+
+    def switch(self, packet: bytes, offset: int) -> None:
+        """Re-anchor at the first packet of a key frame of the new layer."""
+        descriptor = parse_descriptor(packet, offset)
+        if descriptor is None:
+            return
+        if self._started:
+            if descriptor.pid_pos >= 0:
+                pid = _read_pid(packet, descriptor)
+                self._pid_offset = (self._last_pid + 1 - pid) & 0x7FFF
+            if descriptor.tl0_pos >= 0:
+                self._tl0_offset = (self._last_tl0 + 1 - packet[descriptor.tl0_pos]) & 0xFF
+        self._started = True
+
+    def rewrite(self, payload: bytearray, descriptor: Descriptor, base: int, record: bool = True) -> None:
+        """Rewrite in place; positions in ``descriptor`` are relative to ``base``.
+
+        ``record=False`` for retransmissions: they must not move the last-sent IDs.
+        """
+        if descriptor.pid_pos >= 0:
+            pos = descriptor.pid_pos - base
+            if descriptor.pid_bits == 15:
+                pid = (((payload[pos] & 0x7F) << 8 | payload[pos + 1]) + self._pid_offset) & 0x7FFF
+                payload[pos] = 0x80 | (pid >> 8)
+                payload[pos + 1] = pid & 0xFF
+            else:
+                pid = ((payload[pos] & 0x7F) + self._pid_offset) & 0x7F
+                payload[pos] = pid
+            if record:
+                self._last_pid = pid
+        if descriptor.tl0_pos >= 0:
+            pos = descriptor.tl0_pos - base
+            tl0 = (payload[pos] + self._tl0_offset) & 0xFF
+            payload[pos] = tl0
+            if record:
+                self._last_tl0 = tl0
+
+
+def _read_pid(packet: bytes, descriptor: Descriptor) -> int:
+    pos = descriptor.pid_pos
+    if descriptor.pid_bits == 15:
+        return (packet[pos] & 0x7F) << 8 | packet[pos + 1]
+    return packet[pos] & 0x7F

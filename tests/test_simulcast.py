@@ -1,0 +1,156 @@
+"""Simulcast end to end: Chromium publishes three layers through the demo
+page; subscribers get the layer they ask for, fit their bandwidth, and
+layers nobody needs stop at the publisher (dynacast)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+
+from .browser import chromium
+from .conftest import eventually
+from .raw_subscriber import RawSubscriber
+
+pytestmark = pytest.mark.browser
+
+INBOUND_VIDEO_JS = """
+async () => {
+  const pc = window.pysfuDemo.client.subscriberPc;
+  let found = null;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") found = {
+      frameWidth: s.frameWidth || 0, framesDecoded: s.framesDecoded || 0,
+    };
+  });
+  return found;
+}
+"""
+
+
+async def publish_camera(browser, server, room: str):
+    """A demo page that joins and publishes its (fake) 1280x720 camera."""
+    page = await browser.new_page()
+    await page.goto(f"{server.http}/?room={room}&name=presenter&autojoin=1&audio=0")
+    await page.wait_for_selector("body[data-state=joined]", timeout=15000)
+    participant_id = await page.evaluate("window.pysfuDemo.client.participantId")
+    track_id = await page.evaluate(
+        "window.pysfuDemo.published.filter((t) => t && t.kind === 'video')[0].id"
+    )
+    return page, participant_id, track_id
+
+
+async def scrape(server) -> dict[str, float]:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.http}/metrics") as response:
+            text = await response.text()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+async def test_subscriber_asks_low_high_low(server_process, tmp_path):
+    async with chromium(tmp_path) as browser:
+        _, publisher_id, _ = await publish_camera(browser, server_process, "sim")
+        viewer = await browser.new_page()
+        await viewer.goto(f"{server_process.http}/?room=sim&name=viewer&autojoin=1&audio=0&video=0")
+        await viewer.wait_for_selector("body[data-state=joined]", timeout=15000)
+        await eventually(lambda: True)  # let the first frames flow
+
+        async def wait_for_width(expected: int) -> None:
+            deadline = time.monotonic() + 2.0
+            last_decoded, last_progress = -1, time.monotonic()
+            while True:
+                stats = await viewer.evaluate(INBOUND_VIDEO_JS)
+                now = time.monotonic()
+                if stats and stats["framesDecoded"] > last_decoded:
+                    last_decoded, last_progress = stats["framesDecoded"], now
+                assert now - last_progress < 0.5 or last_decoded < 0, "video froze"
+                if stats and abs(stats["frameWidth"] - expected) <= expected * 0.1:
+                    return
+                assert now < deadline, f"frameWidth {stats and stats['frameWidth']} != {expected} after 2 s"
+                await asyncio.sleep(0.1)
+
+        await eventually_async(lambda: viewer.evaluate(INBOUND_VIDEO_JS), lambda s: s and s["framesDecoded"] > 10)
+        for quality, width in [("low", 320), ("high", 1280), ("low", 320)]:
+            await viewer.evaluate(f"window.pysfuDemo.setQuality({publisher_id!r}, {quality!r})")
+            await wait_for_width(width)
+            await asyncio.sleep(0.5)
+        metrics = await scrape(server_process)
+        for quality in ("low", "medium", "high"):
+            assert metrics[f'pysfu_layers_flowing{{quality="{quality}"}}'] >= 1, f"server never saw {quality}"
+
+
+async def test_bandwidth_estimate_chooses_layers_without_flapping(server_process, tmp_path):
+    async with chromium(tmp_path) as browser:
+        _, _, track_id = await publish_camera(browser, server_process, "bwe")
+        subscriber = RawSubscriber(server_process.url)
+        try:
+            await subscriber.join("bwe")
+            await eventually(lambda: subscriber.width == 1280, timeout=10, message="high layer never came")
+
+            subscriber.report_remb(200_000)
+            start = time.monotonic()
+            await eventually(lambda: subscriber.width == 320, timeout=3, message="not on low within 3 s")
+
+            subscriber.report_remb(5_000_000)
+            await eventually(lambda: subscriber.width == 1280, timeout=10, message="not back on high in 10 s")
+
+            for _ in range(40):  # layers just resumed by dynacast: let their rates settle
+                rates = await scrape(server_process)
+                medium = rates['pysfu_layer_bitrate_bps{quality="medium"}']
+                high = rates['pysfu_layer_bitrate_bps{quality="high"}']
+                if medium > 100_000 and high > 1.3 * medium:
+                    break
+                await asyncio.sleep(0.25)
+            assert high > 1.3 * medium, (medium, high)
+            subscriber.report_remb(int((medium + high) / 2))  # room for the middle layer, not the top
+            await eventually(lambda: subscriber.width == 640, timeout=5, message="not on medium")
+            switches = lambda: len([e for e in subscriber.events if e["type"] == "layer_changed"])
+            settled = switches()
+            await asyncio.sleep(60)
+            assert switches() == settled, "the layer changed under a steady estimate"
+            assert subscriber.width == 640
+        finally:
+            await subscriber.close()
+
+
+async def test_dynacast_pauses_unwatched_layers(server_process, tmp_path):
+    async with chromium(tmp_path) as browser:
+        await publish_camera(browser, server_process, "dyna")
+        watcher = RawSubscriber(server_process.url)
+        await watcher.join("dyna")
+        await eventually(lambda: watcher.width == 1280, timeout=10)
+        high = 'pysfu_layer_bitrate_bps{quality="high"}'
+        assert (await scrape(server_process))[high] > 100_000
+
+        await watcher.close()  # the last subscriber of the high layer goes
+        started = time.monotonic()
+        while (await scrape(server_process))[high] > 10_000:
+            assert time.monotonic() - started < 5, "the publisher kept sending the high layer"
+            await asyncio.sleep(0.25)
+        low = (await scrape(server_process))['pysfu_layer_bitrate_bps{quality="low"}']
+        assert low > 20_000, "the low layer should keep flowing"
+
+        newcomer = RawSubscriber(server_process.url)
+        try:
+            await newcomer.join("dyna")
+            await eventually(lambda: newcomer.width == 1280, timeout=10, message="high did not come back")
+            assert (await scrape(server_process))[high] > 100_000
+        finally:
+            await newcomer.close()
+
+
+async def eventually_async(fetch, check, timeout: float = 15):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await fetch()
+        if check(value):
+            return value
+        assert time.monotonic() < deadline, f"not reached within {timeout}s: {value}"
+        await asyncio.sleep(0.2)
