@@ -15,7 +15,7 @@ $(BIN)/pysfu: pyproject.toml
 install: $(BIN)/pysfu
 
 run: install
-	$(BIN)/pysfu serve --host 127.0.0.1 --port 7880
+	$(BIN)/pysfu serve --dev --host 127.0.0.1 --port 7880
 
 $(VENV)/.test-deps: $(BIN)/pysfu
 	$(BIN)/pip install --quiet -e '.[test]'

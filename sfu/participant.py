@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from .config import SfuConfig
 from .ids import new_id
+from .layer_selector import TrackSettings
 from .published_track import PublishedTrack
 from .publisher import Publisher
 from .subscriber import Subscriber
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[str, dict], None]
-TICK = 1.0  # seconds between receiver reports / housekeeping
+TICK = 0.25  # seconds between layer decisions
+REPORT_EVERY = 4  # ticks between receiver reports to publishers
 
 
 class Participant:
@@ -37,15 +39,25 @@ class Participant:
         self.config = config
         self.notify = notify
         self.auto_subscribe = auto_subscribe
+        #: Set by Room.join: who the token says this is (else the id), opaque
+        #: metadata, and whether the room is told about this participant.
+        self.identity = self.id
+        self.metadata = ""
+        self.hidden = False
         self.joined_at = time.monotonic()
         self.publisher = Publisher(self.id, config, self._transport_state)
-        self.subscriber = Subscriber(self.id, config, self._send_offer, self._transport_state)
+        self.subscriber = Subscriber(
+            self.id, config, self._send_offer, self._transport_state, self._layer_changed
+        )
         self.tracks: dict[str, PublishedTrack] = {}
         self.closed = False
         self._tick_task = asyncio.ensure_future(self._tick())
 
     def info(self) -> dict:
-        return {"id": self.id, "name": self.name, "tracks": [t.info() for t in self.tracks.values()]}
+        return {
+            "id": self.id, "name": self.name, "identity": self.identity, "metadata": self.metadata,
+            "tracks": [t.info() for t in self.tracks.values()],
+        }
 
     # --- publishing ---------------------------------------------------------
 
@@ -55,6 +67,7 @@ class Participant:
         for track in removed:
             self._drop_track(track)
         for track in added:
+            track.on_dynacast = self._dynacast
             self.tracks[track.id] = track
             self.room.track_published(self, track)
         return answer, added
@@ -89,6 +102,22 @@ class Participant:
     def unsubscribe(self, track_id: str) -> None:
         self.subscriber.unsubscribe(track_id)
 
+    def update_track_settings(self, track_id: str, settings: TrackSettings) -> bool:
+        return self.subscriber.update_settings(track_id, settings)
+
+    def _layer_changed(self, downtrack) -> None:
+        layer = downtrack.current
+        stream = downtrack.track.layers[layer] if layer >= 0 else None
+        payload = {"track_id": downtrack.track_id, "quality": downtrack.track.quality_of(layer)}
+        if downtrack.track.rid_of(layer):
+            payload["rid"] = downtrack.track.rid_of(layer)
+        if stream is not None and stream.width:
+            payload.update(width=stream.width, height=stream.height)
+        self.notify("layer_changed", payload)
+
+    def _dynacast(self, track: PublishedTrack, qualities: list[dict]) -> None:
+        self.notify("subscribed_quality_update", {"track_id": track.id, "qualities": qualities})
+
     def _send_offer(self, sdp: str, tracks: list[dict]) -> None:
         self.notify("subscriber_offer", {"sdp": sdp, "tracks": tracks})
 
@@ -102,12 +131,16 @@ class Participant:
             asyncio.ensure_future(self.room.leave(self, reason=reason))
 
     async def _tick(self) -> None:
+        count = 0
         while True:
             await asyncio.sleep(TICK)
             now = time.monotonic()
+            count += 1
             try:
-                self.publisher.send_reports(now)
+                self.publisher.tick(now)
                 self.subscriber.tick(now)
+                if count % REPORT_EVERY == 0:
+                    self.publisher.send_reports(now)
             except Exception:
                 log.exception("participant %s: tick failed", self.id)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from typing import Callable, Optional
 
@@ -18,6 +19,16 @@ class RoomFull(Exception):
     pass
 
 
+#: Receives room lifecycle events (room_started, participant_joined, ...) with
+#: a JSON-able payload; the signaling layer turns them into webhooks.  It must
+#: not block: it runs inline with the change it reports.
+RoomObserver = Callable[[str, dict], None]
+
+
+def _ignore(event: str, payload: dict) -> None:
+    pass
+
+
 class Room:
     def __init__(
         self,
@@ -26,20 +37,34 @@ class Room:
         on_empty: Callable[[Room], None] = lambda room: None,
         on_participant_closed: Callable[[Participant], None] = lambda p: None,
         capacity: int = 150,
+        observer: RoomObserver = _ignore,
+        metadata: str = "",
     ) -> None:
         self.name = name
         self.config = config
         self.capacity = capacity
+        self.metadata = metadata
+        self.created_at = time.time()
         self.participants: dict[str, Participant] = {}
         self._on_empty = on_empty
         self._on_participant_closed = on_participant_closed
+        self._observer = observer
 
-    def join(self, name: str, notify: EventSink, auto_subscribe: bool = True) -> Participant:
+    def join(
+        self, name: str, notify: EventSink, auto_subscribe: bool = True,
+        identity: str = "", metadata: str = "", hidden: bool = False,
+    ) -> Participant:
+        """Add a participant; hidden ones are never announced to the room."""
         if len(self.participants) >= self.capacity:
             raise RoomFull(self.name)
         participant = Participant(self, name, self.config, notify, auto_subscribe)
-        self._broadcast("participant_joined", {"participant": participant.info()})
+        participant.identity = identity or participant.id
+        participant.metadata = metadata
+        participant.hidden = hidden
+        if not hidden:
+            self._broadcast("participant_joined", {"participant": participant.info()})
         self.participants[participant.id] = participant
+        self._emit("participant_joined", participant=participant.info())
         if auto_subscribe:
             for track in self.tracks():
                 participant.subscribe(track)
@@ -53,12 +78,20 @@ class Room:
             self.track_unpublished(participant, track, announce=False)
         await participant.close()
         self._on_participant_closed(participant)
-        self._broadcast("participant_left", {"participant_id": participant.id, "reason": reason})
+        if not participant.hidden:
+            self._broadcast("participant_left", {"participant_id": participant.id, "reason": reason})
+        self._emit("participant_left", participant=participant.info(), reason=reason)
         if not self.participants:
             self._on_empty(self)
 
     def roster(self, exclude: Optional[str] = None) -> list[dict]:
-        return [p.info() for p in self.participants.values() if p.id != exclude]
+        return [p.info() for p in self.participants.values() if p.id != exclude and not p.hidden]
+
+    def find_identity(self, identity: str) -> Optional[Participant]:
+        for participant in self.participants.values():
+            if participant.identity == identity:
+                return participant
+        return None
 
     def tracks(self) -> list[PublishedTrack]:
         return [t for p in self.participants.values() for t in p.tracks.values()]
@@ -74,6 +107,7 @@ class Room:
 
     def track_published(self, owner: Participant, track: PublishedTrack) -> None:
         self._broadcast("track_published", {"track": track.info()}, exclude=owner.id)
+        self._emit("track_published", participant=owner.info(), track=track.info())
         for participant in self.participants.values():
             if participant is not owner and participant.auto_subscribe:
                 participant.subscribe(track)
@@ -81,6 +115,7 @@ class Room:
     def track_unpublished(self, owner: Participant, track: PublishedTrack, announce: bool = True) -> None:
         for participant in self.participants.values():
             participant.unsubscribe(track.id)
+        self._emit("track_unpublished", participant=owner.info(), track=track.info())
         if announce:
             self._broadcast(
                 "track_unpublished",
@@ -100,10 +135,62 @@ class Room:
             if participant.id != exclude:
                 participant.notify(event, payload)
 
+    # --- operator actions (admin API) ----------------------------------------
+
+    def summary(self) -> dict:
+        return {
+            "name": self.name,
+            "num_participants": len(self.participants),
+            "max_participants": self.capacity,
+            "metadata": self.metadata,
+            "created_at": int(self.created_at),
+        }
+
+    def set_metadata(self, metadata: str) -> None:
+        self.metadata = metadata
+        self._broadcast("room_updated", {"room": {"name": self.name, "metadata": metadata}})
+
+    def update_participant(self, participant: Participant, name: Optional[str], metadata: Optional[str]) -> None:
+        if name is not None:
+            participant.name = name
+        if metadata is not None:
+            participant.metadata = metadata
+        if participant.hidden:
+            participant.notify("participant_updated", {"participant": participant.info()})
+        else:
+            self._broadcast("participant_updated", {"participant": participant.info()})
+
+    async def remove(self, participant: Participant, reason: str) -> None:
+        """End a participant's session: it gets ``leave`` with ``reason``."""
+        participant.notify("leave", {"reason": reason})
+        await self.leave(participant, reason)
+
+    def send_data(
+        self, payload: str, topic: str = "", identities: Optional[list[str]] = None,
+        sender: Optional[Participant] = None,
+    ) -> int:
+        """Send a ``data`` event to everyone but the sender (or only to the
+        given identities); returns how many got it."""
+        event = {"payload": payload, "topic": topic}
+        if sender is not None:
+            event["participant_id"] = sender.id
+        targets = [
+            p for p in self.participants.values()
+            if p is not sender and (not identities or p.identity in identities)
+        ]
+        for participant in targets:
+            participant.notify("data", event)
+        return len(targets)
+
+    def _emit(self, event: str, **payload) -> None:
+        try:
+            self._observer(event, {"room": self.summary(), **payload})
+        except Exception:
+            log.exception("room observer failed on %s", event)
+
     async def close(self, reason: str = "room_closed") -> None:
         for participant in list(self.participants.values()):
-            participant.notify("leave", {"reason": reason})
-            await self.leave(participant, reason)
+            await self.remove(participant, reason)
 
 
 class RoomRegistry:
@@ -113,22 +200,38 @@ class RoomRegistry:
     that the totals it reports only ever grow.
     """
 
-    def __init__(self, config: SfuConfig) -> None:
+    def __init__(self, config: SfuConfig, capacity: int = 150, observer: RoomObserver = _ignore) -> None:
         self.config = config
+        self.capacity = capacity
+        self.observer = observer
         self.rooms: dict[str, Room] = {}
         self._gone: Counter = Counter()
 
     def get_or_create(self, name: str) -> Room:
         room = self.rooms.get(name)
         if room is None:
-            room = self.rooms[name] = Room(
-                name, self.config, self._room_empty, self._participant_closed
-            )
+            room = self.create(name)
         return room
+
+    def create(self, name: str, capacity: Optional[int] = None, metadata: str = "") -> Room:
+        """Open a new room (it stays until its last participant leaves, or deleted)."""
+        assert name not in self.rooms, name
+        room = self.rooms[name] = Room(
+            name, self.config, self._room_empty, self._participant_closed,
+            capacity=capacity or self.capacity, observer=self.observer, metadata=metadata,
+        )
+        room._emit("room_started")
+        return room
+
+    async def delete(self, room: Room, reason: str = "room_deleted") -> None:
+        """Close a room: everyone in it gets ``leave`` with ``reason``."""
+        await room.close(reason)
+        self._room_empty(room)
 
     def _room_empty(self, room: Room) -> None:
         if self.rooms.get(room.name) is room:
             del self.rooms[room.name]
+            room._emit("room_finished")
 
     def _participant_closed(self, participant: Participant) -> None:
         self._gone.update(participant.counters())
@@ -146,7 +249,6 @@ class RoomRegistry:
     async def leave(self, participant: Participant, reason: str = "left") -> None:
         await participant.room.leave(participant, reason)
 
-    async def close(self) -> None:
+    async def close(self, reason: str = "server_shutdown") -> None:
         for room in list(self.rooms.values()):
-            await room.close("server_shutdown")
-        self.rooms.clear()
+            await self.delete(room, reason)

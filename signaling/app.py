@@ -1,50 +1,114 @@
-"""The aiohttp application: demo page, /ws signaling, /metrics, /healthz."""
+"""The aiohttp application: demo page, /ws signaling, /api admin, /metrics,
+/healthz, /readyz, and /dev/token in development mode only."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import secrets
+import time
 import weakref
+from collections import Counter
+from typing import AsyncIterator, Optional
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
 from sfu.metrics import SfuCollector
 from sfu.room import RoomRegistry
 
+from .admin import setup_admin
+from .auth import VideoGrant, create_token
 from .config import ServerConfig
+from .limits import JoinLimiter
+from .server_metrics import ServerMetrics
 from .session import Session
+from .webhooks import WebhookSender
+
+log = logging.getLogger(__name__)
 
 ROOMS = web.AppKey("rooms", RoomRegistry)
 CONFIG = web.AppKey("config", ServerConfig)
 METRICS = web.AppKey("metrics", CollectorRegistry)
+SERVER_METRICS = web.AppKey("server_metrics", ServerMetrics)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet)
+JOINS = web.AppKey("joins", JoinLimiter)
+WEBHOOKS = web.AppKey("webhooks", Optional[WebhookSender])
+DRAINING = web.AppKey("draining", asyncio.Event)
 
-MAX_MESSAGE_BYTES = 256 * 1024
+#: aiohttp closes a connection (code 1009) whose message exceeds this many
+#: times the configured limit; up to it, the session answers message_too_large.
+HARD_SIZE_FACTOR = 4
+DEV_KEY = "devkey"
 
 
 def create_app(config: ServerConfig | None = None) -> web.Application:
-    config = config or ServerConfig()
+    config = _with_dev_key(config or ServerConfig())
     app = web.Application()
     app[CONFIG] = config
-    app[ROOMS] = RoomRegistry(config.sfu)
+    app[WEBHOOKS] = _webhook_sender(config)
+    observer = app[WEBHOOKS].observe if app[WEBHOOKS] else (lambda event, payload: None)
+    app[ROOMS] = RoomRegistry(config.sfu, capacity=config.limits.room_capacity, observer=observer)
     app[METRICS] = CollectorRegistry()
     app[METRICS].register(SfuCollector(app[ROOMS]))
+    ProcessCollector(registry=app[METRICS])
+    app[SERVER_METRICS] = ServerMetrics(app[METRICS], lambda: app[WEBHOOKS].stats if app[WEBHOOKS] else Counter())
     app[SOCKETS] = weakref.WeakSet()
+    app[JOINS] = JoinLimiter(config.limits.joins_per_minute)
+    app[DRAINING] = asyncio.Event()
     app.router.add_get("/ws", websocket)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    setup_admin(app, app[ROOMS], config)
+    if config.dev:
+        app.router.add_get("/dev/token", dev_token)
     app.router.add_get("/", index)
     app.router.add_static("/", config.static_dir, show_index=False)
+    app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_close_sockets)
     app.on_cleanup.append(_close_rooms)
+    if config.open:
+        log.warning("no API keys configured: anyone may join without a token (open mode)")
     return app
 
 
+def _with_dev_key(config: ServerConfig) -> ServerConfig:
+    """Development mode without keys gets a random key, so tokens are still checked."""
+    if config.dev and not config.keys:
+        return config.model_copy(update={"keys": {DEV_KEY: secrets.token_urlsafe(32)}})
+    return config
+
+
+def _webhook_sender(config: ServerConfig) -> Optional[WebhookSender]:
+    settings = config.webhooks
+    if not settings.urls:
+        return None
+    api_key = settings.api_key or next(iter(config.keys))
+    return WebhookSender(settings, api_key, config.keys[api_key])
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    app[SERVER_METRICS].start()
+    if app[WEBHOOKS]:
+        app[WEBHOOKS].start()
+    yield
+    await app[SERVER_METRICS].stop()
+    if app[WEBHOOKS]:
+        await app[WEBHOOKS].stop()
+
+
 async def websocket(request: web.Request) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_MESSAGE_BYTES)
+    config = request.app[CONFIG]
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=config.limits.max_message_bytes * HARD_SIZE_FACTOR)
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
-    await Session(ws, request.app[ROOMS]).run()
+    session = Session(
+        ws, request.app[ROOMS], config,
+        address=request.remote or "", joins=request.app[JOINS],
+        draining=request.app[DRAINING].is_set, metrics=request.app[SERVER_METRICS],
+    )
+    await session.run()
     return ws
 
 
@@ -59,6 +123,41 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready for new joins: 503 while draining (SIGTERM)."""
+    if request.app[DRAINING].is_set():
+        return web.json_response({"status": "draining"}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def dev_token(request: web.Request) -> web.Response:
+    """Development only: a join token for ?room=R&name=N (all media grants)."""
+    room = request.query.get("room", "")
+    name = request.query.get("name", "")
+    if not room or len(room) > 128 or len(name) > 128:
+        return web.json_response({"error": {"code": "bad_request", "message": "give ?room= (and ?name=)"}}, status=400)
+    config = request.app[CONFIG]
+    api_key, secret = next(iter(config.keys.items()))
+    identity = request.query.get("identity") or f"{name or 'guest'}-{secrets.token_hex(3)}"
+    grant = VideoGrant(room=room, roomJoin=True)
+    token = create_token(api_key, secret, identity, grant, name=name, ttl=3600)
+    return web.json_response({"token": token, "identity": identity})
+
+
+async def drain(app: web.Application, grace: float) -> None:
+    """Stop taking joins, send every client ``leave`` (server_shutdown), and
+    wait up to ``grace`` seconds for their sockets to close and the queued
+    webhooks to go out."""
+    app[DRAINING].set()
+    log.info("draining: %d participants told to leave", len(app[ROOMS].participants()))
+    await app[ROOMS].close("server_shutdown")
+    deadline = time.monotonic() + grace
+    while any(not ws.closed for ws in app[SOCKETS]) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if app[WEBHOOKS]:
+        await app[WEBHOOKS].stop(flush_timeout=max(0.1, deadline - time.monotonic()))
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -1,79 +1,166 @@
-"""The `pysfu` command line."""
+"""The `pysfu` command line: `pysfu serve` and `pysfu token create`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
+import signal
 import sys
+from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 
-from sfu.config import IceConfig, SfuConfig
+from .auth import DEFAULT_TTL, VideoGrant, create_token
+from .config import ConfigError, ServerConfig, load_config
+from .logs import setup_logging
 
-from .config import ServerConfig
+log = logging.getLogger("pysfu")
+
+SOURCES = ("camera", "microphone", "screen_share")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pysfu", description="A pure-Python WebRTC SFU.")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the SFU and its signaling server")
-    serve.add_argument("--host", default="127.0.0.1", help="HTTP/WebSocket listen address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=7880, help="HTTP/WebSocket port (default 7880)")
-    serve.add_argument(
-        "--ice-address", action="append", default=[], metavar="ADDR",
-        help="local address offered as an ICE host candidate; repeat for several "
-        "(default: every non-loopback interface)",
-    )
-    serve.add_argument(
-        "--public-address", metavar="ADDR",
-        help="public address announced as well, for a server behind a 1:1 NAT",
-    )
-    serve.add_argument(
-        "--udp-port-range", metavar="MIN-MAX",
-        help="local UDP ports for media, e.g. 50000-60000 (default: any)",
-    )
-    serve.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"],
-        help="log level (default info)",
-    )
-    serve.add_argument("--no-uvloop", action="store_true", help="use asyncio's default event loop")
+    _add_serve(commands.add_parser("serve", help="run the SFU and its signaling server"))
+    token = commands.add_parser("token", help="access tokens").add_subparsers(dest="token_command", required=True)
+    _add_token_create(token.add_parser("create", help="mint a signed access token"))
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    port_min = port_max = 0
+def _add_serve(serve: argparse.ArgumentParser) -> None:
+    """Flags default to None: only flags given override env and YAML."""
+    serve.add_argument("--config", metavar="FILE", help="YAML settings file (also PYSFU_CONFIG)")
+    serve.add_argument("--host", help="HTTP/WebSocket listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP/WebSocket port (default 7880)")
+    serve.add_argument(
+        "--ice-address", action="append", metavar="ADDR",
+        help="local address offered as an ICE host candidate; repeat for several "
+        "(default: every non-loopback interface)",
+    )
+    serve.add_argument("--public-address", metavar="ADDR",
+                       help="public address announced as well, for a server behind a 1:1 NAT")
+    serve.add_argument("--udp-port-range", metavar="MIN-MAX",
+                       help="local UDP ports for media, e.g. 50000-60000 (default: any)")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
+    serve.add_argument("--log-json", action="store_true", default=None, help="log one JSON object per line")
+    serve.add_argument("--keys", metavar="KEY:SECRET,...", help="API key/secret pairs (also PYSFU_KEYS)")
+    serve.add_argument("--dev", action="store_true", default=None,
+                       help="development mode: /dev/token hands the demo page tokens")
+    serve.add_argument("--webhook-url", action="append", metavar="URL", help="POST room events here; repeatable")
+    serve.add_argument("--shutdown-grace", type=float, metavar="SECONDS",
+                       help="on SIGTERM, wait this long for clients to go (default 10)")
+    serve.add_argument("--room-capacity", type=int, metavar="N", help="participants per room (default 150)")
+    serve.add_argument("--joins-per-minute", type=int, metavar="N",
+                       help="joins per client address per minute, 0 = unlimited (default 60)")
+    serve.add_argument("--no-uvloop", action="store_true", default=None, help="use asyncio's default event loop")
+
+
+def _add_token_create(create: argparse.ArgumentParser) -> None:
+    create.add_argument("--api-key", default=os.environ.get("PYSFU_API_KEY"), help="key (or PYSFU_API_KEY)")
+    create.add_argument("--api-secret", default=os.environ.get("PYSFU_API_SECRET"),
+                        help="its secret (or PYSFU_API_SECRET)")
+    create.add_argument("--identity", required=True, help="participant identity (sub)")
+    create.add_argument("--room", default="", help="room the token is for")
+    create.add_argument("--name", default="", help="display name")
+    create.add_argument("--metadata", default="", help="participant metadata")
+    create.add_argument("--valid-for", type=float, default=DEFAULT_TTL, metavar="SECONDS",
+                        help=f"lifetime (default {DEFAULT_TTL})")
+    create.add_argument("--no-join", action="store_true", help="without roomJoin (admin-only tokens)")
+    create.add_argument("--admin", action="store_true", help="grant roomAdmin")
+    create.add_argument("--create", action="store_true", help="grant roomCreate")
+    create.add_argument("--list", action="store_true", help="grant roomList")
+    create.add_argument("--subscribe-only", action="store_true", help="canPublish=false")
+    create.add_argument("--no-subscribe", action="store_true", help="canSubscribe=false")
+    create.add_argument("--no-data", action="store_true", help="canPublishData=false")
+    create.add_argument("--sources", metavar="LIST", help=f"canPublishSources, comma-separated from {', '.join(SOURCES)}")
+    create.add_argument("--hidden", action="store_true", help="hidden participant")
+
+
+def serve_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags, shaped like ServerConfig."""
+    flags: dict[str, Any] = {
+        "host": args.host, "port": args.port, "log_level": args.log_level,
+        "log_format": "json" if args.log_json else None,
+        "keys": args.keys, "dev": args.dev, "shutdown_grace": args.shutdown_grace,
+        "uvloop": False if args.no_uvloop else None,
+    }
+    limits = {"room_capacity": args.room_capacity, "joins_per_minute": args.joins_per_minute}
+    ice: dict[str, Any] = {"addresses": args.ice_address, "public_address": args.public_address}
     if args.udp_port_range:
         try:
             low, high = args.udp_port_range.split("-", 1)
-            port_min, port_max = int(low), int(high)
+            ice["port_min"], ice["port_max"] = int(low), int(high)
         except ValueError:
-            raise SystemExit(f"pysfu: --udp-port-range must look like 50000-60000, not {args.udp_port_range!r}")
+            raise ConfigError(f"--udp-port-range must look like 50000-60000, not {args.udp_port_range!r}") from None
+    flags["limits"] = _given(limits)
+    flags["webhooks"] = _given({"urls": args.webhook_url})
+    flags["sfu"] = {"ice": _given(ice)}
+    return _given(flags)
+
+
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None and v != {}}
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
     try:
-        ice = IceConfig(
-            addresses=args.ice_address, public_address=args.public_address,
-            port_min=port_min, port_max=port_max,
-        )
-        return ServerConfig(host=args.host, port=args.port, log_level=args.log_level, sfu=SfuConfig(ice=ice))
-    except ValidationError as exc:
-        raise SystemExit(f"pysfu: invalid settings:\n{exc}")
+        return load_config(serve_flags(args), path=args.config)
+    except ConfigError as exc:
+        raise SystemExit(f"pysfu: {exc}")
+
+
+def token_from_args(args: argparse.Namespace) -> str:
+    if not args.api_key or not args.api_secret:
+        raise SystemExit("pysfu: give --api-key and --api-secret (or PYSFU_API_KEY, PYSFU_API_SECRET)")
+    sources = [s.strip() for s in args.sources.split(",")] if args.sources else []
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown:
+        raise SystemExit(f"pysfu: unknown source(s) {', '.join(unknown)}; use {', '.join(SOURCES)}")
+    grant = VideoGrant(
+        room=args.room, roomJoin=not args.no_join, roomAdmin=args.admin, roomCreate=args.create,
+        roomList=args.list, canPublish=not args.subscribe_only, canSubscribe=not args.no_subscribe,
+        canPublishData=not args.no_data, canPublishSources=sources, hidden=args.hidden,
+    )
+    if grant.room_join and not grant.room:
+        raise SystemExit("pysfu: a join token needs --room (or pass --no-join for an admin token)")
+    return create_token(args.api_key, args.api_secret, args.identity, grant,
+                        name=args.name, metadata=args.metadata, ttl=args.valid_for)
+
+
+async def serve(config: ServerConfig) -> None:
+    """Serve until SIGTERM/SIGINT, then drain for up to the grace period."""
+    from .app import create_app, drain
+
+    app = create_app(config)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, config.host, config.port).start()
+    print(f"pysfu listening on http://{config.host}:{config.port}", file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("shutting down: draining for up to %.1f s", config.shutdown_grace)
+    await drain(app, config.shutdown_grace)
+    await runner.cleanup()
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command == "token":
+        print(token_from_args(args))
+        return
     config = config_from_args(args)
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if not args.no_uvloop:
+    setup_logging(config.log_level, config.log_format)
+    if config.uvloop:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    from .app import create_app
-
-    print(f"pysfu listening on http://{config.host}:{config.port}", file=sys.stderr, flush=True)
-    web.run_app(create_app(config), host=config.host, port=config.port, print=None)
+    asyncio.run(serve(config))
 
 
 if __name__ == "__main__":

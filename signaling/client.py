@@ -161,10 +161,12 @@ class Client:
 
     # --- room -----------------------------------------------------------------
 
-    async def join(self, room: str, name: str = "", auto_subscribe: bool = True) -> dict:
-        response = await self.request(
-            {"type": "join", "room": room, "name": name, "auto_subscribe": auto_subscribe}
-        )
+    async def join(self, room: str, name: str = "", auto_subscribe: bool = True, token: Optional[str] = None) -> dict:
+        """Join ``room``; ``token`` is required when the server has API keys."""
+        message = {"type": "join", "room": room, "name": name, "auto_subscribe": auto_subscribe}
+        if token is not None:
+            message["token"] = token
+        response = await self.request(message)
         self.participant_id = response["participant"]["id"]
         self.roster = {p["id"]: p for p in response["participants"]}
         return response
@@ -228,6 +230,11 @@ class Client:
 
         await asyncio.wait_for(until(), timeout)
         return list(self.remote_tracks.values())
+
+    async def send_data(self, payload: str, topic: str = "", to: Optional[list[str]] = None) -> None:
+        """Send a ``data`` event to the room (or only to the identities ``to``)."""
+        await self.request({"type": "send_data", "payload": payload, "topic": topic,
+                            "destination_identities": to or []})
 
     async def leave(self) -> None:
         try:

@@ -1,13 +1,28 @@
-"""Server settings: one validated model, filled from `pysfu serve` flags."""
+"""Server settings: one validated model, filled from a YAML file, PYSFU_*
+environment variables and `pysfu serve` flags (later sources win).
+
+Environment names are the setting's path in upper case, nested levels
+joined by ``__``: ``PYSFU_PORT=7881``, ``PYSFU_LIMITS__ROOM_CAPACITY=50``,
+``PYSFU_KEYS='{"key1": "secret..."}'`` (or ``key1:secret,key2:secret``).
+``PYSFU_CONFIG`` names the YAML file when ``--config`` is not given.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
+from typing import Any, Literal, Mapping, Optional
 
-from pydantic import BaseModel, Field
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sfu.config import SfuConfig
+
+from .auth import MIN_SECRET_LENGTH
+
+ENV_PREFIX = "PYSFU_"
 
 
 def _static_dir() -> Path:
@@ -20,9 +35,183 @@ def _static_dir() -> Path:
 STATIC_DIR = _static_dir()
 
 
-class ServerConfig(BaseModel):
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Limits(_Settings):
+    """Abuse limits; each one refused with its own error code."""
+
+    #: Largest WebSocket text message handled (bigger: ``message_too_large``).
+    max_message_bytes: int = Field(default=256 * 1024, ge=1024)
+    #: Sustained requests per second per connection (``rate_limited``).
+    messages_per_second: float = Field(default=50, gt=0)
+    #: Requests allowed in a burst above the sustained rate.
+    message_burst: int = Field(default=100, ge=1)
+    #: Largest SDP in ``publish`` or ``subscriber_answer`` (``sdp_too_large``).
+    max_sdp_bytes: int = Field(default=128 * 1024, ge=1024)
+    #: Joins per client address per minute, 0 = unlimited (``too_many_joins``).
+    joins_per_minute: int = Field(default=60, ge=0)
+    #: Participants per room, unless the admin API set another (``room_full``).
+    room_capacity: int = Field(default=150, ge=1)
+
+
+class Webhooks(_Settings):
+    """Where room events are POSTed, signed with ``api_key``'s secret."""
+
+    urls: list[str] = Field(default_factory=list)
+    #: Key whose secret signs the bodies; default: the first of ``keys``.
+    api_key: str = ""
+    #: Attempts per event (the first one included).
+    attempts: int = Field(default=5, ge=1)
+    #: First retry delay in seconds; doubled on each further retry.
+    backoff: float = Field(default=0.5, gt=0)
+    timeout: float = Field(default=5, gt=0)
+    #: Events held while the receiver is slow; the oldest are dropped beyond.
+    queue_size: int = Field(default=10_000, ge=1)
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return [u for u in value.split(",") if u] if isinstance(value, str) else value
+
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"webhook URL {url!r} must start with http:// or https://")
+        return value
+
+
+class ServerConfig(_Settings):
     host: str = "127.0.0.1"
     port: int = Field(default=7880, ge=0, le=65535)
-    log_level: str = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
     static_dir: Path = STATIC_DIR
+    #: API key -> secret.  With none, the server runs open (token-less joins).
+    keys: dict[str, str] = Field(default_factory=dict)
+    #: Development mode: serves /dev/token for the demo page.
+    dev: bool = False
+    #: Seconds a SIGTERM waits for clients to go before the process exits.
+    shutdown_grace: float = Field(default=10, ge=0)
+    uvloop: bool = True
+    limits: Limits = Field(default_factory=Limits)
+    webhooks: Webhooks = Field(default_factory=Webhooks)
     sfu: SfuConfig = Field(default_factory=SfuConfig)
+
+    @field_validator("keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("{"):
+                return json.loads(value)
+            pairs = [item.split(":", 1) for item in value.split(",") if item.strip()]
+            if any(len(pair) != 2 for pair in pairs):
+                raise ValueError("write keys as key1:secret1,key2:secret2")
+            return {k.strip(): s.strip() for k, s in pairs}
+        return value
+
+    @field_validator("keys")
+    @classmethod
+    def _check_secrets(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, secret in value.items():
+            if len(secret) < MIN_SECRET_LENGTH:
+                raise ValueError(f"the secret of key {key!r} is shorter than {MIN_SECRET_LENGTH} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _check_webhook_key(self) -> "ServerConfig":
+        key = self.webhooks.api_key
+        if self.webhooks.urls and not self.keys:
+            raise ValueError("webhooks are signed with an API secret: configure keys too")
+        if key and key not in self.keys:
+            raise ValueError(f"webhooks.api_key {key!r} is not one of the configured keys")
+        return self
+
+    @property
+    def open(self) -> bool:
+        """No API keys: anyone may join without a token."""
+        return not self.keys
+
+
+class ConfigError(Exception):
+    """Settings that do not validate; the message names each bad value."""
+
+
+def load_config(
+    flags: Optional[Mapping[str, Any]] = None,
+    env: Optional[Mapping[str, str]] = None,
+    path: Optional[Path | str] = None,
+) -> ServerConfig:
+    """Merge YAML file < environment < flags and validate the result."""
+    env = os.environ if env is None else env
+    path = path or env.get(ENV_PREFIX + "CONFIG")
+    merged: dict[str, Any] = {}
+    if path:
+        _merge(merged, _read_yaml(Path(path)))
+    _merge(merged, _from_env(env))
+    _merge(merged, dict(flags or {}))
+    try:
+        return ServerConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc)) from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = [str(x) for x in error["loc"]]
+        if not loc:
+            lines.append(f"  {error['msg']}")
+            continue
+        where = ".".join(loc)
+        env_name = ENV_PREFIX + "__".join(loc).upper()
+        secret = loc[0] == "keys"  # never echo secrets
+        got = "" if error["type"] == "missing" or secret else f" (got {error.get('input')!r})"
+        lines.append(f"  {where}: {error['msg']}{got} [flag, {env_name} or YAML {where}]")
+    return "invalid settings:\n" + "\n".join(lines)
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings")
+    return data
+
+
+def _from_env(env: Mapping[str, str]) -> dict:
+    settings: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        node = settings
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = _env_value(value)
+    return settings
+
+
+def _env_value(value: str) -> Any:
+    if value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _merge(into: dict, other: Mapping) -> None:
+    for key, value in other.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value

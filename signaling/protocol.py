@@ -33,6 +33,21 @@ class ErrorCode:
     ROOM_FULL = "room_full"
     INTERNAL = "internal"
 
+    # Tokens, permissions and limits (signaling/auth.py, signaling/limits.py).
+    TOKEN_REQUIRED = "token_required"
+    TOKEN_MALFORMED = "token_malformed"
+    TOKEN_EXPIRED = "token_expired"
+    TOKEN_NOT_YET_VALID = "token_not_yet_valid"
+    TOKEN_BAD_SIGNATURE = "token_bad_signature"
+    TOKEN_UNKNOWN_KEY = "token_unknown_key"
+    TOKEN_WRONG_ROOM = "token_wrong_room"
+    PERMISSION_DENIED = "permission_denied"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    RATE_LIMITED = "rate_limited"
+    SDP_TOO_LARGE = "sdp_too_large"
+    TOO_MANY_JOINS = "too_many_joins"
+    SERVER_DRAINING = "server_draining"
+
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -55,6 +70,9 @@ class TrackInfo(BaseModel):
 class ParticipantInfo(BaseModel):
     id: str
     name: str
+    #: From the access token (the participant id when the server runs open).
+    identity: str = ""
+    metadata: str = ""
     tracks: list[TrackInfo] = []
 
 
@@ -85,6 +103,8 @@ class Join(_Message):
     name: str = Field(default="", max_length=128)
     version: int = PROTOCOL_VERSION
     auto_subscribe: bool = True
+    #: Access token (JWT); required when the server has API keys.
+    token: Optional[str] = Field(default=None, max_length=8192)
 
 
 class Publish(_Message):
@@ -134,6 +154,28 @@ class SubscriberAnswer(_Message):
     sdp: str
 
 
+# --- simulcast (issue 3) ---------------------------------------------------
+
+Quality = Literal["low", "medium", "high"]
+
+
+class UpdateTrackSettings(_Message):
+    """How a subscriber wants one track: any of quality, max size/fps, paused.
+
+    Absent fields mean "no limit"; adaptive stream sends the rendered tile
+    size as max_width/max_height and paused=true for hidden tiles.
+    """
+
+    type: Literal["update_track_settings"]
+    id: RequestId
+    track_id: str
+    quality: Optional[Quality] = None
+    max_width: Optional[int] = Field(default=None, ge=0, le=16384)
+    max_height: Optional[int] = Field(default=None, ge=0, le=16384)
+    max_fps: Optional[int] = Field(default=None, ge=0, le=240)
+    paused: Optional[bool] = None
+
+
 class Leave(_Message):
     type: Literal["leave"]
     id: RequestId
@@ -142,6 +184,17 @@ class Leave(_Message):
 class Ping(_Message):
     type: Literal["ping"]
     id: RequestId
+
+
+class SendData(_Message):
+    """Send a ``data`` event to the room (needs the canPublishData grant)."""
+
+    type: Literal["send_data"]
+    id: RequestId
+    payload: str = Field(max_length=65536)
+    topic: str = Field(default="", max_length=256)
+    #: Only these identities get it; empty: everyone else in the room.
+    destination_identities: list[str] = []
 
 
 Request = Annotated[
@@ -154,8 +207,10 @@ Request = Annotated[
         Subscribe,
         Unsubscribe,
         SubscriberAnswer,
+        UpdateTrackSettings,
         Leave,
         Ping,
+        SendData,
     ],
     Field(discriminator="type"),
 ]
@@ -236,11 +291,63 @@ class SubscriberOffer(_Message):
     tracks: list[SubscribedTrack]
 
 
+class LayerChanged(_Message):
+    """The layer a subscriber now receives for a track ("off" when paused)."""
+
+    type: Literal["layer_changed"] = "layer_changed"
+    track_id: str
+    quality: Literal["low", "medium", "high", "off"]
+    rid: Optional[str] = None
+    width: Optional[int] = None
+    height: Optional[int] = None
+
+
+class QualityEnabled(BaseModel):
+    quality: Quality
+    rid: str
+    enabled: bool
+
+
+class SubscribedQualityUpdate(_Message):
+    """Dynacast: which simulcast layers of your track anyone receives."""
+
+    type: Literal["subscribed_quality_update"] = "subscribed_quality_update"
+    track_id: str
+    qualities: list[QualityEnabled]
+
+
 class LeaveEvent(_Message):
     """The server ends the session (kicked, server shutting down, ...)."""
 
     type: Literal["leave"] = "leave"
     reason: str
+
+
+# --- operator events (admin API) --------------------------------------------
+
+
+class RoomUpdated(_Message):
+    """The room's metadata changed (admin API)."""
+
+    type: Literal["room_updated"] = "room_updated"
+    room: dict
+
+
+class ParticipantUpdated(_Message):
+    """A participant's name or metadata changed (admin API)."""
+
+    type: Literal["participant_updated"] = "participant_updated"
+    participant: ParticipantInfo
+
+
+class DataEvent(_Message):
+    """Data sent to the room by a participant (send_data) or the operator (admin API)."""
+
+    type: Literal["data"] = "data"
+    payload: str
+    topic: str = ""
+    #: The sender; absent when the server's operator sent it.
+    participant_id: Optional[str] = None
 
 
 ServerMessage = Annotated[
@@ -256,6 +363,8 @@ ServerMessage = Annotated[
         TrackUnpublished,
         TrackMuted,
         SubscriberOffer,
+        LayerChanged,
+        SubscribedQualityUpdate,
         LeaveEvent,
     ],
     Field(discriminator="type"),

@@ -10,16 +10,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Optional
 
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ValidationError
 
+from sfu.layer_selector import TrackSettings
 from sfu.participant import Participant
 from sfu.room import RoomFull, RoomRegistry
 from sfu.transport import SdpError
 
 from . import protocol as p
+from .auth import AuthError, Claims, check_join, open_claims, verify_token
+from .config import ServerConfig
+from .limits import JoinLimiter, TokenBucket
+from .logs import bind_log_context
+from .permissions import check_publish, check_subscribe
+from .server_metrics import ServerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +38,13 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "track_unpublished": p.TrackUnpublished,
     "track_muted": p.TrackMuted,
     "subscriber_offer": p.SubscriberOffer,
+    "layer_changed": p.LayerChanged,
+    "subscribed_quality_update": p.SubscribedQualityUpdate,
     "leave": p.LeaveEvent,
+    # operator events (admin API)
+    "room_updated": p.RoomUpdated,
+    "participant_updated": p.ParticipantUpdated,
+    "data": p.DataEvent,
 }
 
 
@@ -42,12 +56,30 @@ class SignalingError(Exception):
 
 
 class Session:
-    def __init__(self, ws: web.WebSocketResponse, rooms: RoomRegistry) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        rooms: RoomRegistry,
+        config: Optional[ServerConfig] = None,
+        address: str = "",
+        joins: Optional[JoinLimiter] = None,
+        draining: Callable[[], bool] = lambda: False,
+        metrics: Optional[ServerMetrics] = None,
+    ) -> None:
         self.ws = ws
         self.rooms = rooms
         self.participant: Optional[Participant] = None
         self._outbox: asyncio.Queue[Optional[str]] = asyncio.Queue()
         self._closing = False
+        # --- access control and limits (tokens, grants, rate limits) ---
+        self.config = config or ServerConfig()
+        self.address = address
+        self.claims: Optional[Claims] = None
+        limits = self.config.limits
+        self._joins = joins or JoinLimiter(limits.joins_per_minute)
+        self._bucket = TokenBucket(limits.messages_per_second, limits.message_burst)
+        self._draining = draining
+        self._metrics = metrics
 
     async def run(self) -> None:
         writer = asyncio.ensure_future(self._write())
@@ -71,6 +103,10 @@ class Session:
     # --- input ----------------------------------------------------------------
 
     async def handle(self, text: str) -> None:
+        limit = self.config.limits.max_message_bytes
+        if len(text) > limit or len(text.encode()) > limit:
+            self._error(None, p.ErrorCode.MESSAGE_TOO_LARGE, f"messages are limited to {limit} bytes")
+            return
         try:
             data = json.loads(text)
         except ValueError as exc:
@@ -79,14 +115,18 @@ class Session:
         request_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
             request_id = None
+        if not self._bucket.take():
+            self._error(request_id, p.ErrorCode.RATE_LIMITED, "too many messages: slow down")
+            return
         try:
             request = p.REQUEST_ADAPTER.validate_python(data)
         except ValidationError as exc:
             self._error(request_id, p.ErrorCode.BAD_MESSAGE, _describe(exc))
             return
+        started = time.perf_counter()
         try:
             response = await getattr(self, f"_on_{request.type}")(request)
-        except SignalingError as exc:
+        except (SignalingError, AuthError) as exc:
             self._error(request.id, exc.code, exc.message)
             return
         except SdpError as exc:
@@ -96,6 +136,8 @@ class Session:
             log.exception("request %s failed", request.type)
             self._error(request.id, p.ErrorCode.INTERNAL, "internal error")
             return
+        if request.type == "join" and self._metrics is not None:
+            self._metrics.join_seconds.observe(time.perf_counter() - started)
         self._send(response)
 
     def _require_participant(self) -> Participant:
@@ -113,11 +155,27 @@ class Session:
                 p.ErrorCode.UNSUPPORTED_VERSION,
                 f"protocol version {request.version} is not supported (use {p.PROTOCOL_VERSION})",
             )
+        if self._draining():
+            raise SignalingError(p.ErrorCode.SERVER_DRAINING, "the server is shutting down")
+        if not self._joins.allow(self.address):
+            raise SignalingError(p.ErrorCode.TOO_MANY_JOINS, "too many joins from this address: wait a minute")
+        claims = self._authorize_join(request)
         room = self.rooms.get_or_create(request.room)
+        if not self.config.open and room.find_identity(claims.identity) is not None:
+            await room.remove(room.find_identity(claims.identity), "duplicate_identity")
+            room = self.rooms.get_or_create(request.room)
+        grant = claims.video
         try:
-            self.participant = room.join(request.name, self._notify, request.auto_subscribe)
+            self.participant = room.join(
+                claims.name or request.name, self._notify,
+                request.auto_subscribe and grant.can_subscribe,
+                identity=claims.identity, metadata=claims.metadata, hidden=grant.hidden,
+            )
         except RoomFull:
             raise SignalingError(p.ErrorCode.ROOM_FULL, f"room {request.room!r} is full") from None
+        self.claims = claims
+        bind_log_context(room=room.name, participant=self.participant.id)
+        log.info("joined as %r", self.participant.identity)
         return p.JoinResponse(
             id=request.id,
             room=room.name,
@@ -127,6 +185,8 @@ class Session:
 
     async def _on_publish(self, request: p.Publish) -> p.PublishResponse:
         participant = self._require_participant()
+        self._check_sdp_size(request.sdp)
+        check_publish(self.claims.video, request.sdp, {t.mid: t.source for t in request.tracks})
         declared = {t.mid: (t.source, t.muted) for t in request.tracks}
         answer, added = await participant.publish(request.sdp, declared)
         tracks = [{**t.info(), "mid": t.mid} for t in added]
@@ -155,6 +215,7 @@ class Session:
 
     async def _on_subscribe(self, request: p.Subscribe) -> p.Ok:
         participant = self._require_participant()
+        check_subscribe(self.claims.video)
         tracks = [participant.room.find_track(track_id) for track_id in request.track_ids]
         for track_id, track in zip(request.track_ids, tracks):
             if track is None:
@@ -176,9 +237,23 @@ class Session:
 
     async def _on_subscriber_answer(self, request: p.SubscriberAnswer) -> p.Ok:
         participant = self._require_participant()
+        self._check_sdp_size(request.sdp)
         if not participant.subscriber.awaiting_answer:
             raise SignalingError(p.ErrorCode.NO_OFFER_PENDING, "no subscriber offer is pending")
         await participant.subscriber.accept_answer(request.sdp)
+        return p.Ok(id=request.id)
+
+    async def _on_update_track_settings(self, request: p.UpdateTrackSettings) -> p.Ok:
+        participant = self._require_participant()
+        settings = TrackSettings(
+            quality=request.quality,
+            max_width=request.max_width,
+            max_height=request.max_height,
+            max_fps=request.max_fps,
+            paused=bool(request.paused),
+        )
+        if not participant.update_track_settings(request.track_id, settings):
+            raise _unknown_track(request.track_id)
         return p.Ok(id=request.id)
 
     async def _on_leave(self, request: p.Leave) -> p.Ok:
@@ -188,6 +263,30 @@ class Session:
 
     async def _on_ping(self, request: p.Ping) -> p.Pong:
         return p.Pong(id=request.id)
+
+    async def _on_send_data(self, request: p.SendData) -> p.Ok:
+        participant = self._require_participant()
+        if not self.claims.video.can_publish_data:
+            raise SignalingError(p.ErrorCode.PERMISSION_DENIED, "the token does not allow sending data (canPublishData)")
+        participant.room.send_data(request.payload, request.topic, request.destination_identities, sender=participant)
+        return p.Ok(id=request.id)
+
+    # --- access control and limits --------------------------------------------
+
+    def _authorize_join(self, request: p.Join) -> Claims:
+        """The join's verified claims; an open server takes anyone."""
+        if self.config.open:
+            return open_claims(request.name)
+        if not request.token:
+            raise SignalingError(p.ErrorCode.TOKEN_REQUIRED, "this server requires an access token in join")
+        claims = verify_token(request.token, self.config.keys)
+        check_join(claims, request.room)
+        return claims
+
+    def _check_sdp_size(self, sdp: str) -> None:
+        limit = self.config.limits.max_sdp_bytes
+        if len(sdp) > limit:
+            raise SignalingError(p.ErrorCode.SDP_TOO_LARGE, f"SDP is limited to {limit} bytes")
 
     # --- output ---------------------------------------------------------------
 
@@ -207,6 +306,8 @@ class Session:
         self._outbox.put_nowait(message.model_dump_json(exclude_none=True))
 
     def _error(self, request_id, code: str, message: str) -> None:
+        if self._metrics is not None:
+            self._metrics.errors.labels(code).inc()
         self._send(p.Error(id=request_id, code=code, message=message))
 
     async def _write(self) -> None:
@@ -222,6 +323,7 @@ class Session:
     async def _leave(self, reason: str) -> None:
         participant, self.participant = self.participant, None
         if participant is not None:
+            log.info("left (%s)", reason)
             await self.rooms.leave(participant, reason)
 
 

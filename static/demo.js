@@ -6,8 +6,11 @@ import { PysfuClient } from "./pysfu.js";
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const VIDEO_CONSTRAINTS = { width: 1280, height: 720 };
+const QUALITY_CHOICES = ["auto", "low", "medium", "high"];
+const QUALITY_LETTERS = { low: "q", medium: "h", high: "f" };
 
-/** participant id -> tile record {el, video, nameEl, placeholder, indicators, tracks} */
+/** participant id -> tile record {el, video, nameEl, placeholder, indicators, tracks,
+ *  and for remote tiles: quality ("auto"|"low"|"medium"|"high"), qualitySelect, layerBadge} */
 const tiles = new Map();
 
 /** Hooks for automated tests. */
@@ -21,6 +24,7 @@ const demo = {
   tiles,
   join,
   leave,
+  setQuality,
 };
 window.pysfuDemo = demo;
 
@@ -94,8 +98,30 @@ function createTile(participantId, name, local) {
   const footer = el("div", "tile-footer");
   footer.append(tile.nameEl, tile.indicators.audio, tile.indicators.video);
   tile.el.append(tile.video, tile.placeholder, footer);
+  if (!local) addQualityControls(tile, participantId);
   setTileName(tile, name);
   return tile;
+}
+
+/** Remote tiles: a layer badge and an auto/low/medium/high selector. */
+function addQualityControls(tile, participantId) {
+  tile.quality = "auto";
+  tile.layerBadge = el("span", "layer-badge");
+  tile.layerBadge.dataset.quality = "";
+  tile.layerBadge.hidden = true;
+  tile.layerBadge.title = "layer received (q/h/f) and decoded resolution";
+  tile.qualitySelect = el("select", "quality");
+  tile.qualitySelect.setAttribute("aria-label", "Video quality");
+  for (const quality of QUALITY_CHOICES) {
+    const option = el("option", "", quality);
+    option.value = quality;
+    tile.qualitySelect.append(option);
+  }
+  tile.qualitySelect.addEventListener("change", () => setQuality(participantId, tile.qualitySelect.value));
+  tile.video.addEventListener("resize", () => refreshBadge(tile));
+  const top = el("div", "tile-top");
+  top.append(tile.layerBadge, tile.qualitySelect);
+  tile.el.append(top);
 }
 
 function setTileName(tile, name) {
@@ -121,6 +147,7 @@ function ensureTile(participantId, name, local = false) {
 function removeTile(participantId) {
   const tile = tiles.get(participantId);
   if (!tile) return;
+  if (!tile.local && tile.video.dataset.trackId && demo.client) demo.client.detachVideo(tile.video.dataset.trackId, tile.video);
   tile.video.srcObject = null;
   tile.tracks.forEach((entry) => entry.audioEl && (entry.audioEl.srcObject = null));
   tile.el.remove();
@@ -138,14 +165,86 @@ function refreshVideo(tile) {
   const chosen = videos[0];
   const current = tile.video.srcObject && tile.video.srcObject.getVideoTracks()[0];
   if (chosen && chosen.track !== current) {
-    tile.video.srcObject = new MediaStream([chosen.track]);
+    if (tile.local) {
+      tile.video.srcObject = new MediaStream([chosen.track]);
+      tile.video.play().catch(() => {});
+    } else {
+      showRemoteVideo(tile, chosen.trackId);
+    }
     tile.video.dataset.trackId = chosen.trackId;
-    tile.video.play().catch(() => {});
   } else if (!chosen) {
+    if (!tile.local && tile.video.dataset.trackId) demo.client.detachVideo(tile.video.dataset.trackId, tile.video);
     tile.video.srcObject = null;
     delete tile.video.dataset.trackId;
   }
   tile.el.classList.toggle("has-video", Boolean(chosen));
+  refreshBadge(tile);
+}
+
+/** Show a remote video track through the client (adaptive stream), keeping the tile's quality choice. */
+function showRemoteVideo(tile, trackId) {
+  const client = demo.client;
+  try {
+    client.attachVideo(trackId, tile.video);
+  } catch (err) {
+    console.warn("attachVideo failed", trackId, err.code || err.message);
+    return;
+  }
+  if (client.qualityOf(trackId) !== tile.quality) applyQuality(trackId, tile.quality);
+}
+
+// --- simulcast: quality selector & layer badge ---------------------------------
+
+/** Ask for a quality; failures (e.g. a server without simulcast) only warn. */
+function applyQuality(trackId, quality) {
+  return demo.client.setQuality(trackId, quality).catch((err) => {
+    console.warn("pysfu: update_track_settings failed", trackId, err.code, err.message);
+    return null;
+  });
+}
+
+/**
+ * Choose the video quality of a participant's tile: "auto" (adaptive stream)
+ * or "low" | "medium" | "high".  Used by the tile's selector; a test hook.
+ * @param {string} participantId
+ * @param {"auto"|"low"|"medium"|"high"} quality
+ * @returns {Promise<Object|null>} the server's response (null: nothing sent or it failed)
+ */
+async function setQuality(participantId, quality) {
+  const tile = tiles.get(participantId);
+  if (!tile || tile.local || !QUALITY_CHOICES.includes(quality)) return null;
+  tile.quality = quality;
+  tile.qualitySelect.value = quality;
+  const trackId = tile.video.dataset.trackId;
+  if (!trackId || !demo.client || !demo.client.remoteTrackById(trackId)) return null;
+  return applyQuality(trackId, quality);
+}
+
+/** Badge text: layer letter (q/h/f, or "off") and the decoded resolution. */
+function refreshBadge(tile) {
+  const badge = tile.layerBadge;
+  if (!badge) return;
+  const trackId = tile.video.dataset.trackId;
+  const layer = (trackId && demo.client && demo.client.layers.get(trackId)) || null;
+  const quality = layer ? layer.quality : "";
+  const letter = !layer ? "" : quality === "off" ? "off" : layer.rid || QUALITY_LETTERS[quality] || quality;
+  const { videoWidth, videoHeight } = tile.video;
+  const size = trackId && videoWidth && quality !== "off" ? `${videoWidth}x${videoHeight}` : "";
+  const text = [letter, size].filter(Boolean).join(" ");
+  badge.dataset.quality = quality;
+  if (layer && layer.rid) badge.dataset.rid = layer.rid;
+  else delete badge.dataset.rid;
+  badge.dataset.resolution = size;
+  if (badge.textContent !== text) badge.textContent = text;
+  badge.hidden = !text;
+}
+
+function refreshBadges() {
+  tiles.forEach((tile) => refreshBadge(tile));
+}
+
+function onLayerChanged({ track_id }) {
+  for (const tile of tiles.values()) if (tile.video.dataset.trackId === track_id) refreshBadge(tile);
 }
 
 function participantInfo(participantId) {
@@ -211,6 +310,7 @@ function wireClient(client) {
   client.on("participant_left", ({ participant_id }) => removeTile(participant_id));
   client.on("track", onRemoteTrack);
   client.on("trackremoved", onRemoteTrackRemoved);
+  client.on("layer_changed", onLayerChanged);
   for (const type of ["track_published", "track_unpublished", "track_muted"]) {
     client.on(type, ({ track, participant_id }) => refreshIndicators(participant_id || track.participant_id));
   }
@@ -340,6 +440,20 @@ function showJoinedRoom(res, name) {
 }
 
 /**
+ * The access token for a join: `?token=` in the page URL, else one from the
+ * server's development endpoint (`pysfu serve --dev`), else none (a server
+ * without API keys takes token-less joins).
+ * @returns {Promise<string|undefined>}
+ */
+async function fetchToken(room, name) {
+  if (params.get("token")) return params.get("token");
+  const res = await fetch(`/dev/token?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}`);
+  if (res.status === 404) return undefined;
+  if (!res.ok) throw Object.assign(new Error(`token request failed (HTTP ${res.status})`), { code: "token_required" });
+  return (await res.json()).token;
+}
+
+/**
  * Join a room and publish local media.
  * @param {string} room
  * @param {string} name
@@ -352,7 +466,8 @@ async function join(room, name, wanted = { audio: true, video: true }) {
   $("join-btn").disabled = true;
   setState("connecting", `Connecting to room "${room}"…`);
   try {
-    const res = await client.join(room, name);
+    const token = await fetchToken(room, name);
+    const res = await client.join(room, name, { token });
     showJoinedRoom(res, name);
     setState("connecting", `Joined "${res.room}", starting media…`);
     const note = await publishLocalMedia(client, wanted);
@@ -415,6 +530,7 @@ function init() {
   $("leave-btn").addEventListener("click", () => leave());
   newClient();
   resetJoinedPromise();
+  setInterval(refreshBadges, 1000);
   if (params.get("autojoin") === "1") {
     const { room, name, wanted } = readForm();
     join(room || "demo", name, wanted).catch(() => {});

@@ -12,6 +12,13 @@
  * Two RTCPeerConnections are used: `publisherPc` (browser -> SFU, sendonly,
  * browser offers) and `subscriberPc` (SFU -> browser, recvonly, SFU offers).
  *
+ * Simulcast: camera video is published as VP8 with up to three layers
+ * (rids "q", "h", "f"); the SFU forwards each subscriber the layer that fits.
+ * Remote video shown with `client.attachVideo(trackId, videoElement)` gets
+ * adaptive stream: the rendered size and visibility are sent to the SFU
+ * (`update_track_settings`), so a small or hidden tile costs little.
+ * Dynacast: `subscribed_quality_update` pauses our layers nobody receives.
+ *
  * @module pysfu
  */
 
@@ -20,6 +27,18 @@ export const PROTOCOL_VERSION = 1;
 const RTC_CONFIG = { bundlePolicy: "max-bundle", iceServers: [] };
 const DEFAULT_TIMEOUT_MS = 15000;
 const ACTIVE_DIRECTIONS = new Set(["recvonly", "sendrecv"]);
+const ADAPTIVE_DEBOUNCE_MS = 300;
+const MAX_DIMENSION = 16384;
+
+/** Simulcast layers for a >= 720p camera, lowest first (rid q/h/f = quarter/half/full). */
+export const SIMULCAST_LAYERS = Object.freeze([
+  Object.freeze({ rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 }),
+  Object.freeze({ rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 }),
+  Object.freeze({ rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 }),
+]);
+
+/** Subscriber-side qualities, lowest first ("auto" = adaptive / no explicit quality). */
+export const QUALITIES = Object.freeze(["low", "medium", "high"]);
 
 /**
  * @typedef {Object} TrackInfo
@@ -36,6 +55,23 @@ const ACTIVE_DIRECTIONS = new Set(["recvonly", "sendrecv"]);
  * @property {string} id
  * @property {string} name
  * @property {Map<string, TrackInfo>} tracks   published tracks by track id
+ */
+
+/**
+ * @typedef {Object} TrackSettings   what we want to receive of one remote track
+ * @property {"low"|"medium"|"high"} [quality]  explicit layer
+ * @property {number} [maxWidth]     the SFU picks the smallest layer covering these
+ * @property {number} [maxHeight]
+ * @property {number} [maxFps]
+ * @property {boolean} [paused]      receive nothing
+ */
+
+/**
+ * @typedef {Object} LayerInfo        latest `layer_changed` for a remote track
+ * @property {"low"|"medium"|"high"|"off"} quality
+ * @property {string} [rid]
+ * @property {number} [width]
+ * @property {number} [height]
  */
 
 /**
@@ -124,7 +160,13 @@ function plainParticipant(p) {
  *  - `track_published`    {track}
  *  - `track_unpublished`  {track_id, participant_id}
  *  - `track_muted`        {track_id, participant_id, muted}
+ *  - `layer_changed`      {track_id, quality, rid?, width?, height?}  layer we now receive
+ *  - `subscribed_quality_update` {track_id, qualities: [{quality, rid, enabled}]}
+ *                         (dynacast, about our track; already applied to the sender)
  *  - `leave`              {reason}                  server ended the session
+ *  - `data`               {payload, topic, participant_id?}
+ *  - `room_updated`       {room}                    metadata changed (admin API)
+ *  - `participant_updated` {participant}            name/metadata changed (admin API)
  * Client events:
  *  - `track`        {track, trackInfo, participantId, trackId, mid, kind, streams}
  *  - `trackremoved` {track, trackInfo, participantId, trackId, mid, kind}
@@ -138,6 +180,9 @@ export class PysfuClient extends EventTarget {
    * @param {string} [options.url]              signaling URL (default ws(s)://host/ws)
    * @param {RTCConfiguration} [options.rtcConfig]  overrides for both peer connections
    * @param {number} [options.requestTimeoutMs] per-request timeout (default 15000)
+   * @param {boolean} [options.adaptiveStream]  send rendered size/visibility of
+   *        videos shown with `attachVideo()` (default true)
+   * @param {boolean} [options.simulcast]  default of `publish()`'s `simulcast` (true)
    */
   constructor(options = {}) {
     super();
@@ -177,6 +222,26 @@ export class PysfuClient extends EventTarget {
     /** @type {Map<Function, Map<string, EventListener>>} */
     this._listenerWrappers = new Map();
     this._leaving = false;
+    /** @type {boolean} */
+    this.adaptiveStream = options.adaptiveStream !== false;
+    /** @type {boolean} */
+    this.simulcast = options.simulcast !== false;
+    /** @type {Map<string, LayerInfo>} latest `layer_changed` by remote track id */
+    this.layers = new Map();
+    /** @type {Map<string, {quality: string, rid: string, enabled: boolean}[]>} latest dynacast state by local track id */
+    this.subscribedQualities = new Map();
+    /** @type {Map<HTMLVideoElement, {trackId: string, width: number, height: number, visible: boolean|null}>} */
+    this._views = new Map();
+    this._observers = null;
+    /** remote track ids whose settings adaptive stream manages (attached at least once) */
+    this._adaptiveTracks = new Set();
+    /** remote track ids with explicit settings (adaptive stream paused for them) */
+    this._manualTracks = new Set();
+    /** @type {Map<string, string>} last settings sent, as a JSON key, by track id */
+    this._sentSettings = new Map();
+    /** @type {Map<string, number>} debounce timers by track id */
+    this._settingsTimers = new Map();
+    this._dynacastQueue = new SerialQueue();
   }
 
   // --- events ---------------------------------------------------------------
@@ -294,7 +359,13 @@ export class PysfuClient extends EventTarget {
       track_unpublished: () => this._removeTrack(msg.participant_id, msg.track_id),
       track_muted: () => this._setTrackMuted(msg),
       subscriber_offer: () => this._queueOffer(msg),
+      layer_changed: () => this._onLayerChanged(msg),
+      subscribed_quality_update: () => this._onSubscribedQualityUpdate(msg),
       leave: () => this._teardown(),
+      // operator and data events: passed on to listeners as they are
+      data: () => {},
+      room_updated: () => {},
+      participant_updated: () => {},
       error: () => {},
     }[msg.type];
     if (!handler) return;
@@ -368,13 +439,16 @@ export class PysfuClient extends EventTarget {
    * (the publisher PC is only negotiated by `publish()`).
    * @param {string} room
    * @param {string} [name]
-   * @param {{autoSubscribe?: boolean}} [options]
+   * @param {{autoSubscribe?: boolean, token?: string}} [options]
+   *   `token`: access token (JWT), required when the server has API keys
    * @returns {Promise<Object>} the join_response
    */
   async join(room, name = "", options = {}) {
     await this.connect();
     const autoSubscribe = options.autoSubscribe !== false;
-    const res = await this.request({ type: "join", room, name, version: PROTOCOL_VERSION, auto_subscribe: autoSubscribe });
+    const msg = { type: "join", room, name, version: PROTOCOL_VERSION, auto_subscribe: autoSubscribe };
+    if (options.token) msg.token = options.token;
+    const res = await this.request(msg);
     this.room = res.room;
     this.participantId = res.participant.id;
     this.localParticipant = toParticipant(res.participant);
@@ -385,6 +459,16 @@ export class PysfuClient extends EventTarget {
     this._ensurePublisherPc();
     this._emit("roster", {});
     return res;
+  }
+
+  /**
+   * Send a `data` event to the others in the room (needs canPublishData).
+   * @param {string} payload
+   * @param {{topic?: string, to?: string[]}} [options] `to`: only these identities
+   * @returns {Promise<Object>} the `ok` response
+   */
+  sendData(payload, options = {}) {
+    return this.request({ type: "send_data", payload, topic: options.topic || "", destination_identities: options.to || [] });
   }
 
   /**
@@ -408,6 +492,7 @@ export class PysfuClient extends EventTarget {
     this.state = "closed";
     for (const { track } of this.localTracks.values()) track.stop();
     for (const mid of [...this.remoteTracks.keys()]) this._dropRemoteTrack(mid);
+    this._stopAdaptive();
     for (const pc of [this.publisherPc, this.subscriberPc]) if (pc) pc.close();
     if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000, "leave");
   }
@@ -449,24 +534,30 @@ export class PysfuClient extends EventTarget {
 
   /**
    * Publish local tracks.  Negotiations are serialized.
+   * Video is sent as VP8 where the browser allows choosing; camera video is
+   * simulcast (3 layers from >= 720p, 2 from >= 360p, else 1) unless
+   * `simulcast: false` or the source is "screen_share".
    * @param {MediaStream|MediaStreamTrack|MediaStreamTrack[]} media
-   * @param {{source?: string}} [options]  source for every track; default
-   *        "camera" for video and "microphone" for audio
+   * @param {{source?: string, simulcast?: boolean}} [options]  source for every
+   *        track (default "camera" for video and "microphone" for audio);
+   *        simulcast (default: the client's `simulcast` option, true)
    * @returns {Promise<TrackInfo[]>} the published tracks (same order as the input tracks)
    */
   publish(media, options = {}) {
     const stream = media instanceof MediaStream ? media : new MediaStream([].concat(media));
     const tracks = stream.getTracks();
     if (!tracks.length) return Promise.resolve([]);
-    return this._publishQueue.run(() => this._negotiatePublish(stream, tracks, options.source));
+    const simulcast = options.simulcast === undefined ? this.simulcast : Boolean(options.simulcast);
+    return this._publishQueue.run(() => this._negotiatePublish(stream, tracks, options.source, simulcast));
   }
 
-  async _negotiatePublish(stream, tracks, source) {
+  async _negotiatePublish(stream, tracks, source, simulcast) {
     const pc = this._ensurePublisherPc();
-    const transceivers = tracks.map((track) => pc.addTransceiver(track, { direction: "sendonly", streams: [stream] }));
+    const sources = tracks.map((track) => source || defaultSource(track));
+    const transceivers = tracks.map((track, i) => addSendTransceiver(pc, stream, track, simulcast && sources[i] !== "screen_share"));
     try {
       await pc.setLocalDescription(await pc.createOffer());
-      const wanted = transceivers.map((tr, i) => ({ mid: tr.mid, source: source || defaultSource(tracks[i]), muted: !tracks[i].enabled }));
+      const wanted = transceivers.map((tr, i) => ({ mid: tr.mid, source: sources[i], muted: !tracks[i].enabled }));
       const pending = this.request({ type: "publish", sdp: pc.localDescription.sdp, tracks: wanted });
       this._gates.publisher.open();
       const res = await pending;
@@ -519,6 +610,7 @@ export class PysfuClient extends EventTarget {
     if (entry) {
       stopTransceiver(entry.transceiver);
       this.localTracks.delete(trackId);
+      this.subscribedQualities.delete(trackId);
       if (this.localParticipant) this.localParticipant.tracks.delete(trackId);
     }
     return this.request({ type: "unpublish", track_id: trackId });
@@ -603,6 +695,7 @@ export class PysfuClient extends EventTarget {
     const remote = this.remoteTracks.get(mid);
     if (!remote) return;
     this.remoteTracks.delete(mid);
+    if (!this.remoteTrackById(remote.trackId)) this._forgetRemoteTrack(remote);
     this._emit("trackremoved", { ...remote });
   }
 
@@ -625,6 +718,311 @@ export class PysfuClient extends EventTarget {
       else if (tr.mid) this._dropRemoteTrack(tr.mid);
     }
   }
+
+  /**
+   * A remote track currently delivered, by published track id.
+   * @param {string} trackId
+   * @returns {RemoteTrack|null}
+   */
+  remoteTrackById(trackId) {
+    for (const remote of this.remoteTracks.values()) if (remote.trackId === trackId) return remote;
+    return null;
+  }
+
+  // --- video elements & adaptive stream -------------------------------------------
+
+  /**
+   * Show a remote video track in a <video> element (sets `srcObject`, starts
+   * playback) and, with adaptive stream on, keep the SFU told how large the
+   * element is rendered (x devicePixelRatio) and whether it is visible, so it
+   * forwards the layer that fits and pauses hidden videos.  Attaching an
+   * element that showed another track detaches that one first.
+   * @param {string} trackId  published track id of a delivered remote video track
+   * @param {HTMLVideoElement} video
+   * @returns {() => void} detaches again
+   */
+  attachVideo(trackId, video) {
+    const remote = this.remoteTrackById(trackId);
+    if (!remote) throw new PysfuError("unknown_track", `track ${trackId} is not being received`);
+    const view = this._views.get(video);
+    if (view && view.trackId !== trackId) this.detachVideo(view.trackId, video);
+    if (shownTrack(video) !== remote.track) {
+      video.srcObject = new MediaStream([remote.track]);
+      const playing = video.play && video.play();
+      if (playing && playing.catch) playing.catch(() => {});
+    }
+    if (!this._views.has(video)) {
+      this._views.set(video, { trackId, width: video.clientWidth || 0, height: video.clientHeight || 0, visible: null });
+      const observers = this._ensureObservers();
+      if (observers.resize) observers.resize.observe(video);
+      if (observers.intersection) observers.intersection.observe(video);
+    }
+    if (remote.kind === "video") {
+      this._adaptiveTracks.add(trackId);
+      this._scheduleAdaptive(trackId);
+    }
+    return () => this.detachVideo(trackId, video);
+  }
+
+  /**
+   * Stop showing a remote track: stops observing the element(s) and clears
+   * their `srcObject` if they show it.  A track no element shows any more is
+   * paused at the SFU (adaptive stream).
+   * @param {string} trackId
+   * @param {HTMLVideoElement} [video]  default: every element showing the track
+   */
+  detachVideo(trackId, video) {
+    const remote = this.remoteTrackById(trackId);
+    for (const [element, view] of [...this._views]) {
+      if (view.trackId !== trackId || (video && element !== video)) continue;
+      this._unobserve(element);
+      if (remote && shownTrack(element) === remote.track) element.srcObject = null;
+    }
+    if (remote && this._adaptiveTracks.has(trackId)) this._scheduleAdaptive(trackId);
+  }
+
+  /**
+   * Tell the SFU how to send one remote track (`update_track_settings`).  The
+   * settings replace earlier ones (absent fields = no limit) and override
+   * adaptive stream for the track until `setQuality(trackId, "auto")`.
+   * @param {string} trackId
+   * @param {TrackSettings} [settings]
+   * @returns {Promise<Object>} the `ok` response
+   */
+  setTrackSettings(trackId, settings = {}) {
+    this._manualTracks.add(trackId);
+    this._cancelAdaptive(trackId);
+    return this._sendSettings(trackId, settings, true);
+  }
+
+  /**
+   * Pick the layer of a remote track: "low" | "medium" | "high", or "auto" to
+   * go back to adaptive stream (or to the SFU's choice when it is off).
+   * @param {string} trackId
+   * @param {"auto"|"low"|"medium"|"high"} quality
+   * @returns {Promise<Object|null>} the `ok` response (null: nothing to send)
+   */
+  setQuality(trackId, quality) {
+    if (quality && quality !== "auto") return this.setTrackSettings(trackId, { quality });
+    this._manualTracks.delete(trackId);
+    this._cancelAdaptive(trackId);
+    return this._sendSettings(trackId, this._adaptiveSettings(trackId), false);
+  }
+
+  /** The explicit quality chosen for a track, or "auto". @param {string} trackId @returns {string} */
+  qualityOf(trackId) {
+    if (!this._manualTracks.has(trackId)) return "auto";
+    const sent = this._sentSettings.get(trackId);
+    return (sent && JSON.parse(sent).quality) || "auto";
+  }
+
+  /** Send settings unless identical to the last ones sent (or `force`). */
+  _sendSettings(trackId, settings, force) {
+    const msg = settingsMessage(trackId, settings);
+    const key = JSON.stringify({ ...msg, type: undefined, track_id: undefined });
+    if (!force && this._sentSettings.get(trackId) === key) return Promise.resolve(null);
+    this._sentSettings.set(trackId, key);
+    return this.request(msg).catch((err) => {
+      if (this._sentSettings.get(trackId) === key) this._sentSettings.delete(trackId);
+      throw err;
+    });
+  }
+
+  /** What adaptive stream wants for a track now. @returns {TrackSettings} */
+  _adaptiveSettings(trackId) {
+    if (!this.adaptiveStream || !this._adaptiveTracks.has(trackId)) return {};
+    const pageVisible = typeof document === "undefined" || document.visibilityState !== "hidden";
+    let width = 0;
+    let height = 0;
+    let visible = false;
+    for (const view of this._views.values()) {
+      if (view.trackId !== trackId) continue;
+      width = Math.max(width, view.width);
+      height = Math.max(height, view.height);
+      if (pageVisible && view.visible !== false && view.width > 0 && view.height > 0) visible = true;
+    }
+    const ratio = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
+    const settings = { paused: !visible };
+    if (width > 0 && height > 0) {
+      settings.maxWidth = Math.min(MAX_DIMENSION, Math.round(width * ratio));
+      settings.maxHeight = Math.min(MAX_DIMENSION, Math.round(height * ratio));
+    }
+    return settings;
+  }
+
+  _scheduleAdaptive(trackId) {
+    if (!this.adaptiveStream || this._manualTracks.has(trackId) || this.state === "closed") return;
+    this._cancelAdaptive(trackId);
+    this._settingsTimers.set(trackId, setTimeout(() => this._flushAdaptive(trackId), ADAPTIVE_DEBOUNCE_MS));
+  }
+
+  _cancelAdaptive(trackId) {
+    clearTimeout(this._settingsTimers.get(trackId));
+    this._settingsTimers.delete(trackId);
+  }
+
+  _flushAdaptive(trackId) {
+    this._settingsTimers.delete(trackId);
+    const remote = this.remoteTrackById(trackId);
+    if (!remote || this._manualTracks.has(trackId) || this.state !== "joined") return;
+    if (!this.roster.has(remote.participantId)) return; // leaving: the track goes away anyway
+    this._sendSettings(trackId, this._adaptiveSettings(trackId), false).catch((err) => {
+      console.warn("pysfu: update_track_settings failed", trackId, err.code, err.message);
+    });
+  }
+
+  /** Adaptive-stream observers, created on first use (null members where unsupported). */
+  _ensureObservers() {
+    if (this._observers) return this._observers;
+    const note = (element, change) => {
+      const view = this._views.get(element);
+      if (!view) return;
+      Object.assign(view, change);
+      this._scheduleAdaptive(view.trackId);
+    };
+    const resize = typeof ResizeObserver === "function"
+      ? new ResizeObserver((entries) => entries.forEach((e) => note(e.target, { width: e.contentRect.width, height: e.contentRect.height })))
+      : null;
+    const intersection = typeof IntersectionObserver === "function"
+      ? new IntersectionObserver((entries) => entries.forEach((e) => note(e.target, { visible: e.isIntersecting })))
+      : null;
+    const onVisibility = () => this._adaptiveTracks.forEach((id) => this._scheduleAdaptive(id));
+    if (typeof document !== "undefined") document.addEventListener("visibilitychange", onVisibility);
+    this._observers = { resize, intersection, onVisibility };
+    return this._observers;
+  }
+
+  _unobserve(element) {
+    this._views.delete(element);
+    const observers = this._observers;
+    if (!observers) return;
+    if (observers.resize) observers.resize.unobserve(element);
+    if (observers.intersection) observers.intersection.unobserve(element);
+  }
+
+  /** The SFU no longer sends a track: drop its views and settings state. */
+  _forgetRemoteTrack(remote) {
+    for (const [element, view] of [...this._views]) {
+      if (view.trackId !== remote.trackId) continue;
+      this._unobserve(element);
+      if (shownTrack(element) === remote.track) element.srcObject = null;
+    }
+    this._cancelAdaptive(remote.trackId);
+    this._adaptiveTracks.delete(remote.trackId);
+    this._manualTracks.delete(remote.trackId);
+    this._sentSettings.delete(remote.trackId);
+    this.layers.delete(remote.trackId);
+  }
+
+  _stopAdaptive() {
+    for (const element of [...this._views.keys()]) this._unobserve(element);
+    this._settingsTimers.forEach((timer) => clearTimeout(timer));
+    this._settingsTimers.clear();
+    const observers = this._observers;
+    this._observers = null;
+    if (!observers) return;
+    if (observers.resize) observers.resize.disconnect();
+    if (observers.intersection) observers.intersection.disconnect();
+    if (typeof document !== "undefined") document.removeEventListener("visibilitychange", observers.onVisibility);
+  }
+
+  // --- simulcast events -------------------------------------------------------------
+
+  _onLayerChanged({ track_id, quality, rid, width, height }) {
+    const layer = { quality };
+    if (rid) layer.rid = rid;
+    if (width) Object.assign(layer, { width, height });
+    this.layers.set(track_id, layer);
+  }
+
+  /** Dynacast: (de)activate our simulcast encodings as the SFU asks. */
+  _onSubscribedQualityUpdate({ track_id, qualities }) {
+    this.subscribedQualities.set(track_id, (qualities || []).map((q) => ({ ...q })));
+    this._dynacastQueue
+      .run(async () => {
+        const entry = this.localTracks.get(track_id);
+        if (!entry || this.state === "closed") return;
+        await setActiveLayers(entry.transceiver.sender, qualities || []);
+      })
+      .catch((err) => this._emit("error", { code: "dynacast", message: `setParameters: ${err.message}` }));
+  }
+}
+
+/** Add a sendonly transceiver: VP8 preferred for video, simulcast encodings if asked. */
+function addSendTransceiver(pc, stream, track, simulcast) {
+  const init = { direction: "sendonly", streams: [stream] };
+  const encodings = track.kind === "video" && simulcast ? simulcastEncodings(track) : null;
+  if (encodings) init.sendEncodings = encodings;
+  const transceiver = pc.addTransceiver(track, init);
+  if (track.kind === "video") preferCodec(transceiver, "video/VP8");
+  return transceiver;
+}
+
+/**
+ * Send encodings for a camera track from its capture size (the short side, so
+ * portrait video counts like landscape): >= 720 -> q/h/f, >= 360 -> q/h with h
+ * at full size, else null (no simulcast).
+ * @param {MediaStreamTrack} track
+ * @returns {RTCRtpEncodingParameters[]|null}
+ */
+export function simulcastEncodings(track) {
+  const settings = (track.getSettings && track.getSettings()) || {};
+  const size = settings.width && settings.height ? Math.min(settings.width, settings.height) : settings.height || 0;
+  if (size >= 720) return SIMULCAST_LAYERS.map((layer) => ({ ...layer }));
+  if (size >= 360) {
+    return [
+      { ...SIMULCAST_LAYERS[0], scaleResolutionDownBy: 2 },
+      { ...SIMULCAST_LAYERS[1], scaleResolutionDownBy: 1 },
+    ];
+  }
+  return null;
+}
+
+/** Put `mimeType` first in the transceiver's codec preferences, where supported. */
+function preferCodec(transceiver, mimeType) {
+  if (typeof transceiver.setCodecPreferences !== "function") return;
+  const wanted = mimeType.toLowerCase();
+  for (const Source of [globalThis.RTCRtpSender, globalThis.RTCRtpReceiver]) {
+    const caps = Source && typeof Source.getCapabilities === "function" && Source.getCapabilities("video");
+    const codecs = (caps && caps.codecs) || [];
+    const first = codecs.filter((c) => c.mimeType.toLowerCase() === wanted);
+    if (!first.length) continue;
+    try {
+      transceiver.setCodecPreferences([...first, ...codecs.filter((c) => c.mimeType.toLowerCase() !== wanted)]);
+      return;
+    } catch {
+      // e.g. older browsers accept only receiver capabilities: try those
+    }
+  }
+}
+
+/** Set `active` of the sender's encodings by rid; true if anything changed. */
+async function setActiveLayers(sender, qualities) {
+  const params = sender.getParameters();
+  let changed = false;
+  for (const { rid, enabled } of qualities) {
+    const encoding = (params.encodings || []).find((e) => e.rid && e.rid === rid);
+    if (encoding && encoding.active !== Boolean(enabled)) {
+      encoding.active = Boolean(enabled);
+      changed = true;
+    }
+  }
+  if (changed) await sender.setParameters(params);
+  return changed;
+}
+
+/** update_track_settings message; undefined fields are left out. */
+function settingsMessage(trackId, { quality, maxWidth, maxHeight, maxFps, paused } = {}) {
+  const msg = { type: "update_track_settings", track_id: trackId };
+  const fields = { quality, max_width: maxWidth, max_height: maxHeight, max_fps: maxFps, paused };
+  for (const [key, value] of Object.entries(fields)) if (value !== undefined && value !== null) msg[key] = value;
+  return msg;
+}
+
+/** The video track a media element shows, if any. */
+function shownTrack(element) {
+  const stream = element.srcObject;
+  return stream && typeof stream.getVideoTracks === "function" ? stream.getVideoTracks()[0] || null : null;
 }
 
 function defaultSource(track) {

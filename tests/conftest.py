@@ -47,17 +47,47 @@ class LocalServer:
         return Client(self.url, ice_addresses=LOOPBACK)
 
 
-@pytest.fixture
-async def server():
-    config = ServerConfig(port=0, sfu=SfuConfig(ice=IceConfig(addresses=LOOPBACK)))
+#: API keys of the servers that tests start with keys (tokens required).
+API_KEY = "test-key"
+API_SECRET = "test-secret-" + "x" * 32
+KEYS = {API_KEY: API_SECRET, "second-key": "second-secret-" + "y" * 32}
+
+
+def loopback_config(**settings) -> ServerConfig:
+    """Loopback-only server settings, plus ``settings``."""
+    return ServerConfig(port=0, sfu=SfuConfig(ice=IceConfig(addresses=LOOPBACK)), **settings)
+
+
+async def start_local_server(config: ServerConfig) -> LocalServer:
     app = create_app(config)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
-    yield LocalServer(app, runner, port)
-    await runner.cleanup()
+    return LocalServer(app, runner, port)
+
+
+@pytest.fixture
+async def server():
+    local = await start_local_server(loopback_config())
+    yield local
+    await local.runner.cleanup()
+
+
+@pytest.fixture
+async def make_server():
+    """Start in-process servers with given settings (see loopback_config)."""
+    started: list[LocalServer] = []
+
+    async def make(**settings) -> LocalServer:
+        local = await start_local_server(loopback_config(**settings))
+        started.append(local)
+        return local
+
+    yield make
+    for local in started:
+        await local.runner.cleanup()
 
 
 @pytest.fixture

@@ -7,9 +7,18 @@ import asyncio
 import pytest
 
 from .browser import STATS_JS, TILES_JS, chromium, save_artifact
-from .conftest import eventually
+from .conftest import eventually, start_server_process, stop_server_process
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def dev_server():
+    """`pysfu serve --dev`, as `make run` starts it: joins need a token, which
+    the demo page fetches from /dev/token."""
+    server = start_server_process(["--dev"])
+    yield server
+    stop_server_process(server)
 
 
 async def stats_by_kind(page) -> dict[str, list[dict]]:
@@ -20,12 +29,12 @@ async def stats_by_kind(page) -> dict[str, list[dict]]:
     }
 
 
-async def test_three_pages_see_and_hear_each_other(server_process, tmp_path):
+async def test_three_pages_see_and_hear_each_other(dev_server, tmp_path):
     async with chromium(tmp_path) as browser:
         pages = []
         for name in ["ana", "ben", "cleo"]:
             page = await browser.new_page()
-            await page.goto(f"{server_process.http}/?room=e2e&name={name}&autojoin=1")
+            await page.goto(f"{dev_server.http}/?room=e2e&name={name}&autojoin=1")
             pages.append(page)
         for page in pages:
             await page.wait_for_selector("body[data-state=joined]", timeout=15000)

@@ -1,0 +1,1 @@
+"""Load generators and benchmark scenarios for pysfu (see benchmarks/RESULTS.md)."""

@@ -1,0 +1,727 @@
+"""Forwarding benchmark: one publisher, N subscribers, each in its own process.
+
+Starts ``pysfu serve`` on loopback, one publisher peer and N subscriber
+peers (benchmarks.peers: real ICE/DTLS/SRTP, no codec work), waits until
+every subscriber receives media, warms up, then measures over a fixed
+window:
+
+* the server process's CPU time (utime + stime from /proc/<pid>/stat) per
+  forwarded packet and per received packet (packet counts from the
+  server's /metrics: pysfu_packets_in / pysfu_packets_out, kind="video");
+* ingress/egress packets/s, server CPU % of one core, server RSS;
+* loss seen by the subscribers (RTP sequence gaps) and the forwarding
+  latency publisher -> SFU -> subscriber (send time carried in the payload);
+* the load generator's own CPU, and the machine's, so a reader can tell
+  whether the machine was saturated.
+
+    python -m benchmarks.forwarding --subscribers 8 --rate 1000 --warmup 5 --duration 20
+    python -m benchmarks.forwarding --subscribers 1,8,16 --repeat 3 --compare-uvloop
+
+Everything is on 127.0.0.1, bounded in time, and every process started is
+killed at the end (also on error or Ctrl-C; children die with this process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import aiohttp
+
+from .peers import bucket_value
+
+ROOT = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+METRIC = re.compile(r'^pysfu_(\w+?)(?:_total)?\{kind="video"\} (\S+)$', re.M)
+TARGET_US = 20.0  # issue's target: µs of server CPU per forwarded packet at N=8, 1000 pps
+
+
+# --- /proc ---------------------------------------------------------------------
+
+
+def cpu_times(pid: int) -> tuple[int, int]:
+    """(utime, stime) of a whole process (all threads), in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a whole process (all threads), in clock ticks."""
+    return sum(cpu_times(pid))
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of a process's main thread."""
+    found = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if "ctxt_switches" in line:
+                name, value = line.split(":")
+                found[name.strip()] = int(value)
+    return found.get("voluntary_ctxt_switches", 0), found.get("nonvoluntary_ctxt_switches", 0)
+
+
+def system_ticks() -> list[int]:
+    """All CPUs' clock ticks since boot: user nice system idle iowait irq softirq steal."""
+    with open("/proc/stat") as f:
+        return [int(v) for v in f.readline().split()[1:9]]
+
+
+def machine_load(before: list[int], after: list[int], window: float) -> dict:
+    """Where the machine's CPU went during the window, in % of one core."""
+    delta = [b - a for a, b in zip(before, after)]
+    scale = 100 / (window * CLK_TCK)
+    user, nice, system, idle, iowait, irq, softirq, steal = delta
+    return {
+        "machine_busy_pct": round((user + nice + system + irq + softirq) * scale, 1),
+        "machine_softirq_pct": round((irq + softirq) * scale, 1),
+        "machine_steal_pct": round(steal * scale, 1),
+    }
+
+
+def machine_info() -> dict:
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for name in ("aiortc", "aioice", "pylibsrtp", "aiohttp", "uvloop"):
+        try:
+            from importlib.metadata import version
+
+            versions[name] = version(name)
+        except Exception:
+            versions[name] = "?"
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": sys.version.split()[0],
+        "kernel": os.uname().release,
+        **versions,
+    }
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: the child gets SIGKILL if this process dies (PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _child_setup(cpus: Optional[set[int]], batch: bool = False):
+    """preexec_fn: die with the parent, run on ``cpus`` when given, and with
+    ``batch`` under SCHED_BATCH (a woken batch task does not preempt the one
+    running: the server is not switched out each time it sends to a peer)."""
+    def setup() -> None:
+        _die_with_parent()
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        if batch:
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    return setup
+
+
+def pin_sets(pin: bool) -> tuple[Optional[set[int]], Optional[set[int]]]:
+    """(server CPUs, load generator CPUs): server alone on CPU 0 with --pin."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not pin or len(cpus) < 2:
+        return None, None
+    return {cpus[0]}, set(cpus[1:])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- code under test -------------------------------------------------------------
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def code_info(ref: Optional[str]) -> dict:
+    """Which code the server runs: a commit (--ref) or the working tree."""
+    try:
+        if ref:
+            return {"ref": ref, "commit": git("rev-parse", "--short", ref), "dirty": False}
+        dirty = bool(git("status", "--porcelain", "--", "sfu", "signaling"))
+        return {"ref": "working tree", "commit": git("rev-parse", "--short", "HEAD"), "dirty": dirty}
+    except (OSError, subprocess.CalledProcessError):
+        return {"ref": ref or "working tree", "commit": "?", "dirty": None}
+
+
+def snapshot(ref: str) -> Path:
+    """A copy of the project at ``ref`` (plus this benchmarks/ package), so that
+    edits made to the working tree while the benchmark runs do not leak in."""
+    target = Path(tempfile.mkdtemp(prefix="pysfu-src-"))
+    archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=ROOT,
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    shutil.rmtree(target / "benchmarks", ignore_errors=True)
+    shutil.copytree(ROOT / "benchmarks", target / "benchmarks",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+# --- processes -----------------------------------------------------------------
+
+
+class PeerProcess:
+    """A benchmarks.peers process, driven over its stdin/stdout."""
+
+    def __init__(self, role: str, proc: asyncio.subprocess.Process, log_path: Path) -> None:
+        self.role = role
+        self.proc = proc
+        self.pid = proc.pid
+        self.log_path = log_path
+        self.hello: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._stats: asyncio.Queue = asyncio.Queue()
+        self.errors: list[str] = []
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        async for raw in self.proc.stdout:
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                continue
+            event = message.get("event")
+            if event in ("ready", "media") and not self.hello.done():
+                self.hello.set_result(message)
+            elif event == "stats":
+                self._stats.put_nowait(message)
+            elif event == "error":
+                self.errors.append(message.get("message", ""))
+                if not self.hello.done():
+                    self.hello.set_exception(RuntimeError(f"{self.role} {self.pid}: {message.get('message')}"))
+        if not self.hello.done():
+            self.hello.set_exception(RuntimeError(
+                f"{self.role} {self.pid} exited before it was ready (log: {self.log_path})"))
+
+    async def stats(self, timeout: float = 15.0) -> dict:
+        self.proc.stdin.write(b"stats\n")
+        await self.proc.stdin.drain()
+        return await asyncio.wait_for(self._stats.get(), timeout)
+
+    def quit(self) -> None:
+        try:
+            self.proc.stdin.write(b"quit\n")
+            self.proc.stdin.close()
+        except (ConnectionError, RuntimeError, AttributeError):
+            pass
+
+
+async def start_peer(role: str, url: str, config: "RunConfig", workdir: Path, index: int) -> PeerProcess:
+    log_path = workdir / f"{role}-{index}.log"
+    argv = [sys.executable, "-m", "benchmarks.peers", role, "--url", url, "--room", "bench",
+            "--name", f"{role}{index}", "--max-seconds", str(int(config.budget() + 60))]
+    if role == "publisher":
+        argv += ["--rate", str(config.rate), "--payload-size", str(config.payload_size)]
+    with open(log_path, "wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=config.source or ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+            preexec_fn=_child_setup(pin_sets(config.pin)[1], config.batch_peers),
+        )
+    return PeerProcess(role, proc, log_path)
+
+
+def server_argv(port: int, uvloop: bool, source: Optional[Path] = None) -> list[str]:
+    """``pysfu serve`` on loopback; ``python -m signaling`` when running a snapshot
+    (the current directory then comes first on sys.path, before the editable install)."""
+    script = Path(sys.executable).parent / "pysfu"
+    base = [str(script)] if script.exists() and source is None else [sys.executable, "-m", "signaling"]
+    argv = base + ["serve", "--port", str(port), "--ice-address", "127.0.0.1", "--log-level", "warning"]
+    return argv + ([] if uvloop else ["--no-uvloop"])
+
+
+async def wait_healthy(http: str, proc: asyncio.subprocess.Process, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                raise RuntimeError(f"server exited with code {proc.returncode} during startup")
+            try:
+                async with session.get(f"{http}/healthz", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    if r.status == 200:
+                        return
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+            await asyncio.sleep(0.1)
+    raise TimeoutError("server did not become healthy")
+
+
+async def scrape(http: str) -> dict[str, float]:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{http}/metrics", timeout=aiohttp.ClientTimeout(total=10)) as r:
+            text = await r.text()
+    return {name: float(value) for name, value in METRIC.findall(text)}
+
+
+async def stop_all(server: Optional[asyncio.subprocess.Process], peers: list[PeerProcess]) -> None:
+    for peer in peers:
+        peer.quit()
+    if server is not None and server.returncode is None:
+        server.send_signal(signal.SIGTERM)
+    procs = [p.proc for p in peers] + ([server] if server is not None else [])
+    try:
+        await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), 5)
+    except asyncio.TimeoutError:
+        pass
+    for proc in procs:
+        if proc.returncode is None:
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+    await asyncio.gather(*(p.wait() for p in procs), return_exceptions=True)
+    for peer in peers:
+        peer._reader.cancel()
+
+
+# --- one run -------------------------------------------------------------------
+
+
+@dataclass
+class RunConfig:
+    subscribers: int
+    rate: float
+    warmup: float
+    duration: float
+    uvloop: bool = True
+    payload_size: int = 1100
+    setup_timeout: float = 120.0
+    profile: Optional[str] = None  # py-spy output (raw collapsed stacks) for the window
+    pin: bool = False  # server alone on the first CPU, load generator on the others
+    source: Optional[Path] = None  # project snapshot to run (--ref); None: the working tree
+    batch_peers: bool = False  # load generator under SCHED_BATCH (no wakeup preemption)
+
+    def budget(self) -> float:
+        return self.setup_timeout + self.warmup + self.duration + 60
+
+
+def percentile(histogram: dict[int, int], q: float) -> Optional[float]:
+    """q-quantile (0..1) of a bucketed latency histogram, in ms."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    rank = q * (total - 1)
+    seen = 0
+    for key in sorted(histogram):
+        seen += histogram[key]
+        if seen > rank:
+            return bucket_value(key) / 1000
+    return bucket_value(max(histogram)) / 1000
+
+
+async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="pysfu-bench-"))
+    port = free_port()
+    http = f"http://127.0.0.1:{port}"
+    url = f"ws://127.0.0.1:{port}/ws"
+    server: Optional[asyncio.subprocess.Process] = None
+    peers: list[PeerProcess] = []
+    profiler: Optional[asyncio.subprocess.Process] = None
+    failed = True
+    server_log = workdir / "server.log"
+    try:
+        with open(server_log, "wb") as log:
+            server = await asyncio.create_subprocess_exec(
+                *server_argv(port, config.uvloop, config.source), cwd=config.source or ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=_child_setup(pin_sets(config.pin)[0]),
+            )
+        await wait_healthy(http, server, 30)
+
+        setup_started = time.monotonic()
+        publisher = await start_peer("publisher", url, config, workdir, 0)
+        peers.append(publisher)
+        await asyncio.wait_for(publisher.hello, config.setup_timeout)
+        subscribers = [await start_peer("subscriber", url, config, workdir, i + 1)
+                       for i in range(config.subscribers)]
+        peers += subscribers
+        await asyncio.wait_for(asyncio.gather(*(s.hello for s in subscribers)), config.setup_timeout)
+        setup_seconds = time.monotonic() - setup_started
+        join_ms = sorted(s.hello.result().get("join_ms", 0) for s in subscribers)
+
+        await asyncio.sleep(config.warmup)
+
+        # --- window ------------------------------------------------------------
+        before = await asyncio.gather(*(p.stats() for p in peers))
+        m0 = await scrape(http)
+        if config.profile:
+            profiler = await start_profiler(server.pid, config.duration, config.profile)
+        t0 = time.monotonic()
+        server0 = cpu_times(server.pid)
+        switches0 = context_switches(server.pid)
+        peers0 = [cpu_ticks(p.pid) for p in peers]
+        sys0 = system_ticks()
+        await asyncio.sleep(config.duration)
+        server1 = cpu_times(server.pid)
+        switches1 = context_switches(server.pid)
+        peers1 = [cpu_ticks(p.pid) for p in peers]
+        sys1 = system_ticks()
+        t1 = time.monotonic()
+        m1 = await scrape(http)
+        after = await asyncio.gather(*(p.stats() for p in peers))
+        rss = rss_mb(server.pid)
+        if profiler is not None:
+            await asyncio.wait_for(profiler.wait(), 30)
+        if server.returncode is not None:
+            raise RuntimeError(f"server exited with code {server.returncode} during the window")
+
+        result = summarize(config, t1 - t0, (server1[0] - server0[0], server1[1] - server0[1]),
+                           m0, m1, before, after,
+                           [b - a for a, b in zip(peers0, peers1)],
+                           machine_load(sys0, sys1, t1 - t0), rss)
+        result["server_switches_per_s"] = round((switches1[0] - switches0[0]) / (t1 - t0))
+        result["server_preemptions_per_s"] = round((switches1[1] - switches0[1]) / (t1 - t0))
+        result["setup_s"] = round(setup_seconds, 1)
+        result["join_ms_p50"] = join_ms[len(join_ms) // 2]
+        result["join_ms_max"] = join_ms[-1]
+        result["warnings"] += server_log_findings(server_log)
+        peer_errors = [f"{p.role} {p.pid}: {e}" for p in peers for e in p.errors]
+        result["warnings"] += peer_errors[:5]
+        failed = False
+        return result
+    finally:
+        await stop_all(server, peers)
+        if profiler is not None and profiler.returncode is None:
+            profiler.kill()
+            await profiler.wait()
+        if failed or keep_logs:
+            print(f"logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def start_profiler(pid: int, duration: float, output: str) -> asyncio.subprocess.Process:
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return await asyncio.create_subprocess_exec(
+        py_spy, "record", "--pid", str(pid), "--duration", str(int(duration)), "--rate", "250",
+        "--format", "raw", "--nonblocking", "--output", output,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+    )
+
+
+def server_log_findings(path: Path) -> list[str]:
+    found = []
+    try:
+        for line in path.read_text(errors="replace").splitlines():
+            if any(word in line for word in ("ERROR", "Traceback", "WARNING", "Exception")):
+                found.append("server: " + line.strip()[:200])
+    except OSError:
+        pass
+    return found[:5]
+
+
+def summarize(config: RunConfig, window: float, server_ticks: tuple[int, int], m0: dict, m1: dict,
+              before: list[dict], after: list[dict], peer_ticks: list[int],
+              machine: dict, rss: float) -> dict:
+    tick_us = 1e6 / CLK_TCK
+    cpu_us = sum(server_ticks) * tick_us
+    packets_in = m1.get("packets_in", 0) - m0.get("packets_in", 0)
+    packets_out = m1.get("packets_out", 0) - m0.get("packets_out", 0)
+    pub0, pub1 = before[0], after[0]
+    subs0, subs1 = before[1:], after[1:]
+    expected = sum(b["expected"] - a["expected"] for a, b in zip(subs0, subs1))
+    received = sum(b["received"] - a["received"] for a, b in zip(subs0, subs1))
+    histogram: dict[int, int] = {}
+    for stats in subs1:
+        for key, count in stats["latency_hist"].items():
+            histogram[int(key)] = histogram.get(int(key), 0) + count
+    sub_cpu = [t * tick_us / (window * 1e6) * 100 for t in peer_ticks[1:]]
+    pub_cpu = peer_ticks[0] * tick_us / (window * 1e6) * 100
+    result: dict[str, Any] = {
+        "subscribers": config.subscribers,
+        "rate": config.rate,
+        "server_loop": "uvloop" if config.uvloop else "asyncio",
+        "pinned": config.pin,
+        "batch_peers": config.batch_peers,
+        "window_s": round(window, 2),
+        "ingress_pps": round(packets_in / window, 1),
+        "egress_pps": round(packets_out / window, 1),
+        "publisher_pps": round((pub1["sent"] - pub0["sent"]) / window, 1),
+        "server_cpu_pct": round(cpu_us / (window * 1e6) * 100, 1),
+        "server_user_pct": round(server_ticks[0] * tick_us / (window * 1e6) * 100, 1),
+        "server_sys_pct": round(server_ticks[1] * tick_us / (window * 1e6) * 100, 1),
+        "us_per_forwarded": round(cpu_us / packets_out, 2) if packets_out else None,
+        "us_per_received": round(cpu_us / packets_in, 2) if packets_in else None,
+        "loss_pct": round(max(0, expected - received) / expected * 100, 3) if expected else None,
+        "server_lost_in": int(m1.get("packets_lost_in", 0) - m0.get("packets_lost_in", 0)),
+        "latency_p50_ms": _round(percentile(histogram, 0.50), 2),
+        "latency_p99_ms": _round(percentile(histogram, 0.99), 2),
+        "latency_max_ms": _round(bucket_value(max(histogram)) / 1000, 1) if histogram else None,
+        "server_rss_mb": round(rss, 1),
+        "publisher_cpu_pct": round(pub_cpu, 1),
+        "subscriber_cpu_pct_avg": round(statistics.mean(sub_cpu), 1) if sub_cpu else 0,
+        "subscriber_cpu_pct_max": round(max(sub_cpu), 1) if sub_cpu else 0,
+        "loadgen_cpu_pct": round(pub_cpu + sum(sub_cpu), 1),
+        **machine,
+        "machine_cores": os.cpu_count(),
+        "publisher_max_lag_ms": pub1["max_lag_ms"],
+        "publisher_plis": pub1["plis"] - pub0["plis"],
+        "publisher_catchup_resets": pub1["catchup_resets"] - pub0["catchup_resets"],
+        "keyframe_requests_sent": int(m1.get("keyframe_requests_sent", 0) - m0.get("keyframe_requests_sent", 0)),
+        "nacks_received": int(m1.get("nacks_received", 0) - m0.get("nacks_received", 0)),
+        "warnings": [],
+    }
+    result["other_cpu_pct"] = round(max(0.0, result["machine_busy_pct"] - result["server_cpu_pct"]
+                                        - result["loadgen_cpu_pct"]), 1)
+    warnings = result["warnings"]
+    if not packets_in:
+        warnings.append("the server counted no received packets in the window")
+    if not packets_out:
+        warnings.append("the server counted no forwarded packets in the window")
+    elif packets_in and abs(packets_out / packets_in - config.subscribers) > 0.05 * config.subscribers:
+        warnings.append(f"egress/ingress = {packets_out / packets_in:.2f}, expected {config.subscribers}")
+    if result["publisher_pps"] < 0.95 * config.rate:
+        warnings.append(f"publisher sent only {result['publisher_pps']} pps of {config.rate}")
+    if result["loss_pct"] is not None and result["loss_pct"] > 0.5:
+        warnings.append(f"subscribers lost {result['loss_pct']}% of packets")
+    if result["machine_busy_pct"] and result["machine_busy_pct"] > 0.9 * 100 * os.cpu_count():
+        warnings.append("the machine was saturated: figures are inflated")
+    if result["other_cpu_pct"] > 25:
+        warnings.append(f"{result['other_cpu_pct']}% of a core went to other processes (noisy machine)")
+    return result
+
+
+def _round(value: Optional[float], digits: int) -> Optional[float]:
+    return None if value is None else round(value, digits)
+
+
+# --- output --------------------------------------------------------------------
+
+
+def print_result(result: dict) -> None:
+    r = result
+    lines = [
+        f"== N={r['subscribers']} subscribers, {r['rate']:g} pps in, server on {r['server_loop']}"
+        f"{', pinned to its own CPU' if r['pinned'] else ''}"
+        f"{', peers SCHED_BATCH' if r.get('batch_peers') else ''}, {r['window_s']} s window",
+        f"  ingress {r['ingress_pps']:.0f} pkt/s   egress {r['egress_pps']:.0f} pkt/s   "
+        f"(publisher sent {r['publisher_pps']:.0f}/s)",
+        f"  server CPU {r['server_cpu_pct']:.1f}% of one core (user {r['server_user_pct']}%, "
+        f"system {r['server_sys_pct']}%)   RSS {r['server_rss_mb']} MB   "
+        f"switches/s: {r.get('server_switches_per_s')} voluntary, "
+        f"{r.get('server_preemptions_per_s')} preempted",
+        f"  server CPU per forwarded packet: {_fmt(r['us_per_forwarded'])} µs   "
+        f"per received packet: {_fmt(r['us_per_received'])} µs",
+        f"  loss at subscribers {_fmt(r['loss_pct'], 3)}%   (server ingress lost {r['server_lost_in']})",
+        f"  forward latency p50 {_fmt(r['latency_p50_ms'])} ms   p99 {_fmt(r['latency_p99_ms'])} ms   "
+        f"max {_fmt(r['latency_max_ms'], 1)} ms",
+        f"  join (ws connect -> first packet) p50 {r.get('join_ms_p50', 0):.0f} ms  "
+        f"max {r.get('join_ms_max', 0):.0f} ms;  setup {r.get('setup_s', 0)} s",
+        f"  load generator CPU: publisher {r['publisher_cpu_pct']}%, subscribers avg "
+        f"{r['subscriber_cpu_pct_avg']}% max {r['subscriber_cpu_pct_max']}% (total "
+        f"{r['loadgen_cpu_pct']}%)",
+        f"  machine: busy {r['machine_busy_pct']}% of {r['machine_cores'] * 100}% "
+        f"(irq+softirq {r['machine_softirq_pct']}%, outside this benchmark ~{r['other_cpu_pct']}%), "
+        f"steal {r['machine_steal_pct']}%",
+    ]
+    for warning in r["warnings"]:
+        lines.append(f"  WARNING: {warning}")
+    print("\n".join(lines), flush=True)
+
+
+def _fmt(value: Optional[float], digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def summary_table(results: list[dict]) -> str:
+    """A markdown table: one row per (N, loop), median and range over repeats."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        loop = variant(r)
+        groups.setdefault((r["subscribers"], r["rate"], loop), []).append(r)
+    head = ("| N | pps in | server loop | runs | µs/forwarded median (range) | µs/received median (range) "
+            "| server CPU % | egress pps | loss % | latency p50 / p99 ms | RSS MB | load gen CPU % | machine busy % |")
+    rows = [head, "|" + "---|" * (head.count("|") - 1)]
+    for (n, rate, loop), runs in sorted(groups.items()):
+        def med(key: str) -> Any:
+            values = [r[key] for r in runs if r.get(key) is not None]
+            return statistics.median(values) if values else None
+
+        def span(key: str) -> str:
+            values = [r[key] for r in runs if r.get(key) is not None]
+            if not values:
+                return "n/a"
+            return f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})"
+
+        rows.append(
+            f"| {n} | {rate:g} | {loop} | {len(runs)} | {span('us_per_forwarded')} | "
+            f"{span('us_per_received')} | {_fmt(med('server_cpu_pct'), 1)} | {_fmt(med('egress_pps'), 0)} | "
+            f"{_fmt(med('loss_pct'), 3)} | {_fmt(med('latency_p50_ms'))} / {_fmt(med('latency_p99_ms'))} | "
+            f"{_fmt(med('server_rss_mb'), 0)} | {_fmt(med('loadgen_cpu_pct'), 0)} | "
+            f"{_fmt(med('machine_busy_pct'), 0)} |"
+        )
+    return "\n".join(rows) + fit_lines(results)
+
+
+def variant(r: dict) -> str:
+    return (r["server_loop"] + (", pinned" if r.get("pinned") else "")
+            + (", peers SCHED_BATCH" if r.get("batch_peers") else ""))
+
+
+def fit_lines(results: list[dict]) -> str:
+    """Least-squares split of the server's CPU into a cost per received and a
+    cost per forwarded packet, per server loop, when several N were run."""
+    out = []
+    by_loop: dict[str, list[dict]] = {}
+    for r in results:
+        if r.get("us_per_forwarded") is not None:
+            by_loop.setdefault(variant(r), []).append(r)
+    for loop, runs in sorted(by_loop.items()):
+        if len({r["subscribers"] for r in runs}) < 2:
+            continue
+        # cpu_us_per_s = a * ingress_pps + b * egress_pps
+        rows = [(r["ingress_pps"], r["egress_pps"], r["server_cpu_pct"] * 1e4) for r in runs]
+        sxx = sum(x * x for x, _, _ in rows); syy = sum(y * y for _, y, _ in rows)
+        sxy = sum(x * y for x, y, _ in rows)
+        sxz = sum(x * z for x, _, z in rows); syz = sum(y * z for _, y, z in rows)
+        det = sxx * syy - sxy * sxy
+        if not det:
+            continue
+        a = (sxz * syy - syz * sxy) / det
+        b = (syz * sxx - sxz * sxy) / det
+        out.append(f"\nfit ({loop}): server CPU ≈ {a:.1f} µs per received packet + "
+                   f"{b:.1f} µs per forwarded packet")
+    return "".join(out)
+
+
+# --- CLI -----------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.forwarding",
+        description="Server CPU per forwarded packet: one publisher, N subscribers, one process each.",
+    )
+    parser.add_argument("--subscribers", default="8",
+                        help="subscriber count, or a comma-separated list of counts (default 8)")
+    parser.add_argument("--rate", type=float, default=1000, help="publisher packets/s (default 1000)")
+    parser.add_argument("--payload-size", type=int, default=1100, help="RTP payload bytes (default 1100)")
+    parser.add_argument("--warmup", type=float, default=5, help="seconds after all subscribers get media")
+    parser.add_argument("--duration", type=float, default=20, help="measurement window, seconds")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per configuration")
+    parser.add_argument("--no-uvloop", action="store_true", help="server on asyncio's default loop")
+    parser.add_argument("--compare-uvloop", action="store_true",
+                        help="run every configuration with the server on uvloop and on asyncio")
+    parser.add_argument("--pin", action="store_true",
+                        help="run the server alone on the first CPU and the load generator on the others")
+    parser.add_argument("--batch-peers", action="store_true",
+                        help="run the load generator under SCHED_BATCH, so that a peer woken by a "
+                        "packet does not preempt the server (closer to remote peers)")
+    parser.add_argument("--ref", metavar="REV",
+                        help="benchmark the server as committed at REV (a git snapshot), "
+                        "not the working tree")
+    parser.add_argument("--setup-timeout", type=float, default=120)
+    parser.add_argument("--profile", metavar="FILE",
+                        help="py-spy record the server during the window (collapsed stacks); "
+                        "the profiler perturbs the figures")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
+    parser.add_argument("--json", action="store_true", help="also print one JSON line per run")
+    return parser
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, task.cancel)
+    info = machine_info()
+    code = code_info(args.ref)
+    source = snapshot(args.ref) if args.ref else None
+    print(f"code: {code['ref']} at {code['commit']}"
+          f"{' (with uncommitted changes in sfu/ or signaling/)' if code['dirty'] else ''}"
+          f"{f', snapshot in {source}' if source else ''}", flush=True)
+    try:
+        return await run_matrix(args, info, code, source)
+    finally:
+        if source is not None:
+            shutil.rmtree(source, ignore_errors=True)
+
+
+async def run_matrix(args: argparse.Namespace, info: dict, code: dict, source: Optional[Path]) -> int:
+    counts = [int(n) for n in str(args.subscribers).split(",") if n.strip()]
+    loops = [True, False] if args.compare_uvloop else [not args.no_uvloop]
+    print(f"machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, "
+          f"aiortc {info['aiortc']}, aioice {info['aioice']}, pylibsrtp {info['pylibsrtp']}, "
+          f"uvloop {info['uvloop']}, kernel {info['kernel']}", flush=True)
+    results = []
+    failures = 0
+    for repeat in range(args.repeat):
+        for n in counts:
+            for uvloop in loops:
+                config = RunConfig(subscribers=n, rate=args.rate, warmup=args.warmup,
+                                   duration=args.duration, uvloop=uvloop,
+                                   payload_size=args.payload_size, setup_timeout=args.setup_timeout,
+                                   profile=args.profile, pin=args.pin, source=source,
+                                   batch_peers=args.batch_peers)
+                try:
+                    result = await asyncio.wait_for(run_once(config, args.keep_logs), config.budget())
+                except (Exception, asyncio.TimeoutError) as exc:
+                    failures += 1
+                    print(f"== N={n} run {repeat + 1} ({'uvloop' if uvloop else 'asyncio'}) FAILED: "
+                          f"{type(exc).__name__}: {exc}", flush=True)
+                    continue
+                result["run"] = repeat + 1
+                result["code"] = code
+                results.append(result)
+                print_result(result)
+                if args.json:
+                    print(json.dumps({**result, "machine": info}), flush=True)
+    if len(results) > 1:
+        print()
+        print(summary_table(results))
+    for r in results:
+        if r["subscribers"] == 8 and r["rate"] == 1000 and r["us_per_forwarded"] is not None:
+            verdict = "meets" if r["us_per_forwarded"] <= TARGET_US else "misses"
+            print(f"target ≤ {TARGET_US:g} µs/forwarded at N=8, 1000 pps: run {r['run']} "
+                  f"({r['server_loop']}) {verdict} it with {r['us_per_forwarded']} µs")
+    return 1 if failures or not results else 0
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        code = asyncio.run(main_async(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted: every process started was stopped", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

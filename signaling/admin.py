@@ -1,0 +1,387 @@
+"""Admin REST API under /api, for the operator's backend.
+
+Every request carries ``Authorization: Bearer <token>``, a token minted with
+one of the server's API keys (`pysfu token create --admin ...`) whose grants
+allow the action: ``roomList`` to list rooms, ``roomCreate`` to create or
+delete them, ``roomAdmin`` for everything inside a room (limited to the
+token's ``room`` when it names one).  Errors are JSON:
+``{"error": {"code": "...", "message": "..."}}``.
+
+The route table below drives both the router and /api/openapi.json, so the
+document always lists exactly the routes that exist.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Optional
+
+from aiohttp import web
+from pydantic import BaseModel, Field, ValidationError
+
+from sfu.room import Room, RoomRegistry
+
+from .auth import AuthCode, AuthError, Claims, verify_token
+from .config import ServerConfig
+
+Handler = Callable[[web.Request, Optional[BaseModel]], Awaitable[web.StreamResponse]]
+
+
+# --- bodies -------------------------------------------------------------------
+
+
+class RoomInfo(BaseModel):
+    name: str
+    num_participants: int
+    max_participants: int
+    metadata: str
+    created_at: int
+
+
+class RoomList(BaseModel):
+    rooms: list[RoomInfo]
+
+
+class CreateRoom(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    max_participants: Optional[int] = Field(default=None, ge=1)
+    metadata: str = Field(default="", max_length=65536)
+
+
+class UpdateRoom(BaseModel):
+    metadata: str = Field(max_length=65536)
+
+
+class TrackInfo(BaseModel):
+    id: str
+    participant_id: str
+    kind: str
+    source: str
+    muted: bool
+    codec: str = ""
+
+
+class ParticipantInfo(BaseModel):
+    id: str
+    identity: str
+    name: str
+    metadata: str
+    tracks: list[TrackInfo]
+
+
+class ParticipantList(BaseModel):
+    participants: list[ParticipantInfo]
+
+
+class UpdateParticipant(BaseModel):
+    name: Optional[str] = Field(default=None, max_length=128)
+    metadata: Optional[str] = Field(default=None, max_length=65536)
+
+
+class MuteTrack(BaseModel):
+    muted: bool
+
+
+class SendData(BaseModel):
+    payload: str = Field(max_length=65536)
+    topic: str = Field(default="", max_length=256)
+    #: Only these identities get it; empty: everyone in the room.
+    destination_identities: list[str] = Field(default_factory=list)
+
+
+class DataSent(BaseModel):
+    recipients: int
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+# --- errors and authorization -----------------------------------------------
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _claims(request: web.Request, config: ServerConfig) -> Claims:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        raise ApiError(401, AuthCode.TOKEN_REQUIRED, "send Authorization: Bearer <admin token>")
+    if config.open:
+        raise ApiError(401, AuthCode.UNKNOWN_KEY, "the server has no API keys configured")
+    try:
+        return verify_token(header[7:].strip(), config.keys)
+    except AuthError as exc:
+        raise ApiError(401, exc.code, exc.message) from None
+
+
+def _authorize(claims: Claims, grant: str, room: Optional[str]) -> None:
+    video = claims.video
+    allowed = {
+        "roomList": video.room_list or video.room_admin and not video.room,
+        "roomCreate": video.room_create,
+        "roomAdmin": video.room_admin and (not video.room or video.room == room),
+    }[grant]
+    if not allowed:
+        where = f" for room {room!r}" if room else ""
+        raise ApiError(403, AuthCode.PERMISSION_DENIED, f"the token lacks the {grant} grant{where}")
+
+
+# --- routes -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    grant: str
+    summary: str
+    body: Optional[type[BaseModel]] = None
+    response: Optional[type[BaseModel]] = None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+
+
+def _registry(request: web.Request) -> RoomRegistry:
+    return request.app[ADMIN_STATE].rooms
+
+
+def _room(request: web.Request) -> Room:
+    name = request.match_info["room"]
+    room = _registry(request).rooms.get(name)
+    if room is None:
+        raise ApiError(404, "room_not_found", f"no room {name!r}")
+    return room
+
+
+def _participant(request: web.Request):
+    room = _room(request)
+    participant = room.find_identity(request.match_info["identity"])
+    if participant is None:
+        raise ApiError(404, "participant_not_found", f"no participant {request.match_info['identity']!r} in {room.name!r}")
+    return room, participant
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.json_response(model.model_dump(), status=status)
+
+
+async def list_rooms(request: web.Request, body: None) -> web.Response:
+    rooms = [RoomInfo(**room.summary()) for room in _registry(request).rooms.values()]
+    return _json(RoomList(rooms=rooms))
+
+
+async def create_room(request: web.Request, body: CreateRoom) -> web.Response:
+    registry = _registry(request)
+    if body.name in registry.rooms:
+        raise ApiError(409, "room_exists", f"room {body.name!r} already exists")
+    room = registry.create(body.name, body.max_participants, body.metadata)
+    return _json(RoomInfo(**room.summary()), 201)
+
+
+async def delete_room(request: web.Request, body: None) -> web.Response:
+    await _registry(request).delete(_room(request), "room_deleted")
+    return web.Response(status=204)
+
+
+async def update_room(request: web.Request, body: UpdateRoom) -> web.Response:
+    room = _room(request)
+    room.set_metadata(body.metadata)
+    return _json(RoomInfo(**room.summary()))
+
+
+async def list_participants(request: web.Request, body: None) -> web.Response:
+    room = _room(request)
+    infos = [ParticipantInfo(**p.info()) for p in room.participants.values()]
+    return _json(ParticipantList(participants=infos))
+
+
+async def get_participant(request: web.Request, body: None) -> web.Response:
+    _, participant = _participant(request)
+    return _json(ParticipantInfo(**participant.info()))
+
+
+async def remove_participant(request: web.Request, body: None) -> web.Response:
+    room, participant = _participant(request)
+    await room.remove(participant, "removed")
+    return web.Response(status=204)
+
+
+async def update_participant(request: web.Request, body: UpdateParticipant) -> web.Response:
+    room, participant = _participant(request)
+    room.update_participant(participant, body.name, body.metadata)
+    return _json(ParticipantInfo(**participant.info()))
+
+
+async def mute_track(request: web.Request, body: MuteTrack) -> web.Response:
+    room, participant = _participant(request)
+    track_id = request.match_info["track_id"]
+    track = participant.tracks.get(track_id)
+    if track is None:
+        raise ApiError(404, "track_not_found", f"no track {track_id!r} published by this participant")
+    if track.muted != body.muted:
+        track.muted = body.muted
+        room.track_muted(participant, track)
+        participant.notify("track_muted", {"track_id": track.id, "participant_id": participant.id, "muted": body.muted})
+    return _json(TrackInfo(**track.info()))
+
+
+async def send_data(request: web.Request, body: SendData) -> web.Response:
+    count = _room(request).send_data(body.payload, body.topic, body.destination_identities)
+    return _json(DataSent(recipients=count))
+
+
+ROOM = "/api/rooms/{room}"
+PARTICIPANT = ROOM + "/participants/{identity}"
+ROUTES = [
+    Route("GET", "/api/rooms", list_rooms, "roomList", "List rooms", response=RoomList),
+    Route("POST", "/api/rooms", create_room, "roomCreate", "Create an empty room",
+          CreateRoom, RoomInfo, 201, (400, 409)),
+    Route("DELETE", ROOM, delete_room, "roomCreate", "Delete a room; everyone in it gets leave",
+          status=204, errors=(404,)),
+    Route("PATCH", ROOM, update_room, "roomAdmin", "Update room metadata",
+          UpdateRoom, RoomInfo, errors=(400, 404)),
+    Route("GET", ROOM + "/participants", list_participants, "roomAdmin", "List participants",
+          response=ParticipantList, errors=(404,)),
+    Route("GET", PARTICIPANT, get_participant, "roomAdmin", "Get one participant",
+          response=ParticipantInfo, errors=(404,)),
+    Route("DELETE", PARTICIPANT, remove_participant, "roomAdmin", "Remove a participant (leave reason 'removed')",
+          status=204, errors=(404,)),
+    Route("PATCH", PARTICIPANT, update_participant, "roomAdmin", "Update a participant's name or metadata",
+          UpdateParticipant, ParticipantInfo, errors=(400, 404)),
+    Route("POST", PARTICIPANT + "/tracks/{track_id}/mute", mute_track, "roomAdmin",
+          "Mute or unmute a published track", MuteTrack, TrackInfo, errors=(400, 404)),
+    Route("POST", ROOM + "/data", send_data, "roomAdmin", "Send a data event to the room",
+          SendData, DataSent, errors=(400, 404)),
+]
+
+
+# --- wiring -------------------------------------------------------------------
+
+
+@dataclass
+class AdminState:
+    rooms: RoomRegistry
+    config: ServerConfig
+
+
+ADMIN_STATE = web.AppKey("admin", AdminState)
+
+
+def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        state = request.app[ADMIN_STATE]
+        try:
+            claims = _claims(request, state.config)
+            _authorize(claims, route.grant, request.match_info.get("room"))
+            body = await _read_body(request, route.body) if route.body else None
+            return await route.handler(request, body)
+        except ApiError as exc:
+            return error_response(exc.status, exc.code, exc.message)
+
+    handle.__name__ = route.handler.__name__
+    return handle
+
+
+async def _read_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
+    try:
+        data = json.loads(await request.read() or b"null")
+    except ValueError:
+        raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "body"
+        raise ApiError(400, "bad_request", f"{where}: {first['msg']}") from None
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+def setup_admin(app: web.Application, rooms: RoomRegistry, config: ServerConfig) -> None:
+    """Add the /api routes to ``app``."""
+    app[ADMIN_STATE] = AdminState(rooms, config)
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, _wrap(route))
+    app.router.add_get("/api/openapi.json", openapi)
+
+
+# --- OpenAPI --------------------------------------------------------------------
+
+STATUS_TEXT = {400: "Bad request", 401: "Missing or invalid token", 403: "Grant missing",
+               404: "Not found", 409: "Conflict"}
+
+
+def openapi_document() -> dict:
+    """OpenAPI 3.1 description of ROUTES."""
+    schemas: dict = {}
+    paths: dict = {}
+    for route in ROUTES:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, schemas)
+    paths["/api/openapi.json"] = {"get": {
+        "summary": "This document", "operationId": "openapi", "security": [],
+        "responses": {"200": {"description": "OpenAPI document", "content": {"application/json": {}}}},
+    }}
+    _schema(ErrorResponse, schemas)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "pysfu admin API", "version": "1"},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+        "security": [{"bearer": []}],
+    }
+
+
+def _operation(route: Route, schemas: dict) -> dict:
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in ("room", "identity", "track_id") if "{" + name + "}" in route.path
+    ]
+    ok: dict = {"description": "Success"}
+    if route.response is not None:
+        ok["content"] = {"application/json": {"schema": _schema(route.response, schemas)}}
+    responses = {str(route.status): ok}
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+    for status in sorted({401, 403, *route.errors}):
+        responses[str(status)] = {"description": STATUS_TEXT[status], **error}
+    operation = {
+        "summary": route.summary,
+        "operationId": route.handler.__name__,
+        "description": f"Requires the {route.grant} grant.",
+        "responses": responses,
+    }
+    if params:
+        operation["parameters"] = params
+    if route.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _schema(route.body, schemas)}},
+        }
+    return operation
+
+
+def _schema(model: type[BaseModel], schemas: dict) -> dict:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, sub in schema.pop("$defs", {}).items():
+        schemas[name] = sub
+    schemas[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}

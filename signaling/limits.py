@@ -1,0 +1,65 @@
+"""Rate limits for signaling: a token bucket per connection, joins per address."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Callable
+
+
+class LimitCode:
+    """Error codes of the limits (see docs/protocol.md)."""
+
+    MESSAGE_TOO_LARGE = "message_too_large"
+    RATE_LIMITED = "rate_limited"
+    SDP_TOO_LARGE = "sdp_too_large"
+    TOO_MANY_JOINS = "too_many_joins"
+
+
+class TokenBucket:
+    """Allows ``rate`` events per second on average, ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._stamp = clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+class JoinLimiter:
+    """At most ``per_minute`` joins per client address in any 60 s window."""
+
+    WINDOW = 60.0
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._clock = clock
+        self._joins: dict[str, deque[float]] = {}
+
+    def allow(self, address: str) -> bool:
+        if self.per_minute <= 0:
+            return True
+        now = self._clock()
+        stamps = self._joins.setdefault(address, deque())
+        while stamps and stamps[0] <= now - self.WINDOW:
+            stamps.popleft()
+        if len(stamps) >= self.per_minute:
+            return False
+        stamps.append(now)
+        self._forget_idle(now)
+        return True
+
+    def _forget_idle(self, now: float) -> None:
+        if len(self._joins) > 10_000:
+            for address in [a for a, s in self._joins.items() if not s or s[-1] <= now - self.WINDOW]:
+                del self._joins[address]

@@ -1,0 +1,73 @@
+"""Grant checks on what a participant asks for: publish offers, subscriptions.
+
+The token's grants are checked server-side on every request, not just at
+join: a publish offer is refused when any of its send sections is not
+allowed (no canPublish, a hidden participant, or a source outside
+canPublishSources).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .auth import AuthCode, AuthError, VideoGrant
+
+SENDING = ("sendonly", "sendrecv")
+SOURCE_KINDS = {"camera": "video", "screen_share": "video", "microphone": "audio"}
+
+
+@dataclass(frozen=True)
+class SendSection:
+    mid: str
+    kind: str
+
+
+def send_sections(sdp: str) -> list[SendSection]:
+    """The audio/video m-lines of an offer in which the client sends media."""
+    sections: list[SendSection] = []
+    kind = mid = None
+    direction = "sendrecv"
+
+    def close() -> None:
+        if kind in ("audio", "video") and direction in SENDING and mid is not None:
+            sections.append(SendSection(mid, kind))
+
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            close()
+            kind, mid, direction = line[2:].split(" ", 1)[0], None, "sendrecv"
+        elif kind is not None and line.startswith("a=mid:"):
+            mid = line[6:].strip()
+        elif kind is not None and line[2:].strip() in ("sendonly", "sendrecv", "recvonly", "inactive"):
+            direction = line[2:].strip()
+    close()
+    return sections
+
+
+def check_publish(grant: VideoGrant, sdp: str, sources: dict[str, str]) -> None:
+    """Raise AuthError unless every send section of ``sdp`` may be published.
+
+    ``sources`` maps a mid to the source the client declared for it.
+    """
+    sections = send_sections(sdp)
+    if not sections:
+        return
+    if grant.hidden:
+        raise AuthError(AuthCode.PERMISSION_DENIED, "hidden participants cannot publish")
+    if not grant.can_publish:
+        raise AuthError(AuthCode.PERMISSION_DENIED, "the token does not allow publishing (canPublish)")
+    if not grant.can_publish_sources:
+        return
+    for section in sections:
+        source = sources.get(section.mid, "unknown")
+        if source not in grant.can_publish_sources or SOURCE_KINDS.get(source) != section.kind:
+            raise AuthError(
+                AuthCode.PERMISSION_DENIED,
+                f"the token does not allow publishing {section.kind} as {source!r} "
+                f"(canPublishSources: {', '.join(grant.can_publish_sources)})",
+            )
+
+
+def check_subscribe(grant: VideoGrant) -> None:
+    if not grant.can_subscribe:
+        raise AuthError(AuthCode.PERMISSION_DENIED, "the token does not allow subscribing (canSubscribe)")

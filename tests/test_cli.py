@@ -1,0 +1,45 @@
+"""`pysfu serve` as a process: SIGTERM drains and exits 0; settings errors."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+from signaling.client import Client
+
+from .conftest import LOOPBACK, ROOT, start_server_process
+
+GRACE = 3.0
+
+
+async def test_sigterm_sends_leave_and_exits_zero_within_grace():
+    server = start_server_process(["--shutdown-grace", str(GRACE)])
+    try:
+        async with Client(server.url, ice_addresses=LOOPBACK) as a, Client(server.url, ice_addresses=LOOPBACK) as b:
+            await a.join("drain", "a")
+            await b.join("drain", "b")
+            waits = [asyncio.ensure_future(c.wait_event("leave", timeout=GRACE)) for c in (a, b)]
+            started = time.monotonic()
+            server.proc.terminate()
+            leaves = await asyncio.gather(*waits)
+            assert [e["reason"] for e in leaves] == ["server_shutdown", "server_shutdown"]
+            code = await asyncio.get_running_loop().run_in_executor(None, server.proc.wait, GRACE + 2)
+            assert code == 0
+            assert time.monotonic() - started < GRACE + 1
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()
+
+
+def test_bad_settings_are_named_and_exit_nonzero():
+    result = subprocess.run(
+        [sys.executable, "-m", "signaling", "serve", "--port", "70000"],
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+        env={"PATH": "/usr/bin:/bin", "PYSFU_LIMITS__ROOM_CAPACITY": "lots"},
+    )
+    assert result.returncode != 0
+    assert "port" in result.stderr and "65535" in result.stderr
+    assert "limits.room_capacity" in result.stderr and "PYSFU_LIMITS__ROOM_CAPACITY" in result.stderr

@@ -1,0 +1,97 @@
+"""/metrics after a real aiortc call matches what the clients counted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import ROOT
+from .media import PatternVideoTrack, ToneAudioTrack
+
+
+async def scrape(base: str) -> dict[tuple[str, tuple], float]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/metrics") as response:
+            text = await response.text()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def rtp_stats(pc, stat_type: str) -> dict[str, dict]:
+    """packets/bytes per kind from an aiortc peer connection's getStats()."""
+    totals: dict[str, dict] = {}
+    for stats in (await pc.getStats()).values():
+        if stats.type == stat_type:
+            entry = totals.setdefault(stats.kind, {"packets": 0, "bytes": 0})
+            entry["packets"] += getattr(stats, "packetsSent", None) or getattr(stats, "packetsReceived", 0)
+            entry["bytes"] += getattr(stats, "bytesSent", 0) or 0
+    return totals
+
+
+def close_to(server: float, client: float, tolerance: float = 0.03) -> bool:
+    return client > 0 and abs(server - client) <= tolerance * client
+
+
+async def test_scrape_matches_what_clients_counted(server, clients):
+    viewer = await clients()
+    await viewer.join("measured", "viewer")
+    sender = await clients()
+    await sender.join("measured", "sender")
+    audio, video = ToneAudioTrack(), PatternVideoTrack()
+    await sender.publish([audio, video])
+    await viewer.wait_tracks(2)
+    await asyncio.sleep(3)
+    audio.stop()
+    video.stop()
+    await asyncio.sleep(0.5)  # let the last packets land
+
+    sent = await rtp_stats(sender.publisher, "outbound-rtp")
+    received = await rtp_stats(viewer.subscriber, "inbound-rtp")
+    metrics = await scrape(server.http)
+
+    def metric(name: str, kind: str) -> float:
+        return metrics[(name, (("kind", kind),))]
+
+    assert metrics[("pysfu_participants", ())] == 2
+    assert metrics[("pysfu_rooms", ())] == 1
+    assert metrics[("pysfu_tracks_published", ())] == 2
+    assert metrics[("pysfu_tracks_subscribed", ())] == 2
+    for kind in ("audio", "video"):
+        assert close_to(metric("pysfu_packets_in_total", kind), sent[kind]["packets"]), (kind, metrics, sent)
+        assert close_to(metric("pysfu_packets_out_total", kind), received[kind]["packets"]), (kind, metrics, received)
+        # bytes_out counts payload bytes, as the sender's bytesSent does
+        assert close_to(metric("pysfu_bytes_out_total", kind), sent[kind]["bytes"]), (kind, metrics, sent)
+        assert metric("pysfu_bytes_in_total", kind) > sent[kind]["bytes"]  # headers included
+    assert metrics[("pysfu_join_seconds_count", ())] == 2
+    assert ("pysfu_event_loop_lag_seconds", ()) in metrics
+
+
+async def test_error_codes_are_counted(server, clients):
+    client = await clients()
+    await client.send_raw("not json")
+    await client.request({"type": "ping"})
+    metrics = await scrape(server.http)
+    assert metrics[("pysfu_signaling_errors_total", (("code", "bad_json"),))] == 1
+
+
+async def test_grafana_dashboard_uses_only_served_metrics(server):
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b((?:pysfu|process)_[a-z_]+)", target["expr"])
+    }
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.http}/metrics") as response:
+            families = {f.name: f.type for f in text_string_to_metric_families(await response.text())}
+    suffix = {"counter": "_total", "histogram": "_bucket"}
+    served = set(families) | {name + suffix.get(kind, "") for name, kind in families.items()}
+    assert used and used <= served, used - served
