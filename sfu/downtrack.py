@@ -30,6 +30,18 @@ HISTORY = 2048  # sent packets remembered for NACK lookups (power of two)
 KEYFRAME_RETRY = 1.0  # seconds without a keyframe before asking again
 
 
+_last_time = -1.0
+_last_abs_send_time = b"\x00\x00\x00"
+
+
+def _abs_send_time(now: float) -> bytes:
+    """abs-send-time bytes, computed once per received packet, not per subscriber."""
+    global _last_time, _last_abs_send_time
+    if now != _last_time:
+        _last_time, _last_abs_send_time = now, abs_send_time(now)
+    return _last_abs_send_time
+
+
 class DownTrack:
     def __init__(self, track: PublishedTrack, transport: PeerTransport) -> None:
         self.track = track
@@ -157,7 +169,7 @@ class DownTrack:
     # --- media out ------------------------------------------------------------
 
     def write(
-        self, packet: bytes, seq: int, ts: int, offset: int, end: int,
+        self, packet: bytes, payload: bytes, seq: int, ts: int, offset: int,
         keyframe: bool, now: float, layer: int = 0,
     ) -> None:
         """Forward one packet of a stream this down-track reads."""
@@ -166,7 +178,7 @@ class DownTrack:
                 return
             self._switch(layer, packet, seq, ts, offset, now)
         munger = self.munger
-        if end <= offset:
+        if not payload:
             munger.drop(seq)  # padding only: nothing for the subscriber
             return
         vp8 = self.vp8
@@ -174,7 +186,6 @@ class DownTrack:
             rewritten = munger.rewrite(seq, ts, now)
             if rewritten is None:
                 return
-            payload = packet[offset:end]
         else:
             descriptor = parse_descriptor(packet, offset)
             if descriptor is None or descriptor.tid > self.max_temporal:
@@ -183,7 +194,7 @@ class DownTrack:
             rewritten = munger.rewrite(seq, ts, now)
             if rewritten is None:
                 return
-            payload = bytearray(packet[offset:end])
+            payload = bytearray(payload)
             vp8.rewrite(payload, descriptor, offset)
         out_seq, out_ts = rewritten
         index = out_seq & (HISTORY - 1)
@@ -194,9 +205,9 @@ class DownTrack:
         header = HEADER.pack(
             self._first_byte, (packet[1] & 0x80) | self.payload_type, out_seq, out_ts, self.ssrc
         )
-        self.transport.send_rtp(header + self._extension_block(now) + payload)
+        self.transport.send_rtp_parts(header, self._extension_block(now), payload)
         self.packets_sent += 1
-        self.octets_sent += end - offset
+        self.octets_sent += len(payload)
 
     def _switch(self, layer: int, packet: bytes, seq: int, ts: int, offset: int, now: float) -> None:
         previous = self.current
@@ -212,7 +223,7 @@ class DownTrack:
     def _extension_block(self, now: float) -> bytes:
         kind = self._ext_kind
         if kind == 1:
-            return self._ext_head + abs_send_time(now) + self._ext_tail
+            return self._ext_head + _abs_send_time(now) + self._ext_tail
         if kind == 2:
             return self._ext_head + self.track.layers[0].audio_level + self._ext_tail
         return self._ext_head

@@ -91,7 +91,8 @@ class PublishedTrack:
         ]
 
     def bitrates(self) -> list[float]:
-        return [s.bitrate if s is not None else 0.0 for s in self.layers]
+        """What each layer costs when flowing (0: never measured)."""
+        return [s.cost if s is not None else 0.0 for s in self.layers]
 
     # --- subscribers ------------------------------------------------------------
 

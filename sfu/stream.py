@@ -58,6 +58,7 @@ class ReceivedStream:
         self.width = 0  # from key frame headers, where the codec tells
         self.height = 0
         self.bitrate = 0.0  # bits/s, smoothed
+        self.cost = 0.0  # bits/s the layer needs when flowing (for allocation)
         self._frame_size = frame_size
         self._bytes_seen = 0
         self._rate_time = 0.0
@@ -82,10 +83,10 @@ class ReceivedStream:
         if self.is_keyframe is not None and self.is_keyframe(packet, offset):
             keyframe = True
             self._on_keyframe(packet, offset)
-        end = payload_end(packet)
+        payload = packet[offset : payload_end(packet)]  # sliced once for every subscriber
         layer = self.layer
         for downtrack in self.downtracks:
-            downtrack.write(packet, seq, ts, offset, end, keyframe, now, layer)
+            downtrack.write(packet, payload, seq, ts, offset, keyframe, now, layer)
 
     def _on_keyframe(self, packet: bytes, offset: int) -> None:
         self.keyframes_received += 1
@@ -103,6 +104,11 @@ class ReceivedStream:
         if self._rate_time and elapsed > 0:
             instant = (self.stats.bytes - self._bytes_seen) * 8 / elapsed
             self.bitrate = instant if self.bitrate == 0 else 0.7 * self.bitrate + 0.3 * instant
+            if self.flowing(now):
+                # what the layer costs when it flows: quick to rise, slow to forget,
+                # and kept while paused, so a resumed layer's ramp-up or a paused
+                # layer's silence never makes it look cheap
+                self.cost = max(self.bitrate, self.cost * (1 - 0.1 * elapsed))
         self._bytes_seen = self.stats.bytes
         self._rate_time = now
 
@@ -112,6 +118,8 @@ class ReceivedStream:
         if offset < 0 or payload_end(packet) - offset < 2:
             return  # padding-only RTX (bandwidth probing) carries no media
         original_seq = (packet[offset] << 8) | packet[offset + 1]
+        if self.cache.get(original_seq) is not None:
+            return  # a probe or a late repair of something we have: nothing new
         restored = bytearray(packet[:offset])
         restored[0] &= 0xDF  # padding bit: payload is rebuilt without it
         restored[1] = (packet[1] & 0x80) | payload_type

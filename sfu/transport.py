@@ -27,6 +27,8 @@ from typing import Callable, Optional
 
 import aioice.ice
 import pylibsrtp
+from pylibsrtp._binding import ffi as srtp_ffi
+from pylibsrtp._binding import lib as srtp_lib
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aiortc import (
     RTCConfiguration,
@@ -64,6 +66,7 @@ INTERNALS = [
     ("aiortc.RTCRtpTransceiver", "_codecs"),
     ("aiortc.RTCRtpTransceiver", "_headerExtensions"),
     ("aiortc.codecs", "HEADER_EXTENSIONS"),
+    ("pylibsrtp.Session", "_srtp"),
 ]
 
 URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -143,6 +146,7 @@ class PeerTransport:
         self.pc.on("connectionstatechange", self._connection_state_changed)
         self._rx: Optional[pylibsrtp.Session] = None
         self._tx: Optional[pylibsrtp.Session] = None
+        self._protector: Optional[_Protector] = None
         self._udp: Optional[asyncio.DatagramTransport] = None
         self._remote: Optional[tuple] = None
         self._hooked: set[int] = set()
@@ -257,6 +261,24 @@ class PeerTransport:
             return False
         return True
 
+    def send_rtp_parts(self, header: bytes, extension: bytes, payload: bytes) -> bool:
+        """send_rtp for a packet in three parts, assembled and protected in place."""
+        protector = self._protector
+        if protector is None or self._udp is None:
+            if not self._resolve_route():
+                return False
+            protector = self._protector
+        protected = protector.protect(header, extension, payload)
+        if protected is None:
+            self.send_errors += 1
+            return False
+        try:
+            self._udp.sendto(protected, self._remote)
+        except OSError:
+            self.send_errors += 1
+            return False
+        return True
+
     def send_rtcp(self, packet: bytes) -> bool:
         tx = self._tx
         if tx is None or self._udp is None:
@@ -277,6 +299,7 @@ class PeerTransport:
     async def close(self) -> None:
         self.closed = True
         self._rx = self._tx = None
+        self._protector = None
         self._udp = None
         await self.pc.close()
 
@@ -302,12 +325,14 @@ class PeerTransport:
         if dtls.state in ("closed", "failed") and not self.closed:
             # the peer ended DTLS (close_notify): aiortc keeps the PC "connected"
             self._rx = self._tx = None
+            self._protector = None
             self._udp = None
             self._on_state(dtls.state)
             return
         if dtls.state == "connected" and self._tx is None and not self.closed:
             self._rx = dtls._rx_srtp
             self._tx = dtls._tx_srtp
+            self._protector = _Protector(self._tx)
             self._connection = dtls.transport.iceGatherer._connection
             self._resolve_route()
 
@@ -325,6 +350,7 @@ class PeerTransport:
         state = self.pc.connectionState
         if state in ("failed", "closed"):
             self._rx = self._tx = None
+            self._protector = None
             self._udp = None
         self._on_state(state)
 
@@ -349,6 +375,37 @@ class PeerTransport:
                 self._on_rtp(plain)
 
         return datagram_received
+
+
+class _Protector:
+    """SRTP protection in one reusable buffer: the packet is assembled in
+    place and libsrtp encrypts it there (pylibsrtp's Session.protect copies
+    the packet in and out and allocates on every call)."""
+
+    SIZE = 1500
+    TRAILER = 16  # the largest SRTP auth tag / AEAD tag we negotiate
+
+    def __init__(self, session: pylibsrtp.Session) -> None:
+        self._session = session  # keeps the libsrtp context alive
+        self._srtp = session._srtp[0]
+        self._cdata = srtp_ffi.new("char[]", self.SIZE)
+        self._buffer = srtp_ffi.buffer(self._cdata)
+        self._length = srtp_ffi.new("int *")
+
+    def protect(self, header: bytes, extension: bytes, payload: bytes) -> Optional[bytes]:
+        buffer = self._buffer
+        h = len(header)
+        e = h + len(extension)
+        n = e + len(payload)
+        if n > self.SIZE - self.TRAILER:
+            return None
+        buffer[0:h] = header
+        buffer[h:e] = extension
+        buffer[e:n] = payload
+        self._length[0] = n
+        if srtp_lib.srtp_protect(self._srtp, self._cdata, self._length) != 0:
+            return None
+        return buffer[0 : self._length[0]]
 
 
 def restrict_ice(pc: RTCPeerConnection, ice: IceConfig) -> None:

@@ -81,21 +81,21 @@ class EgressLoss:
     packets on their way out of the server (retransmissions pass)."""
 
     def __init__(self, transport, payload_type: int, every: int = 12) -> None:
-        self._send = transport.send_rtp
+        self._send = transport.send_rtp_parts
         self._payload_type = payload_type
         self._every = every
         self._seen = 0
         self._dropped: set[int] = set()
-        transport.send_rtp = self.send_rtp
+        transport.send_rtp_parts = self.send_rtp_parts
 
-    def send_rtp(self, packet: bytes) -> bool:
-        if packet[1] & 0x7F == self._payload_type:
-            seq = (packet[2] << 8) | packet[3]
+    def send_rtp_parts(self, header: bytes, extension: bytes, payload: bytes) -> bool:
+        if header[1] & 0x7F == self._payload_type:
+            seq = (header[2] << 8) | header[3]
             self._seen += 1
             if seq not in self._dropped and self._seen % self._every == 0:
                 self._dropped.add(seq)
                 return True
-        return self._send(packet)
+        return self._send(header, extension, payload)
 
     @property
     def dropped(self) -> int:
