@@ -410,7 +410,8 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
         result["setup_s"] = round(setup_seconds, 1)
         result["join_ms_p50"] = join_ms[len(join_ms) // 2]
         result["join_ms_max"] = join_ms[-1]
-        result["warnings"] += server_log_findings(server_log)
+        errors, result["server_log_warnings"] = server_log_findings(server_log)
+        result["warnings"] += errors
         peer_errors = [f"{p.role} {p.pid}: {e}" for p in peers for e in p.errors]
         result["warnings"] += peer_errors[:5]
         failed = False
@@ -435,15 +436,18 @@ async def start_profiler(pid: int, duration: float, output: str) -> asyncio.subp
     )
 
 
-def server_log_findings(path: Path) -> list[str]:
-    found = []
+def server_log_findings(path: Path) -> tuple[list[str], int]:
+    """Error lines of the server's log, and how many WARNING lines it has."""
+    found, warnings = [], 0
     try:
         for line in path.read_text(errors="replace").splitlines():
-            if any(word in line for word in ("ERROR", "Traceback", "WARNING", "Exception")):
+            if any(word in line for word in ("ERROR", "CRITICAL", "Traceback", "Exception")):
                 found.append("server: " + line.strip()[:200])
+            elif "WARNING" in line:
+                warnings += 1
     except OSError:
         pass
-    return found[:5]
+    return found[:5], warnings
 
 
 def summarize(config: RunConfig, window: float, server_ticks: tuple[int, int], m0: dict, m1: dict,

@@ -105,10 +105,10 @@ class ReceivedStream:
             instant = (self.stats.bytes - self._bytes_seen) * 8 / elapsed
             self.bitrate = instant if self.bitrate == 0 else 0.7 * self.bitrate + 0.3 * instant
             if self.flowing(now):
-                # what the layer costs when it flows: quick to rise, slow to forget,
-                # and kept while paused, so a resumed layer's ramp-up or a paused
-                # layer's silence never makes it look cheap
-                self.cost = max(self.bitrate, self.cost * (1 - 0.1 * elapsed))
+                # what the layer costs when it flows: a slow average (keyframe bursts
+                # barely move it), frozen while the layer is paused so that its
+                # silence, or its ramp-up once resumed, never makes it look cheap
+                self.cost = instant if self.cost == 0 else 0.92 * self.cost + 0.08 * instant
         self._bytes_seen = self.stats.bytes
         self._rate_time = now
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -450,9 +451,10 @@ class _Gatherer:
             ports = ports[start:] + ports[:start]
         for port in ports:
             try:
-                _, protocol = await loop.create_datagram_endpoint(
+                transport, protocol = await loop.create_datagram_endpoint(
                     lambda: aioice.ice.StunProtocol(connection), local_addr=(address, port)
                 )
+                _grow_receive_buffer(transport)
                 return protocol
             except OSError:
                 continue
@@ -488,6 +490,20 @@ class _Gatherer:
             )
         if self._wrap is not None:
             protocol.datagram_received = self._wrap(protocol.datagram_received)
+
+
+RECEIVE_BUFFER = 4 * 1024 * 1024
+
+
+def _grow_receive_buffer(transport) -> None:
+    """A few hundred ms of video at full rate: a late loop turn must not
+    overflow the socket (the kernel caps this at net.core.rmem_max)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        except OSError:
+            pass
 
 
 def _guard_consent(connection) -> None:
