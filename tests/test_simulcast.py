@@ -158,3 +158,36 @@ async def eventually_async(fetch, check, timeout: float = 15):
             return value
         assert time.monotonic() < deadline, f"not reached within {timeout}s: {value}"
         await asyncio.sleep(0.2)
+
+
+STOP_TOP_LAYER_JS = """
+async () => {
+  for (const {transceiver} of window.pysfuDemo.client.localTracks.values()) {
+    const sender = transceiver.sender;
+    if (!sender.track || sender.track.kind !== "video") continue;
+    const params = sender.getParameters();
+    for (const encoding of params.encodings) if (encoding.rid === "f") encoding.active = false;
+    await sender.setParameters(params);
+    return true;
+  }
+  return false;
+}
+"""
+
+
+async def test_fallback_when_the_top_layer_stops(server_process, tmp_path):
+    async with chromium(tmp_path) as browser:
+        page, _, _ = await publish_camera(browser, server_process, "fallback")
+        subscriber = RawSubscriber(server_process.url)
+        try:
+            await subscriber.join("fallback")
+            await eventually(lambda: subscriber.width == 1280, timeout=10)
+            assert await page.evaluate(STOP_TOP_LAYER_JS)  # publisher trouble: f stops
+            stopped = time.monotonic()
+            await eventually(lambda: subscriber.width == 640, timeout=3, message="no fallback to medium")
+            took = time.monotonic() - stopped
+            assert took < 1.5, f"fallback took {took:.2f} s"
+            fell_back = [e for e in subscriber.events if e["type"] == "layer_changed"][-1]
+            assert fell_back["quality"] == "medium"
+        finally:
+            await subscriber.close()
