@@ -15,6 +15,7 @@ from . import rtcp
 from .buffer import PacketCache, ReceiveStats
 from .codecs import KeyframeTest
 from .keyframes import KeyframeRequester
+from .metrics import FORWARD_TIME
 from .rtp import SEQ_TS, extension, payload_end, payload_offset
 
 if TYPE_CHECKING:
@@ -85,8 +86,14 @@ class ReceivedStream:
             self._on_keyframe(packet, offset)
         payload = packet[offset : payload_end(packet)]  # sliced once for every subscriber
         layer = self.layer
-        for downtrack in self.downtracks:
-            downtrack.write(packet, payload, seq, ts, offset, keyframe, now, layer)
+        if self.stats.received & 15:
+            for downtrack in self.downtracks:
+                downtrack.write(packet, payload, seq, ts, offset, keyframe, now, layer)
+        else:
+            for downtrack in self.downtracks:
+                downtrack.write(packet, payload, seq, ts, offset, keyframe, now, layer)
+            if self.downtracks:
+                FORWARD_TIME.observe(time.monotonic() - now)
 
     def _on_keyframe(self, packet: bytes, offset: int) -> None:
         self.keyframes_received += 1

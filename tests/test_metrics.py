@@ -71,6 +71,9 @@ async def test_scrape_matches_what_clients_counted(server, clients):
         assert metric("pysfu_bytes_in_total", kind) > sent[kind]["bytes"]  # headers included
     assert metrics[("pysfu_join_seconds_count", ())] == 2
     assert ("pysfu_event_loop_lag_seconds", ()) in metrics
+    assert metrics[("pysfu_forward_seconds_count", ())] > 0  # sampled forwarding times
+    assert 0 < metrics[("pysfu_forward_seconds_sum", ())] / metrics[("pysfu_forward_seconds_count", ())] < 0.05
+    assert ("pysfu_subscriber_rtt_seconds", ()) in metrics
 
 
 async def test_error_codes_are_counted(server, clients):
