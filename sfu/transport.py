@@ -250,44 +250,27 @@ class PeerTransport:
 
     def send_rtp(self, packet: bytes) -> bool:
         """Protect and send one RTP packet; False when not connected."""
-        tx = self._tx
-        if tx is None or self._udp is None:
-            if not self._resolve_route():
-                return False
-            tx = self._tx
-        try:
-            self._udp.sendto(tx.protect(packet), self._remote)
-        except (pylibsrtp.Error, OSError):
-            self.send_errors += 1
-            return False
-        return True
+        return self._ready() and self._send(self._tx.protect, packet)
+
+    def send_rtcp(self, packet: bytes) -> bool:
+        return self._ready() and self._send(self._tx.protect_rtcp, packet)
 
     def send_rtp_parts(self, header: bytes, extension: bytes, payload: bytes) -> bool:
         """send_rtp for a packet in three parts, assembled and protected in place."""
-        protector = self._protector
-        if protector is None or self._udp is None:
-            if not self._resolve_route():
-                return False
-            protector = self._protector
-        protected = protector.protect(header, extension, payload)
+        if not self._ready():
+            return False
+        protected = self._protector.protect(header, extension, payload)
         if protected is None:
             self.send_errors += 1
             return False
-        try:
-            self._udp.sendto(protected, self._remote)
-        except OSError:
-            self.send_errors += 1
-            return False
-        return True
+        return self._send(bytes, protected)
 
-    def send_rtcp(self, packet: bytes) -> bool:
-        tx = self._tx
-        if tx is None or self._udp is None:
-            if not self._resolve_route():
-                return False
-            tx = self._tx
+    def _ready(self) -> bool:
+        return (self._protector is not None and self._udp is not None) or self._resolve_route()
+
+    def _send(self, protect: Callable[[bytes], bytes], packet: bytes) -> bool:
         try:
-            self._udp.sendto(tx.protect_rtcp(packet), self._remote)
+            self._udp.sendto(protect(packet), self._remote)
         except (pylibsrtp.Error, OSError):
             self.send_errors += 1
             return False
