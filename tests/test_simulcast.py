@@ -191,3 +191,58 @@ async def test_fallback_when_the_top_layer_stops(server_process, tmp_path):
             assert fell_back["quality"] == "medium"
         finally:
             await subscriber.close()
+
+
+PUBLISH_H264_SIMULCAST_JS = """
+async (room) => {
+  const {PysfuClient} = await import("/pysfu.js");
+  const client = new PysfuClient();
+  window.h264client = client;
+  await client.join(room, "h264-presenter", {token: await fetchDevToken(room)});
+  const stream = await navigator.mediaDevices.getUserMedia({video: {width: 1280, height: 720}});
+  const pc = client.publisherPc;
+  const transceiver = pc.addTransceiver(stream.getVideoTracks()[0], {
+    direction: "sendonly",
+    sendEncodings: [{rid: "q", scaleResolutionDownBy: 4}, {rid: "h", scaleResolutionDownBy: 2}, {rid: "f"}],
+  });
+  const codecs = RTCRtpSender.getCapabilities("video").codecs;
+  transceiver.setCodecPreferences([
+    ...codecs.filter((c) => c.mimeType === "video/H264" && /packetization-mode=1/.test(c.sdpFmtpLine)),
+    ...codecs.filter((c) => c.mimeType === "video/rtx"),
+  ]);
+  await pc.setLocalDescription(await pc.createOffer());
+  const response = await client.request({
+    type: "publish", sdp: pc.localDescription.sdp, tracks: [{mid: transceiver.mid, source: "camera"}],
+  });
+  client._gates.publisher.open();
+  await pc.setRemoteDescription({type: "answer", sdp: response.sdp});
+  return [client.participantId, response.tracks[0].codec];
+
+  async function fetchDevToken(room) {
+    const reply = await fetch(`/dev/token?room=${room}&identity=h264-presenter`);
+    return reply.ok ? (await reply.json()).token : undefined;
+  }
+}
+"""
+
+
+async def test_h264_simulcast_switches_cleanly(server_process, tmp_path):
+    async with chromium(tmp_path) as browser:
+        presenter = await browser.new_page()
+        await presenter.goto(f"{server_process.http}/")
+        publisher_id, codec = await presenter.evaluate(PUBLISH_H264_SIMULCAST_JS, "h264sim")
+        assert codec == "video/H264"
+        viewer = await browser.new_page()
+        await viewer.goto(f"{server_process.http}/?room=h264sim&name=viewer&autojoin=1&audio=0&video=0")
+        await viewer.wait_for_selector("body[data-state=joined]", timeout=15000)
+        await eventually_async(lambda: viewer.evaluate(INBOUND_VIDEO_JS), lambda s: s and s["framesDecoded"] > 10)
+        for quality, width in [("low", 320), ("high", 1280), ("low", 320)]:
+            await viewer.evaluate(f"window.pysfuDemo.setQuality({publisher_id!r}, {quality!r})")
+            stats = await eventually_async(
+                lambda: viewer.evaluate(INBOUND_VIDEO_JS),
+                lambda s: s and abs(s["frameWidth"] - width) <= width * 0.1,
+                timeout=3,
+            )
+            decoded = stats["framesDecoded"]
+            await asyncio.sleep(1)
+            assert (await viewer.evaluate(INBOUND_VIDEO_JS))["framesDecoded"] > decoded + 10
