@@ -39,3 +39,5 @@ class SfuConfig(BaseModel):
     start_bitrate_kbps: int = 2500
     #: How much video the NACK cache keeps per stream.
     cache_ms: int = 2000
+    #: Where recordings (sfu/recorder.py) are written.
+    recording_dir: str = "recordings"

@@ -62,6 +62,7 @@ class DownTrack:
         self._src_seq = [0] * HISTORY
         self._src_layer = [0] * HISTORY
         self._sent_ts = [0] * HISTORY
+        self._vp8_state: list = [None] * HISTORY  # VP8 ID offsets each packet went out with
         self._ext_head = b""
         self._ext_tail = b""
         self._ext_kind = 0  # 0: none, 1: abs-send-time, 2: audio level
@@ -202,6 +203,8 @@ class DownTrack:
         self._src_seq[index] = seq
         self._src_layer[index] = layer
         self._sent_ts[index] = out_ts
+        if vp8 is not None:
+            self._vp8_state[index] = vp8.offsets
         header = HEADER.pack(
             self._first_byte, (packet[1] & 0x80) | self.payload_type, out_seq, out_ts, self.ssrc
         )
@@ -232,8 +235,7 @@ class DownTrack:
 
     def on_nack(self, lost: list[int], now: float) -> None:
         self.nacks_received += 1
-        missing = []
-        missing_layer = None
+        missing: dict[ReceivedStream, list[int]] = {}
         for out_seq in lost:
             index = out_seq & (HISTORY - 1)
             stream = self.track.layers[self._src_layer[index]]
@@ -242,14 +244,15 @@ class DownTrack:
             src_seq = self._src_seq[index]
             packet = stream.cache.get(src_seq)
             if packet is None:
-                missing.append(src_seq)
-                missing_layer = stream
+                missing.setdefault(stream, []).append(src_seq)
             else:
-                self._retransmit(packet, out_seq, self._sent_ts[index], now)
-        if missing and missing_layer is not None:
-            missing_layer.request_retransmission(missing)
+                self._retransmit(packet, out_seq, self._sent_ts[index], now, self._vp8_state[index])
+        for stream, seqs in missing.items():
+            stream.request_retransmission(seqs)
 
-    def _retransmit(self, packet: bytes, out_seq: int, out_ts: int, now: float) -> None:
+    def _retransmit(
+        self, packet: bytes, out_seq: int, out_ts: int, now: float, vp8_state=None
+    ) -> None:
         from .rtp import payload_end, payload_offset
 
         offset = payload_offset(packet)
@@ -261,7 +264,7 @@ class DownTrack:
             if descriptor is None:
                 return
             payload = bytearray(payload)
-            self.vp8.rewrite(payload, descriptor, offset, record=False)
+            self.vp8.rewrite(payload, descriptor, offset, record=False, offsets=vp8_state)
             payload = bytes(payload)
         marker = packet[1] & 0x80
         if self.rtx_ssrc is not None and self.rtx_payload_type is not None:
@@ -298,9 +301,10 @@ class DownTrack:
             self.waiting_since = now
             self.request_keyframe()
 
-    def send_sender_report(self, report: rtcp.SenderReport) -> None:
-        """Translate the publisher's SR into this down-track's numbering."""
-        if not self.munger.started or self.current == OFF:
+    def send_sender_report(self, report: rtcp.SenderReport, layer: int = 0) -> None:
+        """Translate the publisher's SR into this down-track's numbering (only the
+        layer being forwarded: a pending layer's timestamps use another base)."""
+        if not self.munger.started or self.current == OFF or layer != self.current:
             return
         out_ts = (report.rtp_ts + self.munger.ts_offset) & 0xFFFFFFFF
         self.transport.send_rtcp(

@@ -44,6 +44,8 @@ class Participant:
         self.identity = self.id
         self.metadata = ""
         self.hidden = False
+        #: Raise hand (issue 8), changed through Room.raise_hand.
+        self.hand_raised = False
         self.joined_at = time.monotonic()
         self.publisher = Publisher(self.id, config, self._transport_state)
         self.subscriber = Subscriber(
@@ -57,6 +59,7 @@ class Participant:
         return {
             "id": self.id, "name": self.name, "identity": self.identity, "metadata": self.metadata,
             "tracks": [t.info() for t in self.tracks.values()],
+            "hand_raised": self.hand_raised,
         }
 
     # --- publishing ---------------------------------------------------------

@@ -23,7 +23,7 @@ from .transport import (
 
 log = logging.getLogger(__name__)
 
-MAX_UNKNOWN_SSRCS = 32  # SSRCs learned from packets, beyond those in the SDP
+MAX_UNKNOWN_SSRCS = 32  # SSRCs mapped from packets at once, beyond those in the SDP
 
 
 class Publisher:
@@ -42,7 +42,7 @@ class Publisher:
         self._mid_ext_id: Optional[int] = None
         self._rid_ext_id: Optional[int] = None
         self._repaired_rid_ext_id: Optional[int] = None
-        self._unknown_ssrcs: set[int] = set()
+        self._learned: dict[int, PublishedTrack] = {}  # SSRCs mapped from packets
         self.rtcp_ssrc = random.getrandbits(32)
         self.gone: Counter = Counter()  # counters of streams already removed
         self.packets_in = 0
@@ -107,6 +107,8 @@ class Publisher:
 
     def remove(self, track: PublishedTrack) -> None:
         self.tracks_by_mid.pop(track.mid, None)
+        for ssrc in [s for s, owner in self._learned.items() if owner is track]:
+            del self._learned[ssrc]
         for stream in track.layers:
             if stream is None:
                 continue
@@ -139,9 +141,7 @@ class Publisher:
 
     def _learn_ssrc(self, packet: bytes, ssrc: int) -> None:
         """Map an SSRC the SDP did not announce, from its MID and RID extensions."""
-        if payload_offset(packet) < 0 or ssrc in self._unknown_ssrcs:
-            return
-        if len(self._unknown_ssrcs) >= MAX_UNKNOWN_SSRCS:
+        if payload_offset(packet) < 0 or len(self._learned) >= MAX_UNKNOWN_SSRCS:
             return
         found = extensions(packet)
         mid = found.get(self._mid_ext_id)
@@ -156,13 +156,11 @@ class Publisher:
             layer = track.layer_of_rid(rid.decode(errors="replace")) if rid else None
             if layer is None:
                 return  # Chrome repeats MID/RID until acknowledged: the next packet tells
-        self._unknown_ssrcs.add(ssrc)
-        if rtx:
-            if track.layers[layer] is not None:
-                self._rtx[ssrc] = (track.layers[layer], track.codec.payload_type)
-            else:
-                self._unknown_ssrcs.discard(ssrc)
-        elif track.layers[layer] is None and payload_type == track.codec.payload_type:
+        if rtx and track.layers[layer] is not None:
+            self._rtx[ssrc] = (track.layers[layer], track.codec.payload_type)
+            self._learned[ssrc] = track
+        elif not rtx and track.layers[layer] is None and payload_type == track.codec.payload_type:
+            self._learned[ssrc] = track
             self._add_stream(track, ssrc, layer).on_rtp(packet, time.monotonic())
 
     def _on_rtcp(self, packet: bytes) -> None:

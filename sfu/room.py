@@ -5,14 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Callable, Optional
 
 from .config import SfuConfig
+from .ids import new_id
 from .participant import EventSink, Participant
 from .published_track import PublishedTrack
+from .recorder import Recordings
 
 log = logging.getLogger(__name__)
+
+
+#: Chat messages a room keeps for late joiners (issue 8).
+CHAT_HISTORY = 100
 
 
 class RoomFull(Exception):
@@ -49,6 +55,9 @@ class Room:
         self._on_empty = on_empty
         self._on_participant_closed = on_participant_closed
         self._observer = observer
+        self.recordings = Recordings(self, config.recording_dir)
+        #: Meeting features (issue 8): the last chat messages, oldest first.
+        self.chat_history: deque[dict] = deque(maxlen=CHAT_HISTORY)
 
     def join(
         self, name: str, notify: EventSink, auto_subscribe: bool = True,
@@ -82,6 +91,7 @@ class Room:
             self._broadcast("participant_left", {"participant_id": participant.id, "reason": reason})
         self._emit("participant_left", participant=participant.info(), reason=reason)
         if not self.participants:
+            await self.recordings.stop()  # files are complete before room_finished
             self._on_empty(self)
 
     def roster(self, exclude: Optional[str] = None) -> list[dict]:
@@ -181,6 +191,33 @@ class Room:
         for participant in targets:
             participant.notify("data", event)
         return len(targets)
+
+    # --- meeting features: chat, reactions, raise hand (issue 8) -------------
+    # Everyone in the room gets these, the sender too (its UI shows what the
+    # room saw); the signaling layer checks the canPublishData grant first.
+
+    def chat(self, sender: Participant, text: str) -> dict:
+        """Post a chat message; kept in ``chat_history`` (last CHAT_HISTORY)."""
+        message = {
+            "id": new_id("CM"), "participant_id": sender.id, "name": sender.name,
+            "text": text, "ts": int(time.time() * 1000),
+        }
+        self.chat_history.append(message)
+        self._broadcast("chat_message", message)
+        return message
+
+    def react(self, sender: Participant, emoji: str) -> None:
+        """A reaction: announced, not kept."""
+        self._broadcast("reaction", {"participant_id": sender.id, "emoji": emoji, "ts": int(time.time() * 1000)})
+
+    def raise_hand(self, sender: Participant, raised: bool) -> None:
+        """Raise or lower a hand; part of ParticipantInfo (``hand_raised``)."""
+        if sender.hand_raised == raised:
+            return
+        sender.hand_raised = raised
+        self._broadcast("hand_raised", {"participant_id": sender.id, "raised": raised})
+
+    # ------------------------------------------------------------------------
 
     def _emit(self, event: str, **payload) -> None:
         try:

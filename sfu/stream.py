@@ -140,7 +140,7 @@ class ReceivedStream:
         self.stats.last_sr_ntp = report.ntp
         self.stats.last_sr_arrival = now
         for downtrack in self.downtracks:
-            downtrack.send_sender_report(report)
+            downtrack.send_sender_report(report, self.layer)
 
     # --- requests to the publisher ----------------------------------------
 

@@ -40,6 +40,9 @@ class Slot:
     downtrack: Optional[DownTrack] = None
     track: Optional[PublishedTrack] = None
     bound: bool = False
+    #: False from release until the client has answered an offer showing the
+    #: m-line inactive: only then may another track reuse it
+    reusable: bool = True
 
 
 class Subscriber:
@@ -78,7 +81,8 @@ class Subscriber:
             return
         key = _codec_key(track)
         slot = next(
-            (s for s in self.slots if s.track is None and s.kind == track.kind and s.codec_key == key),
+            (s for s in self.slots
+             if s.track is None and s.reusable and s.kind == track.kind and s.codec_key == key),
             None,
         )
         downtrack = DownTrack(track, self.transport)
@@ -107,6 +111,7 @@ class Subscriber:
         self._by_ssrc.pop(slot.downtrack.ssrc, None)
         slot.track = None
         slot.bound = False
+        slot.reusable = False
         self.transport.deactivate(slot.transceiver)
         self.negotiate()
 
@@ -129,6 +134,7 @@ class Subscriber:
         while not self.transport.closed:
             self._again = False
             sdp = await self.transport.create_offer()
+            offered = {id(slot): slot.track for slot in self.slots}  # what this offer says
             mapping = [
                 {"mid": s.transceiver.mid, "track_id": s.track.id,
                  "participant_id": s.track.participant_id, "kind": s.kind}
@@ -138,13 +144,14 @@ class Subscriber:
             self.offers_sent += 1
             self._send_offer(sdp, mapping)
             try:
-                await asyncio.wait_for(self._answer, ANSWER_TIMEOUT)
+                # no deadline: a late answer must still bind; the task ends with the PC
+                await asyncio.wait_for(asyncio.shield(self._answer), ANSWER_TIMEOUT)
             except asyncio.TimeoutError:
-                log.warning("participant %s did not answer the subscriber offer", self.participant_id)
-                return
+                log.warning("participant %s is slow to answer the subscriber offer", self.participant_id)
+                await self._answer
             finally:
                 self._answer = None
-            self._bind_negotiated()
+            self._bind_negotiated(offered)
             if not self._again:
                 return
 
@@ -159,9 +166,15 @@ class Subscriber:
         if future is not None and not future.done():
             future.set_result(True)
 
-    def _bind_negotiated(self) -> None:
+    def _bind_negotiated(self, offered: dict) -> None:
+        """Start the down-tracks the answered offer carried (and only those)."""
         for slot in self.slots:
-            if slot.track is None or slot.bound:
+            if id(slot) not in offered:
+                continue  # added after that offer: the next one carries it
+            if offered[id(slot)] is None:
+                slot.reusable = slot.track is None  # its release is now negotiated
+                continue
+            if slot.track is not offered[id(slot)] or slot.bound:
                 continue
             section = self.transport.sent_section(slot.transceiver)
             if section is None:
@@ -215,7 +228,10 @@ class Subscriber:
         if slot is None:
             return False
         slot.downtrack.settings = settings
-        slot.downtrack.max_temporal = temporal_limit(settings.max_fps)
+        # Screen share (issue 8): already sent at a low frame rate, so its
+        # temporal layers are never dropped (a max_fps cap does not apply).
+        screen = slot.track.source == "screen_share"
+        slot.downtrack.max_temporal = 2 if screen else temporal_limit(settings.max_fps)
         self.allocate(time.monotonic())
         return True
 
@@ -247,7 +263,7 @@ class Subscriber:
             wanted = wanted_layer(downtrack.settings, layers)
             chosen.append((downtrack, layers, wanted))
         video = [(d, layers, wanted) for d, layers, wanted in chosen if d.kind == "video"]
-        demands = [Demand(d, wanted, d.track.bitrates(), d.settings.priority) for d, _, wanted in video]
+        demands = [Demand(d, wanted, d.track.bitrates(), _priority(d)) for d, _, wanted in video]
         caps = self.allocator.allocate(demands, self.estimate(), now)
         for downtrack, layers, wanted in chosen:
             cap = caps.get(downtrack, wanted)
@@ -268,6 +284,17 @@ class Subscriber:
         if self._task is not None:
             self._task.cancel()
         await self.transport.close()
+
+
+#: Screen share (issue 8) is served before camera tracks when bandwidth is short:
+#: shared text must stay readable, while a camera tile can drop a layer.
+SCREEN_SHARE_PRIORITY = 3
+
+
+def _priority(downtrack) -> int:
+    if downtrack.track.source == "screen_share":
+        return max(downtrack.settings.priority, SCREEN_SHARE_PRIORITY)
+    return downtrack.settings.priority
 
 
 def _codec_key(track: PublishedTrack) -> str:

@@ -341,7 +341,7 @@ class PeerTransport:
     def _fast_receiver(self, stun_path):
         def datagram_received(data: bytes, addr) -> None:
             rx = self._rx
-            if rx is None or not 127 < data[0] < 192:
+            if rx is None or len(data) < 12 or not 127 < data[0] < 192:
                 stun_path(data, addr)
             elif 191 < data[1] < 224:
                 try:

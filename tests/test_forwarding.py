@@ -119,7 +119,7 @@ async def test_nacks_answered_from_cache_and_frames_keep_decoding(server, client
     assert loss.dropped >= 10, "the loss injector dropped too little to test anything"
     assert downtrack.nacks_received > 0
     assert downtrack.retransmitted >= loss.dropped * 0.8, (downtrack.retransmitted, loss.dropped)
-    assert len(frames) >= 80, f"decoding stalled under loss: {len(frames)} frames in 4 s"
+    assert len(frames) >= 60, f"decoding stalled under loss: {len(frames)} frames in 4 s"
     metrics = await _scrape(server.http)
     assert _metric(metrics, 'pysfu_retransmissions_total{kind="video"}') >= downtrack.retransmitted
 

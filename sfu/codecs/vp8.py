@@ -100,11 +100,12 @@ class Vp8Munger:
     """Keeps picture ID and TL0PICIDX continuous when a down-track switches
     between simulcast layers, so the decoder sees one stream."""
 
-    __slots__ = ("_pid_offset", "_tl0_offset", "_last_pid", "_last_tl0", "_started")
+    __slots__ = ("_pid_offset", "_tl0_offset", "_offsets", "_last_pid", "_last_tl0", "_started")
 
     def __init__(self) -> None:
         self._pid_offset = 0
         self._tl0_offset = 0
+        self._offsets = (0, 0)
         self._last_pid = 0
         self._last_tl0 = 0
         self._started = False
@@ -120,27 +121,38 @@ class Vp8Munger:
                 self._pid_offset = (self._last_pid + 1 - pid) & 0x7FFF
             if descriptor.tl0_pos >= 0:
                 self._tl0_offset = (self._last_tl0 + 1 - packet[descriptor.tl0_pos]) & 0xFF
+            self._offsets = (self._pid_offset, self._tl0_offset)
         self._started = True
 
-    def rewrite(self, payload: bytearray, descriptor: Descriptor, base: int, record: bool = True) -> None:
+    @property
+    def offsets(self) -> tuple[int, int]:
+        """The (picture ID, TL0PICIDX) offsets now in force; cheap to store per packet."""
+        return self._offsets
+
+    def rewrite(
+        self, payload: bytearray, descriptor: Descriptor, base: int,
+        record: bool = True, offsets: tuple[int, int] | None = None,
+    ) -> None:
         """Rewrite in place; positions in ``descriptor`` are relative to ``base``.
 
-        ``record=False`` for retransmissions: they must not move the last-sent IDs.
+        Retransmissions pass ``record=False`` (they must not move the last-sent
+        IDs) and the ``offsets`` the packet first went out with.
         """
+        pid_offset, tl0_offset = offsets if offsets is not None else self.offsets
         if descriptor.pid_pos >= 0:
             pos = descriptor.pid_pos - base
             if descriptor.pid_bits == 15:
-                pid = (((payload[pos] & 0x7F) << 8 | payload[pos + 1]) + self._pid_offset) & 0x7FFF
+                pid = (((payload[pos] & 0x7F) << 8 | payload[pos + 1]) + pid_offset) & 0x7FFF
                 payload[pos] = 0x80 | (pid >> 8)
                 payload[pos + 1] = pid & 0xFF
             else:
-                pid = ((payload[pos] & 0x7F) + self._pid_offset) & 0x7F
+                pid = ((payload[pos] & 0x7F) + pid_offset) & 0x7F
                 payload[pos] = pid
             if record:
                 self._last_pid = pid
         if descriptor.tl0_pos >= 0:
             pos = descriptor.tl0_pos - base
-            tl0 = (payload[pos] + self._tl0_offset) & 0xFF
+            tl0 = (payload[pos] + tl0_offset) & 0xFF
             payload[pos] = tl0
             if record:
                 self._last_tl0 = tl0

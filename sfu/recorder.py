@@ -1,0 +1,312 @@
+"""Recording: tracks of a room muxed into a file without transcoding.
+
+A ``Recording`` reads each recorded track's stream like a down-track (see
+``depacketizer.StreamReader``) and hands the packets to one worker thread,
+which depacketizes them into frames, maps RTP timestamps to wall-clock time
+through the publisher's sender reports (so that audio and video stay in
+sync), and muxes them with PyAV: WebM for VP8 + Opus, Matroska for H.264.
+Video starts at a keyframe; audio before the first video frame is dropped;
+a frame with a lost packet is dropped and video resumes at the next
+keyframe, timestamps untouched (the file has a gap, not a shift).
+
+Tracks published after the start are not added (start another recording);
+a simulcast track is recorded at its lowest layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Optional
+
+from .depacketizer import Depacketizer, Frame, StreamReader, h264_parameter_sets
+from .ids import new_id
+
+if TYPE_CHECKING:
+    from .published_track import PublishedTrack
+
+log = logging.getLogger(__name__)
+
+TIME_BASE = fractions.Fraction(1, 1000)  # Matroska's own resolution
+START_TIMEOUT = 4.0  # seconds to wait for every track's first keyframe and sender report
+MAX_PENDING = 1000  # frames held per track while its sender report is awaited
+_STOP = object()
+
+
+@dataclass
+class _TrackState:
+    track_id: str
+    kind: str
+    codec: str
+    clock_rate: int
+    depacketizer: Depacketizer
+    origin: Optional[tuple[int, float]] = None  # (unwrapped RTP ts, NTP seconds) of a sender report
+    waiting: list = field(default_factory=list)  # frames before the first sender report
+    ready: list = field(default_factory=list)  # (wall, frame) before the file is open
+    stream: object = None  # av stream, once the file is open
+    last_pts: int = -1
+    frames: int = 0
+
+
+class Recording:
+    """One recording of one or more tracks into one file."""
+
+    def __init__(self, room_name: str, tracks: list[PublishedTrack], directory: str | os.PathLike,
+                 on_finished: Callable[[Recording], None] = lambda r: None) -> None:
+        self.id = new_id("RC")
+        self.room = room_name
+        self.track_ids = [t.id for t in tracks]
+        h264 = any(t.codec.name.upper() == "H264" for t in tracks)
+        self.format = "matroska" if h264 else "webm"
+        safe_room = "".join(c if c.isalnum() or c in "-_" else "_" for c in room_name)[:64]
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.path = Path(directory) / f"{safe_room}-{stamp}-{self.id}.{'mkv' if h264 else 'webm'}"
+        self.started_at = time.time()
+        self.error: Optional[str] = None
+        self.duration = 0.0
+        self._on_finished = on_finished
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._loop = asyncio.get_running_loop()
+        self._readers = [StreamReader(t, i, self._queue, self._loop) for i, t in enumerate(tracks)]
+        self._states = [
+            _TrackState(t.id, t.kind, t.codec.name.upper(), t.codec.clock_rate,
+                        Depacketizer(t.codec.name, reader.request_keyframe))
+            for t, reader in zip(tracks, self._readers)
+        ]
+        self._thread = threading.Thread(target=self._run, name=f"recorder-{self.id}", daemon=True)
+        self._container = None
+        self._origin = 0.0  # wall-clock time of pts 0
+        self._done: Optional[asyncio.Future] = None
+
+    def info(self) -> dict:
+        return {"id": self.id, "room": self.room, "path": str(self.path), "track_ids": self.track_ids}
+
+    # --- control (event loop) ---------------------------------------------------
+
+    def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._done = self._loop.create_future()
+        self._thread.start()
+        for reader in self._readers:
+            reader.attach()
+
+    def detach_track(self, track_id: str) -> None:
+        """A recorded track went away: stop reading it (the file goes on)."""
+        for reader in self._readers:
+            if reader.track.id == track_id:
+                reader.detach()
+
+    async def stop(self) -> None:
+        """Stop reading, let the worker finish the file; returns when it is complete."""
+        if self._done is None:
+            return
+        for reader in self._readers:
+            reader.detach()
+        self._queue.put(_STOP)
+        await asyncio.shield(self._done)
+
+    @property
+    def complete(self) -> bool:
+        return self._done is not None and self._done.done()
+
+    # --- the worker thread ------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._work()
+        except Exception as exc:  # never let the file stay half-open silently
+            log.exception("recording %s failed", self.id)
+            self.error = str(exc)
+        finally:
+            self._close_container()
+            self._loop.call_soon_threadsafe(self._finished)
+
+    def _finished(self) -> None:
+        if not self._done.done():
+            self._done.set_result(None)
+        self._on_finished(self)
+
+    def _work(self) -> None:
+        started = time.monotonic()
+        while True:
+            try:
+                item = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                break
+            if item is not None:
+                self._handle(item)
+            if self._container is None and (self._all_ready() or time.monotonic() - started > START_TIMEOUT):
+                self._open()
+        for state in self._states:
+            for frame in state.depacketizer.flush():
+                self._frame(state, frame)
+        if self._container is None:
+            self._open()
+
+    def _handle(self, item: tuple) -> None:
+        state = self._states[item[0]]
+        if len(item) == 2:
+            report = item[1]
+            if state.origin is None:
+                state.origin = (state.depacketizer.unwrap_timestamp(report.rtp_ts), report.ntp / 2**32)
+                for frame in state.waiting:
+                    self._timed(state, frame)
+                state.waiting.clear()
+            return
+        _, seq, ts, marker, payload = item
+        for frame in state.depacketizer.push(seq, ts, bool(marker), payload):
+            self._frame(state, frame)
+
+    def _frame(self, state: _TrackState, frame: Frame) -> None:
+        if state.origin is None:
+            state.waiting.append(frame)
+            del state.waiting[:-MAX_PENDING]
+        else:
+            self._timed(state, frame)
+
+    def _timed(self, state: _TrackState, frame: Frame) -> None:
+        rtp, ntp = state.origin
+        wall = ntp + (frame.timestamp - rtp) / state.clock_rate
+        if self._container is None:
+            state.ready.append((wall, frame))
+            if state.kind == "audio":
+                del state.ready[:-MAX_PENDING]
+        elif state.stream is not None:
+            self._mux(state, wall, frame)
+
+    def _all_ready(self) -> bool:
+        return all(state.ready for state in self._states)
+
+    def _open(self) -> None:
+        import av
+
+        ready = [s for s in self._states if s.ready]
+        if not ready:
+            return  # nothing ever arrived: no file
+        video = [s for s in ready if s.kind == "video"]
+        self._origin = min(s.ready[0][0] for s in (video or ready))
+        self._container = av.open(str(self.path), "w", format=self.format)
+        for state in ready:
+            state.stream = self._add_stream(state)
+        for state in self._states:
+            if state.stream is None:
+                log.warning("recording %s: track %s sent nothing usable in time: left out (%s origin=%s waiting=%d lost=%d dropped=%d)", self.id, state.track_id, state.kind, state.origin, len(state.waiting), state.depacketizer.packets_lost, state.depacketizer.frames_dropped)
+        for state in ready:
+            for wall, frame in state.ready:
+                self._mux(state, wall, frame)
+            state.ready.clear()
+
+    def _add_stream(self, state: _TrackState):
+        container = self._container
+        first = state.ready[0][1]
+        if state.codec == "OPUS":
+            stream = container.add_stream("opus", rate=48000)
+        elif state.codec == "VP8":
+            stream = container.add_stream("vp8")
+            stream.width, stream.height = _vp8_size(first.data)
+        else:  # H264: the parameter sets of the first keyframe are the stream's extradata
+            stream = container.add_stream("h264")
+            stream.width, stream.height = _h264_size(first.data)
+            stream.codec_context.extradata = h264_parameter_sets(first.data)
+        stream.time_base = TIME_BASE
+        return stream
+
+    def _mux(self, state: _TrackState, wall: float, frame: Frame) -> None:
+        import av
+
+        pts = round((wall - self._origin) * 1000)
+        if pts < 0:
+            return  # audio from before the video started
+        if pts <= state.last_pts:
+            pts = state.last_pts + 1
+        state.last_pts = pts
+        packet = av.Packet(frame.data)
+        packet.stream = state.stream
+        packet.pts = packet.dts = pts
+        packet.time_base = TIME_BASE
+        packet.is_keyframe = frame.keyframe
+        self._container.mux(packet)
+        state.frames += 1
+        self.duration = max(self.duration, pts / 1000)
+
+    def _close_container(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:
+                log.exception("recording %s: closing the file failed", self.id)
+
+
+def _vp8_size(data: bytes) -> tuple[int, int]:
+    if len(data) >= 10 and data[3:6] == b"\x9d\x01\x2a":
+        return (int.from_bytes(data[6:8], "little") & 0x3FFF, int.from_bytes(data[8:10], "little") & 0x3FFF)
+    return 640, 480
+
+
+def _h264_size(data: bytes) -> tuple[int, int]:
+    """Picture size of an H.264 keyframe: decoded once, at the start of a recording."""
+    import av
+
+    decoder = av.CodecContext.create("h264", "r")
+    try:
+        for frame in decoder.decode(av.Packet(data)):
+            return frame.width, frame.height
+        for frame in decoder.decode(None):
+            return frame.width, frame.height
+    except av.FFmpegError:
+        pass
+    return 640, 480
+
+
+# --- a room's recordings ---------------------------------------------------------
+
+
+class Recordings:
+    """The recordings of one room: started, stopped, and told about."""
+
+    def __init__(self, room, directory: str | os.PathLike) -> None:
+        self.room = room
+        self.directory = directory
+        self.active: dict[str, Recording] = {}
+
+    def start(self, tracks: list[PublishedTrack]) -> Recording:
+        recording = Recording(self.room.name, tracks, self.directory, self._finished)
+        self.active[recording.id] = recording
+        recording.start()
+        self.room._broadcast("recording_started", {"room": self.room.name, **_event(recording)})
+        log.info("recording %s of %s started: %s", recording.id, self.room.name, recording.path)
+        return recording
+
+    async def stop(self, recording_id: Optional[str] = None) -> list[Recording]:
+        """Stop one recording (all when None); returns them once their files are complete."""
+        chosen = [r for r in self.active.values() if recording_id in (None, r.id)]
+        for recording in chosen:
+            self.active.pop(recording.id, None)
+        await asyncio.gather(*(r.stop() for r in chosen))
+        return chosen
+
+    def track_gone(self, track_id: str) -> None:
+        for recording in self.active.values():
+            recording.detach_track(track_id)
+
+    def _finished(self, recording: Recording) -> None:
+        self.active.pop(recording.id, None)
+        self.room._broadcast("recording_stopped", {"room": self.room.name, **_event(recording)})
+        if recording.path.exists():
+            self.room._emit("recording_finished", recording={
+                **recording.info(), "duration": round(recording.duration, 3), "size": recording.path.stat().st_size,
+            })
+        log.info("recording %s finished (%s)", recording.id, recording.error or "ok")
+
+
+def _event(recording: Recording) -> dict:
+    return {"recording_id": recording.id, "path": str(recording.path), "track_ids": recording.track_ids}
