@@ -188,7 +188,7 @@ class DownTrack:
             if rewritten is None:
                 return
         else:
-            descriptor = parse_descriptor(packet, offset)
+            descriptor = self.track.layers[layer].descriptor
             if descriptor is None or descriptor.tid > self.max_temporal:
                 munger.drop(seq)
                 return

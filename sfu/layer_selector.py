@@ -70,6 +70,12 @@ def _covering_layer(settings: TrackSettings, layers: Sequence[LayerInfo]) -> int
     return len(layers) - 1
 
 
+def wanted_more(before: TrackSettings, after: TrackSettings) -> bool:
+    """Whether new settings may call for a higher layer than the old ones."""
+    ladder = [LayerInfo(True, 320, 180), LayerInfo(True, 640, 360), LayerInfo(True, 1280, 720)]
+    return wanted_layer(after, ladder) > wanted_layer(before, ladder)
+
+
 def select_layer(wanted: int, cap: int, current: int, layers: Sequence[LayerInfo]) -> int:
     """The layer to forward: wanted, capped, then bent to what flows."""
     target = min(wanted, cap)

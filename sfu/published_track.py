@@ -43,6 +43,8 @@ class PublishedTrack:
         self.on_dynacast: Callable[[PublishedTrack, list[dict]], None] = lambda track, q: None
         self._enabled_top = len(self.layers) - 1  # highest layer the publisher sends
         self._unneeded_since: Optional[float] = None
+        self._infos: list[LayerInfo] = []
+        self._infos_time = -1.0
 
     @property
     def simulcast(self) -> bool:
@@ -84,11 +86,15 @@ class PublishedTrack:
         return self.rids[layer] if 0 <= layer < len(self.rids) else None
 
     def layer_infos(self, now: float) -> list[LayerInfo]:
-        return [
-            LayerInfo(flowing=s is not None and s.flowing(now),
-                      width=s.width if s else 0, height=s.height if s else 0)
-            for s in self.layers
-        ]
+        """What each layer looks like now (shared by all subscribers for 50 ms)."""
+        if now - self._infos_time > 0.05:
+            self._infos = [
+                LayerInfo(flowing=s is not None and s.flowing(now),
+                          width=s.width if s else 0, height=s.height if s else 0)
+                for s in self.layers
+            ]
+            self._infos_time = now
+        return self._infos
 
     def bitrates(self) -> list[float]:
         """What each layer costs when flowing (0: never measured)."""

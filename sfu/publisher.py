@@ -101,6 +101,7 @@ class Publisher:
             layer=layer,
             frame_size=vp8_frame_size if vp8 else None,
         )
+        stream.parse_vp8 = vp8 and track.simulcast
         self._streams[ssrc] = stream
         track.set_layer(layer, stream)
         return stream

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 from . import rtcp
 from .buffer import PacketCache, ReceiveStats
 from .codecs import KeyframeTest
+from .codecs.vp8 import Descriptor, parse_descriptor
 from .keyframes import KeyframeRequester
 from .metrics import FORWARD_TIME
 from .rtp import SEQ_TS, extension, payload_end, payload_offset
@@ -58,6 +59,8 @@ class ReceivedStream:
         self.last_packet_time = 0.0
         self.width = 0  # from key frame headers, where the codec tells
         self.height = 0
+        self.parse_vp8 = False  # parse each packet's VP8 descriptor once, for all readers
+        self.descriptor: Optional[Descriptor] = None
         self.bitrate = 0.0  # bits/s, smoothed
         self.cost = 0.0  # bits/s the layer needs when flowing (for allocation)
         self._frame_size = frame_size
@@ -84,6 +87,8 @@ class ReceivedStream:
         if self.is_keyframe is not None and self.is_keyframe(packet, offset):
             keyframe = True
             self._on_keyframe(packet, offset)
+        if self.parse_vp8:  # simulcast VP8: every reader rewrites picture IDs
+            self.descriptor = parse_descriptor(packet, offset)
         payload = packet[offset : payload_end(packet)]  # sliced once for every subscriber
         layer = self.layer
         if self.stats.received & 15:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -20,7 +21,9 @@ from . import rtcp
 from .allocator import Allocator, Demand
 from .config import SfuConfig
 from .downtrack import DownTrack
-from .layer_selector import OFF, TrackSettings, select_layer, temporal_limit, wanted_layer
+from .layer_selector import (
+    OFF, TrackSettings, select_layer, temporal_limit, wanted_layer, wanted_more,
+)
 from .published_track import PublishedTrack
 from .transport import PeerTransport
 
@@ -28,6 +31,9 @@ log = logging.getLogger(__name__)
 
 ANSWER_TIMEOUT = 15.0  # seconds a client has to answer a subscriber offer
 BATCH_DELAY = 0.02  # changes within this window share one offer
+REMB_CLIMBING = 1.03  # REMB up this much within a second: still ramping, not a limit
+REMB_FALLING = 0.9  # REMB this far under its 2 s peak: congestion, it binds at once
+WISH_GRACE = 4.0  # seconds a subscriber's new wish is not held back by a stale REMB
 
 
 @dataclass
@@ -60,6 +66,8 @@ class Subscriber:
         self._on_layer_changed = on_layer_changed
         self.allocator = Allocator()
         self._loss_estimate: Optional[float] = None
+        self._remb_history: deque = deque()
+        self._wish_grace_until = 0.0
         self.slots: list[Slot] = []
         self._by_track: dict[str, Slot] = {}
         self._by_ssrc: dict[int, DownTrack] = {}
@@ -218,6 +226,9 @@ class Subscriber:
             self._update_loss_estimate()
         elif isinstance(item, rtcp.Remb):
             previous, self.remb = self.remb, item.bitrate
+            self._remb_history.append((now, item.bitrate))
+            while self._remb_history and self._remb_history[0][0] < now - 2:
+                self._remb_history.popleft()
             if previous is None or item.bitrate < previous * 0.8:
                 self.allocate(now)  # congestion news: react now, not at the next tick
 
@@ -227,6 +238,8 @@ class Subscriber:
         slot = self._by_track.get(track_id)
         if slot is None:
             return False
+        if wanted_more(slot.downtrack.settings, settings):
+            self._wish_grace_until = time.monotonic() + WISH_GRACE
         slot.downtrack.settings = settings
         # Screen share (issue 8): already sent at a low frame rate, so its
         # temporal layers are never dropped (a max_fps cap does not apply).
@@ -235,10 +248,29 @@ class Subscriber:
         self.allocate(time.monotonic())
         return True
 
-    def estimate(self) -> Optional[float]:
-        """Downstream bandwidth: the REMB, lowered while receiver reports show loss."""
-        estimates = [e for e in (self.remb, self._loss_estimate) if e is not None]
+    def estimate(self, now: float) -> Optional[float]:
+        """Downstream bandwidth: the REMB when it binds, lowered while receiver
+        reports show loss; None when nothing limits."""
+        remb = self._binding_remb(now)
+        estimates = [e for e in (remb, self._loss_estimate) if e is not None]
         return min(estimates) if estimates else None
+
+    def _binding_remb(self, now: float) -> Optional[float]:
+        """A browser's REMB climbs slowly and never exceeds ~1.5x what it
+        receives. So it limits us when it falls (congestion), or when it has
+        settled; not while it is still climbing, nor for a few seconds after
+        the subscriber asked for more (its REMB cannot know yet)."""
+        if self.remb is None:
+            return None
+        peak = max((r for _, r in self._remb_history), default=self.remb)
+        if self.remb < REMB_FALLING * peak:
+            return self.remb
+        second_ago = next((r for t, r in self._remb_history if t >= now - 1.2), None)
+        if second_ago is not None and self.remb > second_ago * REMB_CLIMBING:
+            return None
+        if now < self._wish_grace_until:
+            return None
+        return self.remb
 
     def _update_loss_estimate(self) -> None:
         video = [d for d in self.downtracks() if d.kind == "video" and d.current != OFF]
@@ -259,12 +291,16 @@ class Subscriber:
         for downtrack in self.downtracks():
             if not downtrack.bound:
                 continue
+            if downtrack.kind == "audio":  # one layer: only pausing changes anything
+                downtrack.desired = OFF if downtrack.settings.paused else 0
+                downtrack.set_target(downtrack.desired)
+                continue
             layers = downtrack.track.layer_infos(now)
             wanted = wanted_layer(downtrack.settings, layers)
             chosen.append((downtrack, layers, wanted))
         video = [(d, layers, wanted) for d, layers, wanted in chosen if d.kind == "video"]
         demands = [Demand(d, wanted, d.track.bitrates(), _priority(d)) for d, _, wanted in video]
-        caps = self.allocator.allocate(demands, self.estimate(), now)
+        caps = self.allocator.allocate(demands, self.estimate(now), now)
         for downtrack, layers, wanted in chosen:
             cap = caps.get(downtrack, wanted)
             downtrack.desired = min(wanted, cap)

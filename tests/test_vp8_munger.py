@@ -105,6 +105,8 @@ def simulcast_downtrack():
 
 
 def feed(downtrack, packet, layer, keyframe=False, now=0.0):
+    """What ReceivedStream.on_rtp does for each reader of a simulcast VP8 layer."""
+    downtrack.track.layers[layer].descriptor = parse_descriptor(packet, 12)
     seq = (packet[2] << 8) | packet[3]
     ts = int.from_bytes(packet[4:8], "big")
     downtrack.write(packet, packet[12:], seq, ts, 12, keyframe, now, layer)
