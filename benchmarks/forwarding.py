@@ -16,6 +16,12 @@ window:
 
     python -m benchmarks.forwarding --subscribers 8 --rate 1000 --warmup 5 --duration 20
     python -m benchmarks.forwarding --subscribers 1,8,16 --repeat 3 --compare-uvloop
+    python -m benchmarks.forwarding --subscribers 8 --compare-simulcast --repeat 3
+
+With ``--simulcast`` the publisher sends three VP8 layers (rid q, h, f) the
+way Chromium does, and the subscribers get the top one; the run then also
+reports server CPU / (packets in + packets out), since the per-forwarded
+figure carries the cost of receiving layers nobody gets.
 
 Everything is on 127.0.0.1, bounded in time, and every process started is
 killed at the end (also on error or Ctrl-C; children die with this process).
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import itertools
 import json
 import os
 import re
@@ -248,6 +255,8 @@ async def start_peer(role: str, url: str, config: "RunConfig", workdir: Path, in
             "--name", f"{role}{index}", "--max-seconds", str(int(config.budget() + 60))]
     if role == "publisher":
         argv += ["--rate", str(config.rate), "--payload-size", str(config.payload_size)]
+        if config.layer_rates:
+            argv += ["--simulcast", "--layer-rates", ",".join(f"{r:g}" for r in config.layer_rates)]
     with open(log_path, "wb") as log:
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=config.source or ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
@@ -325,6 +334,7 @@ class RunConfig:
     pin: bool = False  # server alone on the first CPU, load generator on the others
     source: Optional[Path] = None  # project snapshot to run (--ref); None: the working tree
     batch_peers: bool = False  # load generator under SCHED_BATCH (no wakeup preemption)
+    layer_rates: Optional[list[float]] = None  # simulcast: packets/s of q, h, f (sum = rate)
 
     def budget(self) -> float:
         return self.setup_timeout + self.warmup + self.duration + 60
@@ -473,6 +483,8 @@ def summarize(config: RunConfig, window: float, server_ticks: tuple[int, int], m
         "server_loop": "uvloop" if config.uvloop else "asyncio",
         "pinned": config.pin,
         "batch_peers": config.batch_peers,
+        "simulcast": bool(config.layer_rates),
+        "layer_rates": config.layer_rates,
         "window_s": round(window, 2),
         "ingress_pps": round(packets_in / window, 1),
         "egress_pps": round(packets_out / window, 1),
@@ -482,6 +494,8 @@ def summarize(config: RunConfig, window: float, server_ticks: tuple[int, int], m
         "server_sys_pct": round(server_ticks[1] * tick_us / (window * 1e6) * 100, 1),
         "us_per_forwarded": round(cpu_us / packets_out, 2) if packets_out else None,
         "us_per_received": round(cpu_us / packets_in, 2) if packets_in else None,
+        "us_per_in_plus_out": round(cpu_us / (packets_in + packets_out), 2) if packets_in + packets_out else None,
+        "subscriber_pps_avg": round(received / window / max(1, len(subs1)), 1),
         "loss_pct": round(max(0, expected - received) / expected * 100, 3) if expected else None,
         "server_lost_in": int(m1.get("packets_lost_in", 0) - m0.get("packets_lost_in", 0)),
         "latency_p50_ms": _round(percentile(histogram, 0.50), 2),
@@ -496,6 +510,7 @@ def summarize(config: RunConfig, window: float, server_ticks: tuple[int, int], m
         "machine_cores": os.cpu_count(),
         "publisher_max_lag_ms": pub1["max_lag_ms"],
         "publisher_plis": pub1["plis"] - pub0["plis"],
+        "publisher_layers": pub1.get("layers"),
         "publisher_catchup_resets": pub1["catchup_resets"] - pub0["catchup_resets"],
         "keyframe_requests_sent": int(m1.get("keyframe_requests_sent", 0) - m0.get("keyframe_requests_sent", 0)),
         "nacks_received": int(m1.get("nacks_received", 0) - m0.get("nacks_received", 0)),
@@ -508,8 +523,12 @@ def summarize(config: RunConfig, window: float, server_ticks: tuple[int, int], m
         warnings.append("the server counted no received packets in the window")
     if not packets_out:
         warnings.append("the server counted no forwarded packets in the window")
-    elif packets_in and abs(packets_out / packets_in - config.subscribers) > 0.05 * config.subscribers:
-        warnings.append(f"egress/ingress = {packets_out / packets_in:.2f}, expected {config.subscribers}")
+    elif packets_in:
+        # simulcast: each subscriber gets the top layer only (no settings sent)
+        share = config.layer_rates[-1] / sum(config.layer_rates) if config.layer_rates else 1.0
+        expected_ratio = config.subscribers * share
+        if abs(packets_out / packets_in - expected_ratio) > 0.05 * expected_ratio:
+            warnings.append(f"egress/ingress = {packets_out / packets_in:.2f}, expected {expected_ratio:.2f}")
     if result["publisher_pps"] < 0.95 * config.rate:
         warnings.append(f"publisher sent only {result['publisher_pps']} pps of {config.rate}")
     if result["loss_pct"] is not None and result["loss_pct"] > 0.5:
@@ -533,7 +552,9 @@ def print_result(result: dict) -> None:
     lines = [
         f"== N={r['subscribers']} subscribers, {r['rate']:g} pps in, server on {r['server_loop']}"
         f"{', pinned to its own CPU' if r['pinned'] else ''}"
-        f"{', peers SCHED_BATCH' if r.get('batch_peers') else ''}, {r['window_s']} s window",
+        f"{', peers SCHED_BATCH' if r.get('batch_peers') else ''}"
+        f"{', simulcast ' + '/'.join(f'{x:g}' for x in r['layer_rates']) + ' pps (q/h/f)' if r.get('simulcast') else ', one layer'}"
+        f", {r['window_s']} s window",
         f"  ingress {r['ingress_pps']:.0f} pkt/s   egress {r['egress_pps']:.0f} pkt/s   "
         f"(publisher sent {r['publisher_pps']:.0f}/s)",
         f"  server CPU {r['server_cpu_pct']:.1f}% of one core (user {r['server_user_pct']}%, "
@@ -541,7 +562,9 @@ def print_result(result: dict) -> None:
         f"switches/s: {r.get('server_switches_per_s')} voluntary, "
         f"{r.get('server_preemptions_per_s')} preempted",
         f"  server CPU per forwarded packet: {_fmt(r['us_per_forwarded'])} µs   "
-        f"per received packet: {_fmt(r['us_per_received'])} µs",
+        f"per received packet: {_fmt(r['us_per_received'])} µs   "
+        f"per packet in+out: {_fmt(r.get('us_per_in_plus_out'))} µs   "
+        f"(each subscriber got {r.get('subscriber_pps_avg', 0):.0f} pkt/s)",
         f"  loss at subscribers {_fmt(r['loss_pct'], 3)}%   (server ingress lost {r['server_lost_in']})",
         f"  forward latency p50 {_fmt(r['latency_p50_ms'])} ms   p99 {_fmt(r['latency_p99_ms'])} ms   "
         f"max {_fmt(r['latency_max_ms'], 1)} ms",
@@ -554,6 +577,10 @@ def print_result(result: dict) -> None:
         f"(irq+softirq {r['machine_softirq_pct']}%, outside this benchmark ~{r['other_cpu_pct']}%), "
         f"steal {r['machine_steal_pct']}%",
     ]
+    if r.get("publisher_layers"):
+        lines.append("  publisher layers (since start): " + ", ".join(
+            f"{rid} sent {v['sent']} keyframes {v['keyframes']} PLIs {v['plis']}"
+            for rid, v in r["publisher_layers"].items()))
     for warning in r["warnings"]:
         lines.append(f"  WARNING: {warning}")
     print("\n".join(lines), flush=True)
@@ -569,7 +596,8 @@ def summary_table(results: list[dict]) -> str:
     for r in results:
         loop = variant(r)
         groups.setdefault((r["subscribers"], r["rate"], loop), []).append(r)
-    head = ("| N | pps in | server loop | runs | µs/forwarded median (range) | µs/received median (range) "
+    head = ("| N | pps in | variant | runs | µs/forwarded median (range) | µs/received median (range) "
+            "| µs/(in+out) median (range) "
             "| server CPU % | egress pps | loss % | latency p50 / p99 ms | RSS MB | load gen CPU % | machine busy % |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for (n, rate, loop), runs in sorted(groups.items()):
@@ -585,7 +613,7 @@ def summary_table(results: list[dict]) -> str:
 
         rows.append(
             f"| {n} | {rate:g} | {loop} | {len(runs)} | {span('us_per_forwarded')} | "
-            f"{span('us_per_received')} | {_fmt(med('server_cpu_pct'), 1)} | {_fmt(med('egress_pps'), 0)} | "
+            f"{span('us_per_received')} | {span('us_per_in_plus_out')} | {_fmt(med('server_cpu_pct'), 1)} | {_fmt(med('egress_pps'), 0)} | "
             f"{_fmt(med('loss_pct'), 3)} | {_fmt(med('latency_p50_ms'))} / {_fmt(med('latency_p99_ms'))} | "
             f"{_fmt(med('server_rss_mb'), 0)} | {_fmt(med('loadgen_cpu_pct'), 0)} | "
             f"{_fmt(med('machine_busy_pct'), 0)} |"
@@ -593,9 +621,31 @@ def summary_table(results: list[dict]) -> str:
     return "\n".join(rows) + fit_lines(results)
 
 
+def simulcast_ratio(results: list[dict]) -> str:
+    """Simulcast against single-layer cost, per N and loop, from the medians."""
+    out = []
+    groups: dict[tuple, dict[bool, list[dict]]] = {}
+    for r in results:
+        if r.get("us_per_forwarded") is not None:
+            groups.setdefault((r["subscribers"], r["server_loop"]), {}).setdefault(
+                bool(r.get("simulcast")), []).append(r)
+    for (n, loop), modes in sorted(groups.items()):
+        if len(modes) < 2:
+            continue
+        parts = []
+        for key, label in (("us_per_forwarded", "per forwarded"), ("us_per_in_plus_out", "per packet in+out"),
+                           ("server_cpu_pct", "server CPU")):
+            one = statistics.median(r[key] for r in modes[False])
+            sim = statistics.median(r[key] for r in modes[True])
+            parts.append(f"{label} {sim:.1f} / {one:.1f} = {sim / one:.2f}x")
+        out.append(f"\nsimulcast / single-layer at N={n} ({loop}), medians: " + "; ".join(parts))
+    return "".join(out)
+
+
 def variant(r: dict) -> str:
     return (r["server_loop"] + (", pinned" if r.get("pinned") else "")
-            + (", peers SCHED_BATCH" if r.get("batch_peers") else ""))
+            + (", peers SCHED_BATCH" if r.get("batch_peers") else "")
+            + (", simulcast" if r.get("simulcast") else ""))
 
 
 def fit_lines(results: list[dict]) -> str:
@@ -604,7 +654,7 @@ def fit_lines(results: list[dict]) -> str:
     out = []
     by_loop: dict[str, list[dict]] = {}
     for r in results:
-        if r.get("us_per_forwarded") is not None:
+        if r.get("us_per_forwarded") is not None and not r.get("simulcast"):
             by_loop.setdefault(variant(r), []).append(r)
     for loop, runs in sorted(by_loop.items()):
         if len({r["subscribers"] for r in runs}) < 2:
@@ -650,6 +700,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ref", metavar="REV",
                         help="benchmark the server as committed at REV (a git snapshot), "
                         "not the working tree")
+    parser.add_argument("--simulcast", action="store_true",
+                        help="the publisher sends three VP8 simulcast layers (rid q, h, f; see "
+                        "--layer-rates, whose sum replaces --rate); subscribers get the top layer")
+    parser.add_argument("--compare-simulcast", action="store_true",
+                        help="run every configuration single-layer (--rate) and simulcast, interleaved")
+    parser.add_argument("--layer-rates", default="150,300,550",
+                        help="packets/s of the q, h, f layers with --simulcast (default 150,300,550)")
     parser.add_argument("--setup-timeout", type=float, default=120)
     parser.add_argument("--profile", metavar="FILE",
                         help="py-spy record the server during the window (collapsed stacks); "
@@ -680,37 +737,42 @@ async def main_async(args: argparse.Namespace) -> int:
 async def run_matrix(args: argparse.Namespace, info: dict, code: dict, source: Optional[Path]) -> int:
     counts = [int(n) for n in str(args.subscribers).split(",") if n.strip()]
     loops = [True, False] if args.compare_uvloop else [not args.no_uvloop]
+    layer_rates = [float(r) for r in args.layer_rates.split(",")]
+    modes = ([None, layer_rates] if args.compare_simulcast
+             else [layer_rates] if args.simulcast else [None])
     print(f"machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, "
           f"aiortc {info['aiortc']}, aioice {info['aioice']}, pylibsrtp {info['pylibsrtp']}, "
           f"uvloop {info['uvloop']}, kernel {info['kernel']}", flush=True)
     results = []
     failures = 0
     for repeat in range(args.repeat):
-        for n in counts:
-            for uvloop in loops:
-                config = RunConfig(subscribers=n, rate=args.rate, warmup=args.warmup,
-                                   duration=args.duration, uvloop=uvloop,
-                                   payload_size=args.payload_size, setup_timeout=args.setup_timeout,
-                                   profile=args.profile, pin=args.pin, source=source,
-                                   batch_peers=args.batch_peers)
-                try:
-                    result = await asyncio.wait_for(run_once(config, args.keep_logs), config.budget())
-                except (Exception, asyncio.TimeoutError) as exc:
-                    failures += 1
-                    print(f"== N={n} run {repeat + 1} ({'uvloop' if uvloop else 'asyncio'}) FAILED: "
-                          f"{type(exc).__name__}: {exc}", flush=True)
-                    continue
-                result["run"] = repeat + 1
-                result["code"] = code
-                results.append(result)
-                print_result(result)
-                if args.json:
-                    print(json.dumps({**result, "machine": info}), flush=True)
+        for n, mode, uvloop in itertools.product(counts, modes, loops):
+            config = RunConfig(subscribers=n, rate=sum(mode) if mode else args.rate,
+                               warmup=args.warmup, layer_rates=mode,
+                               duration=args.duration, uvloop=uvloop,
+                               payload_size=args.payload_size, setup_timeout=args.setup_timeout,
+                               profile=args.profile, pin=args.pin, source=source,
+                               batch_peers=args.batch_peers)
+            try:
+                result = await asyncio.wait_for(run_once(config, args.keep_logs), config.budget())
+            except (Exception, asyncio.TimeoutError) as exc:
+                failures += 1
+                print(f"== N={n} run {repeat + 1} ({'uvloop' if uvloop else 'asyncio'}) FAILED: "
+                      f"{type(exc).__name__}: {exc}", flush=True)
+                continue
+            result["run"] = repeat + 1
+            result["code"] = code
+            results.append(result)
+            print_result(result)
+            if args.json:
+                print(json.dumps({**result, "machine": info}), flush=True)
     if len(results) > 1:
         print()
         print(summary_table(results))
+        print(simulcast_ratio(results))
     for r in results:
-        if r["subscribers"] == 8 and r["rate"] == 1000 and r["us_per_forwarded"] is not None:
+        if (r["subscribers"] == 8 and r["rate"] == 1000 and r["us_per_forwarded"] is not None
+                and not r.get("simulcast")):
             verdict = "meets" if r["us_per_forwarded"] <= TARGET_US else "misses"
             print(f"target ≤ {TARGET_US:g} µs/forwarded at N=8, 1000 pps: run {r['run']} "
                   f"({r['server_loop']}) {verdict} it with {r['us_per_forwarded']} µs")

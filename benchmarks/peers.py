@@ -9,6 +9,9 @@ SRTP plus a few byte reads:
   RTP packets at a fixed rate (valid VP8 payload descriptors, a keyframe
   every ``--keyframe-interval`` seconds and on every PLI/FIR, marker bit on
   the last packet of each frame, a sender report every second);
+* ``publisher --simulcast``: the same track as three VP8 simulcast layers
+  (rid q, h, f; see SimulcastPublisherPeer), SSRCs announced only through the
+  MID/RID header extensions, VP8 descriptors with picture ID, TL0PICIDX, TID;
 * ``subscriber``: joins with auto_subscribe, answers the server's
   subscriber offers, counts packets, sequence gaps (loss) per SSRC and the
   forwarding latency read from the payload, and sends a receiver report
@@ -20,7 +23,9 @@ subscriber measures publisher -> SFU -> subscriber latency without decoding.
 Payload layout (offsets inside the RTP payload)::
 
     0       VP8 payload descriptor: 0x10 (S=1, PID 0) on a frame's first
-            packet, 0x00 otherwise; no extension byte
+            packet, 0x00 otherwise; no extension byte (simulcast: a 6-byte
+            descriptor with X=1, so everything below sits 5 bytes later and
+            the send time at 16)
     1..10   first packet of a frame: VP8 frame header (3-byte frame tag with
             P=0 for a key frame, then start code and 640x480 for a key
             frame); other packets: filler
@@ -58,7 +63,7 @@ from typing import Any, Optional
 import aiohttp
 
 from sfu.config import IceConfig
-from sfu.transport import CodecInfo, PeerTransport
+from sfu.transport import URI_MID, URI_REPAIRED_RID, URI_RID, CodecInfo, PeerTransport
 
 log = logging.getLogger("benchmarks.peers")
 
@@ -66,7 +71,10 @@ RTP_HEADER = struct.Struct("!BBHII")
 SEQ_TS_SSRC = struct.Struct("!HII")
 U64 = struct.Struct("!Q")
 TIME_OFFSET = 11  # where the send time sits in the payload
-MIN_PAYLOAD = TIME_OFFSET + 8
+TIME_OFFSET_EXT = 16  # ... after a 6-byte descriptor (X=1 with picture ID, TL0PICIDX, TID)
+MIN_PAYLOAD = TIME_OFFSET_EXT + 8
+DEFAULT_LAYERS = (("q", 150.0, 320, 180), ("h", 300.0, 640, 360), ("f", 550.0, 1280, 720))
+TID_PATTERN = (0, 2, 1, 2)  # temporal layers of Chromium's VP8 simulcast (L1T3)
 NTP_EPOCH = 2208988800  # seconds from 1900 to 1970
 
 # VP8 frame headers (RFC 6386 9.1): frame tag with P bit (bit 0 of byte 0)
@@ -332,6 +340,273 @@ class PublisherPeer:
         await _quietly(self.transport.close())
 
 
+class _Layer:
+    """One simulcast layer (one SSRC) of SimulcastPublisherPeer."""
+
+    def __init__(self, rid: str, rate: float, width: int, height: int, fps: float,
+                 payload_size: int, keyframe_interval: float) -> None:
+        self.rid = rid
+        self.rate = rate
+        self.width = width
+        self.height = height
+        self.ssrc = random.getrandbits(32) or 1
+        self.seq = random.getrandbits(16)
+        self.ts0 = random.getrandbits(32)
+        self.packets_per_frame = max(1, round(rate / fps))
+        self.frames_per_key = max(1, round(keyframe_interval * rate / self.packets_per_frame))
+        self.ts_per_frame = 90000 * self.packets_per_frame / rate
+        self.payload_size = max(MIN_PAYLOAD, payload_size)
+        self.frame = 0
+        self.index = 0
+        self.key_pending = True
+        self.picture_id = random.getrandbits(15)
+        self.tl0 = random.getrandbits(8)
+        self.tid_index = 0
+        self.tid = 0
+        self.ext_packets_left = 0  # packets still to carry the MID and RID extensions
+        self.ext_block = b""
+        self.scheduled = 0
+        self.sent = 0
+        self.bytes_sent = 0
+        self.keyframes = 0
+        self.plis = 0
+        self.key_header = (bytes([0x50, 0x42, 0x00, 0x9D, 0x01, 0x2A])
+                           + struct.pack("<HH", width, height))
+        filler = bytes((i * 7 + 3) & 0xFF for i in range(self.payload_size))
+        self.plain = bytearray(12) + bytearray(filler)  # no header extension
+        self.with_ext = bytearray()  # set by start(): header + MID/RID extension + payload
+
+
+class SimulcastPublisherPeer(PublisherPeer):
+    """Publishes one VP8 track as three simulcast layers, the way Chromium does.
+
+    The publish offer's video m-section carries ``a=rid:<rid> send`` lines and
+    ``a=simulcast:send q;h;f`` and no ``a=ssrc`` lines: the server learns each
+    layer's SSRC from the MID and RID header extensions of its first packets
+    (sent on the first ``EXT_PACKETS`` packets of each SSRC, with the ids of
+    the server's answer). Payloads carry a 6-byte VP8 descriptor (X=1, 15-bit
+    picture ID, TL0PICIDX, TID in an L1T3 pattern); a key frame's first packet
+    has the VP8 key frame header with the layer's size. A PLI for a layer's
+    SSRC makes that layer's next frame a key frame.
+    """
+
+    EXT_PACKETS = 100
+
+    def __init__(self, *args: Any, layers=DEFAULT_LAYERS, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        fps = kwargs.get("fps", 30.0)
+        keyframe_interval = kwargs.get("keyframe_interval", 2.0)
+        self.layers = [_Layer(rid, rate, w, h, fps, self.payload_size, keyframe_interval)
+                       for rid, rate, w, h in layers]
+        self.by_ssrc = {layer.ssrc: layer for layer in self.layers}
+        self.rate = sum(layer.rate for layer in self.layers)
+        self.ssrc = self.layers[-1].ssrc
+        self.packets_per_frame = self.layers[-1].packets_per_frame
+        self.unknown_plis = 0
+
+    async def start(self) -> None:
+        await self.signaling.connect()
+        await self.signaling.request({"type": "join", "room": self.room, "name": self.name,
+                                      "auto_subscribe": False})
+        transceiver = self.transport.add_sendonly(
+            "video", CodecInfo("video/VP8", 90000, 96), f"{self.name}-stream", f"{self.name}-video"
+        )
+        offer = await self.transport.create_offer()
+        mid = transceiver.mid
+        response = await self.signaling.request({
+            "type": "publish", "sdp": simulcast_offer(offer, mid, [l.rid for l in self.layers]),
+            "tracks": [{"mid": mid, "source": "camera"}],
+        })
+        await self.transport.accept_answer(response["sdp"])
+        section = self.transport.sent_section(transceiver)
+        if section is None:
+            raise RuntimeError("publish answer did not negotiate the video m-line")
+        self.payload_type = section.codec.payload_type
+        ids = answer_extmap(response["sdp"], mid)
+        mid_id, rid_id = ids.get(URI_MID), ids.get(URI_RID)
+        if mid_id is None or rid_id is None:
+            raise RuntimeError(f"publish answer lacks the MID or RID header extension: {ids}")
+        if "a=simulcast:recv" not in response["sdp"]:
+            raise RuntimeError("publish answer did not accept simulcast")
+        for layer in self.layers:
+            elements = (bytes([(mid_id << 4) | (len(mid) - 1)]) + mid.encode()
+                        + bytes([(rid_id << 4) | (len(layer.rid) - 1)]) + layer.rid.encode())
+            elements += bytes(-len(elements) % 4)
+            layer.ext_block = struct.pack("!HH", 0xBEDE, len(elements) // 4) + elements
+            layer.with_ext = bytearray(12) + layer.ext_block + layer.plain[12:]
+            layer.ext_packets_left = self.EXT_PACKETS
+        await wait_until(lambda: self.transport.connected, 20, "publisher transport connected")
+        loop = asyncio.get_running_loop()
+        self._t0 = self._next = loop.time()
+        self._pace()
+        self._sr_task = asyncio.ensure_future(self._sender_reports())
+
+    def _pace(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self.max_lag = max(self.max_lag, now - self._next)
+        elapsed = now - self._t0
+        if int(elapsed * self.rate) - self._scheduled > self.rate * 0.2:  # stalled > 200 ms
+            self.catchup_resets += 1
+            self._t0 = now - self._scheduled / self.rate
+            elapsed = now - self._t0
+            for layer in self.layers:
+                layer.scheduled = int(elapsed * layer.rate)
+        # interleave the layers as an encoder would: one packet of each in turn
+        dues = []
+        for layer in self.layers:
+            due = int(elapsed * layer.rate) - layer.scheduled
+            layer.scheduled += due
+            self._scheduled += due
+            dues.append(due)
+        send = self._send_layer
+        while any(dues):
+            for i, layer in enumerate(self.layers):
+                if dues[i]:
+                    dues[i] -= 1
+                    send(layer)
+        self._next += self.tick
+        if self._next < now:
+            self._next = now + self.tick
+        self._timer = loop.call_at(self._next, self._pace)
+
+    def _send_layer(self, layer: _Layer) -> None:
+        if layer.ext_packets_left:
+            layer.ext_packets_left -= 1
+            buf, base, first = layer.with_ext, 12 + len(layer.ext_block), 0x90
+        else:
+            buf, base, first = layer.plain, 12, 0x80
+        index = layer.index
+        last = index == layer.packets_per_frame - 1
+        if index == 0:
+            key = layer.key_pending or layer.frame % layer.frames_per_key == 0
+            if key:
+                layer.key_pending = False
+                layer.keyframes += 1
+                layer.tid_index = 0
+            layer.tid = TID_PATTERN[layer.tid_index % len(TID_PATTERN)]
+            layer.tid_index += 1
+            layer.picture_id = (layer.picture_id + 1) & 0x7FFF
+            if layer.tid == 0:
+                layer.tl0 = (layer.tl0 + 1) & 0xFF
+            start = 0x10
+            header = layer.key_header if key else DELTA_HEADER
+        else:
+            start = 0x00
+            header = FILLER_HEADER
+        pid = layer.picture_id
+        # descriptor: X|S, then I L T, 15-bit picture ID, TL0PICIDX, TID (Y=1 on TID 0 frames)
+        buf[base:base + 6] = bytes((0x80 | start, 0xE0, 0x80 | (pid >> 8), pid & 0xFF, layer.tl0,
+                                    (layer.tid << 6) | (0x20 if layer.tid == 0 else 0)))
+        if index <= 1:
+            buf[base + 6:base + 16] = header
+        ts = (layer.ts0 + int(layer.frame * layer.ts_per_frame)) & 0xFFFFFFFF
+        RTP_HEADER.pack_into(buf, 0, first, (0x80 if last else 0) | self.payload_type,
+                             layer.seq, ts, layer.ssrc)
+        U64.pack_into(buf, base + TIME_OFFSET_EXT, time.monotonic_ns())
+        if self.transport.send_rtp(bytes(buf)):
+            self.sent += 1
+            self.bytes_sent += len(buf)
+            layer.sent += 1
+            layer.bytes_sent += len(buf)
+        layer.seq = (layer.seq + 1) & 0xFFFF
+        if last:
+            layer.index = 0
+            layer.frame += 1
+        else:
+            layer.index = index + 1
+
+    async def _sender_reports(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.time()
+            ntp = (int(now + NTP_EPOCH) << 32) | int((now % 1) * (1 << 32))
+            elapsed = asyncio.get_running_loop().time() - self._t0
+            packet = b""
+            for layer in self.layers:
+                rtp_ts = (layer.ts0 + int(elapsed * 90000)) & 0xFFFFFFFF
+                body = struct.pack("!IQIII", layer.ssrc, ntp, rtp_ts, layer.sent & 0xFFFFFFFF,
+                                   (layer.bytes_sent - 12 * layer.sent) & 0xFFFFFFFF)
+                packet += struct.pack("!BBH", 0x80, RTCP_SR, len(body) // 4) + body
+            self.transport.send_rtcp(packet)
+
+    def _on_rtcp(self, packet: bytes) -> None:
+        for pt, fmt, body in split_rtcp(packet):
+            self.rtcp_in += 1
+            if pt == RTCP_PSFB and fmt in (1, 4):  # PLI, FIR: a key frame of the layer asked
+                if fmt == 1:
+                    self.plis += 1
+                    media = int.from_bytes(body[8:12], "big") if len(body) >= 12 else 0
+                else:
+                    self.firs += 1
+                    media = int.from_bytes(body[12:16], "big") if len(body) >= 16 else 0
+                layer = self.by_ssrc.get(media)
+                if layer is None:
+                    self.unknown_plis += 1
+                    for layer in self.layers:
+                        layer.key_pending = True
+                else:
+                    layer.plis += 1
+                    layer.key_pending = True
+            elif pt == RTCP_RTPFB and fmt == 1:
+                self.nacks += 1
+
+    def stats(self) -> dict:
+        stats = super().stats()
+        stats["keyframes"] = sum(layer.keyframes for layer in self.layers)
+        stats["layers"] = {layer.rid: {"sent": layer.sent, "plis": layer.plis,
+                                       "keyframes": layer.keyframes} for layer in self.layers}
+        stats["unknown_plis"] = self.unknown_plis
+        return stats
+
+
+def simulcast_offer(sdp: str, mid: str, rids: list[str]) -> str:
+    """A browser-style simulcast offer: in the m-section of ``mid``, the RID
+    header extensions, ``a=rid:<rid> send`` and ``a=simulcast:send``, and no
+    ``a=ssrc``/``a=ssrc-group`` lines (the SSRCs are learnt from the packets)."""
+    sections: list[list[str]] = [[]]
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            sections.append([])
+        if line:
+            sections[-1].append(line)
+    for lines in sections[1:]:
+        if f"a=mid:{mid}" not in lines:
+            continue
+        lines[:] = [l for l in lines if not l.startswith(("a=ssrc:", "a=ssrc-group:"))]
+        used = {int(l[9:].split()[0].split("/")[0]) for l in lines if l.startswith("a=extmap:")}
+        at = next(i for i, l in enumerate(lines) if l.startswith("a=mid:"))
+        for uri in (URI_RID, URI_REPAIRED_RID):
+            if not any(l.endswith(" " + uri) for l in lines):
+                free = next(i for i in range(1, 15) if i not in used)
+                used.add(free)
+                lines.insert(at, f"a=extmap:{free} {uri}")
+                at += 1
+        at = next(i for i, l in enumerate(lines) if l.startswith("a=mid:")) + 1
+        lines[at:at] = [f"a=rid:{rid} send" for rid in rids] + ["a=simulcast:send " + ";".join(rids)]
+    return "\r\n".join(line for lines in sections for line in lines) + "\r\n"
+
+
+def answer_extmap(sdp: str, mid: str) -> dict[str, int]:
+    """uri -> id of the header extensions in the m-section of ``mid`` of an SDP."""
+    found: dict[str, int] = {}
+    current = None
+    section: list[str] = []
+    for line in sdp.splitlines() + ["m=end"]:
+        if line.startswith("m="):
+            if current == mid:
+                for l in section:
+                    if l.startswith("a=extmap:"):
+                        ident, uri = l[9:].split()[:2]
+                        found[uri] = int(ident.split("/")[0])
+                return found
+            current, section = None, []
+        elif line.startswith("a=mid:"):
+            current = line[6:].strip()
+        section.append(line)
+    return found
+
+
 class _Stream:
     __slots__ = ("ssrc", "base", "max_seq", "cycles", "received", "older",
                  "prior_expected", "prior_received", "last_sr", "last_sr_at")
@@ -422,7 +697,8 @@ class SubscriberPeer:
         self.packets += 1
         self.bytes += size
         if size >= offset + MIN_PAYLOAD:
-            self.latencies.append((now - U64.unpack_from(p, offset + TIME_OFFSET)[0]) // 1000)
+            at = offset + (TIME_OFFSET_EXT if p[offset] & 0x80 else TIME_OFFSET)
+            self.latencies.append((now - U64.unpack_from(p, at)[0]) // 1000)
         if self.join_ms is None:
             self.join_ms = (time.monotonic() - self.started) * 1000
             self.first_media.set()
@@ -509,10 +785,19 @@ async def _stdin_lines() -> asyncio.StreamReader:
 
 async def run_peer(args: argparse.Namespace) -> int:
     ice = IceConfig(addresses=[args.ice_address])
-    if args.role == "publisher":
-        peer: Any = PublisherPeer(args.url, args.room, args.rate, fps=args.fps,
-                                  payload_size=args.payload_size,
-                                  keyframe_interval=args.keyframe_interval, ice=ice, name=args.name)
+    if args.role == "publisher" and args.simulcast:
+        rates = [float(r) for r in args.layer_rates.split(",")]
+        if len(rates) != len(DEFAULT_LAYERS):
+            raise SystemExit(f"--layer-rates needs {len(DEFAULT_LAYERS)} rates")
+        layers = [(rid, rate, w, h) for (rid, _, w, h), rate in zip(DEFAULT_LAYERS, rates)]
+        peer: Any = SimulcastPublisherPeer(args.url, args.room, sum(rates), fps=args.fps,
+                                           payload_size=args.payload_size,
+                                           keyframe_interval=args.keyframe_interval, ice=ice,
+                                           name=args.name, layers=layers)
+    elif args.role == "publisher":
+        peer = PublisherPeer(args.url, args.room, args.rate, fps=args.fps,
+                             payload_size=args.payload_size,
+                             keyframe_interval=args.keyframe_interval, ice=ice, name=args.name)
     else:
         peer = SubscriberPeer(args.url, args.room, ice=ice, name=args.name)
     stdin = await _stdin_lines()
@@ -559,6 +844,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, default=30, help="publisher: frames per second")
     parser.add_argument("--payload-size", type=int, default=1100, help="publisher: RTP payload bytes")
     parser.add_argument("--keyframe-interval", type=float, default=2.0, help="publisher: seconds")
+    parser.add_argument("--simulcast", action="store_true",
+                        help="publisher: three VP8 simulcast layers q, h, f (rid, as Chromium sends)")
+    parser.add_argument("--layer-rates", default=",".join(f"{r:g}" for _, r, _, _ in DEFAULT_LAYERS),
+                        help="publisher with --simulcast: packets/s of q,h,f (default 150,300,550)")
     parser.add_argument("--ice-address", default="127.0.0.1")
     parser.add_argument("--setup-timeout", type=float, default=60)
     parser.add_argument("--max-seconds", type=float, default=900, help="hard lifetime of the peer")
