@@ -245,6 +245,46 @@ async def send_data(request: web.Request, body: SendData) -> web.Response:
     return _json(DataSent(recipients=count))
 
 
+# --- recording (issue 8) --------------------------------------------------------
+
+
+class StartRecording(BaseModel):
+    #: Only these tracks; absent: every track published in the room now.
+    track_ids: Optional[list[str]] = None
+
+
+class RecordingInfo(BaseModel):
+    id: str
+    room: str
+    path: str
+    track_ids: list[str]
+
+
+class RecordingList(BaseModel):
+    recordings: list[RecordingInfo]
+
+
+async def start_recording(request: web.Request, body: StartRecording) -> web.Response:
+    room = _room(request)
+    tracks = room.tracks()
+    if body.track_ids is not None:
+        tracks = [t for t in tracks if t.id in body.track_ids]
+        if len(tracks) != len(set(body.track_ids)):
+            raise ApiError(404, "track_not_found", "some of track_ids are not published in this room")
+    if not tracks:
+        raise ApiError(409, "nothing_to_record", "no track is published in this room")
+    recording = room.recordings.start(tracks)
+    return _json(RecordingInfo(**recording.info()), 201)
+
+
+async def stop_recording(request: web.Request, body: None) -> web.Response:
+    """Stop every recording of the room; answers once the files are complete."""
+    stopped = await _room(request).recordings.stop()
+    if not stopped:
+        raise ApiError(404, "not_recording", "the room is not being recorded")
+    return _json(RecordingList(recordings=[RecordingInfo(**r.info()) for r in stopped]))
+
+
 ROOM = "/api/rooms/{room}"
 PARTICIPANT = ROOM + "/participants/{identity}"
 ROUTES = [
@@ -267,6 +307,12 @@ ROUTES = [
           "Mute or unmute a published track", MuteTrack, TrackInfo, errors=(400, 404)),
     Route("POST", ROOM + "/data", send_data, "roomAdmin", "Send a data event to the room",
           SendData, DataSent, errors=(400, 404)),
+    Route("POST", ROOM + "/recording", start_recording, "roomAdmin",
+          "Start recording the room's tracks (or some of them) into one file",
+          StartRecording, RecordingInfo, 201, (400, 404, 409)),
+    Route("DELETE", ROOM + "/recording", stop_recording, "roomAdmin",
+          "Stop the room's recordings; answers when the files are complete",
+          response=RecordingList, errors=(404,)),
 ]
 
 

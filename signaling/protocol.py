@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 PROTOCOL_VERSION = 1
 
@@ -74,6 +74,8 @@ class ParticipantInfo(BaseModel):
     identity: str = ""
     metadata: str = ""
     tracks: list[TrackInfo] = []
+    #: Raise hand (issue 8): set with ``raise_hand``.
+    hand_raised: bool = False
 
 
 class PublishTrack(_Message):
@@ -197,6 +199,120 @@ class SendData(_Message):
     destination_identities: list[str] = []
 
 
+# --- meeting features: chat, reactions, raise hand (issue 8) -------------------
+#
+# All three need the canPublishData grant.  The server keeps the last
+# CHAT_HISTORY chat messages of each room in memory; join_response carries them.
+
+CHAT_MAX_CHARS = 2000
+REACTION_MAX_CHARS = 32
+CHAT_HISTORY = 100
+
+
+class Chat(_Message):
+    """Post a chat message to the room: everyone (you too) gets ``chat_message``."""
+
+    type: Literal["chat"]
+    id: RequestId
+    text: str = Field(min_length=1, max_length=CHAT_MAX_CHARS)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("a chat message cannot be blank")
+        return text
+
+
+class Reaction(_Message):
+    """A short-lived reaction (an emoji): everyone (you too) gets ``reaction``."""
+
+    type: Literal["reaction"]
+    id: RequestId
+    emoji: str = Field(min_length=1, max_length=REACTION_MAX_CHARS)
+
+    @field_validator("emoji")
+    @classmethod
+    def _not_blank(cls, emoji: str) -> str:
+        if not emoji.strip():
+            raise ValueError("a reaction cannot be blank")
+        return emoji
+
+
+class RaiseHand(_Message):
+    """Raise or lower your hand: everyone (you too) gets ``hand_raised``."""
+
+    type: Literal["raise_hand"]
+    id: RequestId
+    raised: bool
+
+
+class ChatMessageInfo(BaseModel):
+    """One chat message, as in ``chat_message`` and ``join_response.chat_history``."""
+
+    #: Server-assigned message id ("CM_..."), not a request id.
+    id: str
+    participant_id: str
+    name: str
+    text: str
+    #: When the server received it: Unix time in milliseconds.
+    ts: int
+
+
+# ------------------------------------------------------------------------------
+
+
+# --- recording (issue 8) ----------------------------------------------------
+
+
+class StartRecording(_Message):
+    """Record the room's tracks (or only ``track_ids``) into one file; roomAdmin."""
+
+    type: Literal["start_recording"]
+    id: RequestId
+    track_ids: Optional[list[str]] = None
+
+
+class StopRecording(_Message):
+    """Stop one recording (all of the room's when ``recording_id`` is absent); roomAdmin."""
+
+    type: Literal["stop_recording"]
+    id: RequestId
+    recording_id: Optional[str] = None
+
+
+class RecordingInfo(BaseModel):
+    recording_id: str
+    path: str
+    track_ids: list[str]
+
+
+class RecordingResponse(_Message):
+    type: Literal["recording_response"] = "recording_response"
+    id: RequestId
+    recording: RecordingInfo
+
+
+class RecordingStarted(_Message):
+    """Someone started recording the room (sent to everyone in it)."""
+
+    type: Literal["recording_started"] = "recording_started"
+    room: str
+    recording_id: str
+    path: Optional[str] = None
+    track_ids: list[str] = []
+
+
+class RecordingStopped(_Message):
+    """A recording of the room ended; its file is complete."""
+
+    type: Literal["recording_stopped"] = "recording_stopped"
+    room: str
+    recording_id: str
+    path: Optional[str] = None
+    track_ids: list[str] = []
+
+
 Request = Annotated[
     Union[
         Join,
@@ -211,6 +327,11 @@ Request = Annotated[
         Leave,
         Ping,
         SendData,
+        Chat,
+        Reaction,
+        RaiseHand,
+        StartRecording,
+        StopRecording,
     ],
     Field(discriminator="type"),
 ]
@@ -227,6 +348,8 @@ class JoinResponse(_Message):
     room: str
     participant: ParticipantInfo
     participants: list[ParticipantInfo]
+    #: The room's last chat messages, oldest first (issue 8).
+    chat_history: list[ChatMessageInfo] = []
 
 
 class PublishResponse(_Message):
@@ -350,6 +473,36 @@ class DataEvent(_Message):
     participant_id: Optional[str] = None
 
 
+# --- meeting events: chat, reactions, raise hand (issue 8) ------------------------
+
+
+class ChatMessageEvent(ChatMessageInfo):
+    """A chat message posted to the room (the sender gets it too)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["chat_message"] = "chat_message"
+
+
+class ReactionEvent(_Message):
+    """Someone reacted (the sender gets it too); nothing is kept."""
+
+    type: Literal["reaction"] = "reaction"
+    participant_id: str
+    emoji: str
+    ts: int
+
+
+class HandRaised(_Message):
+    """Someone raised or lowered their hand (the sender gets it too)."""
+
+    type: Literal["hand_raised"] = "hand_raised"
+    participant_id: str
+    raised: bool
+
+
+# ------------------------------------------------------------------------------
+
+
 ServerMessage = Annotated[
     Union[
         JoinResponse,
@@ -366,6 +519,12 @@ ServerMessage = Annotated[
         LayerChanged,
         SubscribedQualityUpdate,
         LeaveEvent,
+        ChatMessageEvent,
+        ReactionEvent,
+        HandRaised,
+        RecordingResponse,
+        RecordingStarted,
+        RecordingStopped,
     ],
     Field(discriminator="type"),
 ]

@@ -45,6 +45,13 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "room_updated": p.RoomUpdated,
     "participant_updated": p.ParticipantUpdated,
     "data": p.DataEvent,
+    # recording (issue 8)
+    "recording_started": p.RecordingStarted,
+    "recording_stopped": p.RecordingStopped,
+    # meeting events (issue 8)
+    "chat_message": p.ChatMessageEvent,
+    "reaction": p.ReactionEvent,
+    "hand_raised": p.HandRaised,
 }
 
 
@@ -181,6 +188,7 @@ class Session:
             room=room.name,
             participant=self.participant.info(),
             participants=room.roster(exclude=self.participant.id),
+            chat_history=list(room.chat_history),
         )
 
     async def _on_publish(self, request: p.Publish) -> p.PublishResponse:
@@ -265,11 +273,69 @@ class Session:
         return p.Pong(id=request.id)
 
     async def _on_send_data(self, request: p.SendData) -> p.Ok:
-        participant = self._require_participant()
-        if not self.claims.video.can_publish_data:
-            raise SignalingError(p.ErrorCode.PERMISSION_DENIED, "the token does not allow sending data (canPublishData)")
+        participant = self._require_data_sender("sending data")
         participant.room.send_data(request.payload, request.topic, request.destination_identities, sender=participant)
         return p.Ok(id=request.id)
+
+    def _require_data_sender(self, what: str) -> Participant:
+        """The participant, if its token has the canPublishData grant."""
+        participant = self._require_participant()
+        if not self.claims.video.can_publish_data:
+            raise SignalingError(p.ErrorCode.PERMISSION_DENIED, f"the token does not allow {what} (canPublishData)")
+        return participant
+
+    # --- meeting features: chat, reactions, raise hand (issue 8) ----------------
+
+    async def _on_chat(self, request: p.Chat) -> p.Ok:
+        participant = self._require_data_sender("chat")
+        participant.room.chat(participant, request.text)
+        return p.Ok(id=request.id)
+
+    async def _on_reaction(self, request: p.Reaction) -> p.Ok:
+        participant = self._require_data_sender("reactions")
+        self._refuse_hidden(participant, "react")
+        participant.room.react(participant, request.emoji)
+        return p.Ok(id=request.id)
+
+    async def _on_raise_hand(self, request: p.RaiseHand) -> p.Ok:
+        participant = self._require_data_sender("raising a hand")
+        self._refuse_hidden(participant, "raise a hand")
+        participant.room.raise_hand(participant, request.raised)
+        return p.Ok(id=request.id)
+
+    @staticmethod
+    def _refuse_hidden(participant: Participant, what: str) -> None:
+        # a hidden participant has no tile: a reaction or hand would reveal it
+        if participant.hidden:
+            raise SignalingError(p.ErrorCode.PERMISSION_DENIED, f"hidden participants cannot {what}")
+
+    # --- recording (issue 8) ----------------------------------------------------
+
+    async def _on_start_recording(self, request: p.StartRecording) -> p.RecordingResponse:
+        room = self._require_recording_admin()
+        tracks = room.tracks()
+        if request.track_ids is not None:
+            tracks = [room.find_track(track_id) for track_id in request.track_ids]
+            missing = [i for i, t in zip(request.track_ids, tracks) if t is None]
+            if missing:
+                raise _unknown_track(missing[0])
+        if not tracks:
+            raise SignalingError(p.ErrorCode.NOT_ALLOWED, "nothing to record: no track is published")
+        recording = room.recordings.start(tracks)
+        return p.RecordingResponse(id=request.id, recording=p.RecordingInfo(
+            recording_id=recording.id, path=str(recording.path), track_ids=recording.track_ids))
+
+    async def _on_stop_recording(self, request: p.StopRecording) -> p.Ok:
+        room = self._require_recording_admin()
+        if not await room.recordings.stop(request.recording_id):
+            raise SignalingError(p.ErrorCode.NOT_ALLOWED, "no such recording in progress")
+        return p.Ok(id=request.id)
+
+    def _require_recording_admin(self):
+        participant = self._require_participant()
+        if not self.config.open and not self.claims.video.room_admin:
+            raise SignalingError(p.ErrorCode.PERMISSION_DENIED, "recording needs the roomAdmin grant")
+        return participant.room
 
     # --- access control and limits --------------------------------------------
 

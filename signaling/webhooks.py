@@ -35,6 +35,7 @@ KEY_HEADER = "X-Pysfu-Key"
 EVENTS = (
     "room_started", "room_finished", "participant_joined", "participant_left",
     "track_published", "track_unpublished",
+    "recording_finished",
 )
 
 

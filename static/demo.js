@@ -13,6 +13,10 @@ const QUALITY_LETTERS = { low: "q", medium: "h", high: "f" };
  *  and for remote tiles: quality ("auto"|"low"|"medium"|"high"), qualitySelect, layerBadge} */
 const tiles = new Map();
 
+/** Screen shares shown on the stage, by published track id (ours: by local track id):
+ *  {el, video, label, participantId, local} */
+const shares = new Map();
+
 /** Hooks for automated tests. */
 const demo = {
   client: null,
@@ -25,6 +29,14 @@ const demo = {
   join,
   leave,
   setQuality,
+  // meeting features (issue 8)
+  shares,
+  screen: null, // our share: {stream, trackIds}
+  shareScreen,
+  stopScreenShare,
+  sendChat,
+  sendReaction,
+  raiseHand,
 };
 window.pysfuDemo = demo;
 
@@ -90,13 +102,17 @@ function createTile(participantId, name, local) {
     video: createVideo(),
     placeholder: el("div", "tile-placeholder"),
     nameEl: el("span", "tile-name"),
-    indicators: { audio: createIndicator("audio", "mic muted"), video: createIndicator("video", "camera off") },
+    indicators: {
+      audio: createIndicator("audio", "mic muted"),
+      video: createIndicator("video", "camera off"),
+      hand: createIndicator("hand", "✋ hand raised"),
+    },
     tracks: new Map(),
     local,
   };
   tile.el.dataset.participantId = participantId;
   const footer = el("div", "tile-footer");
-  footer.append(tile.nameEl, tile.indicators.audio, tile.indicators.video);
+  footer.append(tile.nameEl, tile.indicators.hand, tile.indicators.audio, tile.indicators.video);
   tile.el.append(tile.video, tile.placeholder, footer);
   if (!local) addQualityControls(tile, participantId);
   setTileName(tile, name);
@@ -265,6 +281,9 @@ function refreshIndicators(participantId) {
     tile.indicators[kind].hidden = !muted;
     tile.el.dataset[`${kind}Muted`] = String(muted);
   }
+  const raised = Boolean(info && info.handRaised);
+  tile.indicators.hand.hidden = !raised;
+  tile.el.dataset.handRaised = String(raised);
 }
 
 // --- remote tracks -----------------------------------------------------------
@@ -281,6 +300,11 @@ function createAudio(track, trackId) {
 
 function onRemoteTrack({ track, trackInfo, participantId, trackId, kind }) {
   const info = participantInfo(participantId);
+  const source = (demo.client.findTrack(trackId, participantId) || trackInfo).source;
+  if (kind === "video" && source === "screen_share") {
+    addShare(trackId, participantId, info ? info.name : "", track, false);
+    return;
+  }
   const tile = ensureTile(participantId, info ? info.name : "");
   const entry = { track, trackId, kind, source: trackInfo.source, audioEl: null };
   if (kind === "audio") {
@@ -292,6 +316,10 @@ function onRemoteTrack({ track, trackInfo, participantId, trackId, kind }) {
 }
 
 function onRemoteTrackRemoved({ participantId, trackId }) {
+  if (shares.has(trackId)) {
+    removeShare(trackId);
+    return;
+  }
   const tile = tiles.get(participantId);
   const entry = tile && tile.tracks.get(trackId);
   if (!entry) return;
@@ -303,6 +331,206 @@ function onRemoteTrackRemoved({ participantId, trackId }) {
   refreshVideo(tile);
 }
 
+// --- screen share (issue 8) ------------------------------------------------------
+
+/** Show a screen share large on the stage (remote: through the client, for adaptive stream). */
+function addShare(trackId, participantId, name, track, local) {
+  removeShare(trackId);
+  const share = { el: el("div", local ? "share local" : "share"), video: createVideo(), label: el("span", "share-label"), participantId, local };
+  share.el.dataset.participantId = participantId;
+  share.el.dataset.trackId = trackId;
+  share.label.textContent = local ? "Your screen" : `${name || "Guest"}'s screen`;
+  share.el.append(share.video, share.label);
+  shares.set(trackId, share);
+  $("stage").append(share.el);
+  $("stage").hidden = false;
+  if (local) {
+    share.video.srcObject = new MediaStream([track]);
+    share.video.play().catch(() => {});
+  } else {
+    try {
+      demo.client.attachVideo(trackId, share.video);
+    } catch (err) {
+      console.warn("attachVideo failed", trackId, err.code || err.message);
+    }
+  }
+}
+
+function removeShare(trackId) {
+  const share = shares.get(trackId);
+  if (!share) return;
+  if (!share.local && demo.client) demo.client.detachVideo(trackId, share.video);
+  share.video.srcObject = null;
+  share.el.remove();
+  shares.delete(trackId);
+  $("stage").hidden = shares.size === 0;
+}
+
+function clearShares() {
+  [...shares.keys()].forEach(removeShare);
+}
+
+/**
+ * Share a screen: `stream` (e.g. a canvas captureStream, for tests) or, by
+ * default, what the user picks in getDisplayMedia.  Shown on our stage too.
+ * @param {MediaStream} [stream]
+ * @returns {Promise<Object[]>} the published TrackInfos
+ */
+async function shareScreen(stream) {
+  const client = demo.client;
+  if (!client || client.state !== "joined") throw Object.assign(new Error("join a room first"), { code: "not_joined" });
+  if (demo.screen) await stopScreenShare();
+  stream = stream || (await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 15 }, audio: false }));
+  const [track] = stream.getVideoTracks();
+  if (!track) throw Object.assign(new Error("no video to share"), { code: "no_video" });
+  const screen = { stream, trackIds: [] };
+  demo.screen = screen;
+  updateShareButton();
+  let infos;
+  try {
+    infos = (await client.publishScreen(track)).filter(Boolean);
+    screen.trackIds = infos.map((i) => i.id);
+  } catch (err) {
+    stream.getTracks().forEach((t) => t.stop());
+    if (demo.screen === screen) demo.screen = null;
+    updateShareButton();
+    throw err;
+  }
+  if (demo.screen !== screen) { // stopped while publishing
+    await Promise.all(screen.trackIds.map((id) => client.unpublish(id).catch(() => {})));
+    return [];
+  }
+  addShare(track.id, client.participantId, "", track, true);
+  track.addEventListener("ended", () => stopScreenShare()); // "Stop sharing" in the browser's bar
+  return infos;
+}
+
+/** Stop sharing: unpublishes the track (its transceiver stops) and stops the capture. */
+async function stopScreenShare() {
+  const screen = demo.screen;
+  if (!screen) return;
+  demo.screen = null;
+  updateShareButton();
+  screen.stream.getTracks().forEach((t) => {
+    removeShare(t.id);
+    t.stop();
+  });
+  const client = demo.client;
+  if (!client || client.state !== "joined") return;
+  await Promise.all(screen.trackIds.map((id) => client.unpublish(id).catch((err) => console.warn("unpublish failed", err))));
+}
+
+function updateShareButton() {
+  const button = $("share-btn");
+  const sharing = Boolean(demo.screen);
+  button.textContent = sharing ? "Stop sharing" : "Share screen";
+  button.setAttribute("aria-pressed", String(sharing));
+  button.disabled = !navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia;
+}
+
+function toggleScreenShare() {
+  const action = demo.screen ? stopScreenShare() : shareScreen();
+  action.catch((err) => {
+    console.warn("screen share failed", err);
+    if (err.name !== "NotAllowedError") $("status").textContent = `Screen share failed: ${err.code || err.message}`;
+  });
+}
+
+// --- chat, reactions, raise hand (issue 8) -----------------------------------------
+// Chat text is untrusted: it only ever goes into the page through textContent.
+
+function renderChatMessage({ id, participant_id, name, text, ts }) {
+  const item = el("li", "chat-message");
+  item.dataset.messageId = id;
+  item.dataset.participantId = participant_id;
+  const mine = demo.client && participant_id === demo.client.participantId;
+  const header = el("div", "chat-header");
+  header.append(el("span", "chat-name", mine ? `${name || "You"} (you)` : name || "Guest"));
+  const time = el("time", "chat-time", new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+  time.dateTime = new Date(ts).toISOString();
+  header.append(time);
+  item.append(header, el("div", "chat-text", text));
+  const list = $("chat-messages");
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  list.append(item);
+  while (list.children.length > 100) list.firstElementChild.remove();
+  if (atBottom || mine) list.scrollTop = list.scrollHeight;
+}
+
+function showChatError(err) {
+  const node = $("chat-error");
+  node.textContent = err ? `Not sent: ${err.code || err.message}` : "";
+  node.hidden = !err;
+}
+
+/** Post a chat message. @param {string} text @returns {Promise<Object>} */
+async function sendChat(text) {
+  try {
+    const res = await demo.client.sendChat(text);
+    showChatError(null);
+    return res;
+  } catch (err) {
+    showChatError(err);
+    throw err;
+  }
+}
+
+/** Send a reaction (emoji). @param {string} emoji @returns {Promise<Object>} */
+function sendReaction(emoji) {
+  return demo.client.sendReaction(emoji);
+}
+
+/** Raise (true) or lower (false) our hand; toggles when omitted. @returns {Promise<Object>} */
+function raiseHand(raised) {
+  const me = demo.client && demo.client.localParticipant;
+  const wanted = raised === undefined ? !(me && me.handRaised) : Boolean(raised);
+  return demo.client.raiseHand(wanted);
+}
+
+/** A reaction floats up over the sender's tile for a few seconds. */
+function floatReaction({ participant_id, emoji }) {
+  const tile = tiles.get(participant_id);
+  if (!tile) return;
+  const node = el("span", "reaction-float", emoji);
+  node.dataset.emoji = emoji;
+  tile.el.append(node);
+  setTimeout(() => node.remove(), 3000);
+}
+
+function onHandRaised({ participant_id }) {
+  refreshIndicators(participant_id);
+  if (demo.client && participant_id === demo.client.participantId) updateHandButton();
+}
+
+function updateHandButton() {
+  const me = demo.client && demo.client.localParticipant;
+  const raised = Boolean(me && me.handRaised);
+  $("hand-btn").textContent = raised ? "Lower hand" : "Raise hand";
+  $("hand-btn").setAttribute("aria-pressed", String(raised));
+}
+
+function clearChat() {
+  $("chat-messages").replaceChildren();
+  showChatError(null);
+}
+
+function wireMeeting() {
+  $("share-btn").addEventListener("click", toggleScreenShare);
+  $("hand-btn").addEventListener("click", () => raiseHand().catch((err) => console.warn("raise hand failed", err)));
+  for (const button of $("reactions").querySelectorAll("button[data-emoji]")) {
+    button.addEventListener("click", () => sendReaction(button.dataset.emoji).catch((err) => console.warn("reaction failed", err)));
+  }
+  $("chat-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const input = $("chat-input");
+    const text = input.value;
+    if (!text.trim()) return;
+    sendChat(text).then(() => {
+      if (input.value === text) input.value = "";
+    }, () => {});
+  });
+}
+
 // --- client wiring -----------------------------------------------------------
 
 function wireClient(client) {
@@ -311,6 +539,9 @@ function wireClient(client) {
   client.on("track", onRemoteTrack);
   client.on("trackremoved", onRemoteTrackRemoved);
   client.on("layer_changed", onLayerChanged);
+  client.on("chat_message", renderChatMessage);
+  client.on("reaction", floatReaction);
+  client.on("hand_raised", onHandRaised);
   for (const type of ["track_published", "track_unpublished", "track_muted"]) {
     client.on(type, ({ track, participant_id }) => refreshIndicators(participant_id || track.participant_id));
   }
@@ -437,6 +668,10 @@ function showJoinedRoom(res, name) {
   for (const p of res.participants) {
     if (p.id !== res.participant.id) ensureTile(p.id, p.name);
   }
+  clearChat();
+  demo.client.chat.forEach(renderChatMessage);
+  updateHandButton();
+  updateShareButton();
 }
 
 /**
@@ -491,6 +726,9 @@ function endCall(state, text, code) {
   const client = demo.client;
   demo.isJoined = false;
   clearTiles();
+  clearShares();
+  if (demo.screen) demo.screen.stream.getTracks().forEach((t) => t.stop());
+  demo.screen = null;
   stopLocalMedia();
   showCall(false);
   updateButtons();
@@ -528,6 +766,7 @@ function init() {
   $("mic-btn").addEventListener("click", () => toggleMute("audio"));
   $("cam-btn").addEventListener("click", () => toggleMute("video"));
   $("leave-btn").addEventListener("click", () => leave());
+  wireMeeting();
   newClient();
   resetJoinedPromise();
   setInterval(refreshBadges, 1000);

@@ -37,6 +37,16 @@ export const SIMULCAST_LAYERS = Object.freeze([
   Object.freeze({ rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 }),
 ]);
 
+/**
+ * Screen share (issue 8): one layer, sharp rather than smooth - full
+ * resolution, at most 15 fps, a generous bitrate; the browser is told to keep
+ * the resolution and drop frames when short of bandwidth or CPU.
+ */
+export const SCREEN_SHARE_ENCODING = Object.freeze({ maxBitrate: 2_500_000, maxFramerate: 15 });
+
+/** Chat messages the client keeps (the server keeps as many per room). */
+export const CHAT_HISTORY = 100;
+
 /** Subscriber-side qualities, lowest first ("auto" = adaptive / no explicit quality). */
 export const QUALITIES = Object.freeze(["low", "medium", "high"]);
 
@@ -55,6 +65,16 @@ export const QUALITIES = Object.freeze(["low", "medium", "high"]);
  * @property {string} id
  * @property {string} name
  * @property {Map<string, TrackInfo>} tracks   published tracks by track id
+ * @property {boolean} handRaised
+ */
+
+/**
+ * @typedef {Object} ChatMessage
+ * @property {string} id              server-assigned message id
+ * @property {string} participant_id  sender
+ * @property {string} name            sender's name when it was sent
+ * @property {string} text            plain text: show it with textContent, never as HTML
+ * @property {number} ts              Unix time in ms (server clock)
  */
 
 /**
@@ -142,12 +162,12 @@ class CandidateGate {
 /** Participant from a ParticipantInfo message object. */
 function toParticipant(info) {
   const tracks = new Map((info.tracks || []).map((t) => [t.id, { ...t }]));
-  return { id: info.id, name: info.name || "", tracks };
+  return { id: info.id, name: info.name || "", tracks, handRaised: Boolean(info.hand_raised) };
 }
 
 /** Plain (JSON-friendly) copy of a Participant. */
 function plainParticipant(p) {
-  return { id: p.id, name: p.name, tracks: [...p.tracks.values()].map((t) => ({ ...t })) };
+  return { id: p.id, name: p.name, handRaised: p.handRaised, tracks: [...p.tracks.values()].map((t) => ({ ...t })) };
 }
 
 /**
@@ -167,6 +187,9 @@ function plainParticipant(p) {
  *  - `data`               {payload, topic, participant_id?}
  *  - `room_updated`       {room}                    metadata changed (admin API)
  *  - `participant_updated` {participant}            name/metadata changed (admin API)
+ *  - `chat_message`       {id, participant_id, name, text, ts}  (ours too; also kept in `chat`)
+ *  - `reaction`           {participant_id, emoji, ts}  (ours too)
+ *  - `hand_raised`        {participant_id, raised}     (ours too; also in `Participant.handRaised`)
  * Client events:
  *  - `track`        {track, trackInfo, participantId, trackId, mid, kind, streams}
  *  - `trackremoved` {track, trackInfo, participantId, trackId, mid, kind}
@@ -242,6 +265,8 @@ export class PysfuClient extends EventTarget {
     /** @type {Map<string, number>} debounce timers by track id */
     this._settingsTimers = new Map();
     this._dynacastQueue = new SerialQueue();
+    /** @type {ChatMessage[]} the room's chat, oldest first (history from join, then new messages) */
+    this.chat = [];
   }
 
   // --- events ---------------------------------------------------------------
@@ -367,12 +392,16 @@ export class PysfuClient extends EventTarget {
       room_updated: () => {},
       participant_updated: () => {},
       error: () => {},
+      // meeting events (issue 8)
+      chat_message: () => this._onChatMessage(msg),
+      reaction: () => {},
+      hand_raised: () => this._onHandRaised(msg),
     }[msg.type];
     if (!handler) return;
     handler();
     const { type, ...detail } = msg;
     this._emit(type, detail);
-    if (type.startsWith("participant_") || type.startsWith("track_")) this._emit("roster", {});
+    if (type.startsWith("participant_") || type.startsWith("track_") || type === "hand_raised") this._emit("roster", {});
   }
 
   /** Participant record for an id: ourselves or a roster entry. */
@@ -454,6 +483,7 @@ export class PysfuClient extends EventTarget {
     this.localParticipant = toParticipant(res.participant);
     this.roster.clear();
     res.participants.forEach((p) => this._addParticipant(p));
+    this.chat = (res.chat_history || []).slice(-CHAT_HISTORY).map((m) => ({ ...m }));
     this.state = "joined";
     this._ensureSubscriberPc();
     this._ensurePublisherPc();
@@ -469,6 +499,46 @@ export class PysfuClient extends EventTarget {
    */
   sendData(payload, options = {}) {
     return this.request({ type: "send_data", payload, topic: options.topic || "", destination_identities: options.to || [] });
+  }
+
+  // --- chat, reactions, raise hand (issue 8; each needs canPublishData) -------------
+
+  /**
+   * Post a chat message (1..2000 characters) to the room.  Everyone, us too,
+   * gets `chat_message`; late joiners find the last 100 in `chat`.
+   * @param {string} text
+   * @returns {Promise<Object>} the `ok` response
+   */
+  sendChat(text) {
+    return this.request({ type: "chat", text: String(text) });
+  }
+
+  /**
+   * Send a reaction (a short string, usually one emoji); everyone, us too, gets `reaction`.
+   * @param {string} emoji
+   * @returns {Promise<Object>} the `ok` response
+   */
+  sendReaction(emoji) {
+    return this.request({ type: "reaction", emoji: String(emoji) });
+  }
+
+  /**
+   * Raise or lower our hand; everyone, us too, gets `hand_raised`.
+   * @param {boolean} [raised]
+   * @returns {Promise<Object>} the `ok` response
+   */
+  raiseHand(raised = true) {
+    return this.request({ type: "raise_hand", raised: Boolean(raised) });
+  }
+
+  _onChatMessage({ type, ...message }) {
+    this.chat.push(message);
+    if (this.chat.length > CHAT_HISTORY) this.chat.splice(0, this.chat.length - CHAT_HISTORY);
+  }
+
+  _onHandRaised({ participant_id, raised }) {
+    const who = this._participant(participant_id);
+    if (who) who.handRaised = Boolean(raised);
   }
 
   /**
@@ -551,10 +621,24 @@ export class PysfuClient extends EventTarget {
     return this._publishQueue.run(() => this._negotiatePublish(stream, tracks, options.source, simulcast));
   }
 
+  /**
+   * Share a screen (issue 8): publish the video track(s) of a getDisplayMedia
+   * stream (or any video, e.g. a canvas captureStream) with source
+   * "screen_share": one layer, full resolution, <= 15 fps, 2.5 Mbps, tuned for
+   * text (contentHint "detail").  Same as `publish(stream, {source: "screen_share"})`
+   * minus audio tracks.  Stop with `unpublish(info.id)`.
+   * @param {MediaStream|MediaStreamTrack} media
+   * @returns {Promise<TrackInfo[]>}
+   */
+  publishScreen(media) {
+    const tracks = (media instanceof MediaStream ? media.getTracks() : [media]).filter((t) => t.kind === "video");
+    return this.publish(tracks, { source: "screen_share", simulcast: false });
+  }
+
   async _negotiatePublish(stream, tracks, source, simulcast) {
     const pc = this._ensurePublisherPc();
     const sources = tracks.map((track) => source || defaultSource(track));
-    const transceivers = tracks.map((track, i) => addSendTransceiver(pc, stream, track, simulcast && sources[i] !== "screen_share"));
+    const transceivers = tracks.map((track, i) => addSendTransceiver(pc, stream, track, simulcast, sources[i]));
     try {
       await pc.setLocalDescription(await pc.createOffer());
       const wanted = transceivers.map((tr, i) => ({ mid: tr.mid, source: sources[i], muted: !tracks[i].enabled }));
@@ -562,6 +646,7 @@ export class PysfuClient extends EventTarget {
       this._gates.publisher.open();
       const res = await pending;
       await pc.setRemoteDescription({ type: "answer", sdp: res.sdp });
+      await Promise.all(transceivers.map((tr, i) => (sources[i] === "screen_share" ? preferResolution(tr.sender) : null)));
       return this._recordPublished(res.tracks, wanted, tracks, transceivers);
     } catch (err) {
       await this._rollbackPublish(pc, transceivers);
@@ -948,10 +1033,15 @@ export class PysfuClient extends EventTarget {
   }
 }
 
-/** Add a sendonly transceiver: VP8 preferred for video, simulcast encodings if asked. */
-function addSendTransceiver(pc, stream, track, simulcast) {
+/**
+ * Add a sendonly transceiver: VP8 preferred for video, simulcast encodings if
+ * asked (never for screen share, which gets SCREEN_SHARE_ENCODING instead).
+ */
+function addSendTransceiver(pc, stream, track, simulcast, source) {
   const init = { direction: "sendonly", streams: [stream] };
-  const encodings = track.kind === "video" && simulcast ? simulcastEncodings(track) : null;
+  const screen = track.kind === "video" && source === "screen_share";
+  if (screen && "contentHint" in track && !track.contentHint) track.contentHint = "detail";
+  const encodings = screen ? [{ ...SCREEN_SHARE_ENCODING }] : track.kind === "video" && simulcast ? simulcastEncodings(track) : null;
   if (encodings) init.sendEncodings = encodings;
   const transceiver = pc.addTransceiver(track, init);
   if (track.kind === "video") preferCodec(transceiver, "video/VP8");
@@ -976,6 +1066,18 @@ export function simulcastEncodings(track) {
     ];
   }
   return null;
+}
+
+/** Screen share: keep the resolution, drop frames instead (where the browser supports it). */
+async function preferResolution(sender) {
+  try {
+    const params = sender.getParameters();
+    if (params.degradationPreference === "maintain-resolution") return;
+    params.degradationPreference = "maintain-resolution";
+    await sender.setParameters(params);
+  } catch {
+    // not supported: contentHint "detail" implies the same in Chromium
+  }
 }
 
 /** Put `mimeType` first in the transceiver's codec preferences, where supported. */

@@ -24,6 +24,7 @@ BODIES = {
     "update_participant": {"metadata": "m"},
     "mute_track": {"muted": True},
     "send_data": {"payload": "hi"},
+    "start_recording": {},
 }
 VALUES = {"room": "r", "identity": "alice", "track_id": "TR_x"}
 
