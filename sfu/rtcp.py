@@ -76,14 +76,15 @@ Feedback = Union[SenderReport, ReceiverReport, Nack, Pli, Fir, Remb]
 def parse(data: bytes) -> list[Feedback]:
     """Every understood packet of a compound RTCP packet."""
     items: list[Feedback] = []
-    for pt, fmt, packet in _split(data):
+    for pt, fmt, packet in split(data):
         item = _parse_one(pt, fmt, packet)
         if item is not None:
             items.append(item)
     return items
 
 
-def _split(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+def split(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(packet type, fmt/count, packet) of each packet of a compound RTCP packet."""
     pos = 0
     while pos + 4 <= len(data):
         if data[pos] >> 6 != 2:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 import os
 import socket
 import subprocess
@@ -90,9 +91,9 @@ async def make_server():
         await local.runner.cleanup()
 
 
-@pytest.fixture
-async def clients(server):
-    """Make connected clients; all are closed at the end of the test."""
+@asynccontextmanager
+async def client_factory(server):
+    """A maker of connected clients of ``server``; all closed on exit."""
     made: list[Client] = []
 
     async def make() -> Client:
@@ -101,9 +102,18 @@ async def clients(server):
         made.append(client)
         return client
 
-    yield make
-    for client in made:
-        await client.close()
+    try:
+        yield make
+    finally:
+        for client in made:
+            await client.close()
+
+
+@pytest.fixture
+async def clients(server):
+    """Make connected clients; all are closed at the end of the test."""
+    async with client_factory(server) as make:
+        yield make
 
 
 def wait_for_http(url: str, timeout: float = 15) -> None:

@@ -11,7 +11,7 @@ from signaling.auth import AuthError, VideoGrant, create_token, verify_token
 from signaling.cli import main
 from signaling.client import Client, ClientError
 
-from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK, eventually
+from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK, client_factory, eventually
 from .media import PatternVideoTrack, ToneAudioTrack
 
 ROOM = "secure"
@@ -78,17 +78,8 @@ async def keyed(make_server):
 
 @pytest.fixture
 async def connect(keyed):
-    made: list[Client] = []
-
-    async def make() -> Client:
-        client = keyed.client()
-        await client.connect()
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()
+    async with client_factory(keyed) as make:
+        yield make
 
 
 @pytest.mark.parametrize("make, code", [(m, c) for _, m, c in JOIN_REFUSALS], ids=[i for i, _, _ in JOIN_REFUSALS])
