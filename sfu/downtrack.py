@@ -195,8 +195,11 @@ class DownTrack:
             rewritten = munger.rewrite(seq, ts, now)
             if rewritten is None:
                 return
-            payload = bytearray(payload)
-            vp8.rewrite(payload, descriptor, offset)
+            if vp8.offsets == (0, 0):  # never switched: the IDs are already right
+                vp8.record(packet, descriptor)
+            else:
+                payload = bytearray(payload)
+                vp8.rewrite(payload, descriptor, offset)
         out_seq, out_ts = rewritten
         index = out_seq & (HISTORY - 1)
         self._sent_seq[index] = out_seq

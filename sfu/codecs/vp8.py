@@ -124,6 +124,13 @@ class Vp8Munger:
             self._offsets = (self._pid_offset, self._tl0_offset)
         self._started = True
 
+    def record(self, packet: bytes, descriptor: Descriptor) -> None:
+        """Note the IDs of a packet sent unchanged (while the offsets are zero)."""
+        if descriptor.pid_pos >= 0:
+            self._last_pid = _read_pid(packet, descriptor)
+        if descriptor.tl0_pos >= 0:
+            self._last_tl0 = packet[descriptor.tl0_pos]
+
     @property
     def offsets(self) -> tuple[int, int]:
         """The (picture ID, TL0PICIDX) offsets now in force; cheap to store per packet."""
