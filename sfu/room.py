@@ -13,12 +13,16 @@ from .ids import new_id
 from .participant import EventSink, Participant
 from .published_track import PublishedTrack
 from .recorder import Recordings
+from .speaker import LevelMeter, SpeakerDetector
 
 log = logging.getLogger(__name__)
 
 
 #: Chat messages a room keeps for late joiners (issue 8).
 CHAT_HISTORY = 100
+
+#: Seconds between two speaker detection rounds (issue 4).
+SPEAKER_TICK = 0.25
 
 
 class RoomFull(Exception):
@@ -58,6 +62,11 @@ class Room:
         self.recordings = Recordings(self, config.recording_dir)
         #: Meeting features (issue 8): the last chat messages, oldest first.
         self.chat_history: deque[dict] = deque(maxlen=CHAT_HISTORY)
+        #: Active speaker detection (issue 4): fed every SPEAKER_TICK while
+        #: anyone is in the room.
+        self.speakers = SpeakerDetector()
+        self._level_meter = LevelMeter()
+        self._speaker_task: Optional[asyncio.Task] = None
 
     def join(
         self, name: str, notify: EventSink, auto_subscribe: bool = True,
@@ -74,6 +83,8 @@ class Room:
             self._broadcast("participant_joined", {"participant": participant.info()})
         self.participants[participant.id] = participant
         self._emit("participant_joined", participant=participant.info())
+        if self._speaker_task is None:
+            self._speaker_task = asyncio.ensure_future(self._speaker_loop())
         if auto_subscribe:
             for track in self.tracks():
                 participant.subscribe(track)
@@ -83,6 +94,7 @@ class Room:
         if self.participants.get(participant.id) is not participant:
             return
         del self.participants[participant.id]
+        self.speakers.remove(participant.id)
         for track in list(participant.tracks.values()):
             self.track_unpublished(participant, track, announce=False)
         await participant.close()
@@ -91,6 +103,7 @@ class Room:
             self._broadcast("participant_left", {"participant_id": participant.id, "reason": reason})
         self._emit("participant_left", participant=participant.info(), reason=reason)
         if not self.participants:
+            self._stop_speaker_task()
             await self.recordings.stop()  # files are complete before room_finished
             self._on_empty(self)
 
@@ -216,6 +229,47 @@ class Room:
             return
         sender.hand_raised = raised
         self._broadcast("hand_raised", {"participant_id": sender.id, "raised": raised})
+
+    # --- speaker detection (issue 4) ------------------------------------------
+
+    async def _speaker_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SPEAKER_TICK)
+            try:
+                self.detect_speakers(time.monotonic())
+            except Exception:
+                log.exception("room %s: speaker detection failed", self.name)
+
+    def detect_speakers(self, now: float) -> Optional[list[dict]]:
+        """Feed each participant's audio level of the last tick to the
+        detector; broadcast ``speakers_changed`` when it reports a change
+        (at most twice a second).  Returns what was broadcast, if anything."""
+        meter = self._level_meter
+        for participant in self.participants.values():
+            if participant.hidden:
+                continue
+            level, voice = 127.0, False
+            for track in participant.tracks.values():
+                stream = track.stream if track.kind == "audio" else None
+                if stream is None or stream.audio_level_id is None:
+                    continue
+                track_level, track_voice = meter.read(stream)
+                if track.muted:
+                    continue
+                if track_level < level:  # loudest microphone of the participant
+                    level = track_level
+                voice = voice or track_voice
+            self.speakers.sample(participant.id, level, voice, now)
+        meter.end_tick()
+        speakers = self.speakers.poll(now)
+        if speakers is not None:
+            self._broadcast("speakers_changed", {"speakers": speakers})
+        return speakers
+
+    def _stop_speaker_task(self) -> None:
+        if self._speaker_task is not None:
+            self._speaker_task.cancel()
+            self._speaker_task = None
 
     # ------------------------------------------------------------------------
 

@@ -105,6 +105,38 @@ def extension(data: bytes, ext_id: Optional[int]) -> Optional[bytes]:
     return extensions(data).get(ext_id)
 
 
+def audio_level_byte(data: bytes, ext_id: int) -> int:
+    """The one-byte value of extension ``ext_id`` (the RFC 6464 audio level),
+    or -1 when absent.  A fast path for the one-byte header form that audio
+    packets use (~0.3 µs against ~1.5 µs for ``extension``, which builds a
+    dict); the two-byte form falls back to ``extensions``."""
+    first = data[0]
+    if not first & 0x10:
+        return -1
+    start = MIN_HEADER + 4 * (first & 0x0F)
+    size = len(data)
+    if start + 4 > size:
+        return -1
+    end = start + 4 + 4 * ((data[start + 2] << 8) | data[start + 3])
+    if end > size:
+        return -1
+    if data[start] != 0xBE or data[start + 1] != 0xDE:
+        value = extensions(data).get(ext_id)
+        return value[0] if value else -1
+    pos = start + 4
+    while pos < end:
+        byte = data[pos]
+        if byte == 0:
+            pos += 1
+            continue
+        if byte >> 4 == ext_id:
+            return data[pos + 1] if pos + 1 < end else -1
+        if byte >> 4 == 15:
+            return -1
+        pos += 2 + (byte & 0x0F)
+    return -1
+
+
 def one_byte_extensions(elements: list[tuple[int, bytes]]) -> bytes:
     """An RFC 8285 one-byte extension block (profile, length, padded body)."""
     body = b"".join(bytes([(ext_id << 4) | (len(value) - 1)]) + value for ext_id, value in elements)

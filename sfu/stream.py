@@ -17,13 +17,15 @@ from .codecs import KeyframeTest
 from .codecs.vp8 import Descriptor, parse_descriptor
 from .keyframes import KeyframeRequester
 from .metrics import FORWARD_TIME
-from .rtp import SEQ_TS, extension, payload_end, payload_offset
+from .rtp import SEQ_TS, audio_level_byte, payload_end, payload_offset
+from .speaker import AMPLITUDE
 
 if TYPE_CHECKING:
     from .downtrack import DownTrack
 
 RtcpSender = Callable[[bytes], None]
 SILENCE = b"\x7f"  # RFC 6464 level byte: voice activity off, -127 dBov
+LEVEL_BYTES = tuple(bytes([b]) for b in range(256))  # no bytes built per packet
 
 
 class ReceivedStream:
@@ -48,7 +50,13 @@ class ReceivedStream:
         self.clock_rate = clock_rate
         self.is_keyframe = keyframe_test
         self.audio_level_id = audio_level_id
-        self.audio_level = SILENCE
+        self.audio_level = SILENCE  # the latest level byte (forwarded to subscribers)
+        # Running counters for speaker detection (sfu/speaker.py LevelMeter):
+        # packets that carried a level, the sum of their linear amplitudes,
+        # and how many had the voice-activity flag set.
+        self.audio_level_packets = 0
+        self.audio_loudness = 0.0
+        self.audio_voiced = 0
         self.cache = PacketCache(cache_size)
         self.stats = ReceiveStats(ssrc, clock_rate)
         self.downtracks: list[DownTrack] = []
@@ -82,7 +90,15 @@ class ReceivedStream:
         self.last_packet_time = now
         self.cache.put(seq, packet)
         if self.audio_level_id is not None:
-            self.audio_level = extension(packet, self.audio_level_id) or SILENCE
+            level = audio_level_byte(packet, self.audio_level_id)
+            if level < 0:
+                self.audio_level = SILENCE
+            else:
+                self.audio_level = LEVEL_BYTES[level]
+                self.audio_level_packets += 1
+                self.audio_loudness += AMPLITUDE[level]
+                if level & 0x80:
+                    self.audio_voiced += 1
         keyframe = False
         if self.is_keyframe is not None and self.is_keyframe(packet, offset):
             keyframe = True

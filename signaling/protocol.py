@@ -503,6 +503,32 @@ class HandRaised(_Message):
 # ------------------------------------------------------------------------------
 
 
+# --- speaker detection (issue 4) ----------------------------------------------
+#
+# From the RFC 6464 audio-level header extension of published audio (nothing
+# is decoded); see sfu/speaker.py for the smoothing and hysteresis.
+
+
+class SpeakerInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    participant_id: str
+    #: Smoothed linear amplitude, 0..1 (1.0 = full scale, 0.1 = -20 dBov).
+    level: float = Field(ge=0, le=1)
+    #: Present (true) on the dominant speaker, who is always listed first.
+    dominant: Optional[bool] = None
+
+
+class SpeakersChanged(_Message):
+    """The active speakers changed (sent to everyone, at most twice a second)."""
+
+    type: Literal["speakers_changed"] = "speakers_changed"
+    #: Active speakers, dominant first, then loudest first; empty when silent.
+    speakers: list[SpeakerInfo]
+
+
+# ------------------------------------------------------------------------------
+
+
 ServerMessage = Annotated[
     Union[
         JoinResponse,
@@ -525,6 +551,7 @@ ServerMessage = Annotated[
         RecordingResponse,
         RecordingStarted,
         RecordingStopped,
+        SpeakersChanged,
     ],
     Field(discriminator="type"),
 ]

@@ -52,6 +52,8 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "chat_message": p.ChatMessageEvent,
     "reaction": p.ReactionEvent,
     "hand_raised": p.HandRaised,
+    # speaker detection (issue 4)
+    "speakers_changed": p.SpeakersChanged,
 }
 
 

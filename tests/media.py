@@ -35,15 +35,20 @@ class PatternVideoTrack(VideoStreamTrack):
 
 
 class ToneAudioTrack(MediaStreamTrack):
-    """A sine tone in 20 ms frames of 48 kHz mono, paced in real time."""
+    """A sine tone in 20 ms frames of 48 kHz mono, paced in real time.
+
+    ``amplitude`` is a fraction of full scale (0.3 ≈ -13.5 dBov RMS; 0 sends
+    digital silence, which aiortc's audio-level extension reports as -127 dBov).
+    """
 
     kind = "audio"
     RATE = 48000
     SAMPLES = 960
 
-    def __init__(self, frequency: float = 440.0) -> None:
+    def __init__(self, frequency: float = 440.0, amplitude: float = 0.3) -> None:
         super().__init__()
         self.frequency = frequency
+        self.amplitude = amplitude
         self._sent = 0
         self._start: float | None = None
 
@@ -54,7 +59,7 @@ class ToneAudioTrack(MediaStreamTrack):
         if wait > 0:
             await asyncio.sleep(wait)
         t = (np.arange(self.SAMPLES) + self._sent) / self.RATE
-        pcm = (0.3 * 32767 * np.sin(2 * math.pi * self.frequency * t)).astype(np.int16)
+        pcm = (self.amplitude * 32767 * np.sin(2 * math.pi * self.frequency * t)).astype(np.int16)
         frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = self.RATE
         frame.pts, frame.time_base = self._sent, fractions.Fraction(1, self.RATE)
