@@ -39,5 +39,7 @@ class SfuConfig(BaseModel):
     start_bitrate_kbps: int = 2500
     #: How much video the NACK cache keeps per stream.
     cache_ms: int = 2000
+    #: Last-N: camera video of at most this many participants per subscriber.
+    last_n: int = Field(default=25, ge=1, le=500)
     #: Where recordings (sfu/recorder.py) are written.
     recording_dir: str = "recordings"

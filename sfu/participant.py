@@ -52,6 +52,7 @@ class Participant:
             self.id, config, self._send_offer, self._transport_state, self._layer_changed
         )
         self.tracks: dict[str, PublishedTrack] = {}
+        self.pins: list[str] = []  # participants whose camera this one pinned (last-N)
         self.closed = False
         self._tick_task = asyncio.ensure_future(self._tick())
 
@@ -104,6 +105,11 @@ class Participant:
 
     def unsubscribe(self, track_id: str) -> None:
         self.subscriber.unsubscribe(track_id)
+
+    def set_pins(self, participant_ids: list[str]) -> None:
+        """Whose camera this participant always wants among its last-N."""
+        self.pins = [p for p in participant_ids if p in self.room.participants and p != self.id]
+        self.room.apply_last_n()
 
     def update_track_settings(self, track_id: str, settings: TrackSettings) -> bool:
         return self.subscriber.update_settings(track_id, settings)

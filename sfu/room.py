@@ -8,6 +8,7 @@ import time
 from collections import Counter, deque
 from typing import Callable, Optional
 
+from . import lastn
 from .config import SfuConfig
 from .ids import new_id
 from .participant import EventSink, Participant
@@ -65,6 +66,7 @@ class Room:
         #: Active speaker detection (issue 4): fed every SPEAKER_TICK while
         #: anyone is in the room.
         self.speakers = SpeakerDetector()
+        self.speech_order = lastn.SpeechOrder()
         self._level_meter = LevelMeter()
         self._speaker_task: Optional[asyncio.Task] = None
 
@@ -88,6 +90,7 @@ class Room:
         if auto_subscribe:
             for track in self.tracks():
                 participant.subscribe(track)
+        self.apply_last_n()
         return participant
 
     async def leave(self, participant: Participant, reason: str = "left") -> None:
@@ -95,6 +98,7 @@ class Room:
             return
         del self.participants[participant.id]
         self.speakers.remove(participant.id)
+        self.speech_order.forget(participant.id)
         for track in list(participant.tracks.values()):
             self.track_unpublished(participant, track, announce=False)
         await participant.close()
@@ -102,6 +106,7 @@ class Room:
         if not participant.hidden:
             self._broadcast("participant_left", {"participant_id": participant.id, "reason": reason})
         self._emit("participant_left", participant=participant.info(), reason=reason)
+        self.apply_last_n()
         if not self.participants:
             self._stop_speaker_task()
             await self.recordings.stop()  # files are complete before room_finished
@@ -134,6 +139,7 @@ class Room:
         for participant in self.participants.values():
             if participant is not owner and participant.auto_subscribe:
                 participant.subscribe(track)
+        self.apply_last_n()
 
     def track_unpublished(self, owner: Participant, track: PublishedTrack, announce: bool = True) -> None:
         for participant in self.participants.values():
@@ -264,7 +270,24 @@ class Room:
         speakers = self.speakers.poll(now)
         if speakers is not None:
             self._broadcast("speakers_changed", {"speakers": speakers})
+            if self.speech_order.heard([s["participant_id"] for s in speakers]):
+                self.apply_last_n()
         return speakers
+
+    # --- last-N (issue 4) -------------------------------------------------------
+
+    def apply_last_n(self) -> None:
+        """Tell every subscriber whose camera video it may receive."""
+        publishers = [
+            p.id for p in self.participants.values()
+            if any(t.kind == "video" and t.source != "screen_share" for t in p.tracks.values())
+        ]
+        for participant in self.participants.values():
+            allowed = lastn.choose(
+                publishers, self.speech_order.order, participant.pins,
+                self.config.last_n, participant.id,
+            )
+            participant.subscriber.set_video_allowed(allowed)
 
     def _stop_speaker_task(self) -> None:
         if self._speaker_task is not None:

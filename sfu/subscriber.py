@@ -68,6 +68,7 @@ class Subscriber:
         self._loss_estimate: Optional[float] = None
         self._remb_history: deque = deque()
         self._wish_grace_until = 0.0
+        self.video_allowed: Optional[set[str]] = None  # last-N; None: everyone
         self.slots: list[Slot] = []
         self._by_track: dict[str, Slot] = {}
         self._by_ssrc: dict[int, DownTrack] = {}
@@ -234,6 +235,12 @@ class Subscriber:
 
     # --- layer selection ------------------------------------------------------
 
+    def set_video_allowed(self, publishers: set[str]) -> None:
+        """Last-N: camera video of other publishers is paused (not renegotiated)."""
+        if publishers != self.video_allowed:
+            self.video_allowed = publishers
+            self.allocate(time.monotonic())
+
     def update_settings(self, track_id: str, settings: TrackSettings) -> bool:
         slot = self._by_track.get(track_id)
         if slot is None:
@@ -247,6 +254,11 @@ class Subscriber:
         slot.downtrack.max_temporal = 2 if screen else temporal_limit(settings.max_fps)
         self.allocate(time.monotonic())
         return True
+
+    def _within_last_n(self, track: PublishedTrack) -> bool:
+        if self.video_allowed is None or track.source == "screen_share":
+            return True
+        return track.participant_id in self.video_allowed
 
     def estimate(self, now: float) -> Optional[float]:
         """Downstream bandwidth: the REMB when it binds, lowered while receiver
@@ -297,6 +309,8 @@ class Subscriber:
                 continue
             layers = downtrack.track.layer_infos(now)
             wanted = wanted_layer(downtrack.settings, layers)
+            if not self._within_last_n(downtrack.track):
+                wanted = OFF
             chosen.append((downtrack, layers, wanted))
         video = [(d, layers, wanted) for d, layers, wanted in chosen if d.kind == "video"]
         demands = [Demand(d, wanted, d.track.bitrates(), _priority(d)) for d, _, wanted in video]

@@ -178,6 +178,18 @@ class UpdateTrackSettings(_Message):
     paused: Optional[bool] = None
 
 
+# --- last-N (issue 4) --------------------------------------------------------
+
+
+class SetPins(_Message):
+    """Participants whose camera you always want among your last-N (replaces
+    the previous pins; ids not in the room are ignored)."""
+
+    type: Literal["set_pins"]
+    id: RequestId
+    participant_ids: list[str] = Field(default_factory=list, max_length=100)
+
+
 class Leave(_Message):
     type: Literal["leave"]
     id: RequestId
@@ -324,6 +336,7 @@ Request = Annotated[
         Unsubscribe,
         SubscriberAnswer,
         UpdateTrackSettings,
+        SetPins,
         Leave,
         Ping,
         SendData,

@@ -266,6 +266,10 @@ class Session:
             raise _unknown_track(request.track_id)
         return p.Ok(id=request.id)
 
+    async def _on_set_pins(self, request: p.SetPins) -> p.Ok:
+        self._require_participant().set_pins(request.participant_ids)
+        return p.Ok(id=request.id)
+
     async def _on_leave(self, request: p.Leave) -> p.Ok:
         self._closing = True
         await self._leave("left")

@@ -1,0 +1,49 @@
+"""Last-N: whose camera video each subscriber receives.
+
+At most ``n`` publishers: the subscriber's pins first, then the most recent
+speakers, then the longest present. The others are paused (their down-tracks
+stay negotiated, so they come back at the next keyframe, with no SDP).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+
+def choose(
+    publishers: Sequence[str],
+    recent_speakers: Sequence[str],
+    pins: Iterable[str],
+    n: int,
+    subscriber: str = "",
+) -> set[str]:
+    """The publishers (ids) whose video ``subscriber`` receives."""
+    present = [p for p in publishers if p != subscriber]
+    chosen: list[str] = []
+    for candidates in ([p for p in pins if p in present], recent_speakers, present):
+        for participant_id in candidates:
+            if len(chosen) >= n:
+                return set(chosen)
+            if participant_id in present and participant_id not in chosen:
+                chosen.append(participant_id)
+    return set(chosen)
+
+
+class SpeechOrder:
+    """Participants, most recently heard first."""
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+
+    def heard(self, participant_ids: Sequence[str]) -> bool:
+        """Move these (loudest first) to the front; True if the order changed."""
+        before = list(self.order)
+        for participant_id in reversed(participant_ids):
+            if participant_id in self.order:
+                self.order.remove(participant_id)
+            self.order.insert(0, participant_id)
+        return self.order != before
+
+    def forget(self, participant_id: str) -> None:
+        if participant_id in self.order:
+            self.order.remove(participant_id)
