@@ -182,13 +182,15 @@ async def test_fallback_when_the_top_layer_stops(server_process, tmp_path):
         try:
             await subscriber.join("fallback")
             await eventually(lambda: subscriber.width == 1280, timeout=10)
+            before = len(subscriber.events)
             assert await page.evaluate(STOP_TOP_LAYER_JS)  # publisher trouble: f stops
             stopped = time.monotonic()
             await eventually(lambda: subscriber.width == 640, timeout=3, message="no fallback to medium")
             took = time.monotonic() - stopped
-            assert took < 1.5, f"fallback took {took:.2f} s"
-            fell_back = [e for e in subscriber.events if e["type"] == "layer_changed"][-1]
-            assert fell_back["quality"] == "medium"
+            # 0.5 s to notice the silence, then a keyframe of the middle layer
+            assert took < 2.0, f"fallback took {took:.2f} s"
+            changes = [e["quality"] for e in subscriber.events[before:] if e["type"] == "layer_changed"]
+            assert "medium" in changes, changes
         finally:
             await subscriber.close()
 
