@@ -502,6 +502,18 @@ function onHandRaised({ participant_id }) {
   if (demo.client && participant_id === demo.client.participantId) updateHandButton();
 }
 
+/** Mark the tiles of active speakers (data-speaking) and the dominant one. */
+function onSpeakersChanged({ speakers }) {
+  const list = speakers || [];
+  const speaking = new Set(list.map((s) => s.participant_id));
+  const dominant = list.find((s) => s.dominant);
+  for (const tile of document.querySelectorAll(".tile[data-participant-id]")) {
+    const id = tile.dataset.participantId;
+    tile.dataset.speaking = String(speaking.has(id));
+    tile.dataset.dominant = String(Boolean(dominant && dominant.participant_id === id));
+  }
+}
+
 function updateHandButton() {
   const me = demo.client && demo.client.localParticipant;
   const raised = Boolean(me && me.handRaised);
@@ -542,6 +554,7 @@ function wireClient(client) {
   client.on("chat_message", renderChatMessage);
   client.on("reaction", floatReaction);
   client.on("hand_raised", onHandRaised);
+  client.on("speakers_changed", onSpeakersChanged);
   for (const type of ["track_published", "track_unpublished", "track_muted"]) {
     client.on(type, ({ track, participant_id }) => refreshIndicators(participant_id || track.participant_id));
   }

@@ -396,6 +396,8 @@ export class PysfuClient extends EventTarget {
       chat_message: () => this._onChatMessage(msg),
       reaction: () => {},
       hand_raised: () => this._onHandRaised(msg),
+      // active speakers (issue 4): loudest first, the dominant one flagged
+      speakers_changed: () => { this.speakers = msg.speakers || []; },
     }[msg.type];
     if (!handler) return;
     handler();
