@@ -62,6 +62,7 @@ from typing import Any, Optional
 
 import aiohttp
 
+from sfu import rtcp
 from sfu.config import IceConfig
 from sfu.transport import URI_MID, URI_REPAIRED_RID, URI_RID, CodecInfo, PeerTransport
 
@@ -103,17 +104,7 @@ def bucket_value(key: int) -> float:
     return 1.01 ** (key + 0.5)
 
 
-def split_rtcp(data: bytes):
-    """(packet type, fmt/count, packet) of each packet in a compound RTCP."""
-    pos = 0
-    while pos + 4 <= len(data):
-        if data[pos] >> 6 != 2:
-            return
-        length = 4 * (((data[pos + 2] << 8) | data[pos + 3]) + 1)
-        if pos + length > len(data):
-            return
-        yield data[pos + 1], data[pos] & 0x1F, data[pos:pos + length]
-        pos += length
+split_rtcp = rtcp.split  # (packet type, fmt, packet) of a compound RTCP packet
 
 
 class Signaling:

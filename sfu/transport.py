@@ -43,6 +43,7 @@ from aiortc.codecs import HEADER_EXTENSIONS
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from . import sdp_text
 from .config import IceConfig
 
 log = logging.getLogger(__name__)
@@ -166,10 +167,12 @@ class PeerTransport:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         except (ValueError, KeyError, AttributeError, TypeError) as exc:
             raise SdpError(f"offer rejected: {exc}") from exc
-        self._rids = _offered_rids(offer_sdp)
+        self._rids = sdp_text.offered_rids(offer_sdp)
         self._prepare()
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        return _answer_extras(self.pc.localDescription.sdp, self._rids, self._start_bitrate_kbps)
+        return sdp_text.answer_extras(
+            self.pc.localDescription.sdp, self._rids, self._start_bitrate_kbps
+        )
 
     def add_sendonly(
         self, kind: str, codec: CodecInfo, stream_id: str, track_id: str
@@ -504,57 +507,6 @@ def _guard_consent(connection) -> None:
 
 async def _park(*args, **kwargs) -> None:
     """Stands in for aiortc's RTCRtpSender.send / RTCRtpReceiver.receive."""
-
-
-def _sections(sdp: str) -> list[list[str]]:
-    """SDP lines grouped by m-section (the session part first)."""
-    groups: list[list[str]] = [[]]
-    for line in sdp.splitlines():
-        if line.startswith("m="):
-            groups.append([])
-        if line:
-            groups[-1].append(line)
-    return groups
-
-
-def _offered_rids(offer_sdp: str) -> dict[str, list[str]]:
-    """mid -> rids of each m-section the offer sends as simulcast."""
-    found = {}
-    for lines in _sections(offer_sdp)[1:]:
-        mid = next((line[6:] for line in lines if line.startswith("a=mid:")), None)
-        simulcast = next((line for line in lines if line.startswith("a=simulcast:send ")), None)
-        if mid is None or simulcast is None:
-            continue
-        rids = [r.lstrip("~") for alt in simulcast.split(" ", 1)[1].split(";") for r in alt.split(",")[:1]]
-        found[mid] = [r for r in rids if r and not r.startswith("~")]
-    return found
-
-
-def _answer_extras(answer_sdp: str, rids: dict[str, list[str]], start_bitrate_kbps: int) -> str:
-    """Add what aiortc cannot say: simulcast acceptance and a start bitrate."""
-    groups = _sections(answer_sdp)
-    for lines in groups[1:]:
-        mid = next((line[6:] for line in lines if line.startswith("a=mid:")), None)
-        if mid in rids:
-            lines += [f"a=rid:{rid} recv" for rid in rids[mid]]
-            lines.append("a=simulcast:recv " + ";".join(rids[mid]))
-        if start_bitrate_kbps and lines[0].startswith("m=video") and not lines[0].startswith("m=video 0"):
-            _add_start_bitrate(lines, start_bitrate_kbps)
-    return "\r\n".join(line for lines in groups for line in lines) + "\r\n"
-
-
-def _add_start_bitrate(lines: list[str], kbps: int) -> None:
-    payload_types = lines[0].split()[3:]
-    rtx = {line.split()[0][9:] for line in lines if line.startswith("a=rtpmap:") and " rtx/" in line}
-    hint = f"x-google-start-bitrate={kbps}"
-    for pt in payload_types:
-        if pt in rtx:
-            continue
-        index = next((i for i, line in enumerate(lines) if line.startswith(f"a=fmtp:{pt} ")), None)
-        if index is None:
-            lines.append(f"a=fmtp:{pt} {hint}")
-        else:
-            lines[index] += f";{hint}"
 
 
 def _parse_sdp(sdp: str) -> SessionDescription:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sfu import sdp_text
+
 from .auth import AuthCode, AuthError, VideoGrant
 
 SENDING = ("sendonly", "sendrecv")
@@ -24,24 +26,13 @@ class SendSection:
 
 def send_sections(sdp: str) -> list[SendSection]:
     """The audio/video m-lines of an offer in which the client sends media."""
-    sections: list[SendSection] = []
-    kind = mid = None
-    direction = "sendrecv"
-
-    def close() -> None:
-        if kind in ("audio", "video") and direction in SENDING and mid is not None:
-            sections.append(SendSection(mid, kind))
-
-    for line in sdp.splitlines():
-        if line.startswith("m="):
-            close()
-            kind, mid, direction = line[2:].split(" ", 1)[0], None, "sendrecv"
-        elif kind is not None and line.startswith("a=mid:"):
-            mid = line[6:].strip()
-        elif kind is not None and line[2:].strip() in ("sendonly", "sendrecv", "recvonly", "inactive"):
-            direction = line[2:].strip()
-    close()
-    return sections
+    found = []
+    for lines in sdp_text.sections(sdp)[1:]:
+        kind = lines[0][2:].split(" ", 1)[0]
+        mid = sdp_text.mid_of(lines)
+        if kind in ("audio", "video") and mid is not None and sdp_text.direction_of(lines) in SENDING:
+            found.append(SendSection(mid, kind))
+    return found
 
 
 def check_publish(grant: VideoGrant, sdp: str, sources: dict[str, str]) -> None:
