@@ -78,8 +78,11 @@ class RelaySink:
 
     def write(self, packet: bytes, payload: bytes, seq: int, ts: int, offset: int,
               keyframe: bool, now: float, layer: int = 0) -> None:
-        self.link.send(self._prefixes[layer] + packet, self.address)
+        data = self._prefixes[layer] + packet
+        self.link.send(data, self.address)
         self.packets_sent += 1
+        self.link.packets_sent += 1
+        self.link.bytes_sent += len(data)
 
     def send_sender_report(self, report: SenderReport, layer: int = 0) -> None:
         body = SR_BODY.pack(report.ssrc, report.ntp & 0xFFFFFFFFFFFFFFFF, report.rtp_ts & 0xFFFFFFFF)
@@ -203,7 +206,7 @@ class RelayLink(asyncio.DatagramProtocol):
         self._feeds: dict[int, RelayFeed] = {}  # number -> feed
         self._numbers = itertools.count(1)
         self._tick_task: Optional[asyncio.Task] = None
-        self.packets_sent = 0
+        self.packets_sent = 0  # media packets (RTP) sent to other workers
         self.bytes_sent = 0
         self.packets_received = 0
         self.bytes_received = 0
@@ -272,8 +275,6 @@ class RelayLink(asyncio.DatagramProtocol):
     def send(self, data: bytes, address: tuple[str, int]) -> None:
         if self._transport is not None:
             self._transport.sendto(data, address)
-            self.packets_sent += 1
-            self.bytes_sent += len(data)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if len(data) < PREFIX.size:
