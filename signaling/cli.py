@@ -55,6 +55,10 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--room-capacity", type=int, metavar="N", help="participants per room (default 150)")
     serve.add_argument("--joins-per-minute", type=int, metavar="N",
                        help="joins per client address per minute, 0 = unlimited (default 60)")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="worker processes, one event loop each (default: one per CPU core; 1: single process)")
+    serve.add_argument("--worker-room-limit", type=int, metavar="N",
+                       help="participants of a room on one worker before it spans another (default 100)")
     serve.add_argument("--no-uvloop", action="store_true", default=None, help="use asyncio's default event loop")
 
 
@@ -86,6 +90,7 @@ def serve_flags(args: argparse.Namespace) -> dict[str, Any]:
         "log_format": "json" if args.log_json else None,
         "keys": args.keys, "dev": args.dev, "shutdown_grace": args.shutdown_grace,
         "uvloop": False if args.no_uvloop else None,
+        "workers": args.workers, "worker_room_limit": args.worker_room_limit,
     }
     limits = {"room_capacity": args.room_capacity, "joins_per_minute": args.joins_per_minute}
     ice: dict[str, Any] = {"addresses": args.ice_address, "public_address": args.public_address}
@@ -130,22 +135,34 @@ def token_from_args(args: argparse.Namespace) -> str:
                         name=args.name, metadata=args.metadata, ttl=args.valid_for)
 
 
+def worker_count(config: ServerConfig) -> int:
+    return config.workers or os.cpu_count() or 1
+
+
 async def serve(config: ServerConfig) -> None:
     """Serve until SIGTERM/SIGINT, then drain for up to the grace period."""
     from .app import create_app, drain
+    from .front import create_front_app, stop_workers
 
-    app = create_app(config)
+    workers = worker_count(config)
+    if workers > 1:
+        app = create_front_app(config, workers)
+        stopping = stop_workers
+    else:
+        app = create_app(config)
+        stopping = drain
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, config.host, config.port).start()
-    print(f"pysfu listening on http://{config.host}:{config.port}", file=sys.stderr, flush=True)
+    print(f"pysfu listening on http://{config.host}:{config.port} ({workers} worker{'s' * (workers > 1)})",
+          file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     log.info("shutting down: draining for up to %.1f s", config.shutdown_grace)
-    await drain(app, config.shutdown_grace)
+    await stopping(app, config.shutdown_grace)
     await runner.cleanup()
 
 

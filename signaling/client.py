@@ -131,6 +131,9 @@ class Client:
     def _dispatch(self, message: dict) -> None:
         request_id = message.get("id")
         if request_id is not None and request_id in self._pending:
+            if message.get("type") == "join_response":
+                # here, not in join(): events read right after it must not be overwritten
+                self.roster = {p["id"]: p for p in message["participants"]}
             future = self._pending[request_id]
             if not future.done():
                 future.set_result(message)
@@ -168,7 +171,6 @@ class Client:
             message["token"] = token
         response = await self.request(message)
         self.participant_id = response["participant"]["id"]
-        self.roster = {p["id"]: p for p in response["participants"]}
         return response
 
     async def publish(

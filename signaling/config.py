@@ -97,6 +97,13 @@ class ServerConfig(_Settings):
     #: Seconds a SIGTERM waits for clients to go before the process exits.
     shutdown_grace: float = Field(default=10, ge=0)
     uvloop: bool = True
+    #: Worker processes (issue 7): 0 = one per CPU core; 1 = a single process.
+    workers: int = Field(default=0, ge=0, le=256)
+    #: Participants of one room on one worker before its new participants go
+    #: to another worker (the room then spans workers through relay links).
+    worker_room_limit: int = Field(default=100, ge=1)
+    #: Set by the supervisor in the config it hands a worker process.
+    worker_index: Optional[int] = None
     limits: Limits = Field(default_factory=Limits)
     webhooks: Webhooks = Field(default_factory=Webhooks)
     sfu: SfuConfig = Field(default_factory=SfuConfig)
