@@ -8,6 +8,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import ssl
 import time
 
 import pytest
@@ -26,7 +27,7 @@ from .turn import SECRET, coturn
 
 @pytest.fixture
 def turn(tmp_path):
-    with coturn(tmp_path / "coturn") as server:
+    with coturn(tmp_path / "coturn", tls=True) as server:
         yield server
 
 
@@ -35,10 +36,14 @@ def relayed_by(turn, transport: str = "udp", ttl: int = 86400, secret: str = SEC
 
 
 async def allocate(turn, username: str, credential: str, transport: str = "udp") -> tuple[str, int]:
-    """Create a TURN allocation (Allocate request, long-term credentials) and
-    give it back; returns the relayed address coturn assigned."""
+    """Create a TURN allocation (Allocate request, long-term credentials) over
+    udp, tcp or tls and give it back; returns the relayed address."""
+    if transport == "tls":  # turns:, checking coturn's certificate
+        address, tls, transport = turn.tls_address, ssl.create_default_context(cafile=str(turn.cert)), "tcp"
+    else:
+        address, tls = turn.address, None
     relay, _ = await create_turn_endpoint(
-        asyncio.DatagramProtocol, turn.address, username, credential, transport=transport
+        asyncio.DatagramProtocol, address, username, credential, ssl=tls, transport=transport
     )
     try:
         return relay.get_extra_info("sockname")
@@ -95,14 +100,15 @@ async def test_no_ice_servers_without_configuration(server, clients):
 
 
 async def test_coturn_accepts_fresh_credentials_and_refuses_expired_ones(turn, make_server):
-    server = await make_server(ice_servers=relayed_by(turn, ttl=2))
+    server = await make_server(ice_servers=relayed_by(turn, ttl=6))
     [entry] = await joined_ice_servers(server, "expiry")
     username, credential = entry["username"], entry["credential"]
 
     host, _ = await allocate(turn, username, credential)
     assert host == "127.0.0.1", "coturn relays on its relay-ip"
-    host, _ = await allocate(turn, username, credential, transport="tcp")
-    assert host == "127.0.0.1", "TURN over TCP works with the same credentials"
+    for transport in ("tcp", "tls"):
+        host, _ = await allocate(turn, username, credential, transport)
+        assert host == "127.0.0.1", f"TURN over {transport} works with the same credentials"
     assert await refused_code(turn, username, base64.b64encode(b"\0" * 20).decode()) == 401
 
     expiry = int(username.split(":", 1)[0])
@@ -175,11 +181,15 @@ async () => {
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
+# (TURN over plain TCP is the tls case without the TLS layer: the allocation
+# test above covers it, saving a browser run)
+@pytest.mark.parametrize("transport", ["udp", "tls"])
 async def test_chromium_relay_only_sends_and_receives_through_coturn(turn, transport, tmp_path):
     server = start_server_process(["--dev", "--turn-url", turn.url(transport), "--turn-secret", SECRET])
     try:
-        async with chromium(tmp_path) as browser:
+        # turns: Chromium checks the TURN server's certificate, ours is self-signed
+        flags = ["--ignore-certificate-errors"] if transport == "tls" else []
+        async with chromium(tmp_path, flags) as browser:
             pages = []
             for name in ["ana", "ben"]:
                 page = await browser.new_page()
@@ -187,11 +197,14 @@ async def test_chromium_relay_only_sends_and_receives_through_coturn(turn, trans
                 pages.append(page)
             for page in pages:
                 await page.wait_for_selector("body[data-state=joined]", timeout=15000)
-                assert await page.evaluate("window.pysfuDemo.client.rtcConfig.iceTransportPolicy") == "relay"
+                config = await page.evaluate("window.pysfuDemo.client.rtcConfig")
+                [servers] = config["iceServers"]  # from join_response, credentials minted for this page
+                assert config["iceTransportPolicy"] == "relay" and servers["urls"] == [turn.url(transport)]
+                assert servers["username"].split(":", 1)[0].isdigit() and servers["credential"]
             for page in pages:
                 first = await eventually_async(
                     lambda page=page: page.evaluate(RELAY_STATS_JS),
-                    lambda s: s["subscriber"]["framesDecoded"] > 0 and s["publisher"]["local"], timeout=20,
+                    lambda s: s["subscriber"]["framesDecoded"] > 0 and s["publisher"]["local"], timeout=30,
                 )
                 await asyncio.sleep(1)
                 second = await page.evaluate(RELAY_STATS_JS)
