@@ -44,6 +44,13 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
                        help="public address announced as well, for a server behind a 1:1 NAT")
     serve.add_argument("--udp-port-range", metavar="MIN-MAX",
                        help="local UDP ports for media, e.g. 50000-60000 (default: any)")
+    serve.add_argument("--turn-url", action="append", metavar="URL",
+                       help="TURN server sharing --turn-secret, e.g. turn:host:3478?transport=udp; repeatable")
+    serve.add_argument("--turn-secret", metavar="SECRET",
+                       help="coturn's static-auth-secret (better in PYSFU_ICE_SERVERS__TURN_SECRET)")
+    serve.add_argument("--turn-ttl", type=int, metavar="SECONDS",
+                       help="lifetime of the TURN credentials minted per participant (default 86400)")
+    serve.add_argument("--stun-url", action="append", metavar="URL", help="STUN server for clients; repeatable")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
     serve.add_argument("--log-json", action="store_true", default=None, help="log one JSON object per line")
     serve.add_argument("--keys", metavar="KEY:SECRET,...", help="API key/secret pairs (also PYSFU_KEYS)")
@@ -103,6 +110,8 @@ def serve_flags(args: argparse.Namespace) -> dict[str, Any]:
     flags["limits"] = _given(limits)
     flags["webhooks"] = _given({"urls": args.webhook_url})
     flags["sfu"] = {"ice": _given(ice)}
+    flags["ice_servers"] = _given({"turn_urls": args.turn_url, "turn_secret": args.turn_secret,
+                                   "turn_ttl": args.turn_ttl, "stun_urls": args.stun_url})
     return _given(flags)
 
 
