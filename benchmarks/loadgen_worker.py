@@ -71,6 +71,7 @@ class Worker:
         except Exception as exc:
             self.join_failures += 1
             emit("join_failed", identity=identity, message=f"{type(exc).__name__}: {exc}")
+            await self.leave(identity)  # free its connections; the run reports the failure
             return
         emit("joined", identity=identity, join_ms=round(join_ms, 1),
              publish_ms=round(participant.publish_ms, 1) if participant.publish_ms else None)
