@@ -339,6 +339,7 @@ class PysfuSession(SessionDriver):
                 self.counters["speakers_changed"] += 1
             elif kind == "leave":
                 self.ended = event.get("reason", "?")
+                self.counters[f"ended_by_server_{self.ended}"] = 1
 
     async def _ask(self, track_id: str) -> None:
         """Send update_track_settings for a forwarded video track when our wish changed."""
