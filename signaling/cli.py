@@ -44,6 +44,9 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
                        help="public address announced as well, for a server behind a 1:1 NAT")
     serve.add_argument("--udp-port-range", metavar="MIN-MAX",
                        help="local UDP ports for media, e.g. 50000-60000 (default: any)")
+    serve.add_argument("--udp-port", type=int, metavar="PORT",
+                       help="single-port mode: every peer connection shares this one UDP port "
+                       "per ICE address (instead of a port each)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
     serve.add_argument("--log-json", action="store_true", default=None, help="log one JSON object per line")
     serve.add_argument("--keys", metavar="KEY:SECRET,...", help="API key/secret pairs (also PYSFU_KEYS)")
@@ -88,7 +91,9 @@ def serve_flags(args: argparse.Namespace) -> dict[str, Any]:
         "uvloop": False if args.no_uvloop else None,
     }
     limits = {"room_capacity": args.room_capacity, "joins_per_minute": args.joins_per_minute}
-    ice: dict[str, Any] = {"addresses": args.ice_address, "public_address": args.public_address}
+    ice: dict[str, Any] = {
+        "addresses": args.ice_address, "public_address": args.public_address, "udp_port": args.udp_port,
+    }
     if args.udp_port_range:
         try:
             low, high = args.udp_port_range.split("-", 1)
