@@ -158,6 +158,8 @@ class PeerTransport:
         self._protector: Optional[_Protector] = None
         self._udp: Optional[asyncio.DatagramTransport] = None
         self._remote: Optional[tuple] = None
+        self._mux: Optional[udp_mux.UdpMux] = None  # single-port mode: batched sends
+        self._sockaddr = None
         self._hooked: set[int] = set()
         self._gatherer = _Gatherer(ice, wrap=self._fast_receiver, shared=bool(ice.udp_port))
         self.closed = False
@@ -269,6 +271,13 @@ class PeerTransport:
         """send_rtp for a packet in three parts, assembled and protected in place."""
         if not self._ready():
             return False
+        mux = self._mux
+        if mux is not None:
+            if self._protector.protect_into(mux.batch, self._sockaddr, header, extension, payload):
+                mux.queued()
+                return True
+            self.send_errors += 1
+            return False
         protected = self._protector.protect(header, extension, payload)
         if protected is None:
             self.send_errors += 1
@@ -340,6 +349,9 @@ class PeerTransport:
             return False
         self._udp = pair.protocol.transport
         self._remote = pair.remote_addr
+        if isinstance(self._udp, udp_mux.MuxEndpoint):
+            self._mux = self._udp.mux
+            self._sockaddr = self._mux.sockaddr(self._remote)
         return True
 
     def _connection_state_changed(self) -> None:
@@ -402,6 +414,24 @@ class _Protector:
         if srtp_lib.srtp_protect(self._srtp, self._cdata, self._length) != 0:
             return None
         return buffer[0 : self._length[0]]
+
+    def protect_into(self, batch: udp_mux.SendBatch, sockaddr, header: bytes, extension: bytes,
+                     payload: bytes) -> bool:
+        """protect() straight into the next datagram of a send batch (no copy out)."""
+        pointer, buffer = batch.slot()
+        h = len(header)
+        e = h + len(extension)
+        n = e + len(payload)
+        if n > batch.DATAGRAM - self.TRAILER:
+            return False
+        buffer[0:h] = header
+        buffer[h:e] = extension
+        buffer[e:n] = payload
+        self._length[0] = n
+        if srtp_lib.srtp_protect(self._srtp, pointer, self._length) != 0:
+            return False
+        batch.commit(self._length[0], sockaddr)
+        return True
 
 
 def restrict_ice(pc: RTCPeerConnection, ice: IceConfig) -> None:
