@@ -171,3 +171,55 @@ async def test_a_taken_port_stops_the_server_at_start():
         with pytest.raises(OSError):
             await start_local_server(single_port_config(taken.getsockname()[1]))
     udp_mux.close_shared()
+
+
+REMOTE_PORTS_JS = """
+async () => {
+  const client = window.pysfuDemo && window.pysfuDemo.client;
+  const ports = [];
+  for (const pc of [client && client.publisherPc, client && client.subscriberPc]) {
+    if (!pc) continue;
+    const stats = await pc.getStats();
+    const mine = [];
+    stats.forEach((pair) => {
+      if (pair.type === "candidate-pair" && pair.nominated && pair.state === "succeeded") {
+        const remote = stats.get(pair.remoteCandidateId);
+        if (remote) mine.push(remote.port);
+      }
+    });
+    ports.push(mine);
+  }
+  return ports;
+}
+"""
+
+
+@pytest.mark.browser
+async def test_demo_works_in_single_port_mode(tmp_path):
+    from .browser import chromium
+    from .test_browser import _rising, eventually_async, stats_by_kind
+
+    port = free_udp_port()
+    server = start_server_process(["--dev", "--udp-port", str(port)])
+    try:
+        async with chromium(tmp_path) as browser:
+            pages = []
+            for name in ["ana", "ben"]:
+                page = await browser.new_page()
+                await page.goto(f"{server.http}/?room=one-port&name={name}&autojoin=1")
+                pages.append(page)
+            for page in pages:
+                await page.wait_for_selector("body[data-state=joined]", timeout=15000)
+            for page in pages:  # both PCs of each page reach the server on the one port
+                ports = await eventually_async(lambda page=page: page.evaluate(REMOTE_PORTS_JS),
+                                               lambda ports: len(ports) == 2 and all(ports), timeout=15)
+                assert {p for pc in ports for p in pc} == {port}
+            before = [await stats_by_kind(page) for page in pages]
+            await asyncio.sleep(2)
+            after = [await stats_by_kind(page) for page in pages]
+            for index, (first, second) in enumerate(zip(before, after)):
+                assert _rising(first["video"], second["video"], "framesDecoded") == 1, f"page {index}: no video"
+                assert _rising(first["audio"], second["audio"], "packetsReceived") == 1, f"page {index}: no audio"
+        assert udp_sockets_of(server.proc.pid) == [("127.0.0.1", port)]
+    finally:
+        assert stop_server_process(server) == 0
