@@ -14,6 +14,8 @@ from typing import AsyncIterator, Optional
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
+from sfu import udp_mux
+from sfu.transport import local_addresses
 from sfu.metrics import SfuCollector
 from sfu.room import RoomObserver, RoomRegistry
 
@@ -67,6 +69,7 @@ def create_app(config: ServerConfig | None = None, observer: Optional[RoomObserv
         app.router.add_get("/dev/token", dev_token)
     app.router.add_get("/", index)
     app.router.add_static("/", config.static_dir, show_index=False)
+    app.cleanup_ctx.append(_udp_port)
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_close_sockets)
     app.on_cleanup.append(_close_rooms)
@@ -98,6 +101,19 @@ def _webhook_sender(config: ServerConfig) -> Optional[WebhookSender]:
         return None
     api_key = settings.api_key or next(iter(config.keys))
     return WebhookSender(settings, api_key, config.keys[api_key])
+
+
+async def _udp_port(app: web.Application) -> AsyncIterator[None]:
+    """Single-port mode: bind the shared media sockets at start (a taken port
+    stops the server here, not at the first join) and close them at the end."""
+    ice = app[CONFIG].sfu.ice
+    if ice.udp_port:
+        addresses = local_addresses(ice)
+        muxes = udp_mux.open_shared(addresses, ice.udp_port)
+        log.info("media on UDP %s", ", ".join(f"{m.sockname[0]}:{m.sockname[1]}" for m in muxes))
+    yield
+    if ice.udp_port:
+        udp_mux.close_shared()
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:

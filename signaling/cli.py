@@ -51,6 +51,9 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--turn-ttl", type=int, metavar="SECONDS",
                        help="lifetime of the TURN credentials minted per participant (default 86400)")
     serve.add_argument("--stun-url", action="append", metavar="URL", help="STUN server for clients; repeatable")
+    serve.add_argument("--udp-port", type=int, metavar="PORT",
+                       help="single-port mode: every peer connection shares this one UDP port "
+                       "per ICE address (instead of a port each)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
     serve.add_argument("--log-json", action="store_true", default=None, help="log one JSON object per line")
     serve.add_argument("--keys", metavar="KEY:SECRET,...", help="API key/secret pairs (also PYSFU_KEYS)")
@@ -100,7 +103,9 @@ def serve_flags(args: argparse.Namespace) -> dict[str, Any]:
         "workers": args.workers, "worker_room_limit": args.worker_room_limit,
     }
     limits = {"room_capacity": args.room_capacity, "joins_per_minute": args.joins_per_minute}
-    ice: dict[str, Any] = {"addresses": args.ice_address, "public_address": args.public_address}
+    ice: dict[str, Any] = {
+        "addresses": args.ice_address, "public_address": args.public_address, "udp_port": args.udp_port,
+    }
     if args.udp_port_range:
         try:
             low, high = args.udp_port_range.split("-", 1)
