@@ -592,6 +592,7 @@ function onReconnected() {
 }
 
 function wireConnectivity(client) {
+  client.on("participant_joined", ({ participant }) => showQuality(participant.id, participant.connection_quality));
   client.on("participant_state", ({ participant_id, state }) => showParticipantState(participant_id, state));
   client.on("connection_quality", ({ updates }) => updates.forEach((u) => showQuality(u.participant_id, u.quality)));
   client.on("reconnecting", onReconnecting);
