@@ -6,6 +6,7 @@ freed like any other."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -39,8 +40,11 @@ async def test_resume_keeps_the_participant_and_its_video(server, clients):
     room = server.rooms.rooms["resume"]
     viewer_side = room.participants[viewer.participant_id]
     downtrack = next(d for d in viewer_side.subscriber.downtracks() if d.kind == "video")
+    sent = capture_sent(viewer_side.subscriber.transport, downtrack.ssrc)
+    await eventually(lambda: sent, timeout=5)
 
     await talker.disconnect()
+    cut = time.monotonic()
     await eventually(lambda: states_of(viewer, talker.participant_id) == ["reconnecting"], timeout=5)
     assert room.participants[talker.participant_id].info()["state"] == "reconnecting"
     await asyncio.sleep(1.0)  # a while without the talker
@@ -57,12 +61,52 @@ async def test_resume_keeps_the_participant_and_its_video(server, clients):
     assert len(frames) >= 15, f"only {len(frames)} frames after the resume"
     assert downtrack in viewer_side.subscriber.downtracks()
     assert downtrack.packets_sent > sent_before
+    # one continuous RTP stream for the viewer: the next sequence number, and
+    # a timestamp that moved on by about the time the talker was away
+    before = [p for p in sent if p[0] < cut][-1]
+    after = next(p for p in sent if p[0] > cut)
+    assert after[1] == (before[1] + 1) & 0xFFFF, (before, after)
+    gap = ((after[2] - before[2]) & 0xFFFFFFFF) / 90000
+    assert 0.8 * (after[0] - before[0]) < gap < 1.5 * (after[0] - before[0]) + 0.1, (gap, before, after)
     assert not events(viewer, "participant_left") and not events(viewer, "track_unpublished")
     assert not events(viewer, "track_published")[len(published):]  # nothing announced again
     # and the talker has its subscription back on a fresh subscriber PC
     [heard] = await talker.wait_tracks(1)
     assert heard.participant_id == viewer.participant_id
     await asyncio.wait_for(heard.track.recv(), 5)
+
+
+def capture_sent(transport, ssrc: int) -> list[tuple[float, int, int]]:
+    """(time, sequence number, timestamp) of each first transmission to ``ssrc``."""
+    sent = []
+    send = transport.send_rtp_parts
+
+    def capture(header: bytes, extension: bytes, payload: bytes) -> bool:
+        if int.from_bytes(header[8:12], "big") == ssrc:
+            sent.append((time.monotonic(), int.from_bytes(header[2:4], "big"), int.from_bytes(header[4:8], "big")))
+        return send(header, extension, payload)
+
+    transport.send_rtp_parts = capture
+    return sent
+
+
+async def test_resume_takes_over_a_stale_connection(server, clients):
+    """The server still thinks the old socket alive (no close seen yet): a
+    resume on a new one wins, and the old one is closed."""
+    alice = await clients()
+    await alice.join("stale", "alice")
+    await alice.publish([ToneAudioTrack()])
+    bob = await clients()
+    await bob.join("stale", "bob")
+    await bob.wait_tracks(1)
+    comeback = await clients()
+    response = await comeback.request({"type": "resume", "room": "stale", "token": alice.resume_token})
+    assert response["participant"]["id"] == alice.participant_id
+    await asyncio.wait_for(alice.closed.wait(), 5)
+    assert events(alice, "reconnect")[0]["reason"] == "resumed"
+    await eventually(lambda: states_of(bob, alice.participant_id) == ["reconnecting", "active"], timeout=5)
+    assert not events(bob, "participant_left")
+    assert server.rooms.rooms["stale"].participants[alice.participant_id].state == "active"
 
 
 async def test_others_see_reconnecting_then_left_after_the_grace(make_server):

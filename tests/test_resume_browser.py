@@ -78,7 +78,7 @@ async def test_a_page_cut_off_for_5_s_comes_back_by_itself(dev_server, tmp_path)
         for page in pages:
             await page.evaluate(RECORD_JS)
         for page in watchers:  # everyone decodes ana's video
-            await eventually_async(lambda page=page: frames_of(page, ana_id), lambda n: n > 10, timeout=20)
+            await eventually_async(lambda page=page: frames_of(page, ana_id), lambda n: n > 10, timeout=30)
 
         network = await browser.new_cdp_session(ana)
         await network.send("Network.enable")
