@@ -198,6 +198,8 @@ class Participant:
     async def _expire(self, reason: str) -> None:
         await asyncio.sleep(self.config.resume_grace)
         self._grace_task = None  # leave() must not cancel the task running it
+        if self.state != RECONNECTING:
+            return
         log.info("participant %s: not back within %.1f s", self.id, self.config.resume_grace)
         await self.room.leave(self, reason)
 

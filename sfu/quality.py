@@ -107,7 +107,8 @@ class QualityMeter:
             if not streams:
                 continue
             newest = max(s.last_packet_time for s in streams)
-            if not track.muted and now - newest > UPSTREAM_SILENCE:
+            # a still screen may send next to nothing: only cameras and microphones count
+            if not track.muted and track.source != "screen_share" and now - newest > UPSTREAM_SILENCE:
                 measure.silent = True
             for stream in streams:
                 stats = stream.stats
