@@ -95,7 +95,8 @@ class Client:
     # --- connection -----------------------------------------------------------
 
     async def connect(self) -> None:
-        self._session = aiohttp.ClientSession()
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
         self._ws = await self._session.ws_connect(self.url)
         self._tasks = [
             asyncio.ensure_future(self._read()),
