@@ -48,3 +48,6 @@ class SfuConfig(BaseModel):
     last_n: int = Field(default=25, ge=1, le=500)
     #: Where recordings (sfu/recorder.py) are written.
     recording_dir: str = "recordings"
+    #: Seconds a participant whose signaling or media connection dropped stays
+    #: in the room ("reconnecting") waiting to resume; 0: it leaves at once.
+    resume_grace: float = Field(default=20.0, ge=0, le=600)

@@ -124,6 +124,10 @@ class Subscriber:
         self.transport.deactivate(slot.transceiver)
         self.negotiate()
 
+    def subscriptions(self) -> list[tuple[PublishedTrack, TrackSettings]]:
+        """What this subscriber receives, and how (to restore after a resume)."""
+        return [(s.track, s.downtrack.settings) for s in self._by_track.values()]
+
     def downtracks(self) -> list[DownTrack]:
         return [s.downtrack for s in self.slots if s.track is not None and s.downtrack]
 

@@ -23,6 +23,7 @@ from .admin import setup_admin
 from .auth import VideoGrant, create_token
 from .config import ServerConfig
 from .limits import JoinLimiter
+from .resume import ResumeTokens
 from .server_metrics import ServerMetrics
 from .session import Session
 from .webhooks import WebhookSender
@@ -37,6 +38,7 @@ SOCKETS = web.AppKey("sockets", weakref.WeakSet)
 JOINS = web.AppKey("joins", JoinLimiter)
 WEBHOOKS = web.AppKey("webhooks", Optional[WebhookSender])
 DRAINING = web.AppKey("draining", asyncio.Event)
+RESUMES = web.AppKey("resumes", ResumeTokens)
 
 #: aiohttp closes a connection (code 1009) whose message exceeds this many
 #: times the configured limit; up to it, the session answers message_too_large.
@@ -60,6 +62,7 @@ def create_app(config: ServerConfig | None = None, observer: Optional[RoomObserv
     app[SOCKETS] = weakref.WeakSet()
     app[JOINS] = JoinLimiter(config.limits.joins_per_minute)
     app[DRAINING] = asyncio.Event()
+    app[RESUMES] = ResumeTokens()
     app.router.add_get("/ws", websocket)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
@@ -135,6 +138,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         ws, request.app[ROOMS], config,
         address=_client_address(request), joins=request.app[JOINS],
         draining=request.app[DRAINING].is_set, metrics=request.app[SERVER_METRICS],
+        resumes=request.app[RESUMES],
     )
     await session.run()
     return ws

@@ -62,6 +62,8 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--webhook-url", action="append", metavar="URL", help="POST room events here; repeatable")
     serve.add_argument("--shutdown-grace", type=float, metavar="SECONDS",
                        help="on SIGTERM, wait this long for clients to go (default 10)")
+    serve.add_argument("--resume-grace", type=float, metavar="SECONDS",
+                       help="how long a dropped participant may resume before it leaves, 0 = never (default 20)")
     serve.add_argument("--room-capacity", type=int, metavar="N", help="participants per room (default 150)")
     serve.add_argument("--joins-per-minute", type=int, metavar="N",
                        help="joins per client address per minute, 0 = unlimited (default 60)")
@@ -114,7 +116,7 @@ def serve_flags(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--udp-port-range must look like 50000-60000, not {args.udp_port_range!r}") from None
     flags["limits"] = _given(limits)
     flags["webhooks"] = _given({"urls": args.webhook_url})
-    flags["sfu"] = {"ice": _given(ice)}
+    flags["sfu"] = _given({"ice": _given(ice), "resume_grace": args.resume_grace})
     flags["ice_servers"] = _given({"turn_urls": args.turn_url, "turn_secret": args.turn_secret,
                                    "turn_ttl": args.turn_ttl, "stun_urls": args.stun_url})
     return _given(flags)
