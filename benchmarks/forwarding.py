@@ -262,7 +262,7 @@ async def start_peer(role: str, url: str, config: "RunConfig", workdir: Path, in
     log_path = workdir / f"{role}-{index}.log"
     argv = [sys.executable, "-m", "benchmarks.peers", role, "--url", url, "--room", "bench",
             "--name", f"{role}{index}", "--max-seconds", str(int(config.budget() + 60)),
-            "--sfu", config.sfu]
+            "--sfu", config.sfu, "--setup-timeout", str(config.setup_timeout)]
     if role == "publisher":
         argv += ["--rate", str(config.rate), "--payload-size", str(config.payload_size)]
         if config.layer_rates:
