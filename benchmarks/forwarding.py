@@ -455,6 +455,12 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
         result["warnings"] += peer_errors[:5]
         failed = False
         return result
+    except Exception as exc:
+        exited = [f"{p.role} {p.pid} exited with {p.proc.returncode}: {p.errors[-1:]}"
+                  for p in peers if p.proc.returncode is not None]
+        if exited:
+            raise RuntimeError(f"{type(exc).__name__}: {exc}; {'; '.join(exited[:3])}") from exc
+        raise
     finally:
         await stop_all(server, peers)
         if janus is not None:
