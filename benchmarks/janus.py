@@ -153,25 +153,27 @@ class JanusServer:
         self.event_loops = event_loops
         self.name = f"janus (event_loops={event_loops or 'default'})"
         self._own_workdir = workdir is None
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="janus-bench-"))
+        self.workdir = workdir  # a temporary directory, made by start(), when None
         self._preexec_fn = preexec_fn
         self._debug_level = debug_level
         self._start_timeout = start_timeout
         self.http_port = 0
         self.url = ""
-        self.log_path = self.workdir / "janus.log"
+        self.log_path: Optional[Path] = None
         self.proc: Optional[subprocess.Popen] = None
 
     @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise RuntimeError("janus is not running")
-        return self.proc.pid
+    def pid(self) -> Optional[int]:
+        """The Janus process to measure (all its threads); None when not running."""
+        return self.proc.pid if self.proc is not None else None
 
     async def start(self) -> None:
         reason = unavailable_reason()
         if reason:
             raise RuntimeError(reason)
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="janus-bench-"))
+        self.log_path = self.workdir / "janus.log"
         self.http_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}/janus"
         base = random.randrange(20000, 59000, 1000)  # spread concurrent runs over ranges
@@ -219,8 +221,9 @@ class JanusServer:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        if self._own_workdir:
+        if self._own_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
 
     def session(self, room: str, identity: str) -> "JanusSession":
         return JanusSession(self.url, room, identity)
@@ -229,13 +232,42 @@ class JanusServer:
         """Janus exposes no forwarded/received packet counters: count them at the peers."""
         return None
 
+    def endpoint(self) -> dict[str, Any]:
+        """What a worker process needs to open sessions (JSON-able)."""
+        return {"url": self.url}
+
+    @classmethod
+    def attach(cls, endpoint: dict[str, Any]) -> "JanusServer":
+        """A driver, in a worker process, that only opens sessions."""
+        driver = cls(event_loops=None)
+        driver.url = endpoint["url"]
+        return driver
+
+    def settings(self) -> dict[str, Any]:
+        return {"janus_event_loops": self.event_loops or "default",
+                "janus_version": _janus_version()}
+
     def log_errors(self) -> list[str]:
         """Error lines of Janus's log (its errors are tagged [ERR])."""
         try:
-            text = self.log_path.read_text(errors="replace")
+            text = self.log_path.read_text(errors="replace") if self.log_path else ""
         except OSError:
             return []
         return [line.strip()[:200] for line in text.splitlines() if "[ERR]" in line][:5]
+
+
+def _janus_version() -> str:
+    try:
+        out = subprocess.run([janus_binary() or "janus", "--version"], capture_output=True,
+                             text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return next((line.split("(")[-1].rstrip(")") for line in out.splitlines()
+                 if line.startswith("Janus version")), "?")
+
+
+#: The load generator's name for it (benchmarks.drivers.DRIVERS["janus"]).
+JanusDriver = JanusServer
 
 
 # --- one participant ---------------------------------------------------------------
@@ -265,8 +297,12 @@ class JanusSession:
         self._answered = asyncio.Event()
         self._answered.set()  # no subscriber offer waiting for its answer
         self._error: Optional[BaseException] = None
+        self.offers = 0  # subscriber offers received
 
     # --- SessionDriver ---------------------------------------------------------
+
+    #: dynacast callback of the load generator's SessionDriver: Janus never calls it.
+    on_publisher_layers: Callable[[dict[str, bool]], None] = staticmethod(lambda layers: None)
 
     async def connect(self) -> None:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout + 40))
@@ -310,6 +346,13 @@ class JanusSession:
             raise JanusError("start", f"unexpected answer {data}")
         self._answered.set()
         self._changed.set()  # changes batched while the offer was out
+
+    async def set_layers(self, wanted: dict[str, str], default: str = "high") -> None:
+        """Simulcast layer wishes: not mapped to Janus's substream yet (a no-op)."""
+
+    def stats(self) -> dict[str, int]:
+        return {"offers": self.offers, "feeds": len(self.feeds), "subscribed": len(self.subscribed),
+                "errors": int(self._error is not None)}
 
     async def close(self) -> None:
         for task in (self._follower, self._poller):
@@ -419,6 +462,7 @@ class JanusSession:
         elif sender == self.subscriber_handle and (event.get("jsep") or {}).get("type") == "offer":
             # Janus renegotiates on its own (e.g., a publisher left)
             self._answered.clear()
+            self.offers += 1
             self._offers.put_nowait(event["jsep"]["sdp"])
 
     def _add_feeds(self, publishers: list[dict]) -> None:
@@ -455,6 +499,7 @@ class JanusSession:
                 self.subscribed.update(add)
                 if jsep and jsep.get("type") == "offer":
                     self._answered.clear()
+                    self.offers += 1
                     self._offers.put_nowait(jsep["sdp"])
         except asyncio.CancelledError:
             raise

@@ -63,15 +63,22 @@ async def test_subscribers_follow_publishers_over_loopback_only():
         assert set(candidates(viewer.transport.pc.remoteDescription.sdp)) == {"127.0.0.1"}
         assert viewer.stats()["srtp_errors"] == 0
 
-        await first.close()  # Janus renegotiates the viewer's PC away from first
+        await first.close()  # Janus renegotiates the viewer's PC away from first's streams
         peers.remove(first)
-        offers = viewer.offers
-        for _ in range(100):
-            if viewer.offers > offers:
+
+        def sending_sections() -> int:
+            sdp = viewer.transport.pc.remoteDescription.sdp
+            return sum(1 for line in sdp.splitlines() if line == "a=sendonly")
+
+        for _ in range(200):
+            if sending_sections() == 1 and list(viewer.signaling.feeds.values()) == ["second"]:
                 break
             await asyncio.sleep(0.1)
-        assert viewer.offers > offers
         assert list(viewer.signaling.feeds.values()) == ["second"]
+        assert sending_sections() == 1, "first's audio and video are still offered"
+        before = viewer.packets
+        await asyncio.sleep(1.0)
+        assert viewer.packets > before + 30, "second's video stopped after the renegotiation"
     finally:
         for peer in peers:
             await peer.close()
