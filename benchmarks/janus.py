@@ -174,20 +174,20 @@ class JanusServer:
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="janus-bench-"))
         self.log_path = self.workdir / "janus.log"
-        self.http_port = free_port()
-        self.url = f"http://127.0.0.1:{self.http_port}/janus"
-        base = random.randrange(20000, 59000, 1000)  # spread concurrent runs over ranges
-        conf = write_config(self.workdir, self.http_port, (base, base + 999), self.event_loops,
-                            self._debug_level)
-        shim = build_shim(self.workdir)
-        env = dict(os.environ, LD_PRELOAD=str(shim))
-        with open(self.log_path, "wb") as log_file:
-            self.proc = subprocess.Popen(
-                [janus_binary(), "-C", str(conf / "janus.jcfg"), "-F", str(conf), "-o"],
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                cwd=self.workdir, preexec_fn=self._preexec_fn,
-            )
         try:
+            self.http_port = free_port()
+            self.url = f"http://127.0.0.1:{self.http_port}/janus"
+            base = random.randrange(20000, 59000, 1000)  # spread concurrent runs over ranges
+            conf = write_config(self.workdir, self.http_port, (base, base + 999), self.event_loops,
+                                self._debug_level)
+            shim = build_shim(self.workdir)
+            env = dict(os.environ, LD_PRELOAD=str(shim))
+            with open(self.log_path, "wb") as log_file:
+                self.proc = subprocess.Popen(
+                    [janus_binary(), "-C", str(conf / "janus.jcfg"), "-F", str(conf), "-o"],
+                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
+                    cwd=self.workdir, preexec_fn=self._preexec_fn,
+                )
             await self._wait_ready()
         except BaseException:
             await self.stop()
