@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 CHROMIUM ?= /usr/lib/chromium/chromium
 
-.PHONY: run test install install-test chromium coturn unit bench loadgen clean
+.PHONY: run test install install-test chromium coturn janus unit bench bench-janus loadgen clean
 
 $(BIN)/pysfu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +48,25 @@ coturn:
 		echo "coturn missing: TURN tests will be skipped (run 'sudo apt-get install coturn' to enable them)"; \
 	fi
 
-test: install-test chromium coturn
+
+# Debian's Janus (the benchmarks' second SFU): installed when missing and we are
+# root, without starting it; the system service is disabled (the benchmarks
+# start their own Janus with benchmarks/janus_conf/). gcc builds its loopback shim.
+janus:
+	@if command -v janus >/dev/null && command -v gcc >/dev/null; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian janus for the Janus benchmark tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends janus gcc libc6-dev >/dev/null) \
+		|| echo "janus install failed: Janus benchmark tests will be skipped"; \
+	else \
+		echo "janus missing: Janus benchmark tests will be skipped (run 'sudo make janus' to enable them)"; \
+	fi
+	@if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then \
+		systemctl disable --now janus.service >/dev/null 2>&1 || true; \
+	elif [ -x /etc/init.d/janus ]; then /etc/init.d/janus stop >/dev/null 2>&1 || true; fi
+
+test: install-test chromium coturn janus
 	$(BIN)/python -m pytest -q -rs tests
 
 unit: install-test
@@ -61,6 +79,11 @@ bench: install
 SCENARIO ?= s3
 loadgen: install
 	$(BIN)/python -m benchmarks.loadgen --scenario $(SCENARIO) $(ARGS)
+
+# s1 fan-out, pysfu and Janus (event_loops 1 and default) interleaved in one run.
+bench-janus: install janus
+	$(BIN)/python -m benchmarks.forwarding --subscribers 8,32 --rate 1000 --compare-janus \
+		--janus-event-loops 1,default --repeat 3
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache

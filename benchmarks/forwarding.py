@@ -19,12 +19,20 @@ window:
     python -m benchmarks.forwarding --subscribers 8 --compare-simulcast --repeat 3
     python -m benchmarks.forwarding --subscribers 8 --compare-ports --repeat 3
     python -m benchmarks.forwarding --subscribers 8 --single-port --compare-ref HEAD~1 --repeat 3
+    python -m benchmarks.forwarding --subscribers 8,32 --compare-janus --janus-event-loops 1,default
 
 ``--single-port`` runs the server with one shared UDP port (``--udp-port``);
 ``--compare-ports`` runs every configuration in both modes, interleaved.
 ``--compare-ref REV`` runs every configuration on the working tree (or
 ``--ref``) and on a snapshot of REV, interleaved, so a change is measured
 side by side with what it changes.
+
+With ``--sfu janus`` the server is Janus VideoRoom (benchmarks.janus: Debian
+``janus``, loopback only, ``--janus-event-loops``); ``--compare-janus`` runs
+pysfu and Janus interleaved in one run and prints the pysfu/Janus ratio of
+CPU per forwarded packet. Janus has no packet counters, so in both modes
+packets are counted at the peers for every server: ingress = what the
+publisher sent, forwarded = what the subscribers received.
 
 With ``--simulcast`` the publisher sends three VP8 layers (rid q, h, f) the
 way Chromium does, and the subscribers get the top one; the run then also
@@ -58,6 +66,7 @@ from typing import Any, Optional
 
 import aiohttp
 
+from .janus import JanusServer
 from .peers import bucket_value
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -291,7 +300,8 @@ class PeerProcess:
 async def start_peer(role: str, url: str, config: "RunConfig", workdir: Path, index: int) -> PeerProcess:
     log_path = workdir / f"{role}-{index}.log"
     argv = [sys.executable, "-m", "benchmarks.peers", role, "--url", url, "--room", "bench",
-            "--name", f"{role}{index}", "--max-seconds", str(int(config.budget() + 60))]
+            "--name", f"{role}{index}", "--max-seconds", str(int(config.budget() + 60)),
+            "--sfu", config.sfu, "--setup-timeout", str(config.setup_timeout)]
     if role == "publisher":
         argv += ["--rate", str(config.rate), "--payload-size", str(config.payload_size)]
         if config.layer_rates:
@@ -383,6 +393,9 @@ class RunConfig:
     workers: int = 1  # server worker processes; the room is spread evenly over them
     single_port: bool = False  # server in single UDP port mode
     code_label: str = ""  # which code, when comparing two (--compare-ref)
+    sfu: str = "pysfu"  # or "janus" (benchmarks.janus)
+    janus_event_loops: Optional[int] = 1  # Janus's event_loops; None: its default threading
+    count_at_peers: bool = False  # count packets at the peers, not from the server's /metrics
 
     def budget(self) -> float:
         return self.setup_timeout + self.warmup + self.duration + 60
@@ -408,22 +421,31 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
     http = f"http://127.0.0.1:{port}"
     url = f"ws://127.0.0.1:{port}/ws"
     server: Optional[asyncio.subprocess.Process] = None
+    janus: Optional[JanusServer] = None
     peers: list[PeerProcess] = []
     profiler: Optional[asyncio.subprocess.Process] = None
     failed = True
     server_log = workdir / "server.log"
+    at_peers = config.count_at_peers or config.sfu == "janus"
     try:
-        with open(server_log, "wb") as log:
-            server = await asyncio.create_subprocess_exec(
-                *server_argv(port, config.uvloop, config.source, config.workers,
-                             -(-(config.subscribers + 1) // config.workers),
-                             free_udp_port() if config.single_port else 0),
-                cwd=config.source or ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_child_setup(pin_sets(config.pin)[0]),
-            )
-        await wait_healthy(http, server, 30)
+        if config.sfu == "janus":
+            janus = JanusServer(config.janus_event_loops, workdir=workdir / "janus",
+                                preexec_fn=_child_setup(pin_sets(config.pin)[0]))
+            await janus.start()
+            server_pid, url, server_log = janus.pid, janus.url, janus.log_path
+        else:
+            with open(server_log, "wb") as log:
+                server = await asyncio.create_subprocess_exec(
+                    *server_argv(port, config.uvloop, config.source, config.workers,
+                                 -(-(config.subscribers + 1) // config.workers),
+                                 free_udp_port() if config.single_port else 0),
+                    cwd=config.source or ROOT,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT,
+                    preexec_fn=_child_setup(pin_sets(config.pin)[0]),
+                )
+            await wait_healthy(http, server, 30)
+            server_pid = server.pid
 
         setup_started = time.monotonic()
         publisher = await start_peer("publisher", url, config, workdir, 0)
@@ -440,27 +462,31 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
 
         # --- window ------------------------------------------------------------
         before = await asyncio.gather(*(p.stats() for p in peers))
-        m0 = await scrape(http)
+        m0 = {} if at_peers else await scrape(http)
         if config.profile:
-            profiler = await start_profiler(server.pid, config.duration, config.profile)
+            profiler = await start_profiler(server_pid, config.duration, config.profile)
         t0 = time.monotonic()
-        server0 = tree_cpu_times(server.pid)
-        switches0 = context_switches(server.pid)
+        server0 = tree_cpu_times(server_pid)
+        switches0 = context_switches(server_pid)
         peers0 = [cpu_ticks(p.pid) for p in peers]
         sys0 = system_ticks()
         await asyncio.sleep(config.duration)
-        server1 = tree_cpu_times(server.pid)
-        switches1 = context_switches(server.pid)
+        server1 = tree_cpu_times(server_pid)
+        switches1 = context_switches(server_pid)
         peers1 = [cpu_ticks(p.pid) for p in peers]
         sys1 = system_ticks()
         t1 = time.monotonic()
-        m1 = await scrape(http)
+        m1 = {} if at_peers else await scrape(http)
         after = await asyncio.gather(*(p.stats() for p in peers))
-        rss = rss_mb(server.pid)
+        if at_peers:
+            m0, m1 = peer_counts(before), peer_counts(after)
+        rss = rss_mb(server_pid)
         if profiler is not None:
             await asyncio.wait_for(profiler.wait(), 30)
-        if server.returncode is not None:
+        if server is not None and server.returncode is not None:
             raise RuntimeError(f"server exited with code {server.returncode} during the window")
+        if janus is not None and janus.proc.poll() is not None:
+            raise RuntimeError(f"janus exited with code {janus.proc.returncode} during the window")
 
         result = summarize(config, t1 - t0, (server1[0] - server0[0], server1[1] - server0[1]),
                            m0, m1, before, after,
@@ -471,14 +497,25 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
         result["setup_s"] = round(setup_seconds, 1)
         result["join_ms_p50"] = join_ms[len(join_ms) // 2]
         result["join_ms_max"] = join_ms[-1]
+        result["counted_at"] = "peers" if at_peers else "server /metrics"
         errors, result["server_log_warnings"] = server_log_findings(server_log)
+        if janus is not None:
+            errors = ["janus: " + line for line in janus.log_errors()]
         result["warnings"] += errors
         peer_errors = [f"{p.role} {p.pid}: {e}" for p in peers for e in p.errors]
         result["warnings"] += peer_errors[:5]
         failed = False
         return result
+    except Exception as exc:
+        exited = [f"{p.role} {p.pid} exited with {p.proc.returncode}: {p.errors[-1:]}"
+                  for p in peers if p.proc.returncode is not None]
+        if exited:
+            raise RuntimeError(f"{type(exc).__name__}: {exc}; {'; '.join(exited[:3])}") from exc
+        raise
     finally:
         await stop_all(server, peers)
+        if janus is not None:
+            await janus.stop()
         if profiler is not None and profiler.returncode is None:
             profiler.kill()
             await profiler.wait()
@@ -511,6 +548,13 @@ def server_log_findings(path: Path) -> tuple[list[str], int]:
     return found[:5], warnings
 
 
+def peer_counts(stats: list[dict]) -> dict[str, float]:
+    """Packets in and out of the server as the peers saw them: what the publisher
+    sent (the server's ingress) and what the subscribers received (forwarded)."""
+    return {"packets_in": stats[0]["sent"],
+            "packets_out": sum(s["received"] for s in stats[1:])}
+
+
 def summarize(config: RunConfig, window: float, server_ticks: tuple[int, int], m0: dict, m1: dict,
               before: list[dict], after: list[dict], peer_ticks: list[int],
               machine: dict, rss: float) -> dict:
@@ -531,7 +575,9 @@ def summarize(config: RunConfig, window: float, server_ticks: tuple[int, int], m
     result: dict[str, Any] = {
         "subscribers": config.subscribers,
         "rate": config.rate,
-        "server_loop": "uvloop" if config.uvloop else "asyncio",
+        "sfu": config.sfu,
+        "server_loop": (f"janus event_loops={config.janus_event_loops or 'default'}"
+                        if config.sfu == "janus" else "uvloop" if config.uvloop else "asyncio"),
         "workers": config.workers,
         "pinned": config.pin,
         "batch_peers": config.batch_peers,
@@ -612,7 +658,7 @@ def print_result(result: dict) -> None:
         f"{', code ' + r['code_label'] if r.get('code_label') else ''}"
         f", {r['window_s']} s window",
         f"  ingress {r['ingress_pps']:.0f} pkt/s   egress {r['egress_pps']:.0f} pkt/s   "
-        f"(publisher sent {r['publisher_pps']:.0f}/s)",
+        f"(publisher sent {r['publisher_pps']:.0f}/s; counted at {r.get('counted_at')})",
         f"  server CPU {r['server_cpu_pct']:.1f}% of one core (user {r['server_user_pct']}%, "
         f"system {r['server_sys_pct']}%)   RSS {r['server_rss_mb']} MB   "
         f"switches/s: {r.get('server_switches_per_s')} voluntary, "
@@ -705,7 +751,7 @@ def pair_ratios(results: list[dict]) -> str:
     for key, labels in (("single_port", ("a port each", "single port")), ("code_label", None)):
         groups: dict[int, dict[Any, list[float]]] = {}
         for r in results:
-            if r.get("us_per_forwarded") is not None:
+            if r.get("us_per_forwarded") is not None and r.get("sfu", "pysfu") == "pysfu":
                 groups.setdefault(r["subscribers"], {}).setdefault(r.get(key), []).append(r["us_per_forwarded"])
         for n, sides in sorted(groups.items()):
             if len(sides) != 2:
@@ -716,6 +762,31 @@ def pair_ratios(results: list[dict]) -> str:
             out.append(f"\nN={n}: {name_b} / {name_a} µs per forwarded (medians) = "
                        f"{mb:.1f} / {ma:.1f} = {mb / ma:.2f}x")
     return "".join(out)
+
+
+def variant_name(config: RunConfig) -> str:
+    if config.sfu == "janus":
+        return f"janus event_loops={config.janus_event_loops or 'default'}"
+    return "uvloop" if config.uvloop else "asyncio"
+
+
+def janus_ratio(results: list[dict]) -> str:
+    """pysfu's CPU per forwarded packet over Janus's, per N and Janus setting (medians)."""
+    out = []
+    groups: dict[int, dict[str, list[float]]] = {}
+    for r in results:
+        if r.get("us_per_forwarded") is not None and not r.get("simulcast"):
+            key = r["server_loop"] if r["sfu"] == "janus" else "pysfu"
+            groups.setdefault(r["subscribers"], {}).setdefault(key, []).append(r["us_per_forwarded"])
+    for n, by_server in sorted(groups.items()):
+        ours = by_server.get("pysfu")
+        for name, theirs in sorted(by_server.items()):
+            if name == "pysfu" or not ours:
+                continue
+            a, b = statistics.median(ours), statistics.median(theirs)
+            out.append(f"pysfu / {name} at N={n}: {a:.2f} / {b:.2f} µs per forwarded packet = "
+                       f"{a / b:.2f}x (medians of {len(ours)} and {len(theirs)} runs)")
+    return "\n".join(out)
 
 
 def variant(r: dict) -> str:
@@ -797,6 +868,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "with the working tree (or --ref)")
     parser.add_argument("--layer-rates", default="150,300,550",
                         help="packets/s of the q, h, f layers with --simulcast (default 150,300,550)")
+    parser.add_argument("--sfu", choices=["pysfu", "janus"], default="pysfu",
+                        help="the server to measure: pysfu, or Janus VideoRoom (make janus)")
+    parser.add_argument("--compare-janus", action="store_true",
+                        help="run every configuration on pysfu and on Janus, interleaved, packets "
+                        "counted at the peers for both, and print the pysfu/Janus ratio")
+    parser.add_argument("--janus-event-loops", default="1",
+                        help="Janus's event_loops: a number, 'default' (a thread per handle), "
+                        "or a comma-separated list of them to run each (default 1)")
     parser.add_argument("--setup-timeout", type=float, default=120)
     parser.add_argument("--profile", metavar="FILE",
                         help="py-spy record the server during the window (collapsed stacks); "
@@ -834,6 +913,12 @@ async def run_matrix(args: argparse.Namespace, info: dict, codes: list[tuple[dic
     counts = [int(n) for n in str(args.subscribers).split(",") if n.strip()]
     loops = [True, False] if args.compare_uvloop else [not args.no_uvloop]
     worker_counts = [int(w) for w in str(args.workers).split(",") if w.strip()]
+    event_loops = [None if v.strip() == "default" else int(v)
+                   for v in args.janus_event_loops.split(",") if v.strip()]
+    servers = ([("pysfu", uvloop, None) for uvloop in loops] if args.sfu == "pysfu" or args.compare_janus
+               else [])
+    if args.sfu == "janus" or args.compare_janus:
+        servers += [("janus", True, el) for el in event_loops]
     layer_rates = [float(r) for r in args.layer_rates.split(",")]
     modes = ([None, layer_rates] if args.compare_simulcast
              else [layer_rates] if args.simulcast else [None])
@@ -844,20 +929,21 @@ async def run_matrix(args: argparse.Namespace, info: dict, codes: list[tuple[dic
     results = []
     failures = 0
     for repeat in range(args.repeat):
-        for n, mode, uvloop, workers, single_port, (code, source) in itertools.product(
-                counts, modes, loops, worker_counts, ports, codes):
+        for n, mode, (sfu, uvloop, el), workers, single_port, (code, source) in itertools.product(
+                counts, modes, servers, worker_counts, ports, codes):
             config = RunConfig(subscribers=n, rate=sum(mode) if mode else args.rate,
                                warmup=args.warmup, layer_rates=mode,
                                duration=args.duration, uvloop=uvloop,
                                payload_size=args.payload_size, setup_timeout=args.setup_timeout,
                                profile=args.profile, pin=args.pin, source=source,
                                batch_peers=args.batch_peers, workers=workers, single_port=single_port,
-                               code_label=code["commit"] if len(codes) > 1 else "")
+                               code_label=code["commit"] if len(codes) > 1 else "",
+                               sfu=sfu, janus_event_loops=el, count_at_peers=args.compare_janus)
             try:
                 result = await asyncio.wait_for(run_once(config, args.keep_logs), config.budget())
             except (Exception, asyncio.TimeoutError) as exc:
                 failures += 1
-                print(f"== N={n} run {repeat + 1} ({'uvloop' if uvloop else 'asyncio'}) FAILED: "
+                print(f"== N={n} run {repeat + 1} ({variant_name(config)}) FAILED: "
                       f"{type(exc).__name__}: {exc}", flush=True)
                 continue
             result["run"] = repeat + 1
@@ -871,9 +957,10 @@ async def run_matrix(args: argparse.Namespace, info: dict, codes: list[tuple[dic
         print(summary_table(results))
         print(simulcast_ratio(results))
         print(pair_ratios(results))
+    print(janus_ratio(results))
     for r in results:
         if (r["subscribers"] == 8 and r["rate"] == 1000 and r["us_per_forwarded"] is not None
-                and not r.get("simulcast")):
+                and not r.get("simulcast") and r["sfu"] == "pysfu"):
             verdict = "meets" if r["us_per_forwarded"] <= TARGET_US else "misses"
             print(f"target ≤ {TARGET_US:g} µs/forwarded at N=8, 1000 pps: run {r['run']} "
                   f"({r['server_loop']}) {verdict} it with {r['us_per_forwarded']} µs")

@@ -74,6 +74,7 @@ U64 = struct.Struct("!Q")
 TIME_OFFSET = 11  # where the send time sits in the payload
 TIME_OFFSET_EXT = 16  # ... after a 6-byte descriptor (X=1 with picture ID, TL0PICIDX, TID)
 MIN_PAYLOAD = TIME_OFFSET_EXT + 8
+AUDIO_PAYLOAD = 80  # bytes of an Opus-like audio payload (first byte < 0x80)
 DEFAULT_LAYERS = (("q", 150.0, 320, 180), ("h", 300.0, 640, 360), ("f", 550.0, 1280, 720))
 TID_PATTERN = (0, 2, 1, 2)  # temporal layers of Chromium's VP8 simulcast (L1T3)
 NTP_EPOCH = 2208988800  # seconds from 1900 to 1970
@@ -181,11 +182,13 @@ class PublisherPeer:
         tick: float = 0.005,
         ice: Optional[IceConfig] = None,
         name: str = "publisher",
+        audio_rate: float = 0.0,
     ) -> None:
         self.signaling = Signaling(url)
         self.room = room
         self.name = name
         self.rate = rate
+        self.audio_rate = audio_rate  # Opus-like packets/s on an audio m-line (0: none)
         self.tick = tick
         self.transport = PeerTransport(
             ice or IceConfig(addresses=["127.0.0.1"]), lambda packet: None, self._on_rtcp
@@ -199,6 +202,15 @@ class PublisherPeer:
         self._buf[12:] = filler
         self.payload_type = 96
         self.ssrc = 0
+        self.audio_payload_type = 111
+        self.audio_ssrc = 0
+        self._audio = bytearray(12 + AUDIO_PAYLOAD)
+        self._audio[12:] = bytes((0x78 + i) & 0x7F for i in range(AUDIO_PAYLOAD))
+        self.audio_seq = random.getrandbits(16)
+        self.audio_ts0 = random.getrandbits(32)
+        self.audio_sent = 0
+        self._audio_packets = 0
+        self._audio_scheduled = 0
         self.seq = random.getrandbits(16)
         self.ts0 = random.getrandbits(32)
         self.frame = 0
@@ -220,32 +232,53 @@ class PublisherPeer:
         self._next = 0.0
 
     async def start(self) -> None:
+        await self._join()
+        await self.publish()
+
+    async def _join(self) -> None:
         await self.signaling.connect()
         await self.signaling.request({"type": "join", "room": self.room, "name": self.name,
                                       "auto_subscribe": False})
-        await self.publish()
 
     async def publish(self) -> None:
-        """Publish the track on the joined session and start sending."""
+        """Publish the track(s) on the joined session and start sending."""
         transceiver = self.transport.add_sendonly(
             "video", CodecInfo("video/VP8", 90000, 96), f"{self.name}-stream", f"{self.name}-video"
         )
+        audio = None
+        if self.audio_rate:
+            audio = self.transport.add_sendonly(
+                "audio", CodecInfo("audio/opus", 48000, 111, channels=2),
+                f"{self.name}-stream", f"{self.name}-audio")
         offer = await self.transport.create_offer()
-        response = await self.signaling.request({
-            "type": "publish", "sdp": offer,
-            "tracks": [{"mid": transceiver.mid, "source": "camera"}],
-        })
-        await self.transport.accept_answer(response["sdp"])
+        mids = {transceiver.mid: "camera"}
+        if audio is not None:
+            mids[audio.mid] = "microphone"
+        await self.transport.accept_answer(await self._negotiate(offer, mids))
         section = self.transport.sent_section(transceiver)
         if section is None:
             raise RuntimeError("publish answer did not negotiate the video m-line")
         self.payload_type = section.codec.payload_type
         self.ssrc = section.ssrcs[0]
+        if audio is not None:
+            section = self.transport.sent_section(audio)
+            if section is None:
+                raise RuntimeError("publish answer did not negotiate the audio m-line")
+            self.audio_payload_type = section.codec.payload_type
+            self.audio_ssrc = section.ssrcs[0]
         await wait_until(lambda: self.transport.connected, 20, "publisher transport connected")
         loop = asyncio.get_running_loop()
         self._t0 = self._next = loop.time()
         self._pace()
         self._sr_task = asyncio.ensure_future(self._sender_reports())
+
+    async def _negotiate(self, offer: str, mids: dict[str, str]) -> str:
+        """Publish ``offer`` (mid -> source) on the joined session; returns the answer."""
+        response = await self.signaling.request({
+            "type": "publish", "sdp": offer,
+            "tracks": [{"mid": mid, "source": source} for mid, source in mids.items()],
+        })
+        return response["sdp"]
 
     # --- media ----------------------------------------------------------------
 
@@ -262,6 +295,11 @@ class PublisherPeer:
         send = self._send_one
         for _ in range(due):
             send()
+        if self.audio_rate:
+            audio_due = int((now - self._t0) * self.audio_rate) - self._audio_scheduled
+            self._audio_scheduled += audio_due
+            for _ in range(min(audio_due, 10)):
+                self._send_audio()
         self._next += self.tick
         if self._next < now:
             self._next = now + self.tick
@@ -295,6 +333,20 @@ class PublisherPeer:
         else:
             self.index = index + 1
 
+    def _send_audio(self) -> None:
+        """One Opus-sized packet (20 ms of 48 kHz), the send time at TIME_OFFSET."""
+        buf = self._audio
+        ts = (self.audio_ts0 + self._audio_packets * round(48000 / self.audio_rate)) & 0xFFFFFFFF
+        self._audio_packets += 1
+        RTP_HEADER.pack_into(buf, 0, 0x80, self.audio_payload_type, self.audio_seq, ts,
+                             self.audio_ssrc)
+        U64.pack_into(buf, 12 + TIME_OFFSET, time.monotonic_ns())
+        if self.transport.send_rtp(bytes(buf)):
+            self.sent += 1
+            self.audio_sent += 1
+            self.bytes_sent += len(buf)
+        self.audio_seq = (self.audio_seq + 1) & 0xFFFF
+
     async def _sender_reports(self) -> None:
         while True:
             await asyncio.sleep(1.0)
@@ -323,6 +375,7 @@ class PublisherPeer:
             "sent": self.sent, "bytes": self.bytes_sent, "keyframes": self.keyframes,
             "plis": self.plis, "firs": self.firs, "nacks": self.nacks, "rtcp_in": self.rtcp_in,
             "send_errors": self.transport.send_errors, "catchup_resets": self.catchup_resets,
+            "audio_sent": self.audio_sent,
             "max_lag_ms": round(self.max_lag * 1000, 2),
         }
         self.max_lag = 0.0
@@ -801,11 +854,18 @@ async def run_peer(args: argparse.Namespace) -> int:
                                            keyframe_interval=args.keyframe_interval, ice=ice,
                                            name=args.name, layers=layers)
     elif args.role == "publisher":
-        peer = PublisherPeer(args.url, args.room, args.rate, fps=args.fps,
-                             payload_size=args.payload_size,
-                             keyframe_interval=args.keyframe_interval, ice=ice, name=args.name)
+        publisher_class = PublisherPeer
+        if args.sfu == "janus":
+            from .janus import JanusPublisherPeer as publisher_class
+        peer = publisher_class(args.url, args.room, args.rate, fps=args.fps,
+                               payload_size=args.payload_size,
+                               keyframe_interval=args.keyframe_interval, ice=ice, name=args.name,
+                               audio_rate=args.audio_rate)
     else:
-        peer = SubscriberPeer(args.url, args.room, ice=ice, name=args.name)
+        subscriber_class = SubscriberPeer
+        if args.sfu == "janus":
+            from .janus import JanusSubscriberPeer as subscriber_class
+        peer = subscriber_class(args.url, args.room, ice=ice, name=args.name)
     stdin = await _stdin_lines()
     deadline = time.monotonic() + args.max_seconds
     try:
@@ -843,11 +903,16 @@ async def run_peer(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__.split("\n")[0])
     parser.add_argument("role", choices=["publisher", "subscriber"])
-    parser.add_argument("--url", required=True, help="signaling URL, e.g. ws://127.0.0.1:7880/ws")
+    parser.add_argument("--url", required=True, help="signaling URL, e.g. ws://127.0.0.1:7880/ws "
+                        "(--sfu janus: the Janus HTTP API, e.g. http://127.0.0.1:8088/janus)")
+    parser.add_argument("--sfu", choices=["pysfu", "janus"], default="pysfu",
+                        help="pysfu's WebSocket signaling or Janus VideoRoom (benchmarks.janus)")
     parser.add_argument("--room", default="bench")
     parser.add_argument("--name", default="")
     parser.add_argument("--rate", type=float, default=1000, help="publisher: RTP packets per second")
     parser.add_argument("--fps", type=float, default=30, help="publisher: frames per second")
+    parser.add_argument("--audio-rate", type=float, default=0,
+                        help="publisher: also an Opus audio m-line at this many packets/s (0: none)")
     parser.add_argument("--payload-size", type=int, default=1100, help="publisher: RTP payload bytes")
     parser.add_argument("--keyframe-interval", type=float, default=2.0, help="publisher: seconds")
     parser.add_argument("--simulcast", action="store_true",

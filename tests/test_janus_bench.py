@@ -1,0 +1,87 @@
+"""Janus VideoRoom as a benchmark target (benchmarks.janus): it runs, carries
+media to every subscriber on loopback only, and the s1 fan-out measures it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from benchmarks.forwarding import RunConfig, run_once
+from benchmarks.janus import (JanusPublisherPeer, JanusServer, JanusSubscriberPeer,
+                              unavailable_reason)
+
+pytestmark = pytest.mark.skipif(unavailable_reason() is not None,
+                                reason=f"{unavailable_reason()} (make janus)")
+
+
+def candidates(sdp: str) -> list[str]:
+    return [line.split()[4] for line in sdp.splitlines() if line.startswith("a=candidate:")]
+
+
+async def test_s1_fan_out_through_janus_loses_nothing():
+    config = RunConfig(subscribers=2, rate=500, warmup=1, duration=3, setup_timeout=40,
+                       sfu="janus", janus_event_loops=1)
+    result = await asyncio.wait_for(run_once(config), 90)
+    assert result["counted_at"] == "peers"
+    assert result["ingress_pps"] > 400
+    # each subscriber gets every packet the publisher sent
+    assert result["egress_pps"] == pytest.approx(2 * result["ingress_pps"], rel=0.05)
+    assert result["loss_pct"] is not None and result["loss_pct"] < 1.0
+    assert result["server_cpu_pct"] > 0 and result["us_per_forwarded"] > 0
+    assert result["latency_p50_ms"] is not None
+
+
+async def test_subscribers_follow_publishers_over_loopback_only():
+    server = JanusServer(event_loops=None)
+    await server.start()
+    peers = []
+    try:
+        first = JanusPublisherPeer(server.url, "follow", 100, name="first", audio_rate=50)
+        peers.append(first)
+        await first.start()
+        remote = first.transport.pc.remoteDescription.sdp
+        assert set(candidates(remote)) == {"127.0.0.1"}, "Janus must offer loopback only"
+        assert first.audio_ssrc and first.ssrc
+
+        viewer = JanusSubscriberPeer(server.url, "follow", name="viewer")
+        peers.append(viewer)
+        await viewer.start()
+        await asyncio.wait_for(viewer.first_media.wait(), 20)
+        second = JanusPublisherPeer(server.url, "follow", 100, name="second")
+        peers.append(second)
+        await second.start()
+
+        async def streams_flowing(count: int) -> None:
+            while len([s for s in viewer.streams.values() if s.received > 20]) < count:
+                await asyncio.sleep(0.1)
+
+        # first's audio + video, then second's video after a renegotiation
+        await asyncio.wait_for(streams_flowing(3), 20)
+        assert viewer.offers >= 2
+        assert set(candidates(viewer.transport.pc.remoteDescription.sdp)) == {"127.0.0.1"}
+        assert viewer.stats()["srtp_errors"] == 0
+
+        await first.close()  # Janus renegotiates the viewer's PC away from first's streams
+        peers.remove(first)
+
+        def sending_sections() -> int:
+            sdp = viewer.transport.pc.remoteDescription.sdp
+            return sum(1 for line in sdp.splitlines() if line == "a=sendonly")
+
+        for _ in range(200):
+            if sending_sections() == 1 and list(viewer.signaling.feeds.values()) == ["second"]:
+                break
+            await asyncio.sleep(0.1)
+        assert list(viewer.signaling.feeds.values()) == ["second"]
+        assert sending_sections() == 1, "first's audio and video are still offered"
+        before = viewer.packets
+        await asyncio.sleep(1.0)
+        assert viewer.packets > before + 30, "second's video stopped after the renegotiation"
+    finally:
+        for peer in peers:
+            await peer.close()
+        pid = server.pid
+        await server.stop()
+    assert not os.path.exists(f"/proc/{pid}"), "janus still running after stop()"
