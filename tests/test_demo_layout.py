@@ -204,26 +204,33 @@ async def test_pages_show_one_participant_and_pause_the_other(tmp_path):
             assert page.errors == []
 
 
-async def test_speaker_view_follows_the_dominant_speaker_unless_pinned(tmp_path):
+async def test_speakers_come_onto_the_first_page_and_the_big_tile_unless_pinned(tmp_path):
     async with sfu(tmp_path) as server, publishers(server, ["quiet", "talker"], tone=True) as (quiet, talker):
         async with chromium(tmp_path) as browser:
-            page = await open_viewer(browser, server, "&layout=speaker")
+            page = await open_viewer(browser, server, "&pageSize=1")
             q, t = quiet.participant_id, talker.participant_id
+
+            def shown(view):
+                return [x["id"] for x in view["tiles"] if not x["local"] and not x["hidden"]]
 
             def spotlit(view):
                 return [x["id"] for x in view["tiles"] if x["spotlight"]]
 
-            # nobody speaks: the first to join is on the big tile
-            view = await until(lambda: page.evaluate(VIEW_JS), lambda v: spotlit(v) == [q],
-                               timeout=10, what="quiet on the big tile")
-            assert view["layout"] == "speaker"
-            assert await page.get_attribute("#speaker-view-btn", "aria-pressed") == "true"
+            # nobody speaks: the first to join is on page 1
+            await until(lambda: page.evaluate(VIEW_JS), lambda v: shown(v) == [q] and v["pager"] == "Page 1 of 2",
+                        timeout=10, what="quiet on page 1")
 
             talker.tone.amplitude = 0.3  # about -14 dBov: the dominant speaker within a few seconds
-            view = await until(lambda: page.evaluate(VIEW_JS), lambda v: spotlit(v) == [t],
-                               timeout=15, what="the talker on the big tile")
+            await until(lambda: page.evaluate(VIEW_JS), lambda v: shown(v) == [t] and v["pager"] == "Page 1 of 2",
+                        timeout=15, what="the talker swapped onto page 1")
+            await until(lambda: flow_over(page), lambda f: decoding(f, t) and stopped(f, q),
+                        timeout=15, what="the talker's video only")
+
+            await page.click("#speaker-view-btn")  # the speaker large, the others in a filmstrip
+            view = await page.evaluate(VIEW_JS)
+            assert view["layout"] == "speaker" and spotlit(view) == [t] and shown(view) == [t, q]
+            assert await page.get_attribute("#speaker-view-btn", "aria-pressed") == "true"
             big, small = tile(view, t), tile(view, q)
-            assert not small["hidden"] and not small["spotlight"]  # in the filmstrip
             assert big["width"] > 2.5 * small["width"], (big, small)
             await until(lambda: flow_over(page), lambda f: decoding(f, t) and decoding(f, q),
                         timeout=15, what="both videos decoding")
@@ -235,9 +242,79 @@ async def test_speaker_view_follows_the_dominant_speaker_unless_pinned(tmp_path)
             await asyncio.sleep(1.5)  # the talker keeps talking: still the pinned one
             assert spotlit(await page.evaluate(VIEW_JS)) == [q]
 
-            await page.click("#grid-view-btn")
+            await page.click("#grid-view-btn")  # pinned first, even before the speaker
             view = await page.evaluate(VIEW_JS)
-            assert view["layout"] == "grid" and spotlit(view) == []
-            assert await page.is_hidden("#spotlight")
-            assert [x["id"] for x in view["tiles"][1:]] == [q, t]  # pinned first
+            assert view["layout"] == "grid" and spotlit(view) == [] and await page.is_hidden("#spotlight")
+            assert shown(view) == [q] and view["pager"] == "Page 1 of 2"
+            await asyncio.sleep(1.5)
+            assert shown(await page.evaluate(VIEW_JS)) == [q]
             assert page.errors == []
+
+
+async def test_grid_pages_fit_the_window(tmp_path):
+    async with sfu(tmp_path) as server, publishers(server, ["ana", "ben", "cleo"]) as clients:
+        async with chromium(tmp_path) as browser:
+            page = await open_viewer(browser, server)
+            await page.set_viewport_size({"width": 1280, "height": 720})
+            everyone = sorted(c.participant_id for c in clients)
+
+            def remote_shown(view):
+                return sorted(x["id"] for x in view["tiles"] if not x["local"] and not x["hidden"])
+
+            view = await until(lambda: page.evaluate(VIEW_JS), lambda v: remote_shown(v) == everyone,
+                               timeout=10, what="all three on one page")
+            assert view["pager"] is None
+            await page.set_viewport_size({"width": 520, "height": 440})  # a small window: fewer per page
+            view = await until(lambda: page.evaluate(VIEW_JS), lambda v: v["pager"] is not None,
+                               timeout=5, what="pages")
+            per_page = await page.evaluate("window.pysfuDemo.layout.pageSize")
+            assert 1 <= per_page < 3 and len(remote_shown(view)) == per_page
+            assert view["pager"] == f"Page 1 of {-(-3 // per_page)}"
+            bottoms = await page.evaluate(
+                "Array.from(document.querySelectorAll('.tile:not([hidden])')).map((t) => t.getBoundingClientRect().bottom)")
+            assert max(bottoms) <= 440 + 1, bottoms  # the page's tiles are all in the window
+            await page.screenshot(path=str(save_artifact("layout-small-window.png")))
+            assert page.errors == []
+
+
+#: layout.js, the pure part: (function, arguments, expected result)
+LAYOUT_CASES = [
+    ("displayOrder", [["a", "b", "c"], ["c", "x"]], ["c", "a", "b"]),
+    ("spotlightOf", [["a", "b", "c"], [], [None, None]], "a"),
+    ("spotlightOf", [["a", "b", "c"], [], ["b", "a"]], "b"),
+    ("spotlightOf", [["a", "b", "c"], [], ["gone", "c"]], "c"),
+    ("spotlightOf", [["a", "b", "c"], ["c", "b"], ["a", None]], "c"),
+    ("spotlightOf", [[], [], [None, None]], None),
+    ("paginate", [["a", "b", "c"], 2, 2], {"page": 2, "pages": 2, "items": ["c"]}),
+    ("paginate", [["a", "b", "c"], 2, 9], {"page": 2, "pages": 2, "items": ["c"]}),
+    ("paginate", [[], 4, 1], {"page": 1, "pages": 1, "items": []}),
+    # d speaks from page 2: swaps with the least recently heard of page 1 (b)
+    ("promote", [["a", "b", "c", "d"], "d", ["a", "b"], {"a": 5}], ["a", "d", "c", "b"]),
+    ("promote", [["a", "b", "c", "d"], "b", ["a", "b"], {}], ["a", "b", "c", "d"]),
+    ("promote", [["a", "b"], "b", [], {}], ["a", "b"]),  # page 1 all pinned: nothing moves
+    ("gridCapacity", [900, 540, 12], 16),
+    ("gridCapacity", [420, 150, 12], 2),
+    ("gridCapacity", [0, 0, 12], 16),
+    ("filmstripCapacity", [900, 12], 4),
+    ("gridShape", [3, 900, 540, 12], {"columns": 2, "tileWidth": 444}),
+    ("gridShape", [1, 900, 540, 12], {"columns": 1, "tileWidth": 900}),
+]
+
+LAYOUT_JS = """
+async (cases) => {
+  const layout = await import("/layout.js");
+  return cases.map(([name, args]) => {
+    if (name === "promote") args = [args[0], args[1], args[2], new Map(Object.entries(args[3]))];
+    return layout[name](...args);
+  });
+}
+"""
+
+
+async def test_layout_functions(server_process, tmp_path):
+    async with chromium(tmp_path) as browser:
+        page = await browser.new_page()
+        await page.goto(f"{server_process.http}/")
+        results = await page.evaluate(LAYOUT_JS, [[name, args] for name, args, _ in LAYOUT_CASES])
+    for (name, args, expected), result in zip(LAYOUT_CASES, results):
+        assert result == expected, (name, args)
