@@ -626,20 +626,28 @@ function usesFilmstrip() {
   return layout.mode === "speaker" || shares.size > 0;
 }
 
+/** Room for tiles: #tiles' width, and the window's height below its top. */
+function tileArea() {
+  const grid = $("tiles");
+  const top = grid.getBoundingClientRect().top + window.scrollY;
+  return { width: grid.clientWidth, height: window.innerHeight - top - TILE_GAP };
+}
+
 /** Remote tiles per page: `?pageSize=N`, else what fits (one cell is ours). */
 function pageSize() {
   if (PAGE_SIZE) return PAGE_SIZE;
-  const grid = $("tiles");
-  const width = grid.clientWidth;
-  const height = window.innerHeight - grid.getBoundingClientRect().top - TILE_GAP;
+  const { width, height } = tileArea();
   const cells = usesFilmstrip() ? filmstripCapacity(width, TILE_GAP) : gridCapacity(width, height, TILE_GAP);
   return Math.max(1, cells - 1);
 }
 
-/** Who goes where now: {spotlight, paged (remote ids in page order)}. */
+/** Who goes where now: {spotlight, paged (remote ids in page order)}.  Alone, we are the spotlight. */
 function arrangement() {
   const display = displayOrder(layout.order, layout.pins);
-  const spotlight = layout.mode === "speaker" && shares.size === 0 ? spotlightOf(display, layout.pins, layout.speakers) : null;
+  let spotlight = null;
+  if (layout.mode === "speaker" && shares.size === 0) {
+    spotlight = spotlightOf(display, layout.pins, layout.speakers) || (demo.client && demo.client.participantId);
+  }
   return { spotlight, paged: display.filter((id) => id !== spotlight) };
 }
 
@@ -693,12 +701,12 @@ function setTileShown(tile, shown) {
 function shapeGrid(count) {
   const grid = $("tiles");
   grid.classList.toggle("filmstrip", usesFilmstrip());
-  const height = window.innerHeight - grid.getBoundingClientRect().top - TILE_GAP;
-  if (usesFilmstrip() || grid.clientWidth <= 0 || height <= 0) {
+  const { width, height } = tileArea();
+  if (usesFilmstrip() || width <= 0 || height <= 0) {
     grid.style.removeProperty("grid-template-columns");
     return;
   }
-  const { columns, tileWidth } = gridShape(count, grid.clientWidth, height, TILE_GAP);
+  const { columns, tileWidth } = gridShape(count, width, height, TILE_GAP);
   grid.style.gridTemplateColumns = `repeat(${columns}, minmax(0, ${Math.max(tileWidth, 160)}px))`;
 }
 
