@@ -143,11 +143,13 @@ class Subscriber:
         while not self.transport.closed:
             self._again = False
             sdp = await self.transport.create_offer()
-            offered = {id(slot): slot.track for slot in self.slots}  # what this offer says
+            # a slot added while the offer was made has no mid yet: the next offer carries it
+            in_offer = [slot for slot in self.slots if slot.transceiver.mid is not None]
+            offered = {id(slot): slot.track for slot in in_offer}  # what this offer says
             mapping = [
                 {"mid": s.transceiver.mid, "track_id": s.track.id,
                  "participant_id": s.track.participant_id, "kind": s.kind}
-                for s in self.slots if s.track is not None
+                for s in in_offer if s.track is not None
             ]
             self._answer = asyncio.get_running_loop().create_future()
             self.offers_sent += 1
