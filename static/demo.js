@@ -781,8 +781,8 @@ function noteSpeakers(list) {
   list.forEach((s) => layout.lastHeard.set(s.participant_id, now));
   const dominant = list.find((s) => s.dominant);
   const id = dominant && dominant.participant_id;
-  if (id && layout.order.includes(id) && layout.speakers[0] !== id) layout.speakers = [id, layout.speakers[0]];
-  if (id && layout.order.includes(id)) {
+  if (id && layout.order.includes(id)) { // a remote participant (we never take the spotlight)
+    if (layout.speakers[0] !== id) layout.speakers = [id, layout.speakers[0]];
     const { spotlight, paged } = arrangement();
     const firstPage = paged.slice(0, layout.pageSize).filter((p) => !layout.pins.includes(p));
     if (id !== spotlight && !layout.pins.includes(id)) layout.order = promote(layout.order, id, firstPage, layout.lastHeard);

@@ -142,6 +142,11 @@ def tile(view, pid) -> dict:
     return next(t for t in view["tiles"] if t["id"] == pid)
 
 
+def pin_state(view, pid) -> tuple:
+    shown = tile(view, pid)
+    return shown["pinned"], shown["pinMarker"], shown["pinPressed"]
+
+
 async def test_pinning_keeps_the_pinned_video_in_last_n(tmp_path):
     async with sfu(tmp_path, last_n=1) as server, publishers(server, ["ana", "ben"]) as (ana, ben):
         async with chromium(tmp_path) as browser:
@@ -159,8 +164,8 @@ async def test_pinning_keeps_the_pinned_video_in_last_n(tmp_path):
                         timeout=15, what="ben's video only, once pinned")
             view = await page.evaluate(VIEW_JS)
             assert [t["id"] for t in view["tiles"][1:]] == [b, a]  # the pinned one first
-            assert (tile(view, b)["pinned"], tile(view, b)["pinMarker"], tile(view, b)["pinPressed"]) == (True, True, "true")
-            assert (tile(view, a)["pinned"], tile(view, a)["pinMarker"], tile(view, a)["pinPressed"]) == (False, False, "false")
+            assert pin_state(view, b) == (True, True, "true")  # data-pinned, the marker, the button
+            assert pin_state(view, a) == (False, False, "false")
             # the unpinned tile shows that its video is paused (layer "off"), not a frozen frame
             assert await page.evaluate(
                 f"document.querySelector(\".tile[data-participant-id='{a}']\").dataset.layer") == "off"
