@@ -144,7 +144,7 @@ class Participant:
     def set_pins(self, participant_ids: list[str]) -> None:
         """Whose camera this participant always wants among its last-N."""
         self.pins = [p for p in participant_ids if p in self.room.participants and p != self.id]
-        self.room.apply_last_n()
+        self.room.apply_last_n(self)
 
     def update_track_settings(self, track_id: str, settings: TrackSettings) -> bool:
         return self.subscriber.update_settings(track_id, settings)

@@ -350,13 +350,14 @@ class Room:
 
     # --- last-N (issue 4) -------------------------------------------------------
 
-    def apply_last_n(self) -> None:
-        """Tell every subscriber whose camera video it may receive."""
+    def apply_last_n(self, only: Optional[Participant] = None) -> None:
+        """Tell every subscriber (or just ``only``, whose pins changed: pages
+        of the demo's grid re-pin often) whose camera video it may receive."""
         publishers = [
             p.id for p in self.participants.values()
             if any(t.kind == "video" and t.source != "screen_share" for t in p.tracks.values())
         ]
-        for participant in self.participants.values():
+        for participant in [only] if only is not None else self.participants.values():
             allowed = lastn.choose(
                 publishers, self.speech_order.order, participant.pins,
                 self.config.last_n, participant.id,

@@ -2,20 +2,47 @@
 // All user-provided text goes through textContent.
 
 import { PysfuClient } from "./pysfu.js";
+import {
+  displayOrder, filmstripCapacity, gridCapacity, gridShape, paginate, promote, spotlightOf,
+} from "./layout.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const VIDEO_CONSTRAINTS = { width: 1280, height: 720 };
 const QUALITY_CHOICES = ["auto", "low", "medium", "high"];
 const QUALITY_LETTERS = { low: "q", medium: "h", high: "f" };
+/** Remote tiles per page from `?pageSize=N` (else what fits the window). */
+const PAGE_SIZE = Math.max(0, Number.parseInt(params.get("pageSize") || "0", 10) || 0);
+const TILE_GAP = 12; // px, as .tiles' gap in style.css
 
-/** participant id -> tile record {el, video, nameEl, placeholder, indicators, tracks,
- *  and for remote tiles: quality ("auto"|"low"|"medium"|"high"), qualitySelect, layerBadge} */
+/** participant id -> tile record {el, video, nameEl, placeholder, indicators, tracks, shown,
+ *  and for remote tiles: quality ("auto"|"low"|"medium"|"high"), qualitySelect, layerBadge,
+ *  pinButton, pausedTrackId (video paused at the SFU while the tile is off the page)} */
 const tiles = new Map();
 
 /** Screen shares shown on the stage, by published track id (ours: by local track id):
  *  {el, video, label, participantId, local} */
 const shares = new Map();
+
+/**
+ * Layout (issue 4): a paginated grid or a speaker view.  Our own tile is
+ * always shown; remote tiles off the page are hidden and their video paused
+ * at the SFU.  What is on screen is sent as last-N pins (our pins first).
+ */
+const layout = {
+  mode: params.get("layout") === "speaker" ? "speaker" : "grid",
+  page: 1,
+  pages: 1,
+  pageSize: 1, // remote tiles per page
+  order: [], // remote participant ids: join order, speakers swapped onto page 1
+  pins: [], // our pins, newest first
+  speakers: [null, null], // dominant remote speaker now, and the one before
+  lastHeard: new Map(), // participant id -> Date.now() when last an active speaker
+  spotlight: null, // participant id on the speaker view's big tile
+  visible: [], // remote ids on the current page
+  sentPins: null, // last set_pins sent, as a JSON key
+  queued: false,
+};
 
 /** Hooks for automated tests. */
 const demo = {
@@ -37,6 +64,11 @@ const demo = {
   sendChat,
   sendReaction,
   raiseHand,
+  // layout (issue 4)
+  layout,
+  pin,
+  setLayout,
+  setPage,
 };
 window.pysfuDemo = demo;
 
@@ -106,13 +138,15 @@ function createTile(participantId, name, local) {
       audio: createIndicator("audio", "mic muted"),
       video: createIndicator("video", "camera off"),
       hand: createIndicator("hand", "✋ hand raised"),
+      pin: createIndicator("pin", "📌 pinned"),
     },
     tracks: new Map(),
     local,
+    shown: true,
   };
   tile.el.dataset.participantId = participantId;
   const footer = el("div", "tile-footer");
-  footer.append(tile.nameEl, tile.indicators.hand, tile.indicators.audio, tile.indicators.video);
+  footer.append(tile.nameEl, tile.indicators.pin, tile.indicators.hand, tile.indicators.audio, tile.indicators.video);
   tile.el.append(tile.video, tile.placeholder, footer);
   if (!local) addQualityControls(tile, participantId);
   setTileName(tile, name);
@@ -135,14 +169,19 @@ function addQualityControls(tile, participantId) {
   }
   tile.qualitySelect.addEventListener("change", () => setQuality(participantId, tile.qualitySelect.value));
   tile.video.addEventListener("resize", () => refreshBadge(tile));
+  tile.pinButton = el("button", "pin-btn", "Pin");
+  tile.pinButton.type = "button";
+  tile.pinButton.setAttribute("aria-pressed", "false");
+  tile.pinButton.addEventListener("click", () => pin(participantId));
   const top = el("div", "tile-top");
-  top.append(tile.layerBadge, tile.qualitySelect);
+  top.append(tile.layerBadge, tile.qualitySelect, tile.pinButton);
   tile.el.append(top);
 }
 
 function setTileName(tile, name) {
   const label = tile.local ? `${name || "You"} (you)` : name || "Guest";
   tile.nameEl.textContent = label;
+  if (tile.pinButton) tile.pinButton.setAttribute("aria-label", `Pin ${name || "Guest"}`);
   tile.placeholder.textContent = (name || "?").trim().charAt(0).toUpperCase() || "?";
 }
 
@@ -153,6 +192,8 @@ function ensureTile(participantId, name, local = false) {
     tiles.set(participantId, tile);
     if (local) $("tiles").prepend(tile.el);
     else $("tiles").append(tile.el);
+    if (!local) layout.order.push(participantId);
+    scheduleLayout();
   } else if (name) {
     setTileName(tile, name);
   }
@@ -168,6 +209,9 @@ function removeTile(participantId) {
   tile.tracks.forEach((entry) => entry.audioEl && (entry.audioEl.srcObject = null));
   tile.el.remove();
   tiles.delete(participantId);
+  layout.order = layout.order.filter((id) => id !== participantId);
+  layout.pins = layout.pins.filter((id) => id !== participantId);
+  scheduleLayout();
 }
 
 function clearTiles() {
@@ -184,14 +228,17 @@ function refreshVideo(tile) {
     if (tile.local) {
       tile.video.srcObject = new MediaStream([chosen.track]);
       tile.video.play().catch(() => {});
-    } else {
+    } else if (tile.shown) {
       showRemoteVideo(tile, chosen.trackId);
+    } else {
+      pauseHiddenVideo(tile, chosen.trackId);
     }
     tile.video.dataset.trackId = chosen.trackId;
   } else if (!chosen) {
     if (!tile.local && tile.video.dataset.trackId) demo.client.detachVideo(tile.video.dataset.trackId, tile.video);
     tile.video.srcObject = null;
     delete tile.video.dataset.trackId;
+    tile.pausedTrackId = null;
   }
   tile.el.classList.toggle("has-video", Boolean(chosen));
   refreshBadge(tile);
@@ -206,7 +253,25 @@ function showRemoteVideo(tile, trackId) {
     console.warn("attachVideo failed", trackId, err.code || err.message);
     return;
   }
-  if (client.qualityOf(trackId) !== tile.quality) applyQuality(trackId, tile.quality);
+  const wasPaused = tile.pausedTrackId === trackId;
+  tile.pausedTrackId = null;
+  if (wasPaused || client.qualityOf(trackId) !== tile.quality) applyQuality(trackId, tile.quality);
+}
+
+/**
+ * A tile off the page: stop showing its video and have the SFU stop sending
+ * it (`update_track_settings` paused) until the tile is shown again.
+ */
+function pauseHiddenVideo(tile, trackId) {
+  const client = demo.client;
+  const previous = tile.video.dataset.trackId;
+  if (previous) client.detachVideo(previous, tile.video);
+  tile.video.srcObject = null;
+  if (tile.pausedTrackId === trackId) return;
+  tile.pausedTrackId = trackId;
+  client.setTrackSettings(trackId, { paused: true }).catch((err) => {
+    console.warn("pysfu: pausing a hidden tile failed", trackId, err.code, err.message);
+  });
 }
 
 // --- simulcast: quality selector & layer badge ---------------------------------
@@ -232,7 +297,7 @@ async function setQuality(participantId, quality) {
   tile.quality = quality;
   tile.qualitySelect.value = quality;
   const trackId = tile.video.dataset.trackId;
-  if (!trackId || !demo.client || !demo.client.remoteTrackById(trackId)) return null;
+  if (!tile.shown || !trackId || !demo.client || !demo.client.remoteTrackById(trackId)) return null;
   return applyQuality(trackId, quality);
 }
 
@@ -248,6 +313,7 @@ function refreshBadge(tile) {
   const size = trackId && videoWidth && quality !== "off" ? `${videoWidth}x${videoHeight}` : "";
   const text = [letter, size].filter(Boolean).join(" ");
   badge.dataset.quality = quality;
+  tile.el.dataset.layer = quality;
   if (layer && layer.rid) badge.dataset.rid = layer.rid;
   else delete badge.dataset.rid;
   badge.dataset.resolution = size;
@@ -344,6 +410,7 @@ function addShare(trackId, participantId, name, track, local) {
   shares.set(trackId, share);
   $("stage").append(share.el);
   $("stage").hidden = false;
+  scheduleLayout();
   if (local) {
     share.video.srcObject = new MediaStream([track]);
     share.video.play().catch(() => {});
@@ -364,6 +431,7 @@ function removeShare(trackId) {
   share.el.remove();
   shares.delete(trackId);
   $("stage").hidden = shares.size === 0;
+  scheduleLayout();
 }
 
 function clearShares() {
@@ -512,6 +580,7 @@ function onSpeakersChanged({ speakers }) {
     tile.dataset.speaking = String(speaking.has(id));
     tile.dataset.dominant = String(Boolean(dominant && dominant.participant_id === id));
   }
+  noteSpeakers(list);
 }
 
 function updateHandButton() {
@@ -597,6 +666,198 @@ function wireConnectivity(client) {
   client.on("connection_quality", ({ updates }) => updates.forEach((u) => showQuality(u.participant_id, u.quality)));
   client.on("reconnecting", onReconnecting);
   client.on("reconnected", onReconnected);
+}
+
+// --- layout: paginated grid, speaker view, pins (issue 4) ---------------------------
+
+/** Re-lay out once the current burst of changes (e.g. a roster) is done. */
+function scheduleLayout() {
+  if (layout.queued) return;
+  layout.queued = true;
+  queueMicrotask(renderLayout);
+}
+
+/** Tiles as a filmstrip row: in speaker view, and beside a screen share. */
+function usesFilmstrip() {
+  return layout.mode === "speaker" || shares.size > 0;
+}
+
+/** Room for tiles: #tiles' width, and the window's height below its top. */
+function tileArea() {
+  const grid = $("tiles");
+  const top = grid.getBoundingClientRect().top + window.scrollY;
+  return { width: grid.clientWidth, height: window.innerHeight - top - TILE_GAP };
+}
+
+/** Remote tiles per page: `?pageSize=N`, else what fits (one cell is ours). */
+function pageSize() {
+  if (PAGE_SIZE) return PAGE_SIZE;
+  const { width, height } = tileArea();
+  const cells = usesFilmstrip() ? filmstripCapacity(width, TILE_GAP) : gridCapacity(width, height, TILE_GAP);
+  return Math.max(1, cells - 1);
+}
+
+/** Who goes where now: {spotlight, paged (remote ids in page order)}.  Alone, we are the spotlight. */
+function arrangement() {
+  const display = displayOrder(layout.order, layout.pins);
+  let spotlight = null;
+  if (layout.mode === "speaker" && shares.size === 0) {
+    spotlight = spotlightOf(display, layout.pins, layout.speakers) || (demo.client && demo.client.participantId);
+  }
+  return { spotlight, paged: display.filter((id) => id !== spotlight) };
+}
+
+/**
+ * Show the current page (and the spotlight in speaker view), hide and pause
+ * the rest, and tell the SFU what is on screen.
+ * @returns {Promise<Object|null>} the set_pins response (null: unchanged)
+ */
+function renderLayout() {
+  layout.queued = false;
+  const { spotlight, paged } = arrangement();
+  layout.pageSize = pageSize();
+  const { page, pages, items } = paginate(paged, layout.pageSize, layout.page);
+  Object.assign(layout, { page, pages, visible: items, spotlight });
+  placeTiles(spotlight, items);
+  updateLayoutControls();
+  return sendPins([...layout.pins, spotlight, ...items]);
+}
+
+/** Spotlight tile into #spotlight; our tile and the page's tiles first in #tiles, the others hidden. */
+function placeTiles(spotlightId, onPage) {
+  const spot = spotlightId ? tiles.get(spotlightId) : null;
+  const stage = $("spotlight");
+  const grid = $("tiles");
+  for (const child of [...stage.children]) if (!spot || child !== spot.el) grid.append(child);
+  if (spot && spot.el.parentNode !== stage) stage.append(spot.el);
+  stage.hidden = !spot;
+  const local = [...tiles.values()].find((t) => t.local);
+  const sequence = [local, ...onPage.map((id) => tiles.get(id))].filter((t) => t && t !== spot);
+  for (const tile of tiles.values()) if (tile !== spot && !sequence.includes(tile)) sequence.push(tile);
+  sequence.forEach((tile, i) => {
+    if (grid.children[i] !== tile.el) grid.insertBefore(tile.el, grid.children[i] || null);
+  });
+  const shown = new Set(onPage);
+  for (const [id, tile] of tiles) setTileShown(tile, tile.local || tile === spot || shown.has(id));
+  shapeGrid(onPage.length + (local && local !== spot ? 1 : 0));
+}
+
+/** Hide or show a tile; a remote one's video is paused / resumed at the SFU with it. */
+function setTileShown(tile, shown) {
+  if (tile.shown === shown) return;
+  tile.shown = shown;
+  tile.el.hidden = !shown;
+  const trackId = tile.video.dataset.trackId;
+  if (tile.local || !trackId || !demo.client || !demo.client.remoteTrackById(trackId)) return;
+  if (shown) showRemoteVideo(tile, trackId);
+  else pauseHiddenVideo(tile, trackId);
+}
+
+/** Grid view: as many columns as make the page's tiles largest in the window. */
+function shapeGrid(count) {
+  const grid = $("tiles");
+  grid.classList.toggle("filmstrip", usesFilmstrip());
+  const { width, height } = tileArea();
+  if (usesFilmstrip() || width <= 0 || height <= 0) {
+    grid.style.removeProperty("grid-template-columns");
+    return;
+  }
+  const { columns, tileWidth } = gridShape(count, width, height, TILE_GAP);
+  grid.style.gridTemplateColumns = `repeat(${columns}, minmax(0, ${Math.max(tileWidth, 160)}px))`;
+}
+
+function updateLayoutControls() {
+  document.body.dataset.layout = layout.mode;
+  $("grid-view-btn").setAttribute("aria-pressed", String(layout.mode === "grid"));
+  $("speaker-view-btn").setAttribute("aria-pressed", String(layout.mode === "speaker"));
+  $("pager").hidden = layout.pages <= 1;
+  $("page-label").textContent = `Page ${layout.page} of ${layout.pages}`;
+  $("page-prev").disabled = layout.page <= 1;
+  $("page-next").disabled = layout.page >= layout.pages;
+  for (const [id, tile] of tiles) {
+    if (tile.local) continue;
+    const pinned = layout.pins.includes(id);
+    tile.pinButton.setAttribute("aria-pressed", String(pinned));
+    tile.indicators.pin.hidden = !pinned;
+    tile.el.dataset.pinned = String(pinned);
+  }
+}
+
+/** Last-N pins: what we show, our own pins first (only sent when it changed). */
+function sendPins(wanted) {
+  const client = demo.client;
+  if (!client || client.state !== "joined") return Promise.resolve(null);
+  const ids = [...new Set(wanted)].filter((id) => id && tiles.has(id) && !tiles.get(id).local).slice(0, 100);
+  const key = JSON.stringify(ids);
+  if (key === layout.sentPins) return Promise.resolve(null);
+  layout.sentPins = key;
+  return client.setPins(ids).catch((err) => {
+    if (layout.sentPins === key) layout.sentPins = null;
+    console.warn("pysfu: set_pins failed", err.code, err.message);
+    return null;
+  });
+}
+
+/**
+ * Pin (or unpin) a participant: their tile comes first (the big one in
+ * speaker view) and their video is kept in our last-N.  Toggles when
+ * `pinned` is omitted.  A test hook.
+ * @param {string} participantId
+ * @param {boolean} [pinned]
+ * @returns {Promise<Object|null>} the set_pins response (null: nothing sent)
+ */
+function pin(participantId, pinned) {
+  const tile = tiles.get(participantId);
+  if (!tile || tile.local) return Promise.resolve(null);
+  const wanted = pinned === undefined ? !layout.pins.includes(participantId) : Boolean(pinned);
+  layout.pins = layout.pins.filter((id) => id !== participantId);
+  if (wanted) {
+    layout.pins.unshift(participantId);
+    layout.page = 1; // pins lead the first page
+  }
+  return renderLayout();
+}
+
+/** "grid" or "speaker".  A test hook. @returns {Promise<Object|null>} */
+function setLayout(mode) {
+  if (mode !== "grid" && mode !== "speaker") return Promise.resolve(null);
+  layout.mode = mode;
+  return renderLayout();
+}
+
+/** Go to page `page` (1-based, clamped).  A test hook. @returns {Promise<Object|null>} */
+function setPage(page) {
+  layout.page = page;
+  return renderLayout();
+}
+
+/** speakers_changed: remember who spoke; a dominant speaker off the first page gets onto it. */
+function noteSpeakers(list) {
+  const now = Date.now();
+  list.forEach((s) => layout.lastHeard.set(s.participant_id, now));
+  const dominant = list.find((s) => s.dominant);
+  const id = dominant && dominant.participant_id;
+  if (id && layout.order.includes(id)) { // a remote participant (we never take the spotlight)
+    if (layout.speakers[0] !== id) layout.speakers = [id, layout.speakers[0]];
+    const { spotlight, paged } = arrangement();
+    const firstPage = paged.slice(0, layout.pageSize).filter((p) => !layout.pins.includes(p));
+    if (id !== spotlight && !layout.pins.includes(id)) layout.order = promote(layout.order, id, firstPage, layout.lastHeard);
+  }
+  renderLayout();
+}
+
+function resetLayout() {
+  Object.assign(layout, { page: 1, pages: 1, order: [], pins: [], speakers: [null, null], spotlight: null, visible: [], sentPins: null });
+  layout.lastHeard.clear();
+}
+
+function wireLayout() {
+  $("grid-view-btn").addEventListener("click", () => setLayout("grid"));
+  $("speaker-view-btn").addEventListener("click", () => setLayout("speaker"));
+  $("page-prev").addEventListener("click", () => setPage(layout.page - 1));
+  $("page-next").addEventListener("click", () => setPage(layout.page + 1));
+  window.addEventListener("resize", scheduleLayout);
+  updateLayoutControls();
 }
 
 // --- client wiring -----------------------------------------------------------
@@ -799,6 +1060,7 @@ function endCall(state, text, code) {
   demo.isJoined = false;
   clearTiles();
   clearShares();
+  resetLayout();
   if (demo.screen) demo.screen.stream.getTracks().forEach((t) => t.stop());
   demo.screen = null;
   stopLocalMedia();
@@ -839,6 +1101,7 @@ function init() {
   $("cam-btn").addEventListener("click", () => toggleMute("video"));
   $("leave-btn").addEventListener("click", () => leave());
   wireMeeting();
+  wireLayout();
   newClient();
   resetJoinedPromise();
   setInterval(refreshBadges, 1000);

@@ -208,6 +208,7 @@ function plainParticipant(p) {
  *  - `participant_state`  {participant_id, state: "reconnecting"|"active"}  (also in `Participant.state`)
  *  - `connection_quality` {updates: [{participant_id, quality: "excellent"|"good"|"poor"|"lost", ...}]}
  *                         (ours too; also in `Participant.quality`)
+ *  - `speakers_changed`   {speakers: [{participant_id, level, dominant?}]}  dominant first (also in `speakers`)
  * Client events:
  *  - `track`        {track, trackInfo, participantId, trackId, mid, kind, streams}
  *  - `trackremoved` {track, trackInfo, participantId, trackId, mid, kind}
@@ -938,6 +939,18 @@ export class PysfuClient extends EventTarget {
   /** Stop receiving tracks. @param {string[]} trackIds @returns {Promise<Object>} */
   unsubscribe(trackIds) {
     return this.request({ type: "unsubscribe", track_ids: [...trackIds] });
+  }
+
+  /**
+   * Last-N pins (issue 4): participants whose camera video we always want
+   * among the N the server sends us, most wanted first (replaces earlier
+   * pins; at most 100).  Video outside our last-N comes as `layer_changed`
+   * with quality "off".
+   * @param {string[]} participantIds
+   * @returns {Promise<Object>} the `ok` response
+   */
+  setPins(participantIds) {
+    return this.request({ type: "set_pins", participant_ids: [...participantIds] });
   }
 
   /** Round-trip check. @returns {Promise<Object>} the `pong` */
