@@ -37,6 +37,10 @@ const PC_DISCONNECTED_MS = 3000;
 /** One resume attempt (socket open + resume response) gets this long. */
 const RESUME_ATTEMPT_MS = 5000;
 /** Resume errors after which trying again cannot help. */
+/** `leave` reasons after which we join again as a new participant (the server lost ours). */
+const REJOIN_REASONS = new Set(["worker_restarted"]);
+const REJOIN_ATTEMPTS = 8;
+const REJOINING = Symbol("rejoining");
 const FINAL_RESUME_ERRORS = new Set(["resume_expired", "resume_token_used", "resume_token_invalid", "resume_wrong_room", "not_allowed"]);
 
 /** Simulcast layers for a >= 720p camera, lowest first (rid q/h/f = quarter/half/full). */
@@ -213,7 +217,8 @@ function plainParticipant(p) {
  *  - `track`        {track, trackInfo, participantId, trackId, mid, kind, streams}
  *  - `trackremoved` {track, trackInfo, participantId, trackId, mid, kind}
  *  - `reconnecting` {reason}   the connection dropped: resuming by itself, with backoff
- *  - `reconnected`  {}         same participant again, fresh peer connections, media republished
+ *  - `reconnected`  {rejoined?} same participant again, fresh peer connections, media republished;
+ *                              `rejoined`: a new participant after `leave` {reason: "worker_restarted"}
  *  - `disconnected` {reason: "socket_closed"|"ice_failed"|"resume_failed", target?, code?}  gave up
  *  - `error`        {code, message}              server error without request id / async failure
  *  - `roster`       {}                           roster changed (any cause)
@@ -425,7 +430,11 @@ export class PysfuClient extends EventTarget {
       subscriber_offer: () => this._queueOffer(msg),
       layer_changed: () => this._onLayerChanged(msg),
       subscribed_quality_update: () => this._onSubscribedQualityUpdate(msg),
-      leave: () => this._teardown(),
+      leave: () => {
+        if (!REJOIN_REASONS.has(msg.reason) || this.state !== "joined") return this._teardown();
+        this._rejoin(msg.reason);
+        return REJOINING;
+      },
       // operator and data events: passed on to listeners as they are
       data: () => {},
       room_updated: () => {},
@@ -443,7 +452,7 @@ export class PysfuClient extends EventTarget {
       reconnect: () => {}, // the server lost our media: the socket closes next, we resume
     }[msg.type];
     if (!handler) return;
-    handler();
+    if (handler() === REJOINING) return; // not a leave for the app: we come back by ourselves
     const { type, ...detail } = msg;
     this._emit(type, detail);
     if (type.startsWith("participant_") || type.startsWith("track_") || type === "hand_raised") this._emit("roster", {});
@@ -523,6 +532,7 @@ export class PysfuClient extends EventTarget {
     const msg = { type: "join", room, name, version: PROTOCOL_VERSION, auto_subscribe: autoSubscribe };
     if (options.token) msg.token = options.token;
     const res = await this.request(msg);
+    this._joinArgs = { name, options };
     this.room = res.room;
     this.participantId = res.participant.id;
     this.localParticipant = toParticipant(res.participant);
@@ -754,8 +764,36 @@ export class PysfuClient extends EventTarget {
     }
   }
 
-  /** Our live local tracks, published again into their old track ids. */
-  async _republish() {
+  /**
+   * The server lost our participant (`leave` with a reason in REJOIN_REASONS,
+   * e.g. its worker process restarted): join the room again as a new
+   * participant, with backoff, and publish our live tracks again.
+   */
+  async _rejoin(reason) {
+    this.state = "reconnecting";
+    this._dropConnections();
+    for (const id of [...this.roster.keys()]) this._onEvent({ type: "participant_left", participant_id: id, reason });
+    this._emit("reconnecting", { reason });
+    for (let attempt = 0; attempt < REJOIN_ATTEMPTS; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, RESUME_BACKOFF_MS[Math.min(attempt, RESUME_BACKOFF_MS.length - 1)]));
+      if (this.state !== "reconnecting") return;
+      try {
+        await withTimeout(this.join(this.room, this._joinArgs.name, this._joinArgs.options), RESUME_ATTEMPT_MS);
+        await this._publishQueue.run(() => this._republish(false));
+        this._emit("reconnected", { rejoined: true });
+        return;
+      } catch (err) {
+        if (this.state !== "reconnecting" && this.state !== "joined") return;
+        this.state = "reconnecting";
+        this._dropConnections();
+      }
+    }
+    this._teardown();
+    this._emit("disconnected", { reason: "rejoin_failed" });
+  }
+
+  /** Our live local tracks, published again (into their old track ids when resuming). */
+  async _republish(keepIds = true) {
     const entries = [...this.localTracks.entries()].filter(([, e]) => e.track.readyState === "live");
     this.localTracks.clear();
     this.subscribedQualities.clear();
@@ -764,7 +802,7 @@ export class PysfuClient extends EventTarget {
     const stream = new MediaStream(tracks);
     return this._negotiatePublish(
       stream, tracks, entries.map(([, e]) => e.info.source), entries.map(([, e]) => Boolean(e.simulcast)),
-      entries.map(([id]) => id),
+      entries.map(([id]) => (keepIds ? id : null)),
     );
   }
 
