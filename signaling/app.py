@@ -19,6 +19,7 @@ from sfu.room import RoomRegistry
 
 from .admin import setup_admin
 from .auth import VideoGrant, create_token
+from .cluster import Cluster, registry_load
 from .config import ServerConfig
 from .limits import JoinLimiter
 from .server_metrics import ServerMetrics
@@ -35,6 +36,7 @@ SOCKETS = web.AppKey("sockets", weakref.WeakSet)
 JOINS = web.AppKey("joins", JoinLimiter)
 WEBHOOKS = web.AppKey("webhooks", Optional[WebhookSender])
 DRAINING = web.AppKey("draining", asyncio.Event)
+CLUSTER = web.AppKey("cluster", Optional[Cluster])
 
 #: aiohttp closes a connection (code 1009) whose message exceeds this many
 #: times the configured limit; up to it, the session answers message_too_large.
@@ -47,20 +49,21 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app = web.Application()
     app[CONFIG] = config
     app[WEBHOOKS] = _webhook_sender(config)
-    observer = app[WEBHOOKS].observe if app[WEBHOOKS] else (lambda event, payload: None)
-    app[ROOMS] = RoomRegistry(config.sfu, capacity=config.limits.room_capacity, observer=observer)
+    app[DRAINING] = asyncio.Event()
+    app[CLUSTER] = _cluster(app) if config.cluster.enabled else None
+    observers = [o.observe for o in (app[WEBHOOKS], app[CLUSTER]) if o is not None]
+    app[ROOMS] = RoomRegistry(config.sfu, capacity=config.limits.room_capacity, observer=_fan_out(observers))
     app[METRICS] = CollectorRegistry()
     app[METRICS].register(SfuCollector(app[ROOMS]))
     ProcessCollector(registry=app[METRICS])
     app[SERVER_METRICS] = ServerMetrics(app[METRICS], lambda: app[WEBHOOKS].stats if app[WEBHOOKS] else Counter())
     app[SOCKETS] = weakref.WeakSet()
     app[JOINS] = JoinLimiter(config.limits.joins_per_minute)
-    app[DRAINING] = asyncio.Event()
     app.router.add_get("/ws", websocket)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    setup_admin(app, app[ROOMS], config)
+    setup_admin(app, app[ROOMS], config, app[CLUSTER])
     if config.dev:
         app.router.add_get("/dev/token", dev_token)
     app.router.add_get("/", index)
@@ -88,7 +91,23 @@ def _webhook_sender(config: ServerConfig) -> Optional[WebhookSender]:
     return WebhookSender(settings, api_key, config.keys[api_key])
 
 
+def _cluster(app: web.Application) -> Cluster:
+    """This node's membership of the Redis cluster (issue 7)."""
+    config = app[CONFIG]
+    return Cluster(config.cluster, config.node_url, lambda: registry_load(app[ROOMS]), app[DRAINING].is_set)
+
+
+def _fan_out(observers: list):
+    def observe(event: str, payload: dict) -> None:
+        for observer in observers:
+            observer(event, payload)
+
+    return observe
+
+
 async def _background(app: web.Application) -> AsyncIterator[None]:
+    if app[CLUSTER]:
+        await app[CLUSTER].start()
     app[SERVER_METRICS].start()
     if app[WEBHOOKS]:
         app[WEBHOOKS].start()
@@ -96,6 +115,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     await app[SERVER_METRICS].stop()
     if app[WEBHOOKS]:
         await app[WEBHOOKS].stop()
+    if app[CLUSTER]:
+        await app[CLUSTER].stop()
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
@@ -107,6 +128,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         ws, request.app[ROOMS], config,
         address=request.remote or "", joins=request.app[JOINS],
         draining=request.app[DRAINING].is_set, metrics=request.app[SERVER_METRICS],
+        cluster=request.app[CLUSTER],
     )
     await session.run()
     return ws

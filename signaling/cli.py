@@ -56,6 +56,14 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--joins-per-minute", type=int, metavar="N",
                        help="joins per client address per minute, 0 = unlimited (default 60)")
     serve.add_argument("--no-uvloop", action="store_true", default=None, help="use asyncio's default event loop")
+    cluster = serve.add_argument_group("cluster (many nodes through Redis; docs/cluster.md)")
+    cluster.add_argument("--redis-url", metavar="URL", help="join the cluster at this Redis, e.g. redis://10.0.0.5:6379/0")
+    cluster.add_argument("--node-id", metavar="ID", help="this node's name (default: hostname plus random hex)")
+    cluster.add_argument("--node-url", metavar="URL",
+                         help="ws:// URL clients reach this node at (default ws://HOST:PORT/ws)")
+    cluster.add_argument("--heartbeat", type=float, metavar="SECONDS", help="seconds between heartbeats (default 2)")
+    cluster.add_argument("--node-ttl", type=float, metavar="SECONDS",
+                         help="a silent node and its rooms expire after this (default 6, at most 10)")
 
 
 def _add_token_create(create: argparse.ArgumentParser) -> None:
@@ -98,6 +106,8 @@ def serve_flags(args: argparse.Namespace) -> dict[str, Any]:
     flags["limits"] = _given(limits)
     flags["webhooks"] = _given({"urls": args.webhook_url})
     flags["sfu"] = {"ice": _given(ice)}
+    flags["cluster"] = _given({"redis_url": args.redis_url, "node_id": args.node_id, "url": args.node_url,
+                               "heartbeat": args.heartbeat, "ttl": args.node_ttl})
     return _given(flags)
 
 
@@ -133,10 +143,14 @@ def token_from_args(args: argparse.Namespace) -> str:
 async def serve(config: ServerConfig) -> None:
     """Serve until SIGTERM/SIGINT, then drain for up to the grace period."""
     from .app import create_app, drain
+    from .cluster import ClusterError
 
     app = create_app(config)
     runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except ClusterError as exc:
+        raise SystemExit(f"pysfu: {exc}") from None
     await web.TCPSite(runner, config.host, config.port).start()
     print(f"pysfu listening on http://{config.host}:{config.port}", file=sys.stderr, flush=True)
     stop = asyncio.Event()

@@ -48,6 +48,9 @@ class ErrorCode:
     TOO_MANY_JOINS = "too_many_joins"
     SERVER_DRAINING = "server_draining"
 
+    # Many nodes through Redis (issue 7, signaling/cluster.py).
+    CLUSTER_UNAVAILABLE = "cluster_unavailable"
+
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -365,6 +368,20 @@ class JoinResponse(_Message):
     chat_history: list[ChatMessageInfo] = []
 
 
+class Redirect(_Message):
+    """The answer to ``join`` when another node owns the room (issue 7):
+    connect to ``url`` and send the same join there, with ``ticket`` (when
+    given) as its token."""
+
+    type: Literal["redirect"] = "redirect"
+    id: RequestId
+    url: str
+    #: The node that owns the room.
+    node: str
+    #: A short-lived token for this room; absent on an open server.
+    ticket: Optional[str] = None
+
+
 class PublishResponse(_Message):
     type: Literal["publish_response"] = "publish_response"
     id: RequestId
@@ -545,6 +562,7 @@ class SpeakersChanged(_Message):
 ServerMessage = Annotated[
     Union[
         JoinResponse,
+        Redirect,
         PublishResponse,
         Ok,
         Pong,

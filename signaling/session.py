@@ -23,11 +23,13 @@ from sfu.transport import SdpError
 
 from . import protocol as p
 from .auth import AuthError, Claims, check_join, open_claims, verify_token
+from .cluster import Cluster, ClusterError
 from .config import ServerConfig
 from .limits import JoinLimiter, TokenBucket
 from .logs import bind_log_context
 from .permissions import check_publish, check_subscribe
 from .server_metrics import ServerMetrics
+from .tickets import create_ticket
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ class Session:
         joins: Optional[JoinLimiter] = None,
         draining: Callable[[], bool] = lambda: False,
         metrics: Optional[ServerMetrics] = None,
+        cluster: Optional[Cluster] = None,
     ) -> None:
         self.ws = ws
         self.rooms = rooms
@@ -89,6 +92,7 @@ class Session:
         self._bucket = TokenBucket(limits.messages_per_second, limits.message_burst)
         self._draining = draining
         self._metrics = metrics
+        self._cluster = cluster
 
     async def run(self) -> None:
         writer = asyncio.ensure_future(self._write())
@@ -156,7 +160,7 @@ class Session:
 
     # --- requests -------------------------------------------------------------
 
-    async def _on_join(self, request: p.Join) -> p.JoinResponse:
+    async def _on_join(self, request: p.Join) -> p.JoinResponse | p.Redirect:
         if self.participant is not None:
             raise SignalingError(p.ErrorCode.ALREADY_JOINED, "this connection already joined")
         if request.version != p.PROTOCOL_VERSION:
@@ -169,6 +173,10 @@ class Session:
         if not self._joins.allow(self.address):
             raise SignalingError(p.ErrorCode.TOO_MANY_JOINS, "too many joins from this address: wait a minute")
         claims = self._authorize_join(request)
+        if self._cluster is not None:
+            redirect = await self._redirect(request, claims)
+            if redirect is not None:
+                return redirect
         room = self.rooms.get_or_create(request.room)
         if not self.config.open and room.find_identity(claims.identity) is not None:
             await room.remove(room.find_identity(claims.identity), "duplicate_identity")
@@ -192,6 +200,21 @@ class Session:
             participants=room.roster(exclude=self.participant.id),
             chat_history=list(room.chat_history),
         )
+
+    async def _redirect(self, request: p.Join, claims: Claims) -> Optional[p.Redirect]:
+        """A redirect to the node that owns the room, unless it is this one."""
+        try:
+            owner = await self._cluster.place(request.room)
+        except ClusterError as exc:
+            raise SignalingError(p.ErrorCode.CLUSTER_UNAVAILABLE, f"cannot place the room: {exc}") from None
+        if self._cluster.is_self(owner):
+            return None
+        self._closing = True  # the client goes on at the owner
+        ticket = None
+        if not self.config.open:
+            ticket = create_ticket(request.token, claims, self.config.keys, self.config.cluster.ticket_ttl)
+        log.info("room %r lives on node %s: redirected", request.room, owner.id)
+        return p.Redirect(id=request.id, url=owner.url, node=owner.id, ticket=ticket)
 
     async def _on_publish(self, request: p.Publish) -> p.PublishResponse:
         participant = self._require_participant()
