@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 CHROMIUM ?= /usr/lib/chromium/chromium
 
-.PHONY: run test install install-test chromium unit bench clean
+.PHONY: run test install install-test chromium redis-server unit bench clean
 
 $(BIN)/pysfu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,21 @@ chromium:
 		echo "chromium missing: browser tests will be skipped (run 'sudo apt-get install chromium' to enable them)"; \
 	fi
 
-test: install-test chromium
+# Debian's redis-server for the cluster tests (they start their own on a free
+# loopback port): installed when missing and we are root; the system service
+# it brings is left stopped.
+redis-server:
+	@if command -v redis-server >/dev/null; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian redis-server for the cluster tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null \
+		 && (systemctl disable --now redis-server >/dev/null 2>&1 || true)) \
+		|| echo "redis-server install failed: cluster tests will be skipped"; \
+	else \
+		echo "redis-server missing: cluster tests will be skipped (run 'sudo apt-get install redis-server')"; \
+	fi
+
+test: install-test chromium redis-server
 	$(BIN)/python -m pytest -q -rs tests
 
 unit: install-test

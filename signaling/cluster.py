@@ -18,7 +18,6 @@ room lives on, and the signaling layer redirects or forwards accordingly.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import socket

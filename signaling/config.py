@@ -181,6 +181,8 @@ class ServerConfig(_Settings):
         wildcard = self.host in ("0.0.0.0", "::", "") or self.port == 0
         if self.cluster.enabled and not self.cluster.url and wildcard:
             raise ValueError("with cluster.redis_url, give cluster.url (the ws:// URL clients reach this node at)")
+        if self.cluster.enabled and self.dev and not self.keys:
+            raise ValueError("a cluster's nodes must share their keys: --dev alone makes up a key per node")
         return self
 
     @property

@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from signaling.cli import build_parser, serve_flags
+from signaling.cli import build_parser, serve, serve_flags
 from signaling.cluster import Cluster, ClusterError, LocalLoad
 from signaling.config import Cluster as ClusterSettings
 from signaling.config import ConfigError, load_config
 
-from .conftest import eventually, free_port
+from .conftest import free_port
 from .redis_server import redis_server  # noqa: F401  (fixture)
 
 HEARTBEAT = 0.3
@@ -163,7 +163,8 @@ def test_without_redis_nothing_is_clustered():
     ({"cluster": {"redis_url": "redis://x", "ttl": 30}}, "less than or equal to 10"),
     ({"cluster": {"url": "http://x"}}, "must start with ws://"),
     ({"host": "0.0.0.0", "cluster": {"redis_url": "redis://x"}}, "give cluster.url"),
-], ids=["redis-scheme", "ttl-vs-heartbeat", "ttl-max", "url-scheme", "wildcard-host"])
+    ({"dev": True, "cluster": {"redis_url": "redis://x"}}, "must share their keys"),
+], ids=["redis-scheme", "ttl-vs-heartbeat", "ttl-max", "url-scheme", "wildcard-host", "dev-without-keys"])
 def test_bad_cluster_settings_are_named(settings, message):
     with pytest.raises(ConfigError, match=message):
         load_config(settings, env={})
@@ -193,3 +194,10 @@ async def eventually_async(probe, timeout: float = 5, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+
+async def test_serve_without_redis_exits_with_a_clear_error():
+    config = load_config({"port": free_port(), "cluster": {"redis_url": f"redis://127.0.0.1:{free_port()}/0"}}, env={})
+    with pytest.raises(SystemExit, match="cannot reach Redis at redis://127.0.0.1:"):
+        await serve(config)

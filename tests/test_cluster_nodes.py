@@ -212,6 +212,17 @@ async def test_open_nodes_redirect_without_a_ticket(cluster_nodes, http):
         await alice.close()
 
 
+async def test_without_redis_joins_and_admin_say_so(cluster_nodes, redis_server, http):
+    n1 = await cluster_nodes("n1", keys=KEYS)
+    redis_server.stop()
+    async with http.ws_connect(n1.url) as ws:
+        await ws.send_json({"type": "join", "id": 1, "room": "r", "token": join_token("r", "alice")})
+        answer = await ws.receive_json(timeout=10)
+    assert answer["type"] == "error" and answer["code"] == "cluster_unavailable"
+    status, body = await api(http, n1, "GET", "/api/rooms")
+    assert status == 503 and body["error"]["code"] == "cluster_unavailable"
+
+
 async def _equals(awaitable, expected) -> bool:
     return await awaitable == expected
 
