@@ -139,6 +139,8 @@ async def test_clients_of_different_nodes_meet_on_the_owner(cluster_nodes, http)
             await wait_for(lambda: _equals(rooms_seen(http, node), expected))
             status, body = await api(http, node, "GET", "/api/nodes")
             assert status == 200 and {n["id"] for n in body["nodes"]} == {"n1", "n2"}
+        # the owner reports its load: participants and the packets it moves
+        await wait_for(lambda: _owner_busy(http, other, owner.id))
         # a room operation through the other node is answered by the owner
         status, body = await api(http, other, "GET", "/api/rooms/standup/participants")
         assert status == 200 and sorted(p["identity"] for p in body["participants"]) == ["alice", "bob"]
@@ -221,6 +223,12 @@ async def test_without_redis_joins_and_admin_say_so(cluster_nodes, redis_server,
     assert answer["type"] == "error" and answer["code"] == "cluster_unavailable"
     status, body = await api(http, n1, "GET", "/api/rooms")
     assert status == 503 and body["error"]["code"] == "cluster_unavailable"
+
+
+async def _owner_busy(http, node, owner_id: str) -> bool:
+    status, body = await api(http, node, "GET", "/api/nodes")
+    load = {n["id"]: n for n in body["nodes"]}[owner_id]
+    return load["participants"] == 2 and load["packets_per_second"] > 10 and load["cpu"] > 0
 
 
 async def _equals(awaitable, expected) -> bool:
