@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 CHROMIUM ?= /usr/lib/chromium/chromium
 
-.PHONY: run test install install-test chromium redis-server unit bench clean
+.PHONY: run test install install-test chromium coturn redis-server unit bench clean
 
 $(BIN)/pysfu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,20 @@ chromium:
 		echo "chromium missing: browser tests will be skipped (run 'sudo apt-get install chromium' to enable them)"; \
 	fi
 
+# Debian's coturn for the TURN tests, which start their own turnserver on
+# loopback: installed when missing and we are root; its system service is
+# disabled again, the tests never use it.
+coturn:
+	@if command -v turnserver >/dev/null; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian coturn for the TURN tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn >/dev/null) \
+		|| echo "coturn install failed: TURN tests will be skipped"; \
+		systemctl disable --now coturn >/dev/null 2>&1 || true; \
+	else \
+		echo "coturn missing: TURN tests will be skipped (run 'sudo apt-get install coturn' to enable them)"; \
+	fi
+
 # Debian's redis-server for the cluster tests (they start their own on a free
 # loopback port): installed when missing and we are root; the system service
 # it brings is left stopped.
@@ -48,7 +62,7 @@ redis-server:
 		echo "redis-server missing: cluster tests will be skipped (run 'sudo apt-get install redis-server')"; \
 	fi
 
-test: install-test chromium redis-server
+test: install-test chromium coturn redis-server
 	$(BIN)/python -m pytest -q -rs tests
 
 unit: install-test

@@ -54,7 +54,7 @@ from .peers import bucket_value
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-METRIC = re.compile(r'^pysfu_(\w+?)(?:_total)?\{kind="video"\} (\S+)$', re.M)
+METRIC = re.compile(r'^pysfu_(\w+?)(?:_total)?\{(?:worker="\d+",)?kind="video"\} (\S+)$', re.M)
 TARGET_US = 20.0  # issue's target: µs of server CPU per forwarded packet at N=8, 1000 pps
 
 
@@ -66,6 +66,31 @@ def cpu_times(pid: int) -> tuple[int, int]:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+def tree_cpu_times(pid: int) -> tuple[int, int]:
+    """cpu_times of a process plus its children (the workers of --workers N)."""
+    utime, stime = cpu_times(pid)
+    for child in children(pid):
+        try:
+            u, s = cpu_times(child)
+        except OSError:
+            continue
+        utime, stime = utime + u, stime + s
+    return utime, stime
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
 
 
 def cpu_ticks(pid: int) -> int:
@@ -265,12 +290,14 @@ async def start_peer(role: str, url: str, config: "RunConfig", workdir: Path, in
     return PeerProcess(role, proc, log_path)
 
 
-def server_argv(port: int, uvloop: bool, source: Optional[Path] = None) -> list[str]:
+def server_argv(port: int, uvloop: bool, source: Optional[Path] = None, workers: int = 1,
+                room_limit: int = 100) -> list[str]:
     """``pysfu serve`` on loopback; ``python -m signaling`` when running a snapshot
     (the current directory then comes first on sys.path, before the editable install)."""
     script = Path(sys.executable).parent / "pysfu"
     base = [str(script)] if script.exists() and source is None else [sys.executable, "-m", "signaling"]
-    argv = base + ["serve", "--port", str(port), "--ice-address", "127.0.0.1", "--log-level", "warning"]
+    argv = base + ["serve", "--port", str(port), "--ice-address", "127.0.0.1", "--log-level", "warning",
+                   "--workers", str(workers), "--worker-room-limit", str(room_limit)]
     return argv + ([] if uvloop else ["--no-uvloop"])
 
 
@@ -294,7 +321,10 @@ async def scrape(http: str) -> dict[str, float]:
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{http}/metrics", timeout=aiohttp.ClientTimeout(total=10)) as r:
             text = await r.text()
-    return {name: float(value) for name, value in METRIC.findall(text)}
+    totals: dict[str, float] = {}
+    for name, value in METRIC.findall(text):  # summed over workers
+        totals[name] = totals.get(name, 0.0) + float(value)
+    return totals
 
 
 async def stop_all(server: Optional[asyncio.subprocess.Process], peers: list[PeerProcess]) -> None:
@@ -335,6 +365,7 @@ class RunConfig:
     source: Optional[Path] = None  # project snapshot to run (--ref); None: the working tree
     batch_peers: bool = False  # load generator under SCHED_BATCH (no wakeup preemption)
     layer_rates: Optional[list[float]] = None  # simulcast: packets/s of q, h, f (sum = rate)
+    workers: int = 1  # server worker processes; the room is spread evenly over them
 
     def budget(self) -> float:
         return self.setup_timeout + self.warmup + self.duration + 60
@@ -367,7 +398,8 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
     try:
         with open(server_log, "wb") as log:
             server = await asyncio.create_subprocess_exec(
-                *server_argv(port, config.uvloop, config.source), cwd=config.source or ROOT,
+                *server_argv(port, config.uvloop, config.source, config.workers,
+                             -(-(config.subscribers + 1) // config.workers)), cwd=config.source or ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT,
                 preexec_fn=_child_setup(pin_sets(config.pin)[0]),
@@ -393,12 +425,12 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
         if config.profile:
             profiler = await start_profiler(server.pid, config.duration, config.profile)
         t0 = time.monotonic()
-        server0 = cpu_times(server.pid)
+        server0 = tree_cpu_times(server.pid)
         switches0 = context_switches(server.pid)
         peers0 = [cpu_ticks(p.pid) for p in peers]
         sys0 = system_ticks()
         await asyncio.sleep(config.duration)
-        server1 = cpu_times(server.pid)
+        server1 = tree_cpu_times(server.pid)
         switches1 = context_switches(server.pid)
         peers1 = [cpu_ticks(p.pid) for p in peers]
         sys1 = system_ticks()
@@ -481,6 +513,7 @@ def summarize(config: RunConfig, window: float, server_ticks: tuple[int, int], m
         "subscribers": config.subscribers,
         "rate": config.rate,
         "server_loop": "uvloop" if config.uvloop else "asyncio",
+        "workers": config.workers,
         "pinned": config.pin,
         "batch_peers": config.batch_peers,
         "simulcast": bool(config.layer_rates),
@@ -645,7 +678,8 @@ def simulcast_ratio(results: list[dict]) -> str:
 def variant(r: dict) -> str:
     return (r["server_loop"] + (", pinned" if r.get("pinned") else "")
             + (", peers SCHED_BATCH" if r.get("batch_peers") else "")
-            + (", simulcast" if r.get("simulcast") else ""))
+            + (", simulcast" if r.get("simulcast") else "")
+            + (f", {r['workers']} workers" if r.get("workers", 1) > 1 else ""))
 
 
 def fit_lines(results: list[dict]) -> str:
@@ -689,6 +723,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=float, default=5, help="seconds after all subscribers get media")
     parser.add_argument("--duration", type=float, default=20, help="measurement window, seconds")
     parser.add_argument("--repeat", type=int, default=1, help="runs per configuration")
+    parser.add_argument("--workers", default="1",
+                        help="server worker processes, or a comma-separated list to compare (default 1); "
+                        "the room is spread evenly over the workers, CPU counts all of them")
     parser.add_argument("--no-uvloop", action="store_true", help="server on asyncio's default loop")
     parser.add_argument("--compare-uvloop", action="store_true",
                         help="run every configuration with the server on uvloop and on asyncio")
@@ -737,6 +774,7 @@ async def main_async(args: argparse.Namespace) -> int:
 async def run_matrix(args: argparse.Namespace, info: dict, code: dict, source: Optional[Path]) -> int:
     counts = [int(n) for n in str(args.subscribers).split(",") if n.strip()]
     loops = [True, False] if args.compare_uvloop else [not args.no_uvloop]
+    worker_counts = [int(w) for w in str(args.workers).split(",") if w.strip()]
     layer_rates = [float(r) for r in args.layer_rates.split(",")]
     modes = ([None, layer_rates] if args.compare_simulcast
              else [layer_rates] if args.simulcast else [None])
@@ -746,13 +784,13 @@ async def run_matrix(args: argparse.Namespace, info: dict, code: dict, source: O
     results = []
     failures = 0
     for repeat in range(args.repeat):
-        for n, mode, uvloop in itertools.product(counts, modes, loops):
+        for n, mode, uvloop, workers in itertools.product(counts, modes, loops, worker_counts):
             config = RunConfig(subscribers=n, rate=sum(mode) if mode else args.rate,
                                warmup=args.warmup, layer_rates=mode,
                                duration=args.duration, uvloop=uvloop,
                                payload_size=args.payload_size, setup_timeout=args.setup_timeout,
                                profile=args.profile, pin=args.pin, source=source,
-                               batch_peers=args.batch_peers)
+                               batch_peers=args.batch_peers, workers=workers)
             try:
                 result = await asyncio.wait_for(run_once(config, args.keep_logs), config.budget())
             except (Exception, asyncio.TimeoutError) as exc:

@@ -221,6 +221,10 @@ class PublisherPeer:
         await self.signaling.connect()
         await self.signaling.request({"type": "join", "room": self.room, "name": self.name,
                                       "auto_subscribe": False})
+        await self.publish()
+
+    async def publish(self) -> None:
+        """Publish the track on the joined session and start sending."""
         transceiver = self.transport.add_sendonly(
             "video", CodecInfo("video/VP8", 90000, 96), f"{self.name}-stream", f"{self.name}-video"
         )

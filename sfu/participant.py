@@ -30,6 +30,7 @@ REPORT_EVERY = 4  # ticks between receiver reports to publishers
 
 
 class Participant:
+    remote = False  # sfu/remote.py: a participant of another worker
     def __init__(
         self, room: Room, name: str, config: SfuConfig, notify: EventSink, auto_subscribe: bool = True
     ) -> None:

@@ -112,6 +112,46 @@ class Room:
             await self.recordings.stop()  # files are complete before room_finished
             self._on_empty(self)
 
+    # --- participants of other workers of this node (issue 7) ---------------
+
+    def add_remote(self, participant) -> None:
+        """A participant of another worker joins this worker's part of the room."""
+        if not participant.hidden:
+            self._broadcast("participant_joined", {"participant": participant.info()})
+        self.participants[participant.id] = participant
+        self.apply_last_n()
+
+    def add_remote_track(self, owner, track: PublishedTrack) -> None:
+        owner.tracks[track.id] = track
+        self.track_published(owner, track)
+
+    def remove_remote_track(self, owner, track_id: str) -> Optional[PublishedTrack]:
+        track = owner.tracks.pop(track_id, None)
+        if track is not None:
+            self.track_unpublished(owner, track)
+        return track
+
+    async def remove_remote(self, participant, reason: str) -> None:
+        """Like leave, without lifecycle events: its own worker reports those."""
+        if self.participants.get(participant.id) is not participant:
+            return
+        del self.participants[participant.id]
+        self.speakers.remove(participant.id)
+        self.speech_order.forget(participant.id)
+        for track in list(participant.tracks.values()):
+            self.track_unpublished(participant, track, announce=False)
+        await participant.close()
+        if not participant.hidden:
+            self._broadcast("participant_left", {"participant_id": participant.id, "reason": reason})
+        self.apply_last_n()
+        if not self.participants:
+            self._stop_speaker_task()
+            await self.recordings.stop()
+            self._on_empty(self)
+
+    def local_participants(self) -> list[Participant]:
+        return [p for p in self.participants.values() if not p.remote]
+
     def roster(self, exclude: Optional[str] = None) -> list[dict]:
         return [p.info() for p in self.participants.values() if p.id != exclude and not p.hidden]
 
@@ -351,7 +391,7 @@ class RoomRegistry:
         self._gone.update(participant.counters())
 
     def participants(self) -> list[Participant]:
-        return [p for room in self.rooms.values() for p in room.participants.values()]
+        return [p for room in self.rooms.values() for p in room.local_participants()]
 
     def counters(self) -> Counter:
         """Traffic totals since start, live participants included."""

@@ -15,7 +15,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
 from sfu.metrics import SfuCollector
-from sfu.room import RoomRegistry
+from sfu.room import RoomObserver, RoomRegistry
 
 from .admin import setup_admin
 from .auth import VideoGrant, create_token
@@ -42,17 +42,20 @@ CLUSTER = web.AppKey("cluster", Optional[Cluster])
 #: times the configured limit; up to it, the session answers message_too_large.
 HARD_SIZE_FACTOR = 4
 DEV_KEY = "devkey"
+FORWARDED_FOR = "X-Forwarded-For"
 
 
-def create_app(config: ServerConfig | None = None) -> web.Application:
+def create_app(config: ServerConfig | None = None, observer: Optional[RoomObserver] = None) -> web.Application:
+    """``observer`` also gets the room events (a worker's cluster agent)."""
     config = _with_dev_key(config or ServerConfig())
     app = web.Application()
     app[CONFIG] = config
     app[WEBHOOKS] = _webhook_sender(config)
     app[DRAINING] = asyncio.Event()
     app[CLUSTER] = _cluster(app) if config.cluster.enabled else None
-    observers = [o.observe for o in (app[WEBHOOKS], app[CLUSTER]) if o is not None]
-    app[ROOMS] = RoomRegistry(config.sfu, capacity=config.limits.room_capacity, observer=_fan_out(observers))
+    observer = _chain(app[WEBHOOKS].observe if app[WEBHOOKS] else None,
+                      app[CLUSTER].observe if app[CLUSTER] else None, observer)
+    app[ROOMS] = RoomRegistry(config.sfu, capacity=config.limits.room_capacity, observer=observer)
     app[METRICS] = CollectorRegistry()
     app[METRICS].register(SfuCollector(app[ROOMS]))
     ProcessCollector(registry=app[METRICS])
@@ -76,6 +79,16 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     return app
 
 
+def _chain(*observers: Optional[RoomObserver]) -> RoomObserver:
+    present = [o for o in observers if o is not None]
+
+    def observe(event: str, payload: dict) -> None:
+        for observer in present:
+            observer(event, payload)
+
+    return observe
+
+
 def _with_dev_key(config: ServerConfig) -> ServerConfig:
     """Development mode without keys gets a random key, so tokens are still checked."""
     if config.dev and not config.keys:
@@ -95,14 +108,6 @@ def _cluster(app: web.Application) -> Cluster:
     """This node's membership of the Redis cluster (issue 7)."""
     config = app[CONFIG]
     return Cluster(config.cluster, config.node_url, lambda: registry_load(app[ROOMS]), app[DRAINING].is_set)
-
-
-def _fan_out(observers: list):
-    def observe(event: str, payload: dict) -> None:
-        for observer in observers:
-            observer(event, payload)
-
-    return observe
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
@@ -126,12 +131,20 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     request.app[SOCKETS].add(ws)
     session = Session(
         ws, request.app[ROOMS], config,
-        address=request.remote or "", joins=request.app[JOINS],
+        address=_client_address(request), joins=request.app[JOINS],
         draining=request.app[DRAINING].is_set, metrics=request.app[SERVER_METRICS],
         cluster=request.app[CLUSTER],
     )
     await session.run()
     return ws
+
+
+def _client_address(request: web.Request) -> str:
+    """A worker behind the node's front process (issue 7) learns the client's
+    address from the front; nobody else may set it."""
+    if request.app[CONFIG].worker_index is not None and FORWARDED_FOR in request.headers:
+        return request.headers[FORWARDED_FOR]
+    return request.remote or ""
 
 
 async def index(request: web.Request) -> web.FileResponse:

@@ -44,6 +44,13 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
                        help="public address announced as well, for a server behind a 1:1 NAT")
     serve.add_argument("--udp-port-range", metavar="MIN-MAX",
                        help="local UDP ports for media, e.g. 50000-60000 (default: any)")
+    serve.add_argument("--turn-url", action="append", metavar="URL",
+                       help="TURN server sharing --turn-secret, e.g. turn:host:3478?transport=udp; repeatable")
+    serve.add_argument("--turn-secret", metavar="SECRET",
+                       help="coturn's static-auth-secret (better in PYSFU_ICE_SERVERS__TURN_SECRET)")
+    serve.add_argument("--turn-ttl", type=int, metavar="SECONDS",
+                       help="lifetime of the TURN credentials minted per participant (default 86400)")
+    serve.add_argument("--stun-url", action="append", metavar="URL", help="STUN server for clients; repeatable")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
     serve.add_argument("--log-json", action="store_true", default=None, help="log one JSON object per line")
     serve.add_argument("--keys", metavar="KEY:SECRET,...", help="API key/secret pairs (also PYSFU_KEYS)")
@@ -55,6 +62,10 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--room-capacity", type=int, metavar="N", help="participants per room (default 150)")
     serve.add_argument("--joins-per-minute", type=int, metavar="N",
                        help="joins per client address per minute, 0 = unlimited (default 60)")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="worker processes, one event loop each (default: one per CPU core; 1: single process)")
+    serve.add_argument("--worker-room-limit", type=int, metavar="N",
+                       help="participants of a room on one worker before it spans another (default 100)")
     serve.add_argument("--no-uvloop", action="store_true", default=None, help="use asyncio's default event loop")
     cluster = serve.add_argument_group("cluster (many nodes through Redis; docs/cluster.md)")
     cluster.add_argument("--redis-url", metavar="URL", help="join the cluster at this Redis, e.g. redis://10.0.0.5:6379/0")
@@ -94,6 +105,7 @@ def serve_flags(args: argparse.Namespace) -> dict[str, Any]:
         "log_format": "json" if args.log_json else None,
         "keys": args.keys, "dev": args.dev, "shutdown_grace": args.shutdown_grace,
         "uvloop": False if args.no_uvloop else None,
+        "workers": args.workers, "worker_room_limit": args.worker_room_limit,
     }
     limits = {"room_capacity": args.room_capacity, "joins_per_minute": args.joins_per_minute}
     ice: dict[str, Any] = {"addresses": args.ice_address, "public_address": args.public_address}
@@ -108,6 +120,8 @@ def serve_flags(args: argparse.Namespace) -> dict[str, Any]:
     flags["sfu"] = {"ice": _given(ice)}
     flags["cluster"] = _given({"redis_url": args.redis_url, "node_id": args.node_id, "url": args.node_url,
                                "heartbeat": args.heartbeat, "ttl": args.node_ttl})
+    flags["ice_servers"] = _given({"turn_urls": args.turn_url, "turn_secret": args.turn_secret,
+                                   "turn_ttl": args.turn_ttl, "stun_urls": args.stun_url})
     return _given(flags)
 
 
@@ -140,26 +154,38 @@ def token_from_args(args: argparse.Namespace) -> str:
                         name=args.name, metadata=args.metadata, ttl=args.valid_for)
 
 
+def worker_count(config: ServerConfig) -> int:
+    return config.workers or os.cpu_count() or 1
+
+
 async def serve(config: ServerConfig) -> None:
     """Serve until SIGTERM/SIGINT, then drain for up to the grace period."""
     from .app import create_app, drain
     from .cluster import ClusterError
+    from .front import create_front_app, stop_workers
 
-    app = create_app(config)
+    workers = worker_count(config)
+    if workers > 1:
+        app = create_front_app(config, workers)
+        stopping = stop_workers
+    else:
+        app = create_app(config)
+        stopping = drain
     runner = web.AppRunner(app, handle_signals=False)
     try:
         await runner.setup()
     except ClusterError as exc:
         raise SystemExit(f"pysfu: {exc}") from None
     await web.TCPSite(runner, config.host, config.port).start()
-    print(f"pysfu listening on http://{config.host}:{config.port}", file=sys.stderr, flush=True)
+    print(f"pysfu listening on http://{config.host}:{config.port} ({workers} worker{'s' * (workers > 1)})",
+          file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     log.info("shutting down: draining for up to %.1f s", config.shutdown_grace)
-    await drain(app, config.shutdown_grace)
+    await stopping(app, config.shutdown_grace)
     await runner.cleanup()
 
 

@@ -18,8 +18,8 @@ import logging
 from typing import Any, Optional
 
 import aiohttp
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 from sfu.config import IceConfig
 from sfu.transport import restrict_ice
@@ -58,17 +58,29 @@ class RemoteTrack:
 
 
 class Client:
-    def __init__(self, url: str, ice_addresses: Optional[list[str]] = None, timeout: float = 10) -> None:
+    """``ice_addresses``: gather host candidates on these addresses only (no
+    STUN/TURN).  ``ice_transport_policy="relay"``: only relay candidates from
+    the TURN server that join_response names (aiortc uses the first one)."""
+
+    def __init__(
+        self,
+        url: str,
+        ice_addresses: Optional[list[str]] = None,
+        timeout: float = 10,
+        ice_transport_policy: str = "all",
+    ) -> None:
         self.url = url
         self.ice = IceConfig(addresses=ice_addresses or [])
+        self.ice_transport_policy = RTCIceTransportPolicy(ice_transport_policy)
+        #: From join_response.ice_servers; used by both peer connections.
+        self.ice_servers: list[RTCIceServer] = []
         self.timeout = timeout
         self.participant_id: Optional[str] = None
         self.roster: dict[str, dict] = {}
         self.events: list[dict] = []
         self.remote_tracks: dict[str, RemoteTrack] = {}
         self.publisher: Optional[RTCPeerConnection] = None
-        self.subscriber = self._new_pc()
-        self.subscriber.on("track", self._on_track)
+        self.subscriber = self._new_subscriber()
         self._ids = itertools.count(1)
         self._pending: dict[Any, asyncio.Future] = {}
         self._mids: dict[str, dict] = {}
@@ -88,9 +100,30 @@ class Client:
         await self.close()
 
     def _new_pc(self) -> RTCPeerConnection:
-        return RTCPeerConnection(
-            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-        )
+        return RTCPeerConnection(RTCConfiguration(
+            iceServers=list(self.ice_servers),
+            iceTransportPolicy=self.ice_transport_policy,
+            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+        ))
+
+    def _new_subscriber(self) -> RTCPeerConnection:
+        pc = self._new_pc()
+        pc.on("track", self._on_track)
+        return pc
+
+    def _use_ice_servers(self, join_response: dict) -> None:
+        """Take the join's STUN/TURN servers; runs before any subscriber
+        offer is handled, while the subscriber PC is still unused."""
+        self.ice_servers = [RTCIceServer(**server) for server in join_response.get("ice_servers", [])]
+        if self.ice_servers:
+            unused, self.subscriber = self.subscriber, self._new_subscriber()
+            self._tasks.append(asyncio.ensure_future(unused.close()))
+
+    def _restrict(self, pc: RTCPeerConnection) -> None:
+        # Host candidates on the chosen addresses, no STUN/TURN; left to aioice
+        # for relay-only (TURN allocations) or STUN/TURN without chosen addresses.
+        if self.ice_transport_policy == RTCIceTransportPolicy.ALL and (self.ice.addresses or not self.ice_servers):
+            restrict_ice(pc, self.ice)
 
     # --- connection -----------------------------------------------------------
 
@@ -148,7 +181,12 @@ class Client:
 
     def _dispatch(self, message: dict) -> None:
         request_id = message.get("id")
+        if message.get("type") == "join_response":
+            self._use_ice_servers(message)
         if request_id is not None and request_id in self._pending:
+            if message.get("type") == "join_response":
+                # here, not in join(): events read right after it must not be overwritten
+                self.roster = {p["id"]: p for p in message["participants"]}
             future = self._pending[request_id]
             if not future.done():
                 future.set_result(message)
@@ -199,7 +237,6 @@ class Client:
         if response["type"] == "redirect":
             raise ClientError("too_many_redirects", f"still redirected after {MAX_REDIRECTS} hops")
         self.participant_id = response["participant"]["id"]
-        self.roster = {p["id"]: p for p in response["participants"]}
         return response
 
     async def publish(
@@ -219,7 +256,7 @@ class Client:
             for transceiver in transceivers:
                 if transceiver.kind == "video":
                     transceiver.setCodecPreferences(_codecs_of(video_codec))
-        restrict_ice(self.publisher, self.ice)
+        self._restrict(self.publisher)
         await self.publisher.setLocalDescription(await self.publisher.createOffer())
         sources = sources or ["microphone" if t.kind == "audio" else "camera" for t in tracks]
         declared = [{"mid": tr.mid, "source": src} for tr, src in zip(transceivers, sources)]
@@ -235,7 +272,7 @@ class Client:
             try:
                 self._mids.update({t["mid"]: t for t in offer["tracks"]})
                 await self.subscriber.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
-                restrict_ice(self.subscriber, self.ice)
+                self._restrict(self.subscriber)
                 await self.subscriber.setLocalDescription(await self.subscriber.createAnswer())
                 await self.request({"type": "subscriber_answer", "sdp": self.subscriber.localDescription.sdp})
             except (ClientError, ConnectionError, asyncio.TimeoutError) as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
@@ -128,6 +129,96 @@ class Cluster(_Settings):
         return bool(self.redis_url)
 
 
+#: RFC 7064/7065 URLs: stun(s):host[:port], turn(s):host[:port][?transport=udp|tcp].
+_ICE_URL = re.compile(
+    r"(?P<scheme>stuns?|turns?):(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)"
+    r"(?::(?P<port>[0-9]{1,5}))?(?:\?transport=(?P<transport>udp|tcp))?"
+)
+ICE_URL_EXAMPLES = "stun:host:3478, turn:host:3478?transport=udp, turn:host:3478?transport=tcp or turns:host:5349"
+
+
+def check_ice_url(url: str, schemes: tuple[str, ...]) -> str:
+    """``url`` if it is a well-formed STUN/TURN URL of one of ``schemes``."""
+    match = _ICE_URL.fullmatch(url.strip()) if isinstance(url, str) else None
+    if match is None or (match["port"] and not 0 < int(match["port"]) < 65536):
+        raise ValueError(f"{url!r} is not a STUN/TURN URL (write {ICE_URL_EXAMPLES})")
+    if match["scheme"] not in schemes:
+        raise ValueError(f"{url!r}: expected a {' or '.join(s + ':' for s in schemes)} URL here")
+    if match["transport"] and match["scheme"].startswith("stun"):
+        raise ValueError(f"{url!r}: a STUN URL takes no ?transport=")
+    if match["scheme"] == "turns" and match["transport"] == "udp":
+        raise ValueError(f"{url!r}: turns: runs over TLS, so its transport is tcp")
+    return url.strip()
+
+
+def _split_urls(value: Any) -> Any:
+    return [u.strip() for u in value.split(",") if u.strip()] if isinstance(value, str) else value
+
+
+class ExternalIceServer(_Settings):
+    """A STUN or TURN server handed to clients as is, with fixed credentials."""
+
+    urls: list[str] = Field(min_length=1)
+    username: str = ""
+    credential: str = ""
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return _split_urls(value)
+
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        return [check_ice_url(url, ("stun", "stuns", "turn", "turns")) for url in value]
+
+    @model_validator(mode="after")
+    def _check_credentials(self) -> "ExternalIceServer":
+        if any(url.startswith("turn") for url in self.urls) and not (self.username and self.credential):
+            raise ValueError(f"TURN server {self.urls[0]!r} needs a username and a credential")
+        return self
+
+
+class IceServers(_Settings):
+    """STUN/TURN servers handed to clients in join_response.ice_servers.
+
+    ``turn_urls`` share ``turn_secret`` with the TURN server (coturn's
+    ``use-auth-secret`` + ``static-auth-secret``): pysfu mints each
+    participant credentials valid for ``turn_ttl`` seconds (TURN REST API).
+    """
+
+    turn_urls: list[str] = Field(default_factory=list)
+    turn_secret: str = ""
+    #: Lifetime of minted TURN credentials; a relayed call must start within it.
+    turn_ttl: int = Field(default=86400, ge=1)
+    stun_urls: list[str] = Field(default_factory=list)
+    #: TURN/STUN servers with fixed credentials (not using turn_secret).
+    external: list[ExternalIceServer] = Field(default_factory=list)
+
+    @field_validator("turn_urls", "stun_urls", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return _split_urls(value)
+
+    @field_validator("turn_urls")
+    @classmethod
+    def _check_turn(cls, value: list[str]) -> list[str]:
+        return [check_ice_url(url, ("turn", "turns")) for url in value]
+
+    @field_validator("stun_urls")
+    @classmethod
+    def _check_stun(cls, value: list[str]) -> list[str]:
+        return [check_ice_url(url, ("stun", "stuns")) for url in value]
+
+    @model_validator(mode="after")
+    def _check_secret(self) -> "IceServers":
+        if self.turn_urls and not self.turn_secret:
+            raise ValueError("turn_urls need turn_secret (coturn's static-auth-secret) to mint credentials")
+        if self.turn_secret and not self.turn_urls:
+            raise ValueError("turn_secret is set but turn_urls is empty")
+        return self
+
+
 class ServerConfig(_Settings):
     host: str = "127.0.0.1"
     port: int = Field(default=7880, ge=0, le=65535)
@@ -141,9 +232,17 @@ class ServerConfig(_Settings):
     #: Seconds a SIGTERM waits for clients to go before the process exits.
     shutdown_grace: float = Field(default=10, ge=0)
     uvloop: bool = True
+    #: Worker processes (issue 7): 0 = one per CPU core; 1 = a single process.
+    workers: int = Field(default=0, ge=0, le=256)
+    #: Participants of one room on one worker before its new participants go
+    #: to another worker (the room then spans workers through relay links).
+    worker_room_limit: int = Field(default=100, ge=1)
+    #: Set by the supervisor in the config it hands a worker process.
+    worker_index: Optional[int] = None
     limits: Limits = Field(default_factory=Limits)
     webhooks: Webhooks = Field(default_factory=Webhooks)
     sfu: SfuConfig = Field(default_factory=SfuConfig)
+    ice_servers: IceServers = Field(default_factory=IceServers)
     cluster: Cluster = Field(default_factory=Cluster)
 
     @field_validator("keys", mode="before")
@@ -229,10 +328,15 @@ def describe_errors(exc: ValidationError) -> str:
             continue
         where = ".".join(loc)
         env_name = ENV_PREFIX + "__".join(loc).upper()
-        secret = loc[0] == "keys"  # never echo secrets
-        got = "" if error["type"] == "missing" or secret else f" (got {error.get('input')!r})"
+        got = "" if error["type"] == "missing" or _secret(loc, error.get("input")) else f" (got {error.get('input')!r})"
         lines.append(f"  {where}: {error['msg']}{got} [flag, {env_name} or YAML {where}]")
     return "invalid settings:\n" + "\n".join(lines)
+
+
+def _secret(loc: list[str], value: Any) -> bool:
+    """Never echo secrets: API keys, TURN secrets, credentials, or a whole
+    section (which may hold one)."""
+    return loc[0] == "keys" or loc[-1] in ("turn_secret", "credential") or isinstance(value, dict)
 
 
 def _read_yaml(path: Path) -> dict:

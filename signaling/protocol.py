@@ -98,6 +98,15 @@ class SubscribedTrack(BaseModel):
     kind: Literal["audio", "video"]
 
 
+class IceServerInfo(BaseModel):
+    """A STUN/TURN server for the client's peer connections (an RTCIceServer)."""
+
+    urls: list[str]
+    #: TURN only; minted per participant when the server shares a secret with it.
+    username: Optional[str] = None
+    credential: Optional[str] = None
+
+
 # --- client requests -------------------------------------------------------
 
 
@@ -366,6 +375,8 @@ class JoinResponse(_Message):
     participants: list[ParticipantInfo]
     #: The room's last chat messages, oldest first (issue 8).
     chat_history: list[ChatMessageInfo] = []
+    #: STUN/TURN servers for both peer connections (issue 6); empty when none are configured.
+    ice_servers: list[IceServerInfo] = []
 
 
 class Redirect(_Message):

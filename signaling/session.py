@@ -25,6 +25,7 @@ from . import protocol as p
 from .auth import AuthError, Claims, check_join, open_claims, verify_token
 from .cluster import Cluster, ClusterError
 from .config import ServerConfig
+from .ice_servers import ice_servers_for
 from .limits import JoinLimiter, TokenBucket
 from .logs import bind_log_context
 from .permissions import check_publish, check_subscribe
@@ -199,6 +200,7 @@ class Session:
             participant=self.participant.info(),
             participants=room.roster(exclude=self.participant.id),
             chat_history=list(room.chat_history),
+            ice_servers=ice_servers_for(self.config.ice_servers, self.participant.identity),
         )
 
     async def _redirect(self, request: p.Join, claims: Claims) -> Optional[p.Redirect]:

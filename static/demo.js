@@ -566,7 +566,8 @@ function wireClient(client) {
 }
 
 function newClient() {
-  const client = new PysfuClient();
+  // ?relay=1: media only through the TURN servers the server hands out
+  const client = new PysfuClient(params.get("relay") === "1" ? { iceTransportPolicy: "relay" } : {});
   wireClient(client);
   demo.client = client;
   return client;

@@ -203,7 +203,9 @@ export class PysfuClient extends EventTarget {
   /**
    * @param {Object} [options]
    * @param {string} [options.url]              signaling URL (default ws(s)://host/ws)
-   * @param {RTCConfiguration} [options.rtcConfig]  overrides for both peer connections
+   * @param {RTCConfiguration} [options.rtcConfig]  overrides for both peer connections;
+   *        its `iceServers`, when given, replace the ones the server sends in join_response
+   * @param {RTCIceTransportPolicy} [options.iceTransportPolicy]  "relay" to use TURN only
    * @param {number} [options.requestTimeoutMs] per-request timeout (default 15000)
    * @param {boolean} [options.adaptiveStream]  send rendered size/visibility of
    *        videos shown with `attachVideo()` (default true)
@@ -213,6 +215,8 @@ export class PysfuClient extends EventTarget {
     super();
     this.url = options.url || defaultUrl();
     this.rtcConfig = { ...RTC_CONFIG, ...(options.rtcConfig || {}) };
+    if (options.iceTransportPolicy) this.rtcConfig.iceTransportPolicy = options.iceTransportPolicy;
+    this._ownIceServers = Boolean(options.rtcConfig && options.rtcConfig.iceServers);
     this.requestTimeoutMs = options.requestTimeoutMs || DEFAULT_TIMEOUT_MS;
     /** @type {WebSocket|null} */
     this.ws = null;
@@ -509,6 +513,8 @@ export class PysfuClient extends EventTarget {
     this.roster.clear();
     res.participants.forEach((p) => this._addParticipant(p));
     this.chat = (res.chat_history || []).slice(-CHAT_HISTORY).map((m) => ({ ...m }));
+    // STUN/TURN servers (TURN credentials minted for us) for both PCs, made just below
+    if (!this._ownIceServers) this.rtcConfig.iceServers = res.ice_servers || [];
     this.state = "joined";
     this._ensureSubscriberPc();
     this._ensurePublisherPc();

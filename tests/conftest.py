@@ -139,7 +139,8 @@ class ServerProcess:
 
 def start_server_process(extra: list[str] = (), probe_report: Path | None = None) -> ServerProcess:
     port = free_port()
-    args = ["serve", "--port", str(port), "--ice-address", "127.0.0.1", "--log-level", "warning", *extra]
+    workers = [] if "--workers" in extra else ["--workers", "1"]  # the single process unless asked
+    args = ["serve", "--port", str(port), "--ice-address", "127.0.0.1", "--log-level", "warning", *workers, *extra]
     if probe_report is not None:
         command = [sys.executable, str(ROOT / "tests" / "server_probe.py"), str(probe_report), *args]
     else:

@@ -70,3 +70,66 @@ def test_broken_yaml_is_reported(tmp_path):
         load_config(env={}, path=path)
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(env={}, path=tmp_path / "missing.yaml")
+
+
+# --- STUN/TURN servers for clients (issue 6) --------------------------------------
+
+TURN = "turn:turn.example.com:3478?transport=udp"
+
+
+def test_ice_servers_from_flags_environment_and_yaml(tmp_path):
+    path = tmp_path / "pysfu.yaml"
+    path.write_text(
+        "ice_servers:\n  turn_ttl: 600\n  external:\n"
+        "    - urls: [turns:relay.example.net:5349]\n      username: team\n      credential: pass\n"
+    )
+    env = {"PYSFU_ICE_SERVERS__TURN_SECRET": SECRET, "PYSFU_ICE_SERVERS__STUN_URLS": "stun:a.example,stun:b.example:19302"}
+    args = ["serve", "--turn-url", TURN, "--turn-url", "turn:turn.example.com:3478?transport=tcp", "--turn-ttl", "900"]
+    ice = load_config(serve_flags(build_parser().parse_args(args)), env=env, path=path).ice_servers
+    assert ice.turn_urls == [TURN, "turn:turn.example.com:3478?transport=tcp"]
+    assert (ice.turn_secret, ice.turn_ttl) == (SECRET, 900)
+    assert ice.stun_urls == ["stun:a.example", "stun:b.example:19302"]
+    assert [(e.urls, e.username, e.credential) for e in ice.external] == [
+        (["turns:relay.example.net:5349"], "team", "pass")]
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"PYSFU_ICE_SERVERS__TURN_URLS": TURN}, "turn_urls need turn_secret"),
+        ({"PYSFU_ICE_SERVERS__TURN_SECRET": SECRET}, "turn_secret is set but turn_urls is empty"),
+        ({"PYSFU_ICE_SERVERS__TURN_URLS": "https://turn.example.com", "PYSFU_ICE_SERVERS__TURN_SECRET": SECRET},
+         "ice_servers.turn_urls: Value error, 'https://turn.example.com' is not a STUN/TURN URL"),
+        ({"PYSFU_ICE_SERVERS__TURN_URLS": "stun:turn.example.com", "PYSFU_ICE_SERVERS__TURN_SECRET": SECRET},
+         "expected a turn: or turns: URL here"),
+        ({"PYSFU_ICE_SERVERS__TURN_URLS": "turn:turn.example.com:99999", "PYSFU_ICE_SERVERS__TURN_SECRET": SECRET},
+         "is not a STUN/TURN URL"),
+        ({"PYSFU_ICE_SERVERS__TURN_URLS": "turn:turn.example.com?transport=sctp", "PYSFU_ICE_SERVERS__TURN_SECRET": SECRET},
+         "is not a STUN/TURN URL"),
+        ({"PYSFU_ICE_SERVERS__TURN_URLS": "turns:turn.example.com?transport=udp", "PYSFU_ICE_SERVERS__TURN_SECRET": SECRET},
+         "turns: runs over TLS"),
+        ({"PYSFU_ICE_SERVERS__STUN_URLS": "stun:stun.example.com?transport=udp"}, "a STUN URL takes no ?transport="),
+        ({"PYSFU_ICE_SERVERS__TURN_TTL": "0"}, "ice_servers.turn_ttl: Input should be greater than or equal to 1"),
+        ({"PYSFU_ICE_SERVERS__EXTERNAL": '[{"urls": ["turn:relay.example.net"], "username": "team"}]'},
+         "TURN server 'turn:relay.example.net' needs a username and a credential"),
+        ({"PYSFU_ICE_SERVERS__EXTERNAL": '[{"urls": []}]'}, "ice_servers.external.0.urls: List should have at least 1 item"),
+    ],
+    ids=["url without secret", "secret without url", "not a url", "stun as turn", "bad port",
+         "bad transport", "turns over udp", "stun transport", "zero ttl", "external without credential",
+         "external without url"],
+)
+def test_bad_ice_servers_are_named(env, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config(env=env)
+    assert message in str(caught.value)
+
+
+def test_turn_secrets_are_never_echoed():
+    for env in [
+        {"PYSFU_ICE_SERVERS__TURN_SECRET": "hush-hush-secret"},
+        {"PYSFU_ICE_SERVERS__TURN_URLS": "bogus", "PYSFU_ICE_SERVERS__TURN_SECRET": "hush-hush-secret"},
+        {"PYSFU_ICE_SERVERS__EXTERNAL": '[{"urls": ["turn:x.example"], "credential": "hush-hush-secret"}]'},
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            load_config(env=env)
+        assert "hush-hush-secret" not in str(caught.value)

@@ -1,0 +1,67 @@
+"""A participant connected to another worker of this node, as seen by the
+part of its room that lives here (issue 7): it is on the roster, its
+tracks are subscribable (their packets come over the relay link, see
+sfu/relay.py), and it receives nothing here: its own worker serves it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Optional
+
+from .published_track import PublishedTrack
+
+
+class _NoSubscriber:
+    """A remote participant subscribes on its own worker."""
+
+    def set_video_allowed(self, publishers: set[str]) -> None:
+        pass
+
+    def downtracks(self) -> list:
+        return []
+
+
+class RemoteParticipant:
+    remote = True
+    auto_subscribe = False
+
+    def __init__(self, info: dict, hidden: bool, worker: int) -> None:
+        self.id: str = info["id"]
+        self.worker = worker
+        self.hidden = hidden
+        self.tracks: dict[str, PublishedTrack] = {}
+        self.pins: list[str] = []
+        self.subscriber = _NoSubscriber()
+        self.closed = False
+        self.update(info)
+
+    def update(self, info: dict) -> None:
+        self.name = info.get("name", "")
+        self.identity = info.get("identity", self.id)
+        self.metadata = info.get("metadata", "")
+        self.hand_raised = info.get("hand_raised", False)
+
+    def info(self) -> dict:
+        return {
+            "id": self.id, "name": self.name, "identity": self.identity, "metadata": self.metadata,
+            "tracks": [t.info() for t in self.tracks.values()],
+            "hand_raised": self.hand_raised,
+        }
+
+    def notify(self, event: str, payload: dict) -> None:
+        pass
+
+    def subscribe(self, track: PublishedTrack) -> None:
+        pass
+
+    def unsubscribe(self, track_id: str) -> None:
+        pass
+
+    def counters(self) -> Counter:
+        return Counter()
+
+    def find_track(self, track_id: str) -> Optional[PublishedTrack]:
+        return self.tracks.get(track_id)
+
+    async def close(self) -> None:
+        self.closed = True

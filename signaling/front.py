@@ -1,0 +1,357 @@
+"""The front process of `pysfu serve --workers N` (issue 7): the node's one
+public HTTP/WebSocket port in front of N worker processes.
+
+* /ws: the front reads the client's ``join``, picks the worker for its room
+  (signaling/supervisor.py ``place``), and relays WebSocket frames both ways
+  to that worker's loopback port. If the worker dies, the client gets
+  ``leave`` with reason ``worker_restarted`` (join again) and the socket
+  closes; the supervisor starts the worker again.
+* /metrics: every worker's metrics, each sample labelled ``worker``, plus
+  the front's own (workers alive, restarts, relayed sessions).
+* /api: the admin API of the whole node: room lists merged, a room's
+  requests sent to the workers that host it.
+* /healthz, /readyz answered here; everything else (demo page, /dev/token)
+  is served by a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from typing import Optional
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from .app import FORWARDED_FOR, HARD_SIZE_FACTOR, _with_dev_key
+from .config import ServerConfig
+from .supervisor import Supervisor, Worker, place
+
+log = logging.getLogger(__name__)
+
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
+CLIENT = web.AppKey("client", aiohttp.ClientSession)
+STATE = web.AppKey("state", dict)
+WORKER_RESTARTED = "worker_restarted"
+ROOM_PATH = re.compile(r"^/api/rooms/([^/]+)")
+HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "upgrade", "keep-alive"}
+
+
+def create_front_app(config: ServerConfig, count: int) -> web.Application:
+    config = _with_dev_key(config)  # one dev key for every worker
+    app = web.Application()
+    app[SUPERVISOR] = Supervisor(config, count)
+    app[STATE] = {"config": config, "draining": False, "sessions": set(), "relayed": 0}
+    app.router.add_get("/ws", websocket)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_route("*", "/api/rooms", admin_rooms)
+    app.router.add_route("*", "/api/rooms/{tail:.*}", admin_room)
+    app.router.add_route("*", "/{tail:.*}", proxy_any)
+    app.cleanup_ctx.append(_workers)
+    return app
+
+
+async def _workers(app: web.Application):
+    supervisor = app[SUPERVISOR]
+    supervisor.on_worker_lost = lambda worker: _worker_lost(app, worker)
+    app[CLIENT] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+    await supervisor.start()
+    yield
+    await app[CLIENT].close()
+
+
+async def stop_workers(app: web.Application, grace: float) -> None:
+    """SIGTERM: no new joins; workers tell their clients to leave and exit."""
+    app[STATE]["draining"] = True
+    await app[SUPERVISOR].stop(grace)
+
+
+def _worker_lost(app: web.Application, worker: Worker) -> None:
+    for relay in list(app[STATE]["sessions"]):
+        if relay.worker is worker:
+            relay.worker_lost()
+
+
+# --- WebSocket relay ------------------------------------------------------------
+
+
+class Relay:
+    """One client's WebSocket relayed to the worker of its room."""
+
+    def __init__(self, app: web.Application, client: web.WebSocketResponse, address: str) -> None:
+        self.app = app
+        self.client = client
+        self.address = address
+        self.worker: Optional[Worker] = None
+        self.generation = 0
+        self.room = ""
+        self.upstream: Optional[aiohttp.ClientWebSocketResponse] = None
+        self.lost = False
+
+    async def run(self) -> None:
+        first = await self._wait_for_join()
+        if first is None:
+            return
+        supervisor = self.app[SUPERVISOR]
+        worker = place(self.room, supervisor.workers, self.app[STATE]["config"].worker_room_limit)
+        if worker is None:
+            await self._send_error(None, "server_draining", "no worker is ready: try again")
+            return
+        self.worker, self.generation = worker, worker.generation
+        supervisor.joining(worker, self.room)
+        self.app[STATE]["sessions"].add(self)
+        self.app[STATE]["relayed"] += 1
+        try:
+            self.upstream = await self.app[CLIENT].ws_connect(
+                f"http://127.0.0.1:{worker.port}/ws", headers={FORWARDED_FOR: self.address},
+                max_msg_size=0, autoping=True,
+            )
+            await self.upstream.send_str(first)
+            await asyncio.gather(self._client_to_worker(), self._worker_to_client())
+        except aiohttp.ClientError:
+            self.lost = True
+        finally:
+            self.app[STATE]["sessions"].discard(self)
+            supervisor.left(worker, self.room, self.generation)
+            if self.lost and not self.client.closed:
+                await self._tell_rejoin()
+            if self.upstream is not None:
+                await self.upstream.close()
+            await self.client.close()
+
+    async def _wait_for_join(self) -> Optional[str]:
+        """Answer what comes before ``join`` (it names the room)."""
+        async for message in self.client:
+            if message.type != WSMsgType.TEXT:
+                await self._send_error(None, "bad_message", "binary messages are not supported")
+                continue
+            try:
+                data = json.loads(message.data)
+            except ValueError as exc:
+                await self._send_error(None, "bad_json", f"invalid JSON: {exc}")
+                continue
+            request_id = data.get("id") if isinstance(data, dict) else None
+            if isinstance(data, dict) and data.get("type") == "join" and isinstance(data.get("room"), str):
+                if self.app[STATE]["draining"]:
+                    await self._send_error(request_id, "server_draining", "the server is shutting down")
+                    continue
+                self.room = data["room"]
+                return message.data
+            if isinstance(data, dict) and data.get("type") == "ping":
+                await self.client.send_str(json.dumps({"type": "pong", "id": request_id}))
+                continue
+            await self._send_error(request_id, "not_joined", "join a room first")
+        return None
+
+    async def _client_to_worker(self) -> None:
+        async for message in self.client:
+            if message.type == WSMsgType.TEXT:
+                await self.upstream.send_str(message.data)
+            elif message.type == WSMsgType.BINARY:
+                await self.upstream.send_bytes(message.data)
+        await self.upstream.close()
+
+    async def _worker_to_client(self) -> None:
+        async for message in self.upstream:
+            if message.type == WSMsgType.TEXT:
+                await self.client.send_str(message.data)
+        # closed without a close frame (1006): the worker died
+        if self.upstream.close_code in (None, 1006) or not self.worker.alive:
+            self.lost = True
+        if self.lost and not self.client.closed:
+            await self._tell_rejoin()
+        await self.client.close()
+
+    def worker_lost(self) -> None:
+        self.lost = True
+        if self.upstream is not None:
+            asyncio.ensure_future(self.upstream.close())
+
+    async def _tell_rejoin(self) -> None:
+        try:
+            await self.client.send_str(json.dumps({"type": "leave", "reason": WORKER_RESTARTED}))
+        except (ConnectionError, RuntimeError):
+            pass
+
+    async def _send_error(self, request_id, code: str, message: str) -> None:
+        await self.client.send_str(json.dumps({"type": "error", "id": request_id, "code": code, "message": message}))
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    config = request.app[STATE]["config"]
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=config.limits.max_message_bytes * HARD_SIZE_FACTOR)
+    await ws.prepare(request)
+    await Relay(request.app, ws, request.remote or "").run()
+    return ws
+
+
+# --- node-wide HTTP ----------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    workers = request.app[SUPERVISOR].workers
+    alive = sum(w.alive for w in workers)
+    return web.json_response({"status": "ok", "workers": len(workers), "workers_alive": alive})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if request.app[STATE]["draining"]:
+        return web.json_response({"status": "draining"}, status=503)
+    if not any(w.alive for w in request.app[SUPERVISOR].workers):
+        return web.json_response({"status": "no_worker"}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    workers = [w for w in request.app[SUPERVISOR].workers if w.alive]
+    texts = await asyncio.gather(*(_fetch_text(request.app, w, "/metrics") for w in workers))
+    body = merge_metrics({str(w.index): t for w, t in zip(workers, texts) if t is not None})
+    body += _front_metrics(request.app)
+    return web.Response(text=body, content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+async def _fetch_text(app: web.Application, worker: Worker, path: str) -> Optional[str]:
+    try:
+        async with app[CLIENT].get(f"http://127.0.0.1:{worker.port}{path}",
+                                   timeout=aiohttp.ClientTimeout(total=5)) as response:
+            return await response.text()
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return None
+
+
+def merge_metrics(texts: dict[str, str]) -> str:
+    """Prometheus text of several workers as one exposition: each family
+    once, its samples from every worker with a ``worker`` label."""
+    families: dict[str, list[str]] = {}
+    headers: dict[str, list[str]] = {}
+    for worker, text in texts.items():
+        family = ""
+        for line in text.splitlines():
+            if line.startswith("# HELP ") or line.startswith("# TYPE "):
+                family = line.split(" ", 3)[2]
+                families.setdefault(family, [])
+                if len(headers.setdefault(family, [])) < 2:
+                    headers[family].append(line)
+            elif line and not line.startswith("#"):
+                families.setdefault(family, []).append(_label(line, worker))
+    out = []
+    for family, samples in families.items():
+        out.extend(headers.get(family, []))
+        out.extend(samples)
+    return "\n".join(out) + "\n"
+
+
+def _label(sample: str, worker: str) -> str:
+    name, sep, rest = sample.partition("{")
+    if sep:
+        return f'{name}{{worker="{worker}",{rest}'
+    name, _, value = sample.partition(" ")
+    return f'{name}{{worker="{worker}"}} {value}'
+
+
+def _front_metrics(app: web.Application) -> str:
+    supervisor = app[SUPERVISOR]
+    alive = sum(w.alive for w in supervisor.workers)
+    return (
+        "# HELP pysfu_workers worker processes running\n# TYPE pysfu_workers gauge\n"
+        f"pysfu_workers {alive}\n"
+        "# HELP pysfu_worker_restarts_total workers restarted after they died\n"
+        "# TYPE pysfu_worker_restarts_total counter\n"
+        f"pysfu_worker_restarts_total {supervisor.restarts}\n"
+        "# HELP pysfu_front_sessions client WebSockets relayed to workers now\n"
+        "# TYPE pysfu_front_sessions gauge\n"
+        f"pysfu_front_sessions {len(app[STATE]['sessions'])}\n"
+    )
+
+
+async def _forward(app: web.Application, worker: Worker, request: web.Request, body: bytes) -> web.Response:
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+    headers[FORWARDED_FOR] = request.remote or ""
+    try:
+        async with app[CLIENT].request(request.method, f"http://127.0.0.1:{worker.port}{request.path_qs}",
+                                       headers=headers, data=body, allow_redirects=False,
+                                       timeout=aiohttp.ClientTimeout(total=30)) as response:
+            payload = await response.read()
+            kept = {k: v for k, v in response.headers.items() if k.lower() not in HOP_HEADERS}
+            return web.Response(status=response.status, body=payload, headers=kept)
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return web.json_response({"error": {"code": "worker_unavailable", "message": "try again"}}, status=503)
+
+
+def _any_worker(app: web.Application) -> Optional[Worker]:
+    alive = [w for w in app[SUPERVISOR].workers if w.alive]
+    return min(alive, key=lambda w: w.load()) if alive else None
+
+
+def _unavailable() -> web.Response:
+    return web.json_response({"error": {"code": "worker_unavailable", "message": "no worker is ready"}}, status=503)
+
+
+async def proxy_any(request: web.Request) -> web.StreamResponse:
+    worker = _any_worker(request.app)
+    if worker is None:
+        return _unavailable()
+    return await _forward(request.app, worker, request, await request.read())
+
+
+async def admin_rooms(request: web.Request) -> web.Response:
+    """GET: every worker's rooms, merged by name; POST: create on the worker
+    the room is on (409 there), else on the least loaded one."""
+    app = request.app
+    body = await request.read()
+    if request.method == "POST":
+        try:
+            name = json.loads(body or b"null").get("name")
+        except (ValueError, AttributeError):
+            name = None
+        hosts = _hosts(app, name) if isinstance(name, str) else []
+        worker = hosts[0] if hosts else place(name or "", app[SUPERVISOR].workers,
+                                             app[STATE]["config"].worker_room_limit)
+        if worker is None:
+            return _unavailable()
+        return await _forward(app, worker, request, body)
+    workers = [w for w in app[SUPERVISOR].workers if w.alive]
+    responses = await asyncio.gather(*(_forward(app, w, request, body) for w in workers))
+    if not responses:
+        return _unavailable()
+    failed = next((r for r in responses if r.status != 200), None)
+    if failed is not None:
+        return failed
+    rooms: dict[str, dict] = {}
+    for response in responses:
+        for room in json.loads(response.body)["rooms"]:
+            seen = rooms.setdefault(room["name"], room)
+            seen["num_participants"] = max(seen["num_participants"], room["num_participants"])
+    return web.json_response({"rooms": list(rooms.values())})
+
+
+def _hosts(app: web.Application, room: str) -> list[Worker]:
+    return [w for w in app[SUPERVISOR].workers if w.alive and w.sessions[room] > 0]
+
+
+async def admin_room(request: web.Request) -> web.Response:
+    """A room's admin request goes to the workers its participants are on:
+    changes to all of them, reads and participant actions to the first that
+    knows the answer (a participant is only found on its own worker)."""
+    app = request.app
+    body = await request.read()
+    match = ROOM_PATH.match(request.path)
+    hosts = _hosts(app, match.group(1)) if match else []
+    if not hosts:  # an empty room made by POST /api/rooms lives on one worker: ask all
+        hosts = [w for w in app[SUPERVISOR].workers if w.alive]
+    if not hosts:
+        return _unavailable()
+    if "/participants/" in request.path or request.method == "GET" or request.path.endswith("/recording"):
+        response = None
+        for worker in hosts:
+            response = await _forward(app, worker, request, body)
+            if response.status != 404:
+                return response
+        return response
+    responses = await asyncio.gather(*(_forward(app, w, request, body) for w in hosts))
+    return next((r for r in responses if r.status < 300), responses[0])
