@@ -101,6 +101,8 @@ class LocalLoad:
     rooms: list[dict] = field(default_factory=list)
     #: Packets received plus sent since start (a counter that only grows).
     packets: int = 0
+    #: The packet rate, when the provider knows it already (then ``packets`` is unused).
+    packet_rate: Optional[float] = None
 
 
 def registry_load(registry) -> LocalLoad:
@@ -193,7 +195,11 @@ class Cluster:
     def observe(self, event: str, payload: dict) -> None:
         """Room observer: a change in the rooms makes the next beat come soon."""
         if event in ("room_started", "room_finished", "participant_joined", "participant_left"):
-            self._nudged.set()
+            self.nudge()
+
+    def nudge(self) -> None:
+        """The rooms changed: beat within NUDGE_DELAY rather than at the next interval."""
+        self._nudged.set()
 
     async def _beat_loop(self) -> None:
         while True:
@@ -238,7 +244,7 @@ class Cluster:
             id=self.id, url=self.url, api=self.api,
             participants=sum(room["num_participants"] for room in load.rooms),
             rooms=load.rooms, cpu=round(self._rates[0], 3),
-            packets_per_second=round(self._rates[1], 1),
+            packets_per_second=round(self._rates[1] if load.packet_rate is None else load.packet_rate, 1),
             draining=self._draining(), updated_at=time.time(),
         )
 

@@ -70,7 +70,7 @@ async def test_nodes_register_with_their_load_and_a_dead_one_expires(nodes):
     await a.die()
     died = time.monotonic()
     while "a" in await ids(b.cluster):
-        assert time.monotonic() - died < TTL + 1, "a dead node is still listed"
+        assert time.monotonic() - died < TTL + 3, "a dead node is still listed"
         await asyncio.sleep(0.05)
 
 
@@ -112,7 +112,7 @@ async def test_rooms_of_a_dead_node_start_again_elsewhere(nodes):
     assert (await a.cluster.place("r")).id == "a"
     a.rooms["r"] = 2
     await a.die()
-    await eventually_async(lambda: _gone(b.cluster, "a"), timeout=TTL + 2)
+    await eventually_async(lambda: _gone(b.cluster, "a"), timeout=TTL + 5)
     assert (await b.cluster.place("r")).id == "b"
 
 
@@ -197,7 +197,9 @@ async def eventually_async(probe, timeout: float = 5, interval: float = 0.05):
 
 
 
-async def test_serve_without_redis_exits_with_a_clear_error():
-    config = load_config({"port": free_port(), "cluster": {"redis_url": f"redis://127.0.0.1:{free_port()}/0"}}, env={})
+@pytest.mark.parametrize("workers", [1, 2], ids=["single-process", "front-and-workers"])
+async def test_serve_without_redis_exits_with_a_clear_error(workers):
+    redis_url = f"redis://127.0.0.1:{free_port()}/0"
+    config = load_config({"port": free_port(), "workers": workers, "cluster": {"redis_url": redis_url}}, env={})
     with pytest.raises(SystemExit, match="cannot reach Redis at redis://127.0.0.1:"):
         await serve(config)

@@ -242,50 +242,56 @@ async def _more_than(awaitable, count: int) -> bool:
 # --- two `pysfu serve` processes, SIGKILL ------------------------------------------
 
 
-def start_node(redis_url: str, node_id: str):
+def start_node(redis_url: str, node_id: str, workers: int = 1):
     """A `pysfu serve` process in the cluster, with the default heartbeat and ttl."""
     keys = ",".join(f"{k}:{s}" for k, s in KEYS.items())
     return start_server_process(["--keys", keys, "--redis-url", redis_url, "--node-id", node_id,
-                                 "--joins-per-minute", "0"])
+                                 "--joins-per-minute", "0", "--workers", str(workers)])
 
 
 async def test_two_processes_share_rooms_and_survive_a_killed_node(redis_server, http):
+    """n1 runs two workers behind its front process, n2 is a single process.
+    Alice opens the room while n1 is alone, so n1 owns it; Bob joins through
+    n2 and is redirected; Carol's new room goes to the idle n2 although she
+    connects to n1. Then n1 is SIGKILLed."""
+    loop = asyncio.get_running_loop()
     nodes = {}
+    clients: list[Client] = []
     try:
-        nodes["n1"] = start_node(redis_server.url, "n1")
-        nodes["n2"] = start_node(redis_server.url, "n2")
-        alice = await joined(nodes["n1"].url, "standup", "alice")
-        owner_id = "n1" if alice.url == nodes["n1"].url else "n2"
-        survivor_id = "n2" if owner_id == "n1" else "n1"
-        owner, survivor = nodes[owner_id], nodes[survivor_id]
-        bob = await joined(survivor.url, "standup", "bob")
-        try:
-            assert bob.url == owner.url
-            await video_flows(alice, bob)
-            await video_flows(bob, alice)
-            for node in (owner, survivor):
-                await wait_for(lambda: _equals(rooms_seen(http, node), [("standup", 2, owner_id)]))
+        nodes["n1"] = n1 = await loop.run_in_executor(None, start_node, redis_server.url, "n1", 2)
+        alice = await joined(n1.url, "standup", "alice")
+        clients.append(alice)
+        nodes["n2"] = n2 = await loop.run_in_executor(None, start_node, redis_server.url, "n2")
+        bob = await joined(n2.url, "standup", "bob")
+        clients.append(bob)
+        assert alice.url == bob.url == n1.url, "bob was not sent to the room's node"
+        await video_flows(alice, bob)
+        await video_flows(bob, alice)
+        carol = await joined(n1.url, "other", "carol")
+        clients.append(carol)
+        assert carol.url == n2.url, "a new room did not go to the least-loaded node"
+        expected = [("other", 1, "n2"), ("standup", 2, "n1")]
+        for node in (n1, n2):
+            await wait_for(lambda: _equals(rooms_seen(http, node), expected))
 
-            owner.proc.send_signal(signal.SIGKILL)
-            killed = time.monotonic()
-            await wait_for(lambda: _node_gone(http, survivor, owner_id), timeout=12)
-            assert time.monotonic() - killed < 10, "a dead node stayed in the registry for 10 s"
-            assert await rooms_seen(http, survivor) == []
-        finally:
-            await alice.close()
-            await bob.close()
+        n1.proc.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        await wait_for(lambda: _node_gone(http, n2, "n1"), timeout=12)
+        assert time.monotonic() - killed < 10, "a dead node stayed in the registry for 10 s"
+        assert await rooms_seen(http, n2) == [("other", 1, "n2")]
+        for client in (alice, bob):
+            await client.close()
 
         # its clients come back through the other node: the room starts there
-        alice = await joined(survivor.url, "standup", "alice")
-        bob = await joined(survivor.url, "standup", "bob")
-        try:
-            assert alice.url == bob.url == survivor.url
-            await video_flows(alice, bob)
-            assert await rooms_seen(http, survivor) == [("standup", 2, survivor_id)]
-        finally:
-            await alice.close()
-            await bob.close()
+        alice = await joined(n2.url, "standup", "alice")
+        clients.append(alice)
+        bob = await joined(n2.url, "standup", "bob")
+        clients.append(bob)
+        await video_flows(alice, bob)
+        assert await rooms_seen(http, n2) == [("other", 1, "n2"), ("standup", 2, "n2")]
     finally:
+        for client in clients:
+            await client.close()
         for node in nodes.values():
             if node.proc.poll() is None:
                 stop_server_process(node)
