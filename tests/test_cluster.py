@@ -17,8 +17,8 @@ from signaling.config import ConfigError, load_config
 from .conftest import free_port
 from .redis_server import redis_server  # noqa: F401  (fixture)
 
-HEARTBEAT = 0.3
-TTL = 1.0
+HEARTBEAT = 0.5
+TTL = 2.0
 
 
 class Node:

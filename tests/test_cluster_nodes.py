@@ -53,7 +53,7 @@ async def cluster_nodes(redis_server):
     async def start(node_id: str, **settings) -> Node:
         port = free_port()
         cluster = ClusterSettings(redis_url=redis_server.url, node_id=node_id, url=f"ws://127.0.0.1:{port}/ws",
-                                  heartbeat=0.5, ttl=2)
+                                  heartbeat=1, ttl=5)
         runner = web.AppRunner(create_app(loopback_config(cluster=cluster, **settings)))
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
