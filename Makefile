@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 CHROMIUM ?= /usr/lib/chromium/chromium
 
-.PHONY: run test install install-test chromium coturn redis-server unit bench clean
+.PHONY: run test install install-test chromium coturn redis-server unit bench loadgen clean
 
 $(BIN)/pysfu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,11 @@ unit: install-test
 
 bench: install
 	$(BIN)/python -m benchmarks.forwarding --subscribers 8 --rate 1000
+
+# the 150-person meeting (s3); SCENARIO=s1,s2,s4 and ARGS="--participants 60" change it
+SCENARIO ?= s3
+loadgen: install
+	$(BIN)/python -m benchmarks.loadgen --scenario $(SCENARIO) $(ARGS)
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache

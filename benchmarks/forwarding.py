@@ -17,6 +17,14 @@ window:
     python -m benchmarks.forwarding --subscribers 8 --rate 1000 --warmup 5 --duration 20
     python -m benchmarks.forwarding --subscribers 1,8,16 --repeat 3 --compare-uvloop
     python -m benchmarks.forwarding --subscribers 8 --compare-simulcast --repeat 3
+    python -m benchmarks.forwarding --subscribers 8 --compare-ports --repeat 3
+    python -m benchmarks.forwarding --subscribers 8 --single-port --compare-ref HEAD~1 --repeat 3
+
+``--single-port`` runs the server with one shared UDP port (``--udp-port``);
+``--compare-ports`` runs every configuration in both modes, interleaved.
+``--compare-ref REV`` runs every configuration on the working tree (or
+``--ref``) and on a snapshot of REV, interleaved, so a change is measured
+side by side with what it changes.
 
 With ``--simulcast`` the publisher sends three VP8 layers (rid q, h, f) the
 way Chromium does, and the subscribers get the top one; the run then also
@@ -197,6 +205,12 @@ def free_port() -> int:
 # --- code under test -------------------------------------------------------------
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout.strip()
@@ -291,13 +305,14 @@ async def start_peer(role: str, url: str, config: "RunConfig", workdir: Path, in
 
 
 def server_argv(port: int, uvloop: bool, source: Optional[Path] = None, workers: int = 1,
-                room_limit: int = 100) -> list[str]:
+                room_limit: int = 100, udp_port: int = 0) -> list[str]:
     """``pysfu serve`` on loopback; ``python -m signaling`` when running a snapshot
     (the current directory then comes first on sys.path, before the editable install)."""
     script = Path(sys.executable).parent / "pysfu"
     base = [str(script)] if script.exists() and source is None else [sys.executable, "-m", "signaling"]
     argv = base + ["serve", "--port", str(port), "--ice-address", "127.0.0.1", "--log-level", "warning",
                    "--workers", str(workers), "--worker-room-limit", str(room_limit)]
+    argv += ["--udp-port", str(udp_port)] if udp_port else []
     return argv + ([] if uvloop else ["--no-uvloop"])
 
 
@@ -366,6 +381,8 @@ class RunConfig:
     batch_peers: bool = False  # load generator under SCHED_BATCH (no wakeup preemption)
     layer_rates: Optional[list[float]] = None  # simulcast: packets/s of q, h, f (sum = rate)
     workers: int = 1  # server worker processes; the room is spread evenly over them
+    single_port: bool = False  # server in single UDP port mode
+    code_label: str = ""  # which code, when comparing two (--compare-ref)
 
     def budget(self) -> float:
         return self.setup_timeout + self.warmup + self.duration + 60
@@ -399,7 +416,9 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
         with open(server_log, "wb") as log:
             server = await asyncio.create_subprocess_exec(
                 *server_argv(port, config.uvloop, config.source, config.workers,
-                             -(-(config.subscribers + 1) // config.workers)), cwd=config.source or ROOT,
+                             -(-(config.subscribers + 1) // config.workers),
+                             free_udp_port() if config.single_port else 0),
+                cwd=config.source or ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT,
                 preexec_fn=_child_setup(pin_sets(config.pin)[0]),
@@ -517,6 +536,8 @@ def summarize(config: RunConfig, window: float, server_ticks: tuple[int, int], m
         "pinned": config.pin,
         "batch_peers": config.batch_peers,
         "simulcast": bool(config.layer_rates),
+        "single_port": config.single_port,
+        "code_label": config.code_label,
         "layer_rates": config.layer_rates,
         "window_s": round(window, 2),
         "ingress_pps": round(packets_in / window, 1),
@@ -587,6 +608,8 @@ def print_result(result: dict) -> None:
         f"{', pinned to its own CPU' if r['pinned'] else ''}"
         f"{', peers SCHED_BATCH' if r.get('batch_peers') else ''}"
         f"{', simulcast ' + '/'.join(f'{x:g}' for x in r['layer_rates']) + ' pps (q/h/f)' if r.get('simulcast') else ', one layer'}"
+        f"{', single UDP port' if r.get('single_port') else ''}"
+        f"{', code ' + r['code_label'] if r.get('code_label') else ''}"
         f", {r['window_s']} s window",
         f"  ingress {r['ingress_pps']:.0f} pkt/s   egress {r['egress_pps']:.0f} pkt/s   "
         f"(publisher sent {r['publisher_pps']:.0f}/s)",
@@ -675,11 +698,33 @@ def simulcast_ratio(results: list[dict]) -> str:
     return "".join(out)
 
 
+def pair_ratios(results: list[dict]) -> str:
+    """Single port against a port per connection, and one commit against the
+    other, per N, from the median µs per forwarded packet."""
+    out = []
+    for key, labels in (("single_port", ("a port each", "single port")), ("code_label", None)):
+        groups: dict[int, dict[Any, list[float]]] = {}
+        for r in results:
+            if r.get("us_per_forwarded") is not None:
+                groups.setdefault(r["subscribers"], {}).setdefault(r.get(key), []).append(r["us_per_forwarded"])
+        for n, sides in sorted(groups.items()):
+            if len(sides) != 2:
+                continue
+            (a, av), (b, bv) = sorted(sides.items(), key=lambda item: str(item[0]))
+            name_a, name_b = labels if labels else (a, b)
+            ma, mb = statistics.median(av), statistics.median(bv)
+            out.append(f"\nN={n}: {name_b} / {name_a} µs per forwarded (medians) = "
+                       f"{mb:.1f} / {ma:.1f} = {mb / ma:.2f}x")
+    return "".join(out)
+
+
 def variant(r: dict) -> str:
     return (r["server_loop"] + (", pinned" if r.get("pinned") else "")
             + (", peers SCHED_BATCH" if r.get("batch_peers") else "")
             + (", simulcast" if r.get("simulcast") else "")
-            + (f", {r['workers']} workers" if r.get("workers", 1) > 1 else ""))
+            + (f", {r['workers']} workers" if r.get("workers", 1) > 1 else "")
+            + (", single port" if r.get("single_port") else "")
+            + (f", {r['code_label']}" if r.get("code_label") else ""))
 
 
 def fit_lines(results: list[dict]) -> str:
@@ -742,6 +787,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "--layer-rates, whose sum replaces --rate); subscribers get the top layer")
     parser.add_argument("--compare-simulcast", action="store_true",
                         help="run every configuration single-layer (--rate) and simulcast, interleaved")
+    parser.add_argument("--single-port", action="store_true",
+                        help="server in single UDP port mode (--udp-port)")
+    parser.add_argument("--compare-ports", action="store_true",
+                        help="run every configuration with a port per connection and with one "
+                        "shared UDP port, interleaved")
+    parser.add_argument("--compare-ref", metavar="REV",
+                        help="also run every configuration on a snapshot of REV, interleaved "
+                        "with the working tree (or --ref)")
     parser.add_argument("--layer-rates", default="150,300,550",
                         help="packets/s of the q, h, f layers with --simulcast (default 150,300,550)")
     parser.add_argument("--setup-timeout", type=float, default=120)
@@ -764,33 +817,42 @@ async def main_async(args: argparse.Namespace) -> int:
     print(f"code: {code['ref']} at {code['commit']}"
           f"{' (with uncommitted changes in sfu/ or signaling/)' if code['dirty'] else ''}"
           f"{f', snapshot in {source}' if source else ''}", flush=True)
+    codes = [(code, source)]
+    if args.compare_ref:
+        other = code_info(args.compare_ref)
+        codes.append((other, snapshot(args.compare_ref)))
+        print(f"compared with: {other['ref']} at {other['commit']}, snapshot in {codes[1][1]}", flush=True)
     try:
-        return await run_matrix(args, info, code, source)
+        return await run_matrix(args, info, codes)
     finally:
-        if source is not None:
-            shutil.rmtree(source, ignore_errors=True)
+        for _, path in codes:
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
 
 
-async def run_matrix(args: argparse.Namespace, info: dict, code: dict, source: Optional[Path]) -> int:
+async def run_matrix(args: argparse.Namespace, info: dict, codes: list[tuple[dict, Optional[Path]]]) -> int:
     counts = [int(n) for n in str(args.subscribers).split(",") if n.strip()]
     loops = [True, False] if args.compare_uvloop else [not args.no_uvloop]
     worker_counts = [int(w) for w in str(args.workers).split(",") if w.strip()]
     layer_rates = [float(r) for r in args.layer_rates.split(",")]
     modes = ([None, layer_rates] if args.compare_simulcast
              else [layer_rates] if args.simulcast else [None])
+    ports = [False, True] if args.compare_ports else [args.single_port]
     print(f"machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, "
           f"aiortc {info['aiortc']}, aioice {info['aioice']}, pylibsrtp {info['pylibsrtp']}, "
           f"uvloop {info['uvloop']}, kernel {info['kernel']}", flush=True)
     results = []
     failures = 0
     for repeat in range(args.repeat):
-        for n, mode, uvloop, workers in itertools.product(counts, modes, loops, worker_counts):
+        for n, mode, uvloop, workers, single_port, (code, source) in itertools.product(
+                counts, modes, loops, worker_counts, ports, codes):
             config = RunConfig(subscribers=n, rate=sum(mode) if mode else args.rate,
                                warmup=args.warmup, layer_rates=mode,
                                duration=args.duration, uvloop=uvloop,
                                payload_size=args.payload_size, setup_timeout=args.setup_timeout,
                                profile=args.profile, pin=args.pin, source=source,
-                               batch_peers=args.batch_peers, workers=workers)
+                               batch_peers=args.batch_peers, workers=workers, single_port=single_port,
+                               code_label=code["commit"] if len(codes) > 1 else "")
             try:
                 result = await asyncio.wait_for(run_once(config, args.keep_logs), config.budget())
             except (Exception, asyncio.TimeoutError) as exc:
@@ -808,6 +870,7 @@ async def run_matrix(args: argparse.Namespace, info: dict, code: dict, source: O
         print()
         print(summary_table(results))
         print(simulcast_ratio(results))
+        print(pair_ratios(results))
     for r in results:
         if (r["subscribers"] == 8 and r["rate"] == 1000 and r["us_per_forwarded"] is not None
                 and not r.get("simulcast")):

@@ -110,9 +110,11 @@ split_rtcp = rtcp.split  # (packet type, fmt, packet) of a compound RTCP packet
 class Signaling:
     """A minimal client of pysfu's WebSocket signaling (requests + events)."""
 
-    def __init__(self, url: str, timeout: float = 20.0) -> None:
+    def __init__(self, url: str, timeout: float = 20.0,
+                 http: Optional[aiohttp.ClientSession] = None) -> None:
         self.url = url
         self.timeout = timeout
+        self._shared_http = http  # many peers of one process share one HTTP session
         self._ids = itertools.count(1)
         self._pending: dict[Any, asyncio.Future] = {}
         self.events: asyncio.Queue = asyncio.Queue()
@@ -122,7 +124,7 @@ class Signaling:
         self.closed = asyncio.Event()
 
     async def connect(self) -> None:
-        self._session = aiohttp.ClientSession()
+        self._session = self._shared_http or aiohttp.ClientSession()
         self._ws = await self._session.ws_connect(self.url)
         self._reader = asyncio.ensure_future(self._read())
 
@@ -161,7 +163,7 @@ class Signaling:
             self._reader.cancel()
         if self._ws is not None:
             await self._ws.close()
-        if self._session is not None:
+        if self._session is not None and self._session is not self._shared_http:
             await self._session.close()
 
 
@@ -466,50 +468,10 @@ class SimulcastPublisherPeer(PublisherPeer):
         self._timer = loop.call_at(self._next, self._pace)
 
     def _send_layer(self, layer: _Layer) -> None:
-        if layer.ext_packets_left:
-            layer.ext_packets_left -= 1
-            buf, base, first = layer.with_ext, 12 + len(layer.ext_block), 0x90
-        else:
-            buf, base, first = layer.plain, 12, 0x80
-        index = layer.index
-        last = index == layer.packets_per_frame - 1
-        if index == 0:
-            key = layer.key_pending or layer.frame % layer.frames_per_key == 0
-            if key:
-                layer.key_pending = False
-                layer.keyframes += 1
-                layer.tid_index = 0
-            layer.tid = TID_PATTERN[layer.tid_index % len(TID_PATTERN)]
-            layer.tid_index += 1
-            layer.picture_id = (layer.picture_id + 1) & 0x7FFF
-            if layer.tid == 0:
-                layer.tl0 = (layer.tl0 + 1) & 0xFF
-            start = 0x10
-            header = layer.key_header if key else DELTA_HEADER
-        else:
-            start = 0x00
-            header = FILLER_HEADER
-        pid = layer.picture_id
-        # descriptor: X|S, then I L T, 15-bit picture ID, TL0PICIDX, TID (Y=1 on TID 0 frames)
-        buf[base:base + 6] = bytes((0x80 | start, 0xE0, 0x80 | (pid >> 8), pid & 0xFF, layer.tl0,
-                                    (layer.tid << 6) | (0x20 if layer.tid == 0 else 0)))
-        if index <= 1:
-            buf[base + 6:base + 16] = header
-        ts = (layer.ts0 + int(layer.frame * layer.ts_per_frame)) & 0xFFFFFFFF
-        RTP_HEADER.pack_into(buf, 0, first, (0x80 if last else 0) | self.payload_type,
-                             layer.seq, ts, layer.ssrc)
-        U64.pack_into(buf, base + TIME_OFFSET_EXT, time.monotonic_ns())
-        if self.transport.send_rtp(bytes(buf)):
+        size = send_vp8_layer(self.transport, layer, self.payload_type)
+        if size:
             self.sent += 1
-            self.bytes_sent += len(buf)
-            layer.sent += 1
-            layer.bytes_sent += len(buf)
-        layer.seq = (layer.seq + 1) & 0xFFFF
-        if last:
-            layer.index = 0
-            layer.frame += 1
-        else:
-            layer.index = index + 1
+            self.bytes_sent += size
 
     async def _sender_reports(self) -> None:
         while True:
@@ -553,6 +515,55 @@ class SimulcastPublisherPeer(PublisherPeer):
                                        "keyframes": layer.keyframes} for layer in self.layers}
         stats["unknown_plis"] = self.unknown_plis
         return stats
+
+
+def send_vp8_layer(transport: PeerTransport, layer: _Layer, payload_type: int) -> int:
+    """Send the next packet of a simulcast layer; its size, 0 if not sent."""
+    if layer.ext_packets_left:
+        layer.ext_packets_left -= 1
+        buf, base, first = layer.with_ext, 12 + len(layer.ext_block), 0x90
+    else:
+        buf, base, first = layer.plain, 12, 0x80
+    index = layer.index
+    last = index == layer.packets_per_frame - 1
+    if index == 0:
+        key = layer.key_pending or layer.frame % layer.frames_per_key == 0
+        if key:
+            layer.key_pending = False
+            layer.keyframes += 1
+            layer.tid_index = 0
+        layer.tid = TID_PATTERN[layer.tid_index % len(TID_PATTERN)]
+        layer.tid_index += 1
+        layer.picture_id = (layer.picture_id + 1) & 0x7FFF
+        if layer.tid == 0:
+            layer.tl0 = (layer.tl0 + 1) & 0xFF
+        start = 0x10
+        header = layer.key_header if key else DELTA_HEADER
+    else:
+        start = 0x00
+        header = FILLER_HEADER
+    pid = layer.picture_id
+    # descriptor: X|S, then I L T, 15-bit picture ID, TL0PICIDX, TID (Y=1 on TID 0 frames)
+    buf[base:base + 6] = bytes((0x80 | start, 0xE0, 0x80 | (pid >> 8), pid & 0xFF, layer.tl0,
+                                (layer.tid << 6) | (0x20 if layer.tid == 0 else 0)))
+    if index <= 1:
+        buf[base + 6:base + 16] = header
+    ts = (layer.ts0 + int(layer.frame * layer.ts_per_frame)) & 0xFFFFFFFF
+    RTP_HEADER.pack_into(buf, 0, first, (0x80 if last else 0) | payload_type,
+                         layer.seq, ts, layer.ssrc)
+    U64.pack_into(buf, base + TIME_OFFSET_EXT, time.monotonic_ns())
+    size = 0
+    if transport.send_rtp(bytes(buf)):
+        size = len(buf)
+        layer.sent += 1
+        layer.bytes_sent += size
+    layer.seq = (layer.seq + 1) & 0xFFFF
+    if last:
+        layer.index = 0
+        layer.frame += 1
+    else:
+        layer.index = index + 1
+    return size
 
 
 def simulcast_offer(sdp: str, mid: str, rids: list[str]) -> str:

@@ -13,12 +13,15 @@ class IceConfig(BaseModel):
     ``addresses`` empty means every non-loopback interface (aioice's
     default). ``public_address`` is announced as well, for a server behind a
     1:1 NAT. ``port_min``/``port_max`` bound the local UDP ports (0 = any).
+    ``udp_port`` (single-port mode) makes every peer connection share one
+    UDP socket per address on that port instead (sfu/udp_mux.py).
     """
 
     addresses: list[str] = Field(default_factory=list)
     public_address: Optional[str] = None
     port_min: int = Field(default=0, ge=0, le=65535)
     port_max: int = Field(default=0, ge=0, le=65535)
+    udp_port: int = Field(default=0, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _check_range(self) -> "IceConfig":
@@ -26,6 +29,8 @@ class IceConfig(BaseModel):
             raise ValueError("set both port_min and port_max, or neither")
         if self.port_min > self.port_max:
             raise ValueError("port_min must not exceed port_max")
+        if self.udp_port and self.port_min:
+            raise ValueError("udp_port (one shared port) and port_min/port_max (a range) exclude each other")
         return self
 
 
@@ -43,3 +48,6 @@ class SfuConfig(BaseModel):
     last_n: int = Field(default=25, ge=1, le=500)
     #: Where recordings (sfu/recorder.py) are written.
     recording_dir: str = "recordings"
+    #: Seconds a participant whose signaling or media connection dropped stays
+    #: in the room ("reconnecting") waiting to resume; 0: it leaves at once.
+    resume_grace: float = Field(default=20.0, ge=0, le=600)

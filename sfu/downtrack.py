@@ -85,6 +85,8 @@ class DownTrack:
         self.fraction_lost = 0
         self.jitter = 0
         self.rtt: Optional[float] = None
+        self.report_time = 0.0  # when the last receiver report about us came
+        self.switched_at = 0.0  # when forwarding last (re)started
 
     @property
     def stream(self) -> Optional[ReceivedStream]:
@@ -134,6 +136,14 @@ class DownTrack:
                 stream.downtracks.append(self)
             elif index not in wanted and present:
                 stream.downtracks.remove(self)
+
+    def source_replaced(self) -> None:
+        """The publisher reconnected and its streams are new ones: resume at
+        their next keyframe, numbering continuing as after a layer switch."""
+        self.current = OFF
+        self._sent_seq = [-1] * HISTORY  # NACKs must not look up the old streams
+        self.waiting_since = time.monotonic()
+        self.sync_streams()
 
     def detach(self) -> None:
         self.bound = False
@@ -218,6 +228,7 @@ class DownTrack:
     def _switch(self, layer: int, packet: bytes, seq: int, ts: int, offset: int, now: float) -> None:
         previous = self.current
         self.current = layer
+        self.switched_at = now
         self.munger.switch(seq, ts, now, self.clock_rate)
         if self.vp8 is not None:
             self.vp8.switch(packet, offset)
@@ -286,6 +297,7 @@ class DownTrack:
     def on_receiver_report(self, block: rtcp.ReportBlock, now: float) -> None:
         self.fraction_lost = block.fraction_lost
         self.jitter = block.jitter
+        self.report_time = now
         sent = self._sr_sent.get(block.lsr)
         if sent is not None and block.lsr:
             self.rtt = max(0.0, now - sent - block.dlsr / 65536)

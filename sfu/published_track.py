@@ -75,6 +75,19 @@ class PublishedTrack:
         for downtrack in self.downtracks:
             downtrack.sync_streams()
 
+    def reset_layers(self) -> None:
+        """The publisher reconnected: drop the old streams; its down-tracks
+        carry on with the new ones from their next keyframe."""
+        for stream in self.layers:
+            if stream is not None:
+                stream.close()
+        self.layers = [None] * len(self.layers)
+        self._infos_time = -1.0
+        self._enabled_top = len(self.layers) - 1  # a fresh sender sends every layer
+        self._unneeded_since = None
+        for downtrack in self.downtracks:
+            downtrack.source_replaced()
+
     def quality_of(self, layer: int) -> str:
         if layer == OFF:
             return "off"

@@ -32,11 +32,12 @@ class Publisher:
     ) -> None:
         self.participant_id = participant_id
         self.config = config
-        self.transport = PeerTransport(
-            config.ice, self._on_rtp, self._on_rtcp, on_state,
-            start_bitrate_kbps=config.start_bitrate_kbps,
-        )
+        self._on_state = on_state
+        self.transport = self._new_transport()
         self.tracks_by_mid: dict[str, PublishedTrack] = {}
+        #: After a resume: tracks published before, waiting to be republished
+        #: (the client names them in ``publish``; see ``restart``).
+        self.orphans: dict[str, PublishedTrack] = {}
         self._streams: dict[int, ReceivedStream] = {}
         self._rtx: dict[int, tuple[ReceivedStream, int]] = {}
         self._mid_ext_id: Optional[int] = None
@@ -49,23 +50,36 @@ class Publisher:
         self.bytes_in = 0
         self.errors = 0
 
+    def _new_transport(self) -> PeerTransport:
+        return PeerTransport(
+            self.config.ice, self._on_rtp, self._on_rtcp, self._on_state,
+            start_bitrate_kbps=self.config.start_bitrate_kbps,
+        )
+
     async def negotiate(
-        self, offer_sdp: str, declared: dict[str, tuple[str, bool]]
-    ) -> tuple[str, list[PublishedTrack], list[PublishedTrack]]:
-        """Answer an offer; returns (answer, tracks added, tracks removed)."""
+        self, offer_sdp: str, declared: dict[str, tuple[str, bool, Optional[str]]]
+    ) -> tuple[str, list[PublishedTrack], list[PublishedTrack], list[PublishedTrack]]:
+        """Answer an offer; ``declared`` maps mid to (source, muted, track id
+        to republish into).  Returns (answer, tracks added, tracks removed,
+        tracks republished)."""
         answer = await self.transport.answer(offer_sdp)
         sections = {s.mid: s for s in self.transport.received_sections()}
         removed = [t for mid, t in self.tracks_by_mid.items() if mid not in sections]
         for track in removed:
             self.remove(track)
-        added = []
+        added, adopted = [], []
         for mid, section in sections.items():
-            if mid not in self.tracks_by_mid:
-                source, muted = declared.get(mid, (_default_source(section.kind), False))
-                added.append(self._add_track(section, source, muted))
             if self._mid_ext_id is None:
                 self._mid_ext_id = section.extensions.get(URI_MID)
-        return answer, added, removed
+            if mid in self.tracks_by_mid:
+                continue
+            source, muted, track_id = declared.get(mid, (_default_source(section.kind), False, None))
+            orphan = self.orphans.get(track_id or "")
+            if orphan is not None and _fits(orphan, section):
+                adopted.append(self._adopt(orphan, section))
+            else:
+                added.append(self._add_track(section, source, muted))
+        return answer, added, removed, adopted
 
     def _add_track(self, section: MediaSection, source: str, muted: bool) -> PublishedTrack:
         rids = section.rids if section.kind == "video" else []
@@ -74,6 +88,25 @@ class Publisher:
             source, muted, rids,
         )
         track.audio_level_id = section.extensions.get(URI_AUDIO_LEVEL)
+        self.tracks_by_mid[section.mid] = track
+        if section.ssrcs and not track.simulcast:
+            self._add_stream(track, section.ssrcs[0], 0)
+            for rtx_ssrc, media_ssrc in section.rtx_ssrcs.items():
+                if media_ssrc == section.ssrcs[0] and section.codec.rtx_payload_type:
+                    self._rtx[rtx_ssrc] = (track.stream, section.codec.payload_type)
+        if self._rid_ext_id is None:
+            self._rid_ext_id = section.extensions.get(URI_RID)
+            self._repaired_rid_ext_id = section.extensions.get(URI_REPAIRED_RID)
+        return track
+
+    def _adopt(self, track: PublishedTrack, section: MediaSection) -> PublishedTrack:
+        """Republish: the track keeps its id and its subscribers' down-tracks;
+        its streams are the new SSRCs of ``section``."""
+        del self.orphans[track.id]
+        track.mid = section.mid
+        track.codec = section.codec
+        track.audio_level_id = section.extensions.get(URI_AUDIO_LEVEL)
+        track.reset_layers()
         self.tracks_by_mid[section.mid] = track
         if section.ssrcs and not track.simulcast:
             self._add_stream(track, section.ssrcs[0], 0)
@@ -107,7 +140,13 @@ class Publisher:
         return stream
 
     def remove(self, track: PublishedTrack) -> None:
-        self.tracks_by_mid.pop(track.mid, None)
+        self.orphans.pop(track.id, None)
+        self._forget_streams(track)
+        track.close()
+
+    def _forget_streams(self, track: PublishedTrack) -> None:
+        if self.tracks_by_mid.get(track.mid) is track:
+            del self.tracks_by_mid[track.mid]
         for ssrc in [s for s, owner in self._learned.items() if owner is track]:
             del self._learned[ssrc]
         for stream in track.layers:
@@ -118,7 +157,21 @@ class Publisher:
             for rtx_ssrc, (rtx_stream, _) in list(self._rtx.items()):
                 if rtx_stream is stream:
                     del self._rtx[rtx_ssrc]
-        track.close()
+
+    # --- reconnect and resume ---------------------------------------------------
+
+    async def suspend(self) -> None:
+        """The client is gone for now: close the PC, keep the tracks."""
+        await self.transport.close()
+
+    def restart(self) -> None:
+        """The client resumed: a fresh PC; every track waits as an orphan for
+        the client to republish it (``publish`` naming its track id)."""
+        for track in list(self.tracks_by_mid.values()):
+            self._forget_streams(track)
+            self.orphans[track.id] = track
+        self._mid_ext_id = self._rid_ext_id = self._repaired_rid_ext_id = None
+        self.transport = self._new_transport()
 
     # --- media in -------------------------------------------------------------
 
@@ -203,9 +256,25 @@ class Publisher:
         return list(self._streams.values())
 
     async def close(self) -> None:
-        for track in list(self.tracks_by_mid.values()):
+        for track in [*self.tracks_by_mid.values(), *self.orphans.values()]:
             self.remove(track)
         await self.transport.close()
+
+
+def _fits(track: PublishedTrack, section: MediaSection) -> bool:
+    """Whether a republished m-line can carry on an existing track: its
+    subscribers' m-lines were negotiated for that codec and those layers."""
+    return (
+        track.kind == section.kind
+        and track.codec.mime_type.lower() == section.codec.mime_type.lower()
+        and (track.rids if track.kind == "video" else []) == _ordered_rids(section)
+    )
+
+
+def _ordered_rids(section: MediaSection) -> list[str]:
+    from .published_track import _ordered
+
+    return _ordered(section.rids) if section.kind == "video" else []
 
 
 def _default_source(kind: str) -> str:

@@ -151,6 +151,40 @@ class Room:
 
     def local_participants(self) -> list[Participant]:
         return [p for p in self.participants.values() if not p.remote]
+    # --- reconnect and resume -------------------------------------------------
+
+    async def suspend(self, participant: Participant, reason: str) -> None:
+        """Its client is gone: the others see it ``reconnecting`` (not left)
+        until it resumes or its grace period ends."""
+        if self.participants.get(participant.id) is not participant:
+            return
+        if await participant.suspend(reason):
+            self._announce_state(participant)
+
+    async def resume(self, participant: Participant, notify: EventSink) -> bool:
+        """A client took the participant over again (see Participant.resume)."""
+        if self.participants.get(participant.id) is not participant:
+            return False
+        if not await participant.resume(notify):
+            return False
+        self._announce_state(participant)
+        self.apply_last_n()
+        return True
+
+    def _announce_state(self, participant: Participant) -> None:
+        if not participant.hidden:
+            self._broadcast(
+                "participant_state", {"participant_id": participant.id, "state": participant.state},
+                exclude=participant.id,
+            )
+
+    def quality_changed(self, participant: Participant) -> None:
+        """Tell the room (a hidden participant: only itself) its new quality."""
+        update = {"participant_id": participant.id, "quality": participant.quality.quality,
+                  **participant.quality.measure.info()}
+        targets = [participant] if participant.hidden else list(self.participants.values())
+        for target in targets:
+            target.notify("connection_quality", {"updates": [update]})
 
     def roster(self, exclude: Optional[str] = None) -> list[dict]:
         return [p.info() for p in self.participants.values() if p.id != exclude and not p.hidden]

@@ -124,6 +124,10 @@ class Subscriber:
         self.transport.deactivate(slot.transceiver)
         self.negotiate()
 
+    def subscriptions(self) -> list[tuple[PublishedTrack, TrackSettings]]:
+        """What this subscriber receives, and how (to restore after a resume)."""
+        return [(s.track, s.downtrack.settings) for s in self._by_track.values()]
+
     def downtracks(self) -> list[DownTrack]:
         return [s.downtrack for s in self.slots if s.track is not None and s.downtrack]
 
@@ -143,11 +147,15 @@ class Subscriber:
         while not self.transport.closed:
             self._again = False
             sdp = await self.transport.create_offer()
-            offered = {id(slot): slot.track for slot in self.slots}  # what this offer says
+            # a track subscribed while the offer was made has no m-line in it
+            # yet (its mid is None): the next offer carries it (_again is set)
+            mids = {line[6:].strip() for line in sdp.splitlines() if line.startswith("a=mid:")}
+            in_offer = [slot for slot in self.slots if slot.transceiver.mid in mids]
+            offered = {id(slot): slot.track for slot in in_offer}  # what this offer says
             mapping = [
                 {"mid": s.transceiver.mid, "track_id": s.track.id,
                  "participant_id": s.track.participant_id, "kind": s.kind}
-                for s in self.slots if s.track is not None
+                for s in in_offer if s.track is not None
             ]
             self._answer = asyncio.get_running_loop().create_future()
             self.offers_sent += 1

@@ -11,7 +11,10 @@ bypassed entirely:
 * send: ``send_rtp``/``send_rtcp`` protect and ``sendto`` synchronously on
   the nominated pair's socket;
 * aiortc's senders and receivers are never started, so no encoder, decoder,
-  decoder thread or RTCP task of theirs ever runs.
+  decoder thread or RTCP task of theirs ever runs;
+* single-port mode (``IceConfig.udp_port``): aioice's StunProtocol runs on a
+  sfu/udp_mux.py endpoint of one shared socket instead of a socket of its
+  own, and each connection gets a long random ufrag the mux routes by.
 
 The internals relied on are listed in ``INTERNALS`` and checked by
 tests/test_transport.py, which fails loudly when aiortc or aioice move them.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 import socket
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -43,7 +47,7 @@ from aiortc.codecs import HEADER_EXTENSIONS
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
-from . import sdp_text
+from . import sdp_text, udp_mux
 from .config import IceConfig
 
 log = logging.getLogger(__name__)
@@ -56,6 +60,9 @@ INTERNALS = [
     ("aioice.ice.Connection", "_local_candidates_start"),
     ("aioice.ice.Connection", "_local_candidates_end"),
     ("aioice.ice.Connection", "_closing"),
+    ("aioice.ice.Connection", "_local_username"),
+    ("aioice.ice.StunProtocol", "connection_made"),
+    ("aioice.ice.StunProtocol", "connection_lost"),
     ("aioice.ice.Connection", "query_consent"),
     ("aioice.ice.StunProtocol", "datagram_received"),
     ("aiortc.RTCIceGatherer", "_connection"),
@@ -151,8 +158,10 @@ class PeerTransport:
         self._protector: Optional[_Protector] = None
         self._udp: Optional[asyncio.DatagramTransport] = None
         self._remote: Optional[tuple] = None
+        self._mux: Optional[udp_mux.UdpMux] = None  # single-port mode: batched sends
+        self._sockaddr = None
         self._hooked: set[int] = set()
-        self._gatherer = _Gatherer(ice, wrap=self._fast_receiver)
+        self._gatherer = _Gatherer(ice, wrap=self._fast_receiver, shared=bool(ice.udp_port))
         self.closed = False
         self.srtp_errors = 0
         self.send_errors = 0
@@ -262,6 +271,13 @@ class PeerTransport:
         """send_rtp for a packet in three parts, assembled and protected in place."""
         if not self._ready():
             return False
+        mux = self._mux
+        if mux is not None:
+            if self._protector.protect_into(mux.batch, self._sockaddr, header, extension, payload):
+                mux.queued()
+                return True
+            self.send_errors += 1
+            return False
         protected = self._protector.protect(header, extension, payload)
         if protected is None:
             self.send_errors += 1
@@ -307,6 +323,8 @@ class PeerTransport:
                 gatherer = dtls.transport.iceGatherer
                 connection = gatherer._connection
                 connection.gather_candidates = lambda c=connection: self._gatherer.gather(c)
+                if self._ice.udp_port:
+                    connection._local_username = _unique_ufrag()
 
     def _dtls_state_changed(self, dtls) -> None:
         if dtls.state in ("closed", "failed") and not self.closed:
@@ -331,6 +349,9 @@ class PeerTransport:
             return False
         self._udp = pair.protocol.transport
         self._remote = pair.remote_addr
+        if isinstance(self._udp, udp_mux.MuxEndpoint):
+            self._mux = self._udp.mux
+            self._sockaddr = self._mux.sockaddr(self._remote)
         return True
 
     def _connection_state_changed(self) -> None:
@@ -394,6 +415,24 @@ class _Protector:
             return None
         return buffer[0 : self._length[0]]
 
+    def protect_into(self, batch: udp_mux.SendBatch, sockaddr, header: bytes, extension: bytes,
+                     payload: bytes) -> bool:
+        """protect() straight into the next datagram of a send batch (no copy out)."""
+        pointer, buffer = batch.slot()
+        h = len(header)
+        e = h + len(extension)
+        n = e + len(payload)
+        if n > batch.DATAGRAM - self.TRAILER:
+            return False
+        buffer[0:h] = header
+        buffer[h:e] = extension
+        buffer[e:n] = payload
+        self._length[0] = n
+        if srtp_lib.srtp_protect(self._srtp, pointer, self._length) != 0:
+            return False
+        batch.commit(self._length[0], sockaddr)
+        return True
+
 
 def restrict_ice(pc: RTCPeerConnection, ice: IceConfig) -> None:
     """Make a plain aiortc peer connection (a client's) gather only on the
@@ -407,21 +446,25 @@ def restrict_ice(pc: RTCPeerConnection, ice: IceConfig) -> None:
         connection.gather_candidates = lambda c=connection, g=gatherer: g.gather(c)
 
 
+def local_addresses(ice: IceConfig) -> list[str]:
+    """The addresses offered as host candidates."""
+    return ice.addresses or aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False)
+
+
 class _Gatherer:
     """Host-candidate gathering on chosen addresses and ports (no STUN)."""
 
-    def __init__(self, ice: IceConfig, wrap=None) -> None:
+    def __init__(self, ice: IceConfig, wrap=None, shared: bool = False) -> None:
         self._ice = ice
         self._wrap = wrap  # wraps each socket's datagram_received
+        self._shared = shared  # single-port mode: endpoints of the shared sockets
 
     async def gather(self, connection) -> None:
         if connection._local_candidates_start:
             return
         connection._local_candidates_start = True
         _guard_consent(connection)
-        addresses = self._ice.addresses or aioice.ice.get_host_addresses(
-            use_ipv4=True, use_ipv6=False
-        )
+        addresses = local_addresses(self._ice)
         loop = asyncio.get_running_loop()
         for address in addresses:
             protocol = await self._bind(loop, connection, address)
@@ -430,6 +473,8 @@ class _Gatherer:
         connection._local_candidates_end = True
 
     async def _bind(self, loop, connection, address: str):
+        if self._shared:
+            return self._bind_shared(connection, address)
         ports = [0]
         if self._ice.port_min:
             ports = list(range(self._ice.port_min, self._ice.port_max + 1))
@@ -446,6 +491,16 @@ class _Gatherer:
                 continue
         log.warning("no free UDP port on %s in %s", address, self._ice)
         return None
+
+    def _bind_shared(self, connection, address: str):
+        try:
+            mux = udp_mux.shared(address, self._ice.udp_port)
+        except OSError as exc:
+            log.warning("cannot use UDP port %s on %s: %s", self._ice.udp_port, address, exc)
+            return None
+        protocol = aioice.ice.StunProtocol(connection)
+        protocol.connection_made(mux.endpoint(connection.local_username, protocol))
+        return protocol
 
     def _add_host_candidate(self, connection, protocol) -> None:
         host, port = protocol.transport.get_extra_info("sockname")[:2]
@@ -479,6 +534,13 @@ class _Gatherer:
 
 
 RECEIVE_BUFFER = 4 * 1024 * 1024
+ICE_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def _unique_ufrag() -> str:
+    """aioice's 4-character ufrags collide often enough among hundreds of
+    connections sharing a socket; 16 characters (95 bits) do not."""
+    return "".join(secrets.choice(ICE_CHARS) for _ in range(16))
 
 
 def _grow_receive_buffer(transport) -> None:

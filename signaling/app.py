@@ -14,6 +14,8 @@ from typing import AsyncIterator, Optional
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
+from sfu import udp_mux
+from sfu.transport import local_addresses
 from sfu.metrics import SfuCollector
 from sfu.room import RoomObserver, RoomRegistry
 
@@ -22,6 +24,7 @@ from .auth import VideoGrant, create_token
 from .cluster import Cluster, registry_load
 from .config import ServerConfig
 from .limits import JoinLimiter
+from .resume import ResumeTokens
 from .server_metrics import ServerMetrics
 from .session import Session
 from .webhooks import WebhookSender
@@ -37,6 +40,7 @@ JOINS = web.AppKey("joins", JoinLimiter)
 WEBHOOKS = web.AppKey("webhooks", Optional[WebhookSender])
 DRAINING = web.AppKey("draining", asyncio.Event)
 CLUSTER = web.AppKey("cluster", Optional[Cluster])
+RESUMES = web.AppKey("resumes", ResumeTokens)
 
 #: aiohttp closes a connection (code 1009) whose message exceeds this many
 #: times the configured limit; up to it, the session answers message_too_large.
@@ -62,6 +66,7 @@ def create_app(config: ServerConfig | None = None, observer: Optional[RoomObserv
     app[SERVER_METRICS] = ServerMetrics(app[METRICS], lambda: app[WEBHOOKS].stats if app[WEBHOOKS] else Counter())
     app[SOCKETS] = weakref.WeakSet()
     app[JOINS] = JoinLimiter(config.limits.joins_per_minute)
+    app[RESUMES] = ResumeTokens()
     app.router.add_get("/ws", websocket)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
@@ -71,6 +76,7 @@ def create_app(config: ServerConfig | None = None, observer: Optional[RoomObserv
         app.router.add_get("/dev/token", dev_token)
     app.router.add_get("/", index)
     app.router.add_static("/", config.static_dir, show_index=False)
+    app.cleanup_ctx.append(_udp_port)
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_close_sockets)
     app.on_cleanup.append(_close_rooms)
@@ -110,6 +116,19 @@ def _cluster(app: web.Application) -> Cluster:
     return Cluster(config.cluster, config.node_url, lambda: registry_load(app[ROOMS]), app[DRAINING].is_set)
 
 
+async def _udp_port(app: web.Application) -> AsyncIterator[None]:
+    """Single-port mode: bind the shared media sockets at start (a taken port
+    stops the server here, not at the first join) and close them at the end."""
+    ice = app[CONFIG].sfu.ice
+    if ice.udp_port:
+        addresses = local_addresses(ice)
+        muxes = udp_mux.open_shared(addresses, ice.udp_port)
+        log.info("media on UDP %s", ", ".join(f"{m.sockname[0]}:{m.sockname[1]}" for m in muxes))
+    yield
+    if ice.udp_port:
+        udp_mux.close_shared()
+
+
 async def _background(app: web.Application) -> AsyncIterator[None]:
     if app[CLUSTER]:
         await app[CLUSTER].start()
@@ -134,6 +153,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         address=_client_address(request), joins=request.app[JOINS],
         draining=request.app[DRAINING].is_set, metrics=request.app[SERVER_METRICS],
         cluster=request.app[CLUSTER],
+        resumes=request.app[RESUMES],
     )
     await session.run()
     return ws

@@ -51,6 +51,9 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--turn-ttl", type=int, metavar="SECONDS",
                        help="lifetime of the TURN credentials minted per participant (default 86400)")
     serve.add_argument("--stun-url", action="append", metavar="URL", help="STUN server for clients; repeatable")
+    serve.add_argument("--udp-port", type=int, metavar="PORT",
+                       help="single-port mode: every peer connection shares this one UDP port "
+                       "per ICE address (instead of a port each)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
     serve.add_argument("--log-json", action="store_true", default=None, help="log one JSON object per line")
     serve.add_argument("--keys", metavar="KEY:SECRET,...", help="API key/secret pairs (also PYSFU_KEYS)")
@@ -59,6 +62,8 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--webhook-url", action="append", metavar="URL", help="POST room events here; repeatable")
     serve.add_argument("--shutdown-grace", type=float, metavar="SECONDS",
                        help="on SIGTERM, wait this long for clients to go (default 10)")
+    serve.add_argument("--resume-grace", type=float, metavar="SECONDS",
+                       help="how long a dropped participant may resume before it leaves, 0 = never (default 20)")
     serve.add_argument("--room-capacity", type=int, metavar="N", help="participants per room (default 150)")
     serve.add_argument("--joins-per-minute", type=int, metavar="N",
                        help="joins per client address per minute, 0 = unlimited (default 60)")
@@ -108,7 +113,9 @@ def serve_flags(args: argparse.Namespace) -> dict[str, Any]:
         "workers": args.workers, "worker_room_limit": args.worker_room_limit,
     }
     limits = {"room_capacity": args.room_capacity, "joins_per_minute": args.joins_per_minute}
-    ice: dict[str, Any] = {"addresses": args.ice_address, "public_address": args.public_address}
+    ice: dict[str, Any] = {
+        "addresses": args.ice_address, "public_address": args.public_address, "udp_port": args.udp_port,
+    }
     if args.udp_port_range:
         try:
             low, high = args.udp_port_range.split("-", 1)
@@ -117,7 +124,7 @@ def serve_flags(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--udp-port-range must look like 50000-60000, not {args.udp_port_range!r}") from None
     flags["limits"] = _given(limits)
     flags["webhooks"] = _given({"urls": args.webhook_url})
-    flags["sfu"] = {"ice": _given(ice)}
+    flags["sfu"] = _given({"ice": _given(ice), "resume_grace": args.resume_grace})
     flags["cluster"] = _given({"redis_url": args.redis_url, "node_id": args.node_id, "url": args.node_url,
                                "heartbeat": args.heartbeat, "ttl": args.node_ttl})
     flags["ice_servers"] = _given({"turn_urls": args.turn_url, "turn_secret": args.turn_secret,

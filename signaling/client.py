@@ -91,6 +91,10 @@ class Client:
         self._ws: Optional[aiohttp.ClientWebSocketResponse] = None
         self._tasks: list[asyncio.Task] = []
         self.closed = asyncio.Event()
+        self.room: Optional[str] = None
+        self.resume_token: Optional[str] = None
+        self.published: list[dict] = []  # track infos from publish_response, in order
+        self._video_codec: Optional[str] = None
 
     async def __aenter__(self) -> "Client":
         await self.connect()
@@ -128,7 +132,8 @@ class Client:
     # --- connection -----------------------------------------------------------
 
     async def connect(self) -> None:
-        self._session = aiohttp.ClientSession()
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
         self._ws = await self._session.ws_connect(self.url)
         self._start_tasks()
 
@@ -236,7 +241,51 @@ class Client:
             response = await self.request(message)
         if response["type"] == "redirect":
             raise ClientError("too_many_redirects", f"still redirected after {MAX_REDIRECTS} hops")
+        self._joined(response)
+        return response
+
+    def _joined(self, response: dict) -> None:
+        self.room = response["room"]
         self.participant_id = response["participant"]["id"]
+        self.resume_token = response.get("resume_token")
+
+    # --- reconnect and resume -------------------------------------------------
+
+    async def disconnect(self) -> None:
+        """Drop everything as a network loss would: no ``leave``, the socket
+        and both peer connections just go."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._ws is not None:
+            await self._ws.close()
+        if self.publisher is not None:
+            await self.publisher.close()
+            self.publisher = None
+        await self.subscriber.close()
+
+    async def resume(self, tracks: Optional[list[MediaStreamTrack]] = None) -> dict:
+        """Come back as the same participant on a new socket with fresh peer
+        connections (after ``disconnect()`` or a lost connection).  ``tracks``
+        are republished into the tracks published before, in the same order
+        (aiortc ends a track when its peer connection closes: give new ones)."""
+        if self._tasks or (self._ws is not None and not self._ws.closed):
+            await self.disconnect()
+        self.subscriber = self._new_pc()
+        self.subscriber.on("track", self._on_track)
+        self.remote_tracks.clear()
+        self._mids.clear()
+        self._offers = asyncio.Queue()
+        self.closed.clear()
+        await self.connect()
+        response = await self.request({"type": "resume", "room": self.room, "token": self.resume_token})
+        self._joined(response)
+        if tracks:
+            previous = self.published
+            self.published = []
+            await self.publish(tracks, [t["source"] for t in previous], self._video_codec,
+                               track_ids=[t["id"] for t in previous])
         return response
 
     async def publish(
@@ -244,13 +293,16 @@ class Client:
         tracks: list[MediaStreamTrack],
         sources: Optional[list[str]] = None,
         video_codec: Optional[str] = None,
+        track_ids: Optional[list[str]] = None,
     ) -> list[dict]:
         """Publish tracks on the publisher PC; returns the server's track infos.
 
         ``video_codec`` ("video/VP8", "video/H264") restricts video to one codec.
+        ``track_ids``: republish into these tracks (after a resume).
         """
         if self.publisher is None:
             self.publisher = self._new_pc()
+        self._video_codec = video_codec or self._video_codec
         transceivers = [self.publisher.addTransceiver(t, direction="sendonly") for t in tracks]
         if video_codec is not None:
             for transceiver in transceivers:
@@ -260,11 +312,16 @@ class Client:
         await self.publisher.setLocalDescription(await self.publisher.createOffer())
         sources = sources or ["microphone" if t.kind == "audio" else "camera" for t in tracks]
         declared = [{"mid": tr.mid, "source": src} for tr, src in zip(transceivers, sources)]
+        for item, track_id in zip(declared, track_ids or []):
+            item["track_id"] = track_id
         response = await self.request(
             {"type": "publish", "sdp": self.publisher.localDescription.sdp, "tracks": declared}
         )
         await self.publisher.setRemoteDescription(RTCSessionDescription(response["sdp"], "answer"))
-        return response["tracks"]
+        by_mid = {t.get("mid"): t for t in response["tracks"]}
+        tracks_out = [by_mid[d["mid"]] for d in declared if d["mid"] in by_mid]
+        self.published.extend(tracks_out)
+        return tracks_out
 
     async def _answer_offers(self) -> None:
         while not self.closed.is_set():

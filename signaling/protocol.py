@@ -15,6 +15,8 @@ PROTOCOL_VERSION = 1
 
 RequestId = Union[int, str]
 TrackSource = Literal["camera", "microphone", "screen_share", "unknown"]
+ParticipantStateName = Literal["active", "reconnecting"]
+QualityName = Literal["excellent", "good", "poor", "lost"]
 
 
 class ErrorCode:
@@ -51,6 +53,12 @@ class ErrorCode:
     # Many nodes through Redis (issue 7, signaling/cluster.py).
     CLUSTER_UNAVAILABLE = "cluster_unavailable"
 
+    # Reconnect and resume (``resume``).
+    RESUME_TOKEN_INVALID = "resume_token_invalid"
+    RESUME_TOKEN_USED = "resume_token_used"
+    RESUME_WRONG_ROOM = "resume_wrong_room"
+    RESUME_EXPIRED = "resume_expired"
+
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -79,6 +87,9 @@ class ParticipantInfo(BaseModel):
     tracks: list[TrackInfo] = []
     #: Raise hand (issue 8): set with ``raise_hand``.
     hand_raised: bool = False
+    #: "reconnecting" while its client is gone and may still resume.
+    state: ParticipantStateName = "active"
+    connection_quality: Optional[QualityName] = None
 
 
 class PublishTrack(_Message):
@@ -87,6 +98,9 @@ class PublishTrack(_Message):
     mid: str
     source: TrackSource = "unknown"
     muted: bool = False
+    #: After a resume: the published track this m-line carries on (its id
+    #: stays, its subscribers keep receiving it).  Absent: a new track.
+    track_id: Optional[str] = Field(default=None, max_length=64)
 
 
 class SubscribedTrack(BaseModel):
@@ -119,6 +133,17 @@ class Join(_Message):
     auto_subscribe: bool = True
     #: Access token (JWT); required when the server has API keys.
     token: Optional[str] = Field(default=None, max_length=8192)
+
+
+class Resume(_Message):
+    """Take your participant back after a dropped connection, with the
+    ``resume_token`` of your last join_response (good for one use)."""
+
+    type: Literal["resume"]
+    id: RequestId
+    room: str = Field(min_length=1, max_length=128)
+    token: str = Field(min_length=1, max_length=1024)
+    version: int = PROTOCOL_VERSION
 
 
 class Publish(_Message):
@@ -340,6 +365,7 @@ class RecordingStopped(_Message):
 Request = Annotated[
     Union[
         Join,
+        Resume,
         Publish,
         Unpublish,
         Mute,
@@ -377,6 +403,13 @@ class JoinResponse(_Message):
     chat_history: list[ChatMessageInfo] = []
     #: STUN/TURN servers for both peer connections (issue 6); empty when none are configured.
     ice_servers: list[IceServerInfo] = []
+    #: Give it to ``resume`` to come back after a dropped connection (one use;
+    #: every join_response brings a new one).
+    resume_token: Optional[str] = None
+    #: Seconds the server keeps a dropped participant waiting for its resume.
+    resume_grace: Optional[float] = None
+    #: True when answering ``resume``: same participant, fresh peer connections.
+    resumed: bool = False
 
 
 class Redirect(_Message):
@@ -570,6 +603,48 @@ class SpeakersChanged(_Message):
 # ------------------------------------------------------------------------------
 
 
+# --- reconnect and resume; connection quality (issue 6) -------------------------
+
+
+class ParticipantState(_Message):
+    """Someone's connection dropped ("reconnecting": keep the tile, it may
+    come back) or it resumed ("active")."""
+
+    type: Literal["participant_state"] = "participant_state"
+    participant_id: str
+    state: ParticipantStateName
+
+
+class ReconnectEvent(_Message):
+    """To the dropped client itself, when the server saw its media connection
+    fail: the socket closes next; ``resume`` within ``grace`` seconds."""
+
+    type: Literal["reconnect"] = "reconnect"
+    reason: str
+    grace: float
+
+
+class QualityUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    participant_id: str
+    quality: QualityName
+    #: The worst figures behind it (percent, milliseconds), when measured.
+    upstream_loss: Optional[float] = None
+    downstream_loss: Optional[float] = None
+    rtt_ms: Optional[float] = None
+    jitter_ms: Optional[float] = None
+
+
+class ConnectionQuality(_Message):
+    """Participants whose connection quality changed (yours included)."""
+
+    type: Literal["connection_quality"] = "connection_quality"
+    updates: list[QualityUpdate]
+
+
+# ------------------------------------------------------------------------------
+
+
 ServerMessage = Annotated[
     Union[
         JoinResponse,
@@ -594,6 +669,9 @@ ServerMessage = Annotated[
         RecordingStarted,
         RecordingStopped,
         SpeakersChanged,
+        ParticipantState,
+        ReconnectEvent,
+        ConnectionQuality,
     ],
     Field(discriminator="type"),
 ]

@@ -29,6 +29,7 @@ from .ice_servers import ice_servers_for
 from .limits import JoinLimiter, TokenBucket
 from .logs import bind_log_context
 from .permissions import check_publish, check_subscribe
+from .resume import ResumeError, ResumeTokens
 from .server_metrics import ServerMetrics
 from .tickets import create_ticket
 
@@ -57,6 +58,10 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "hand_raised": p.HandRaised,
     # speaker detection (issue 4)
     "speakers_changed": p.SpeakersChanged,
+    # reconnect and resume; connection quality (issue 6)
+    "participant_state": p.ParticipantState,
+    "reconnect": p.ReconnectEvent,
+    "connection_quality": p.ConnectionQuality,
 }
 
 
@@ -78,6 +83,7 @@ class Session:
         draining: Callable[[], bool] = lambda: False,
         metrics: Optional[ServerMetrics] = None,
         cluster: Optional[Cluster] = None,
+        resumes: Optional[ResumeTokens] = None,
     ) -> None:
         self.ws = ws
         self.rooms = rooms
@@ -94,6 +100,7 @@ class Session:
         self._draining = draining
         self._metrics = metrics
         self._cluster = cluster
+        self._resumes = resumes or ResumeTokens()
 
     async def run(self) -> None:
         writer = asyncio.ensure_future(self._write())
@@ -103,10 +110,12 @@ class Session:
                     await self.handle(message.data)
                 elif message.type == WSMsgType.BINARY:
                     self._error(None, p.ErrorCode.BAD_MESSAGE, "binary messages are not supported")
+                elif message.type == WSMsgType.ERROR:
+                    self._closing = True  # a protocol violation ends the session: no resume
                 if self._closing:
                     break
         finally:
-            await self._leave("disconnected")
+            await self._detach()
             self._outbox.put_nowait(None)
             try:
                 await asyncio.wait_for(writer, 2)
@@ -161,7 +170,7 @@ class Session:
 
     # --- requests -------------------------------------------------------------
 
-    async def _on_join(self, request: p.Join) -> p.JoinResponse | p.Redirect:
+    def _check_can_join(self, request: p.Join | p.Resume) -> None:
         if self.participant is not None:
             raise SignalingError(p.ErrorCode.ALREADY_JOINED, "this connection already joined")
         if request.version != p.PROTOCOL_VERSION:
@@ -173,6 +182,9 @@ class Session:
             raise SignalingError(p.ErrorCode.SERVER_DRAINING, "the server is shutting down")
         if not self._joins.allow(self.address):
             raise SignalingError(p.ErrorCode.TOO_MANY_JOINS, "too many joins from this address: wait a minute")
+
+    async def _on_join(self, request: p.Join) -> p.JoinResponse | p.Redirect:
+        self._check_can_join(request)
         claims = self._authorize_join(request)
         if self._cluster is not None:
             redirect = await self._redirect(request, claims)
@@ -192,15 +204,41 @@ class Session:
         except RoomFull:
             raise SignalingError(p.ErrorCode.ROOM_FULL, f"room {request.room!r} is full") from None
         self.claims = claims
+        self.participant.attachment = claims  # a resume gets the same grants
         bind_log_context(room=room.name, participant=self.participant.id)
         log.info("joined as %r", self.participant.identity)
+        return self._join_response(request.id)
+
+    async def _on_resume(self, request: p.Resume) -> p.JoinResponse:
+        """The same participant on a new socket, with fresh peer connections."""
+        self._check_can_join(request)
+        try:
+            participant = self._resumes.check(request.token, request.room, self.rooms)
+        except ResumeError as exc:
+            raise SignalingError(exc.code, exc.message) from None
+        room = participant.room
+        await room.suspend(participant, "resumed")  # still active: its old socket is stale
+        if not await room.resume(participant, self._notify):
+            raise SignalingError(p.ErrorCode.RESUME_EXPIRED, "the participant has left: join again")
+        self.participant = participant
+        self.claims = participant.attachment
+        bind_log_context(room=room.name, participant=participant.id)
+        log.info("resumed as %r", participant.identity)
+        return self._join_response(request.id, resumed=True)
+
+    def _join_response(self, request_id, resumed: bool = False) -> p.JoinResponse:
+        participant, room = self.participant, self.participant.room
+        grace = self.rooms.config.resume_grace
         return p.JoinResponse(
-            id=request.id,
+            id=request_id,
             room=room.name,
-            participant=self.participant.info(),
-            participants=room.roster(exclude=self.participant.id),
+            participant=participant.info(),
+            participants=room.roster(exclude=participant.id),
             chat_history=list(room.chat_history),
-            ice_servers=ice_servers_for(self.config.ice_servers, self.participant.identity),
+            ice_servers=ice_servers_for(self.config.ice_servers, participant.identity),
+            resume_token=self._resumes.issue(room.name, participant) if grace > 0 else None,
+            resume_grace=grace if grace > 0 else None,
+            resumed=resumed,
         )
 
     async def _redirect(self, request: p.Join, claims: Claims) -> Optional[p.Redirect]:
@@ -222,7 +260,7 @@ class Session:
         participant = self._require_participant()
         self._check_sdp_size(request.sdp)
         check_publish(self.claims.video, request.sdp, {t.mid: t.source for t in request.tracks})
-        declared = {t.mid: (t.source, t.muted) for t in request.tracks}
+        declared = {t.mid: (t.source, t.muted, t.track_id) for t in request.tracks}
         answer, added = await participant.publish(request.sdp, declared)
         tracks = [{**t.info(), "mid": t.mid} for t in added]
         return p.PublishResponse(id=request.id, sdp=answer, tracks=tracks)
@@ -390,7 +428,7 @@ class Session:
     def _notify(self, event: str, payload: dict[str, Any]) -> None:
         """Core events for this participant become protocol events."""
         self._send(EVENT_MODELS[event](**payload))
-        if event == "leave":
+        if event in ("leave", "reconnect"):
             self._closing = True
             self.participant = None
             asyncio.ensure_future(self._close_soon())
@@ -416,6 +454,17 @@ class Session:
                 await self.ws.send_str(text)
             except (ConnectionError, RuntimeError):
                 return
+
+    async def _detach(self) -> None:
+        """The socket is gone without a ``leave``: the participant waits for
+        its client to resume (or leaves at once when resuming is off)."""
+        participant = self.participant
+        if participant is None or self._closing or self.rooms.config.resume_grace <= 0:
+            await self._leave("disconnected")
+            return
+        self.participant = None
+        log.info("connection lost: reconnecting")
+        await participant.room.suspend(participant, "disconnected")
 
     async def _leave(self, reason: str) -> None:
         participant, self.participant = self.participant, None

@@ -3,7 +3,8 @@ processes (signaling/worker.py), restarts one that dies, routes the
 control messages workers send each other, and places participants on
 workers by load.
 
-Each worker gets its own slice of the UDP port range. Control goes over
+Each worker gets its own slice of the UDP port range (single-port mode:
+its own port, udp_port + worker index). Control goes over
 each worker's stdin/stdout as JSON lines.
 """
 
@@ -98,7 +99,10 @@ class Supervisor:
         self._tasks: list[asyncio.Task] = []
 
     def _worker_config(self, index: int, ports: tuple[int, int]) -> ServerConfig:
-        ice = self.config.sfu.ice.model_copy(update={"port_min": ports[0], "port_max": ports[1]})
+        ice = self.config.sfu.ice
+        # single-port mode: worker i listens on udp_port + i (open that many ports)
+        udp_port = ice.udp_port + index if ice.udp_port else 0
+        ice = ice.model_copy(update={"port_min": ports[0], "port_max": ports[1], "udp_port": udp_port})
         sfu = self.config.sfu.model_copy(update={"ice": ice})
         return self.config.model_copy(update={
             "worker_index": index, "host": "127.0.0.1", "port": 0, "workers": 1, "sfu": sfu,

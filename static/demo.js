@@ -543,6 +543,62 @@ function wireMeeting() {
   });
 }
 
+// --- reconnect and connection quality (issue 6) -------------------------------
+
+const QUALITY_BARS = { excellent: "▂▄▆", good: "▂▄", poor: "▂", lost: "✕" };
+
+/** A tile shows "reconnecting…" while its participant's connection is down. */
+function showParticipantState(participantId, state) {
+  const tile = tiles.get(participantId);
+  if (!tile) return;
+  tile.el.classList.toggle("reconnecting", state === "reconnecting");
+  tile.el.dataset.connection = state;
+}
+
+/** A small signal-bars indicator in the tile footer. */
+function showQuality(participantId, quality) {
+  const tile = tiles.get(participantId);
+  const footer = tile && tile.el.querySelector(".tile-footer");
+  if (!footer || !quality) return;
+  let badge = footer.querySelector(".quality-indicator");
+  if (!badge) {
+    badge = el("span", "quality-indicator");
+    footer.append(badge);
+  }
+  badge.dataset.quality = quality;
+  badge.title = `connection: ${quality}`;
+  badge.textContent = QUALITY_BARS[quality] || "";
+}
+
+/** Tiles from the client's roster state (after a join or a resume). */
+function syncConnectivity(client) {
+  for (const p of [client.localParticipant, ...client.roster.values()]) {
+    if (!p) continue;
+    showParticipantState(p.id, p.state);
+    showQuality(p.id, p.quality);
+  }
+}
+
+function onReconnecting() {
+  document.body.dataset.connection = "reconnecting";
+  showParticipantState(demo.client.participantId, "reconnecting");
+  $("status").textContent = "Connection lost — reconnecting…";
+}
+
+function onReconnected() {
+  delete document.body.dataset.connection;
+  syncConnectivity(demo.client);
+  $("status").textContent = "Reconnected";
+}
+
+function wireConnectivity(client) {
+  client.on("participant_joined", ({ participant }) => showQuality(participant.id, participant.connection_quality));
+  client.on("participant_state", ({ participant_id, state }) => showParticipantState(participant_id, state));
+  client.on("connection_quality", ({ updates }) => updates.forEach((u) => showQuality(u.participant_id, u.quality)));
+  client.on("reconnecting", onReconnecting);
+  client.on("reconnected", onReconnected);
+}
+
 // --- client wiring -----------------------------------------------------------
 
 function wireClient(client) {
@@ -563,6 +619,7 @@ function wireClient(client) {
     endCall("error", `Error: disconnected (${reason})`, "disconnected");
   });
   client.on("error", (detail) => console.warn("pysfu:", detail.code, detail.message));
+  wireConnectivity(client);
 }
 
 function newClient() {
@@ -686,6 +743,7 @@ function showJoinedRoom(res, name) {
   demo.client.chat.forEach(renderChatMessage);
   updateHandButton();
   updateShareButton();
+  syncConnectivity(demo.client);
 }
 
 /**

@@ -30,6 +30,15 @@ const ACTIVE_DIRECTIONS = new Set(["recvonly", "sendrecv"]);
 const ADAPTIVE_DEBOUNCE_MS = 300;
 const MAX_DIMENSION = 16384;
 
+/** Reconnect: delays between resume attempts (the last one repeats). */
+export const RESUME_BACKOFF_MS = Object.freeze([250, 500, 1000, 2000]);
+/** A PC "disconnected" this long counts as lost (ICE may recover before). */
+const PC_DISCONNECTED_MS = 3000;
+/** One resume attempt (socket open + resume response) gets this long. */
+const RESUME_ATTEMPT_MS = 5000;
+/** Resume errors after which trying again cannot help. */
+const FINAL_RESUME_ERRORS = new Set(["resume_expired", "resume_token_used", "resume_token_invalid", "resume_wrong_room", "not_allowed"]);
+
 /** Simulcast layers for a >= 720p camera, lowest first (rid q/h/f = quarter/half/full). */
 export const SIMULCAST_LAYERS = Object.freeze([
   Object.freeze({ rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 }),
@@ -164,12 +173,18 @@ class CandidateGate {
 /** Participant from a ParticipantInfo message object. */
 function toParticipant(info) {
   const tracks = new Map((info.tracks || []).map((t) => [t.id, { ...t }]));
-  return { id: info.id, name: info.name || "", tracks, handRaised: Boolean(info.hand_raised) };
+  return {
+    id: info.id, name: info.name || "", tracks, handRaised: Boolean(info.hand_raised),
+    state: info.state || "active", quality: info.connection_quality || null,
+  };
 }
 
 /** Plain (JSON-friendly) copy of a Participant. */
 function plainParticipant(p) {
-  return { id: p.id, name: p.name, handRaised: p.handRaised, tracks: [...p.tracks.values()].map((t) => ({ ...t })) };
+  return {
+    id: p.id, name: p.name, handRaised: p.handRaised, state: p.state, quality: p.quality,
+    tracks: [...p.tracks.values()].map((t) => ({ ...t })),
+  };
 }
 
 /**
@@ -192,10 +207,15 @@ function plainParticipant(p) {
  *  - `chat_message`       {id, participant_id, name, text, ts}  (ours too; also kept in `chat`)
  *  - `reaction`           {participant_id, emoji, ts}  (ours too)
  *  - `hand_raised`        {participant_id, raised}     (ours too; also in `Participant.handRaised`)
+ *  - `participant_state`  {participant_id, state: "reconnecting"|"active"}  (also in `Participant.state`)
+ *  - `connection_quality` {updates: [{participant_id, quality: "excellent"|"good"|"poor"|"lost", ...}]}
+ *                         (ours too; also in `Participant.quality`)
  * Client events:
  *  - `track`        {track, trackInfo, participantId, trackId, mid, kind, streams}
  *  - `trackremoved` {track, trackInfo, participantId, trackId, mid, kind}
- *  - `disconnected` {reason: "socket_closed"|"ice_failed", target?, code?}
+ *  - `reconnecting` {reason}   the connection dropped: resuming by itself, with backoff
+ *  - `reconnected`  {}         same participant again, fresh peer connections, media republished
+ *  - `disconnected` {reason: "socket_closed"|"ice_failed"|"resume_failed", target?, code?}  gave up
  *  - `error`        {code, message}              server error without request id / async failure
  *  - `roster`       {}                           roster changed (any cause)
  */
@@ -238,8 +258,14 @@ export class PysfuClient extends EventTarget {
     this.subscribedMids = new Map();
     /** @type {Map<string, RemoteTrack>} remote tracks currently delivered, by mid */
     this.remoteTracks = new Map();
-    /** @type {"new"|"connecting"|"connected"|"joined"|"closed"} */
+    /** @type {"new"|"connecting"|"connected"|"joined"|"reconnecting"|"closed"} */
     this.state = "new";
+    /** @type {string|null} latest resume token (from join/resume responses) */
+    this.resumeToken = null;
+    /** @type {number} seconds the server waits for our resume */
+    this.resumeGrace = 0;
+    this._resume = null; // {deadline, attempt, timer} while reconnecting
+    this._pcTimers = new Map();
     this._nextId = 1;
     this._pending = new Map();
     this._publishQueue = new SerialQueue();
@@ -312,14 +338,15 @@ export class PysfuClient extends EventTarget {
    */
   connect() {
     if (this.ws) return this._opened;
-    this.state = "connecting";
+    const resuming = this.state === "reconnecting";
+    if (!resuming) this.state = "connecting";
     const ws = new WebSocket(this.url);
     this.ws = ws;
-    ws.onmessage = (e) => this._onMessage(e.data);
-    ws.onclose = (e) => this._onSocketClose(e);
+    ws.onmessage = (e) => ws === this.ws && this._onMessage(e.data);
+    ws.onclose = (e) => ws === this.ws && this._onSocketClose(e);
     this._opened = new Promise((resolve, reject) => {
       ws.onopen = () => {
-        this.state = "connected";
+        if (!resuming) this.state = "connected";
         resolve();
       };
       ws.onerror = () => reject(new PysfuError("socket_error", `cannot connect to ${this.url}`));
@@ -382,12 +409,19 @@ export class PysfuClient extends EventTarget {
 
   _onSocketClose(event) {
     const wasOpen = this.state !== "closed" && !this._leaving;
-    for (const id of [...this._pending.keys()]) {
-      this._settle(id, null, new PysfuError("disconnected", "socket closed"));
-    }
-    if (wasOpen) {
+    this._failPending();
+    if (this.state === "reconnecting") return; // the resume loop tries again
+    if (wasOpen && this.state === "joined" && this.resumeToken) {
+      this._startReconnect("socket_closed");
+    } else if (wasOpen) {
       this._teardown();
       this._emit("disconnected", { reason: "socket_closed", code: event.code });
+    }
+  }
+
+  _failPending() {
+    for (const id of [...this._pending.keys()]) {
+      this._settle(id, null, new PysfuError("disconnected", "socket closed"));
     }
   }
 
@@ -415,6 +449,10 @@ export class PysfuClient extends EventTarget {
       hand_raised: () => this._onHandRaised(msg),
       // active speakers (issue 4): loudest first, the dominant one flagged
       speakers_changed: () => { this.speakers = msg.speakers || []; },
+      // reconnect and resume, connection quality (issue 6)
+      participant_state: () => this._onParticipantState(msg),
+      connection_quality: () => this._onConnectionQuality(msg),
+      reconnect: () => {}, // the server lost our media: the socket closes next, we resume
     }[msg.type];
     if (!handler) return;
     handler();
@@ -515,6 +553,7 @@ export class PysfuClient extends EventTarget {
     this.chat = (res.chat_history || []).slice(-CHAT_HISTORY).map((m) => ({ ...m }));
     // STUN/TURN servers (TURN credentials minted for us) for both PCs, made just below
     if (!this._ownIceServers) this.rtcConfig.iceServers = res.ice_servers || [];
+    this._keepResumeToken(res);
     this.state = "joined";
     this._ensureSubscriberPc();
     this._ensurePublisherPc();
@@ -591,11 +630,176 @@ export class PysfuClient extends EventTarget {
   _teardown() {
     if (this.state === "closed") return;
     this.state = "closed";
+    this._stopReconnect();
     for (const { track } of this.localTracks.values()) track.stop();
     for (const mid of [...this.remoteTracks.keys()]) this._dropRemoteTrack(mid);
     this._stopAdaptive();
     for (const pc of [this.publisherPc, this.subscriberPc]) if (pc) pc.close();
     if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000, "leave");
+  }
+
+  // --- reconnect and resume -----------------------------------------------------
+  //
+  // When the socket closes or a peer connection fails (or stays "disconnected"
+  // for PC_DISCONNECTED_MS), the server keeps our participant for
+  // `resumeGrace` seconds.  We close everything but the local tracks and try
+  // `resume` on a new socket with backoff (at once when the browser says it is
+  // online again); the answer is a join_response for the same participant, and
+  // we republish our tracks into their old ids on a fresh publisher PC while
+  // the server offers our subscriptions on a fresh subscriber PC.
+
+  _keepResumeToken(res) {
+    this.resumeToken = res.resume_token || null;
+    this.resumeGrace = res.resume_grace || 0;
+  }
+
+  _watchPc(pc, target) {
+    if (pc !== this.publisherPc && pc !== this.subscriberPc) return;
+    clearTimeout(this._pcTimers.get(target));
+    const state = pc.connectionState;
+    if (state === "failed") this._connectionLost("ice_failed", target);
+    else if (state === "disconnected") {
+      this._pcTimers.set(target, setTimeout(() => {
+        if (pc.connectionState === "disconnected") this._connectionLost("ice_disconnected", target);
+      }, PC_DISCONNECTED_MS));
+    }
+  }
+
+  _connectionLost(reason, target) {
+    if (this.state !== "joined") return;
+    if (this.resumeToken) this._startReconnect(reason);
+    else this._emit("disconnected", { reason: "ice_failed", target });
+  }
+
+  _startReconnect(reason) {
+    if (this.state !== "joined") return;
+    this.state = "reconnecting";
+    this._dropConnections();
+    this._resume = { deadline: Date.now() + this.resumeGrace * 1000, attempt: 0, timer: null };
+    this._onlineListener = () => this._resumeSoon(0);
+    if (typeof window !== "undefined") window.addEventListener("online", this._onlineListener);
+    this._emit("reconnecting", { reason });
+    this._resumeSoon(RESUME_BACKOFF_MS[0]);
+  }
+
+  /** Close the socket and both PCs (no `leave`); local tracks keep running. */
+  _dropConnections() {
+    this._pcTimers.forEach((timer) => clearTimeout(timer));
+    for (const mid of [...this.remoteTracks.keys()]) this._dropRemoteTrack(mid);
+    this.subscribedMids = new Map();
+    for (const pc of [this.publisherPc, this.subscriberPc]) if (pc) pc.close();
+    this.publisherPc = this.subscriberPc = null;
+    const ws = this.ws;
+    this.ws = null;
+    this._opened = null;
+    if (ws && ws.readyState <= WebSocket.OPEN) ws.close(4000, "reconnecting");
+    this._failPending();
+    this._offerQueue = new SerialQueue();
+    this._gates = {
+      publisher: new CandidateGate((c) => this._trickle("publisher", c)),
+      subscriber: new CandidateGate((c) => this._trickle("subscriber", c)),
+    };
+  }
+
+  _resumeSoon(delay) {
+    const resume = this._resume;
+    if (!resume || resume.running) return;
+    clearTimeout(resume.timer);
+    resume.timer = setTimeout(() => this._tryResume(), delay);
+  }
+
+  async _tryResume() {
+    const resume = this._resume;
+    if (!resume || this.state !== "reconnecting") return;
+    resume.running = true;
+    try {
+      const res = await withTimeout(this._openAndResume(), RESUME_ATTEMPT_MS);
+      this._stopReconnect();
+      await this._applyResume(res);
+    } catch (err) {
+      resume.running = false;
+      if (this._resume !== resume) return;
+      const gaveUp = FINAL_RESUME_ERRORS.has(err.code) || Date.now() > resume.deadline;
+      if (gaveUp) return this._giveUp(err);
+      const ws = this.ws;
+      this.ws = null;
+      if (ws && ws.readyState <= WebSocket.OPEN) ws.close(4000, "retry");
+      resume.attempt += 1;
+      this._resumeSoon(RESUME_BACKOFF_MS[Math.min(resume.attempt, RESUME_BACKOFF_MS.length - 1)]);
+    }
+  }
+
+  async _openAndResume() {
+    await this.connect();
+    return this.request({ type: "resume", room: this.room, token: this.resumeToken, version: PROTOCOL_VERSION });
+  }
+
+  _giveUp(err) {
+    this._stopReconnect();
+    this._teardown();
+    this._emit("disconnected", { reason: "resume_failed", code: err.code });
+  }
+
+  _stopReconnect() {
+    if (this._resume) clearTimeout(this._resume.timer);
+    this._resume = null;
+    if (this._onlineListener && typeof window !== "undefined") window.removeEventListener("online", this._onlineListener);
+    this._onlineListener = null;
+  }
+
+  /** Same participant again: roster from the response, fresh PCs, republish. */
+  async _applyResume(res) {
+    this._keepResumeToken(res);
+    this.localParticipant = toParticipant(res.participant);
+    this._replaceRoster(res.participants);
+    this.state = "joined";
+    this._ensureSubscriberPc();
+    this._ensurePublisherPc();
+    this._emit("roster", {});
+    try {
+      await this._publishQueue.run(() => this._republish());
+    } catch (err) {
+      this._emit("error", { code: err.code || "republish", message: `republish after resume: ${err.message}` });
+    }
+    this._emit("reconnected", {});
+  }
+
+  /** Roster after a resume; who came or went meanwhile gets the usual events. */
+  _replaceRoster(infos) {
+    const fresh = new Map(infos.filter((p) => p.id !== this.participantId).map((p) => [p.id, p]));
+    for (const id of [...this.roster.keys()]) {
+      if (!fresh.has(id)) this._onEvent({ type: "participant_left", participant_id: id, reason: "left" });
+    }
+    for (const info of fresh.values()) {
+      if (!this.roster.has(info.id)) this._onEvent({ type: "participant_joined", participant: info });
+      else this.roster.set(info.id, toParticipant(info));
+    }
+  }
+
+  /** Our live local tracks, published again into their old track ids. */
+  async _republish() {
+    const entries = [...this.localTracks.entries()].filter(([, e]) => e.track.readyState === "live");
+    this.localTracks.clear();
+    this.subscribedQualities.clear();
+    if (!entries.length) return [];
+    const tracks = entries.map(([, e]) => e.track);
+    const stream = new MediaStream(tracks);
+    return this._negotiatePublish(
+      stream, tracks, entries.map(([, e]) => e.info.source), entries.map(([, e]) => Boolean(e.simulcast)),
+      entries.map(([id]) => id),
+    );
+  }
+
+  _onParticipantState({ participant_id, state }) {
+    const who = this._participant(participant_id);
+    if (who) who.state = state;
+  }
+
+  _onConnectionQuality({ updates }) {
+    for (const update of updates || []) {
+      const who = this._participant(update.participant_id);
+      if (who) who.quality = update.quality;
+    }
   }
 
   // --- peer connections -------------------------------------------------------
@@ -605,11 +809,7 @@ export class PysfuClient extends EventTarget {
     pc.onicecandidate = (e) => {
       if (e.candidate && e.candidate.candidate) this._gates[target].push(e.candidate);
     };
-    pc.onconnectionstatechange = () => {
-      if (pc.connectionState === "failed" && this.state !== "closed") {
-        this._emit("disconnected", { reason: "ice_failed", target });
-      }
-    };
+    pc.onconnectionstatechange = () => this._watchPc(pc, target);
     return pc;
   }
 
@@ -666,19 +866,21 @@ export class PysfuClient extends EventTarget {
     return this.publish(tracks, { source: "screen_share", simulcast: false });
   }
 
-  async _negotiatePublish(stream, tracks, source, simulcast) {
+  async _negotiatePublish(stream, tracks, source, simulcast, republish = []) {
     const pc = this._ensurePublisherPc();
-    const sources = tracks.map((track) => source || defaultSource(track));
-    const transceivers = tracks.map((track, i) => addSendTransceiver(pc, stream, track, simulcast, sources[i]));
+    const each = (value, i) => (Array.isArray(value) ? value[i] : value);
+    const sources = tracks.map((track, i) => each(source, i) || defaultSource(track));
+    const transceivers = tracks.map((track, i) => addSendTransceiver(pc, stream, track, each(simulcast, i), sources[i]));
     try {
       await pc.setLocalDescription(await pc.createOffer());
       const wanted = transceivers.map((tr, i) => ({ mid: tr.mid, source: sources[i], muted: !tracks[i].enabled }));
+      republish.forEach((trackId, i) => { if (trackId) wanted[i].track_id = trackId; });
       const pending = this.request({ type: "publish", sdp: pc.localDescription.sdp, tracks: wanted });
       this._gates.publisher.open();
       const res = await pending;
       await pc.setRemoteDescription({ type: "answer", sdp: res.sdp });
       await Promise.all(transceivers.map((tr, i) => (sources[i] === "screen_share" ? preferResolution(tr.sender) : null)));
-      return this._recordPublished(res.tracks, wanted, tracks, transceivers);
+      return this._recordPublished(res.tracks, wanted, tracks, transceivers, simulcast);
     } catch (err) {
       await this._rollbackPublish(pc, transceivers);
       throw err;
@@ -693,14 +895,14 @@ export class PysfuClient extends EventTarget {
   }
 
   /** Pair response TrackInfos with our tracks: by mid (kind and source as a fallback). */
-  _recordPublished(infos, wanted, tracks, transceivers) {
+  _recordPublished(infos, wanted, tracks, transceivers, simulcast) {
     const unclaimed = infos.filter((t) => !this.localTracks.has(t.id));
     return tracks.map((track, i) => {
       let idx = unclaimed.findIndex((t) => t.mid && t.mid === transceivers[i].mid);
       if (idx < 0) idx = pickIndex(unclaimed, track.kind, wanted[i].source);
       if (idx < 0) return null;
       const [info] = unclaimed.splice(idx, 1);
-      this.localTracks.set(info.id, { track, transceiver: transceivers[i], info });
+      this.localTracks.set(info.id, { track, transceiver: transceivers[i], info, simulcast: Array.isArray(simulcast) ? simulcast[i] : simulcast });
       if (this.localParticipant) this.localParticipant.tracks.set(info.id, { ...info });
       return info;
     });
@@ -1150,6 +1352,15 @@ function settingsMessage(trackId, { quality, maxWidth, maxHeight, maxFps, paused
   const fields = { quality, max_width: maxWidth, max_height: maxHeight, max_fps: maxFps, paused };
   for (const [key, value] of Object.entries(fields)) if (value !== undefined && value !== null) msg[key] = value;
   return msg;
+}
+
+/** Rejects with a PysfuError("timeout") when `promise` takes longer than `ms`. */
+function withTimeout(promise, ms) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new PysfuError("timeout", `no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** The video track a media element shows, if any. */

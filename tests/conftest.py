@@ -54,9 +54,9 @@ API_SECRET = "test-secret-" + "x" * 32
 KEYS = {API_KEY: API_SECRET, "second-key": "second-secret-" + "y" * 32}
 
 
-def loopback_config(**settings) -> ServerConfig:
-    """Loopback-only server settings, plus ``settings``."""
-    return ServerConfig(port=0, sfu=SfuConfig(ice=IceConfig(addresses=LOOPBACK)), **settings)
+def loopback_config(sfu: dict | None = None, **settings) -> ServerConfig:
+    """Loopback-only server settings, plus ``settings`` (``sfu``: SfuConfig fields)."""
+    return ServerConfig(port=0, sfu=SfuConfig(ice=IceConfig(addresses=LOOPBACK), **(sfu or {})), **settings)
 
 
 async def start_local_server(config: ServerConfig) -> LocalServer:

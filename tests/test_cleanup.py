@@ -6,7 +6,7 @@ import asyncio
 import gc
 import os
 
-from .conftest import eventually
+from .conftest import client_factory, eventually
 from .media import PatternVideoTrack, ToneAudioTrack
 
 
@@ -86,7 +86,14 @@ async def test_last_leave_removes_the_room(server, clients):
     await eventually(lambda: "ephemeral" not in server.rooms.rooms)
 
 
-async def test_socket_loss_removes_participant_and_tracks(server, clients):
+async def test_socket_loss_removes_participant_and_tracks(make_server):
+    """With resuming off (resume_grace 0); tests/test_resume.py has the grace."""
+    server = await make_server(sfu={"resume_grace": 0})
+    async with client_factory(server) as clients:
+        await _socket_loss(server, clients)
+
+
+async def _socket_loss(server, clients) -> None:
     viewer = await clients()
     await viewer.join("drop", "viewer")
     leaver = await clients()
@@ -104,7 +111,13 @@ async def test_socket_loss_removes_participant_and_tracks(server, clients):
     assert viewer_side.subscriber.downtracks() == []
 
 
-async def test_ice_loss_removes_participant(server, clients):
+async def test_ice_loss_removes_participant(make_server):
+    server = await make_server(sfu={"resume_grace": 0})
+    async with client_factory(server) as clients:
+        await _ice_loss(clients)
+
+
+async def _ice_loss(clients) -> None:
     viewer = await clients()
     await viewer.join("ice", "viewer")
     leaver = await clients()

@@ -1,0 +1,712 @@
+"""Load generator: N simulated meeting participants against an SFU.
+
+Each participant is a real client for the SFU (WebSocket signaling, two
+peer connections over real ICE/DTLS/SRTP on 127.0.0.1), made cheap: many
+participants share one event loop in a few worker processes
+(benchmarks.loadgen_worker), media is pre-built VP8 simulcast + Opus with
+audio levels (benchmarks.simulated), and nothing is encoded or decoded.
+The SFU is driven through benchmarks.drivers, so the same load runs
+against pysfu and Janus (``--sfu janus``, benchmarks/janus.py).
+
+Scenarios (``--participants`` overrides the size of any):
+
+* s1  fan-out: 1 publisher (audio + simulcast camera) -> N subscribers, who
+      want the high layer (``--subscribers N``; default 32);
+* s2  meeting of 25, every camera on, 3 speaking at a time; each subscriber
+      wants the dominant speaker high and every other tile low;
+* s3  meeting of 150: 150 microphones (3 speaking at a time) and 150
+      simulcast cameras, last-N 9, each subscriber 8 tiles low + the
+      speaker high; the 150th participant joins the full meeting last;
+* s4  churn: 150 join over 30 s (s3's media), then 50 leave and rejoin
+      inside the measurement window.
+
+Reported per run: the SFU's CPU µs per forwarded and per received packet
+(CPU from /proc/<pid>/stat, packet counts from the SFU), ingress/egress
+packets/s, loss at the subscribers and the part the SFU added, forward
+latency p50/p99, join time p50/p99 and the last joiner's, server RSS, the
+generator's own CPU (total and per participant) and the machine's load.
+
+    python -m benchmarks.loadgen --scenario s3
+    python -m benchmarks.loadgen --scenario s3 --participants 60 --duration 20 --json
+    python -m benchmarks.loadgen --scenario s1 --subscribers 8
+
+Everything runs on 127.0.0.1, is bounded in time, and every process started
+is stopped at the end, on error and on Ctrl-C (children also die with this
+process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional
+
+from .drivers import PacketCounts, ServerDriver, driver_class
+from .forwarding import (
+    CLK_TCK, _die_with_parent, code_info, cpu_ticks, machine_info, machine_load, rss_mb,
+    system_ticks,
+)
+from .peers import bucket_value
+from .simulated import MediaSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Scenario:
+    name: str
+    participants: int
+    publishers: Optional[int] = None  # None: everyone publishes
+    speakers: int = 3  # speaking at a time
+    last_n: Optional[int] = None  # None: the SFU's default
+    tile_quality: str = "low"
+    speaker_quality: str = "high"
+    join_rate: float = 10.0  # participants/s while the room fills
+    last_joins_alone: bool = True  # the last one joins the full room after a pause
+    churn: int = 0  # participants who leave and rejoin during the window
+    description: str = ""
+
+
+SCENARIOS = {
+    "s1": Scenario("s1", 33, publishers=1, speakers=1, tile_quality="high",
+                   last_joins_alone=False, description="fan-out: 1 publisher -> N subscribers"),
+    "s2": Scenario("s2", 25, description="25-person meeting, all cameras on"),
+    "s3": Scenario("s3", 150, last_n=9,
+                   description="150-person meeting, last-N 9, 8 tiles low + speaker high"),
+    "s4": Scenario("s4", 150, last_n=9, join_rate=5.0, last_joins_alone=False, churn=50,
+                   description="churn: 150 join over 30 s, 50 leave and rejoin"),
+}
+
+
+@dataclass
+class RunOptions:
+    workers: int = 2
+    warmup: float = 5.0
+    duration: float = 20.0
+    speaker_period: float = 4.0  # s between two speaker changes
+    join_timeout: float = 60.0
+    media: MediaSettings = field(default_factory=MediaSettings)
+    seed: int = 1
+    keep_logs: bool = False
+    workdir: Optional[Path] = None
+
+    def budget(self, scenario: Scenario) -> float:
+        """An upper bound on a run's wall time: a run never outlives it."""
+        ramp = scenario.participants / scenario.join_rate
+        return 120 + 3 * ramp + self.warmup + self.duration + self.join_timeout * 2
+
+
+# --- workers -------------------------------------------------------------------------------
+
+
+class WorkerProcess:
+    """A benchmarks.loadgen_worker process, driven over its stdin/stdout."""
+
+    def __init__(self, index: int, proc: asyncio.subprocess.Process, log_path: Path,
+                 events: asyncio.Queue) -> None:
+        self.index = index
+        self.proc = proc
+        self.pid = proc.pid
+        self.log_path = log_path
+        self.ready = asyncio.get_running_loop().create_future()
+        self._stats: asyncio.Queue = asyncio.Queue()
+        self._events = events
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        async for raw in self.proc.stdout:
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                continue
+            event = message.get("event")
+            if event == "ready" and not self.ready.done():
+                self.ready.set_result(True)
+            elif event == "stats":
+                self._stats.put_nowait(message)
+            else:
+                self._events.put_nowait(message)
+        if not self.ready.done():
+            self.ready.set_exception(RuntimeError(f"worker {self.index} exited (log: {self.log_path})"))
+        self._events.put_nowait({"event": "worker_exit", "worker": self.index})
+
+    def send(self, command: dict) -> None:
+        if self.proc.returncode is None and self.proc.stdin is not None:
+            self.proc.stdin.write((json.dumps(command) + "\n").encode())
+
+    async def stats(self, timeout: float = 30.0) -> dict:
+        self.send({"cmd": "stats"})
+        return await asyncio.wait_for(self._stats.get(), timeout)
+
+
+async def start_workers(count: int, config: dict, workdir: Path,
+                        events: asyncio.Queue) -> list[WorkerProcess]:
+    workers = []
+    for index in range(count):
+        log_path = workdir / f"worker-{index}.log"
+        with open(log_path, "wb") as log:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "benchmarks.loadgen_worker", json.dumps(config),
+                cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                preexec_fn=_die_with_parent,
+            )
+        workers.append(WorkerProcess(index, proc, log_path, events))
+    await asyncio.wait_for(asyncio.gather(*(w.ready for w in workers)), 60)
+    return workers
+
+
+async def stop_workers(workers: list[WorkerProcess], timeout: float = 30.0) -> None:
+    """Ask every worker to leave the room and exit; kill the ones that do not."""
+    for worker in workers:
+        worker.send({"cmd": "quit"})
+        try:
+            worker.proc.stdin.close()
+        except (AttributeError, RuntimeError, ConnectionError):
+            pass
+    try:
+        await asyncio.wait_for(asyncio.gather(*(w.proc.wait() for w in workers)), timeout)
+    except asyncio.TimeoutError:
+        pass
+    for worker in workers:
+        if worker.proc.returncode is None:
+            worker.proc.kill()
+    await asyncio.gather(*(w.proc.wait() for w in workers), return_exceptions=True)
+    for worker in workers:
+        worker._reader.cancel()
+
+
+# --- the room's timeline ----------------------------------------------------------------
+
+
+class Room:
+    """Who is in the room, on which worker, and the join results."""
+
+    def __init__(self, workers: list[WorkerProcess], events: asyncio.Queue) -> None:
+        self.workers = workers
+        self.events = events
+        self.where: dict[str, WorkerProcess] = {}
+        self.publishing: dict[str, bool] = {}
+        self.joined: dict[str, float] = {}  # identity -> join ms (current session)
+        self.join_ms: list[tuple[str, float]] = []  # every join, in order of completion
+        self.failures: list[str] = []
+        self.pending: set[str] = set()
+        self.left: set[str] = set()
+        self._next = 0
+
+    def join(self, identity: str, publish: bool) -> None:
+        worker = self.where.get(identity)
+        if worker is None:
+            worker = self.where[identity] = self.workers[self._next % len(self.workers)]
+            self._next += 1
+        expect_media = any(self.publishing.get(i) for i in self.joined if i != identity)
+        self.publishing[identity] = publish
+        self.pending.add(identity)
+        worker.send({"cmd": "join", "identity": identity, "publish": publish,
+                     "expect_media": expect_media or (not publish and bool(self.joined))})
+
+    def leave(self, identity: str) -> None:
+        self.joined.pop(identity, None)
+        self.where[identity].send({"cmd": "leave", "identity": identity})
+
+    def broadcast(self, command: dict) -> None:
+        for worker in self.workers:
+            worker.send(command)
+
+    def pump_events(self) -> None:
+        while not self.events.empty():
+            event = self.events.get_nowait()
+            kind = event.get("event")
+            identity = event.get("identity")
+            if kind == "joined":
+                self.pending.discard(identity)
+                self.joined[identity] = event["join_ms"]
+                self.join_ms.append((identity, event["join_ms"]))
+            elif kind == "join_failed":
+                self.pending.discard(identity)
+                self.failures.append(f"{identity}: {event.get('message')}")
+            elif kind == "left":
+                self.left.add(identity)
+            elif kind == "worker_exit":
+                self.failures.append(f"worker {event['worker']} exited")
+            elif kind == "error":
+                self.failures.append(str(event.get("message")))
+
+    async def settled(self, timeout: float) -> None:
+        """Wait until every join sent has finished (joined or failed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.pump_events()
+            if not self.pending:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.pending)} joins still pending after {timeout:.0f} s")
+            await asyncio.sleep(0.05)
+
+
+class SpeakingScript:
+    """Who speaks when: ``count`` publishers at a time; every ``period`` seconds
+    the next one (in a seeded random order) starts and takes the floor, and
+    the one who spoke longest stops."""
+
+    def __init__(self, room: Room, count: int, period: float, seed: int) -> None:
+        self.room = room
+        self.count = count
+        self.period = period
+        self.random = random.Random(seed)
+        self.speakers: list[str] = []
+        self.changes = 0
+
+    def step(self) -> None:
+        candidates = [i for i in self.room.joined if self.room.publishing.get(i)]
+        self.speakers = [s for s in self.speakers if s in candidates]
+        others = [i for i in candidates if i not in self.speakers]
+        if others:
+            self.speakers.insert(0, self.random.choice(sorted(others)))
+        del self.speakers[self.count:]
+        self.room.broadcast({"cmd": "speakers", "ids": self.speakers})
+        self.changes += 1
+
+    async def run(self) -> None:
+        while True:
+            self.room.pump_events()
+            self.step()
+            await asyncio.sleep(self.period)
+
+
+# --- one run -------------------------------------------------------------------------------
+
+
+def identity(index: int) -> str:
+    return f"p{index:03d}"
+
+
+async def fill_room(room: Room, scenario: Scenario, options: RunOptions) -> None:
+    """Everyone joins at ``join_rate``; the last one alone, once the room is up."""
+    total = scenario.participants
+    publishers = total if scenario.publishers is None else scenario.publishers
+    alone = 1 if scenario.last_joins_alone and total > 1 else 0
+    for index in range(total - alone):
+        room.pump_events()
+        room.join(identity(index), publish=index < publishers)
+        if index == 0 and publishers < total:
+            await room.settled(options.join_timeout)  # s1: the publisher is up first
+        await asyncio.sleep(1 / scenario.join_rate)
+    await room.settled(options.join_timeout + total / scenario.join_rate)
+    if alone:
+        await asyncio.sleep(2.0)
+        room.join(identity(total - 1), publish=total - 1 < publishers)
+        await room.settled(options.join_timeout)
+
+
+async def churn(room: Room, scenario: Scenario, seconds: float) -> list[tuple[str, float]]:
+    """``scenario.churn`` participants (never the speakers) leave over the
+    first third of ``seconds`` and rejoin over the second; their rejoin times."""
+    candidates = sorted(room.joined)
+    chosen = random.Random(7).sample(candidates, min(scenario.churn, len(candidates)))
+    step = seconds / 3 / max(1, len(chosen))
+    for who in chosen:
+        room.leave(who)
+        await asyncio.sleep(step)
+    await asyncio.sleep(1.0)
+    before = len(room.join_ms)
+    for who in chosen:
+        room.pump_events()
+        room.join(who, publish=room.publishing[who])
+        await asyncio.sleep(step)
+    return room.join_ms[before:]
+
+
+def server_fds(pid: Optional[int]) -> Optional[int]:
+    if pid is None:
+        return None
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+async def run_scenario(scenario: Scenario, driver: ServerDriver, options: RunOptions) -> dict:
+    """Start the SFU, run the scenario, stop everything; the figures."""
+    workdir = options.workdir or Path(tempfile.mkdtemp(prefix="pysfu-loadgen-"))
+    workers: list[WorkerProcess] = []
+    speaking: Optional[asyncio.Task] = None
+    failed = True
+    try:
+        await driver.start()
+        fds_start = server_fds(driver.pid)
+        events: asyncio.Queue = asyncio.Queue()
+        config = {
+            "driver": driver.name, "endpoint": driver.endpoint(), "room": f"load-{scenario.name}",
+            "media": asdict(options.media), "join_timeout": options.join_timeout,
+            "tile_quality": scenario.tile_quality, "speaker_quality": scenario.speaker_quality,
+            "max_seconds": options.budget(scenario) + 60,
+        }
+        workers = await start_workers(max(1, min(options.workers, scenario.participants)),
+                                      config, workdir, events)
+        room = Room(workers, events)
+        script = SpeakingScript(room, scenario.speakers, options.speaker_period, options.seed)
+        setup_started = time.monotonic()
+        speaking = asyncio.ensure_future(script.run())
+        await fill_room(room, scenario, options)
+        setup_s = time.monotonic() - setup_started
+        initial_joins = list(room.join_ms)
+        await asyncio.sleep(options.warmup)
+
+        # --- window ------------------------------------------------------------------------
+        before = await window_sample(driver, workers)
+        churn_joins: list[tuple[str, float]] = []
+        if scenario.churn:
+            churn_task = asyncio.ensure_future(churn(room, scenario, options.duration * 0.8))
+            await asyncio.sleep(options.duration)
+            churn_joins = await churn_task
+        else:
+            await asyncio.sleep(options.duration)
+        after = await window_sample(driver, workers)
+        room.pump_events()
+        rss = rss_mb(driver.pid) if driver.pid else None
+        speaking.cancel()
+
+        result = summarize(scenario, options, driver, before, after, rss)
+        result.update(join_figures(initial_joins, churn_joins, scenario))
+        result["setup_s"] = round(setup_s, 1)
+        result["speaker_changes"] = script.changes
+        result["join_failures"] = len(room.failures)
+        result["warnings"] += [f"join failed: {f}" for f in room.failures[:5]]
+
+        # --- everyone leaves: nothing may stay behind on the server ----------------------------
+        await stop_workers(workers)
+        workers = []
+        result["server_participants_after"] = await wait_empty(driver)
+        await asyncio.sleep(1.0)
+        result["server_fds_start"] = fds_start
+        result["server_fds_after"] = server_fds(driver.pid)
+        failed = False
+        return result
+    finally:
+        if speaking is not None:
+            speaking.cancel()
+        if workers:
+            await stop_workers(workers, timeout=10)
+        await driver.stop()
+        if failed or options.keep_logs:
+            print(f"logs kept in {workdir}", file=sys.stderr)
+        elif options.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def wait_empty(driver: ServerDriver, timeout: float = 15.0) -> Optional[int]:
+    """Participants the SFU still holds once everyone left (None: not exposed)."""
+    live = getattr(driver, "live_participants", None)
+    if live is None:
+        return None
+    deadline = time.monotonic() + timeout
+    while True:
+        count = await live()
+        if not count or time.monotonic() > deadline:
+            return count
+        await asyncio.sleep(0.2)
+
+
+async def window_sample(driver: ServerDriver, workers: list[WorkerProcess]) -> dict:
+    stats = await asyncio.gather(*(w.stats() for w in workers))
+    return {
+        "time": time.monotonic(),
+        "server_ticks": cpu_ticks(driver.pid) if driver.pid else None,
+        "worker_ticks": sum(cpu_ticks(w.pid) for w in workers),
+        "system": system_ticks(),
+        "counts": await driver.packet_counts(),
+        "workers": stats,
+    }
+
+
+# --- figures -------------------------------------------------------------------------------
+
+
+def summed(stats: list[dict], key: str) -> Counter:
+    total: Counter = Counter()
+    for s in stats:
+        total.update(s[key])
+    return total
+
+
+def percentile(histogram: Counter, q: float) -> Optional[float]:
+    """q-quantile (0..1) of a latency histogram, in ms."""
+    total = sum(histogram.values())
+    if total <= 0:
+        return None
+    rank = q * (total - 1)
+    seen = 0
+    for key in sorted(histogram):
+        seen += histogram[key]
+        if seen > rank:
+            return bucket_value(key) / 1000
+    return bucket_value(max(histogram)) / 1000
+
+
+def summarize(scenario: Scenario, options: RunOptions, driver: ServerDriver, before: dict,
+              after: dict, rss: Optional[float]) -> dict:
+    window = after["time"] - before["time"]
+    tick_us = 1e6 / CLK_TCK
+    received = summed(after["workers"], "received") - summed(before["workers"], "received")
+    expected = summed(after["workers"], "expected") - summed(before["workers"], "expected")
+    sent = summed(after["workers"], "sent") - summed(before["workers"], "sent")
+    latency = Counter({int(k): v for k, v in summed(after["workers"], "latency").items()})
+    latency.subtract({int(k): v for k, v in summed(before["workers"], "latency").items()})
+    latency = +latency
+    got, want = sum(received.values()), sum(expected.values())
+    c0, c1 = before["counts"], after["counts"]
+    result: dict[str, Any] = {
+        "scenario": scenario.name,
+        "description": scenario.description,
+        "sfu": driver.name,
+        "sfu_settings": driver.settings(),
+        "participants": scenario.participants,
+        "publishers": scenario.participants if scenario.publishers is None else scenario.publishers,
+        "speakers_at_once": scenario.speakers,
+        "layers_wanted": f"speaker {scenario.speaker_quality}, others {scenario.tile_quality}",
+        "media": asdict(options.media),
+        "workers": options.workers,
+        "window_s": round(window, 2),
+        "generator_sent_pps": round(sum(sent.values()) / window, 1),
+        "subscriber_received_pps": round(got / window, 1),
+        "loss_pct": round(max(0, want - got) / want * 100, 3) if want else None,
+        "loss_pct_audio": _loss(expected["audio"], received["audio"]),
+        "loss_pct_video": _loss(expected["video"], received["video"]),
+        "latency_p50_ms": _round(percentile(latency, 0.5), 2),
+        "latency_p99_ms": _round(percentile(latency, 0.99), 2),
+        "latency_max_ms": _round(bucket_value(max(latency)) / 1000, 1) if latency else None,
+        "server_rss_mb": _round(rss, 1),
+        "warnings": [],
+    }
+    if before["server_ticks"] is not None:
+        cpu_us = (after["server_ticks"] - before["server_ticks"]) * tick_us
+        result["server_cpu_pct"] = round(cpu_us / (window * 1e6) * 100, 1)
+    else:
+        cpu_us = None
+    if c0 is not None and c1 is not None:
+        packets_in, packets_out = c1.received - c0.received, c1.forwarded - c0.forwarded
+        lost_in = c1.lost_in - c0.lost_in
+        result["ingress_pps"] = round(packets_in / window, 1)
+        result["egress_pps"] = round(packets_out / window, 1)
+        result["server_lost_in"] = lost_in
+        if cpu_us is not None:
+            result["us_per_forwarded"] = round(cpu_us / packets_out, 2) if packets_out else None
+            result["us_per_received"] = round(cpu_us / packets_in, 2) if packets_in else None
+        ingress_loss = lost_in / (packets_in + lost_in) * 100 if packets_in + lost_in else 0.0
+        if result["loss_pct"] is not None:
+            result["loss_added_by_sfu_pct"] = round(max(0.0, result["loss_pct"] - ingress_loss), 3)
+    else:
+        result["ingress_pps"] = result["egress_pps"] = None
+        result["loss_added_by_sfu_pct"] = result["loss_pct"]
+    generator_us = (after["worker_ticks"] - before["worker_ticks"]) * tick_us
+    result["generator_cpu_pct"] = round(generator_us / (window * 1e6) * 100, 1)
+    result["generator_cpu_pct_per_participant"] = round(result["generator_cpu_pct"] / scenario.participants, 3)
+    result.update(machine_load(before["system"], after["system"], window))
+    result["machine_cores"] = os.cpu_count()
+    stats = after["workers"]
+    result["generator_pacer_max_lag_ms"] = max(s["pacer_max_lag_ms"] for s in stats)
+    result["signaling"] = dict(summed(stats, "signaling"))
+    errors = [e for s in stats for e in s["errors"]]
+    result["warnings"] += [f"generator: {e}" for e in errors[:5]]
+    if result["generator_pacer_max_lag_ms"] > 100:
+        result["warnings"].append(f"the generator's pacer fell {result['generator_pacer_max_lag_ms']} ms "
+                                  "behind: it could not keep up, figures are not the SFU's alone")
+    if result["machine_busy_pct"] > 0.9 * 100 * os.cpu_count():
+        result["warnings"].append("the machine was saturated")
+    return result
+
+
+def join_figures(joins: list[tuple[str, float]], rejoins: list[tuple[str, float]],
+                 scenario: Scenario) -> dict:
+    times = sorted(ms for _, ms in joins)
+    out: dict[str, Any] = {
+        "joined": len(joins),
+        "join_ms_p50": _pick(times, 0.5),
+        "join_ms_p99": _pick(times, 0.99),
+        "join_ms_max": times[-1] if times else None,
+        "last_join_ms": joins[-1][1] if joins else None,
+    }
+    if scenario.churn:
+        again = sorted(ms for _, ms in rejoins)
+        out.update(rejoined=len(again), rejoin_ms_p50=_pick(again, 0.5),
+                   rejoin_ms_p99=_pick(again, 0.99), rejoin_ms_max=again[-1] if again else None)
+    return out
+
+
+def _pick(values: list[float], q: float) -> Optional[float]:
+    return values[min(len(values) - 1, int(q * len(values)))] if values else None
+
+
+def _loss(expected: int, received: int) -> Optional[float]:
+    return round(max(0, expected - received) / expected * 100, 3) if expected else None
+
+
+def _round(value: Optional[float], digits: int) -> Optional[float]:
+    return None if value is None else round(value, digits)
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def print_result(r: dict) -> None:
+    media = r["media"]
+    lines = [
+        f"== {r['scenario']} on {r['sfu']} ({', '.join(f'{k} {v}' for k, v in r['sfu_settings'].items())}): "
+        f"{r['participants']} participants, {r['publishers']} publishing, "
+        f"{r['speakers_at_once']} speaking at a time; {r['layers_wanted']}; "
+        f"{r['window_s']} s window",
+        f"  media per publisher: VP8 simulcast q/h/f {'/'.join(f'{x:g}' for x in media['layer_rates'])} pkt/s, "
+        f"Opus 50 pkt/s speaking, silent: {media['silent_audio']}",
+        f"  ingress {_fmt(r.get('ingress_pps'), 0)} pkt/s   egress {_fmt(r.get('egress_pps'), 0)} pkt/s   "
+        f"(generator sent {r['generator_sent_pps']:.0f}/s, subscribers got {r['subscriber_received_pps']:.0f}/s)",
+        f"  server CPU {_fmt(r.get('server_cpu_pct'), 1)}% of one core: "
+        f"{_fmt(r.get('us_per_forwarded'))} µs per forwarded packet, "
+        f"{_fmt(r.get('us_per_received'))} µs per received packet;  RSS {_fmt(r['server_rss_mb'], 0)} MB",
+        f"  loss at subscribers {_fmt(r['loss_pct'], 3)}% (audio {_fmt(r['loss_pct_audio'], 3)}%, "
+        f"video {_fmt(r['loss_pct_video'], 3)}%), added by the SFU {_fmt(r.get('loss_added_by_sfu_pct'), 3)}%",
+        f"  forward latency p50 {_fmt(r['latency_p50_ms'])} ms  p99 {_fmt(r['latency_p99_ms'])} ms  "
+        f"max {_fmt(r['latency_max_ms'], 1)} ms",
+        f"  join (ws connect -> answered, published, first media) p50 {_fmt(r['join_ms_p50'], 0)} ms  "
+        f"p99 {_fmt(r['join_ms_p99'], 0)} ms  last joiner {_fmt(r['last_join_ms'], 0)} ms;  "
+        f"room filled in {r['setup_s']} s",
+    ]
+    if "rejoined" in r:
+        lines.append(f"  churn: {r['rejoined']} rejoined, rejoin p50 {_fmt(r['rejoin_ms_p50'], 0)} ms  "
+                     f"p99 {_fmt(r['rejoin_ms_p99'], 0)} ms  max {_fmt(r['rejoin_ms_max'], 0)} ms")
+    lines += [
+        f"  generator CPU {r['generator_cpu_pct']}% in {r['workers']} workers = "
+        f"{r['generator_cpu_pct_per_participant']}% per participant; pacer max lag "
+        f"{r['generator_pacer_max_lag_ms']} ms",
+        f"  machine busy {r['machine_busy_pct']}% of {r['machine_cores'] * 100}% "
+        f"(irq+softirq {r['machine_softirq_pct']}%, steal {r['machine_steal_pct']}%)",
+        f"  after everyone left: server participants {_fmt(r.get('server_participants_after'))}, "
+        f"fds {_fmt(r.get('server_fds_start'))} at start -> {_fmt(r.get('server_fds_after'))}",
+    ]
+    lines += [f"  WARNING: {w}" for w in r["warnings"]]
+    print("\n".join(lines), flush=True)
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.loadgen",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--scenario", default="s3", help="s1, s2, s3, s4 or a comma-separated list")
+    parser.add_argument("--participants", type=int, help="room size (s1: 1 publisher + subscribers)")
+    parser.add_argument("--subscribers", type=int, help="s1: subscribers (participants = this + 1)")
+    parser.add_argument("--sfu", default="pysfu", help="pysfu or janus (benchmarks/janus.py)")
+    parser.add_argument("--last-n", type=int, help="pysfu's last-N (default: the scenario's)")
+    parser.add_argument("--join-rate", type=float, help="joins per second while the room fills")
+    parser.add_argument("--workers", type=int, default=2, help="generator processes (default 2)")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds after the room is full")
+    parser.add_argument("--duration", type=float, default=20.0, help="measurement window, seconds")
+    parser.add_argument("--speaker-period", type=float, default=4.0, help="seconds between speaker changes")
+    parser.add_argument("--layer-rates", default="20,60,180", help="packets/s of the q,h,f layers")
+    parser.add_argument("--silent-audio", choices=["dtx", "full", "none"], default="dtx",
+                        help="what a silent microphone sends: Opus DTX (1 packet/400 ms), "
+                        "50 packets/s of silence, or nothing")
+    parser.add_argument("--no-dynacast", action="store_true",
+                        help="keep sending every layer when the SFU asks to pause some")
+    parser.add_argument("--no-uvloop", action="store_true", help="run pysfu on asyncio's loop")
+    parser.add_argument("--join-timeout", type=float, default=60.0)
+    parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument("--json", action="store_true", help="also print one JSON line per run")
+    return parser
+
+
+def scenario_from_args(name: str, args: argparse.Namespace) -> Scenario:
+    if name not in SCENARIOS:
+        raise SystemExit(f"unknown scenario {name!r} (known: {', '.join(SCENARIOS)})")
+    scenario = SCENARIOS[name]
+    changes: dict[str, Any] = {}
+    if args.participants:
+        changes["participants"] = args.participants
+    if args.subscribers and name == "s1":
+        changes["participants"] = args.subscribers + 1
+    if args.last_n:
+        changes["last_n"] = args.last_n
+    if args.join_rate:
+        changes["join_rate"] = args.join_rate
+    scenario = replace(scenario, **changes)
+    if scenario.churn:
+        scenario = replace(scenario, churn=min(scenario.churn, scenario.participants // 3))
+    return scenario
+
+
+def make_driver(args: argparse.Namespace, scenario: Scenario, workdir: Path) -> ServerDriver:
+    cls = driver_class(args.sfu)
+    if args.sfu == "pysfu":
+        return cls(last_n=scenario.last_n, uvloop=not args.no_uvloop, log_path=workdir / "server.log")
+    return cls()
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, task.cancel)
+    info = machine_info()
+    code = code_info(None)
+    print(f"machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, aiortc "
+          f"{info['aiortc']}, uvloop {info['uvloop']}; code {code['commit']}"
+          f"{' (uncommitted changes)' if code['dirty'] else ''}", flush=True)
+    rates = tuple(float(r) for r in args.layer_rates.split(","))
+    if len(rates) != 3:
+        raise SystemExit("--layer-rates needs three rates (q,h,f)")
+    media = MediaSettings(layer_rates=rates, silent_audio=args.silent_audio,
+                          dynacast=not args.no_dynacast)
+    failures = 0
+    for name in [n.strip() for n in args.scenario.split(",") if n.strip()]:
+        scenario = scenario_from_args(name, args)
+        workdir = Path(tempfile.mkdtemp(prefix=f"pysfu-loadgen-{name}-"))
+        options = RunOptions(workers=args.workers, warmup=args.warmup, duration=args.duration,
+                             speaker_period=args.speaker_period, join_timeout=args.join_timeout,
+                             media=media, keep_logs=args.keep_logs, workdir=workdir)
+        driver = make_driver(args, scenario, workdir)
+        try:
+            result = await asyncio.wait_for(run_scenario(scenario, driver, options),
+                                            options.budget(scenario))
+        except (Exception, asyncio.TimeoutError) as exc:
+            failures += 1
+            print(f"== {name} FAILED: {type(exc).__name__}: {exc} (logs in {workdir})", flush=True)
+            if os.environ.get("LOADGEN_TRACE"):
+                import traceback
+                traceback.print_exc()
+            continue
+        if not args.keep_logs:
+            shutil.rmtree(workdir, ignore_errors=True)
+        result["code"] = code
+        print_result(result)
+        if args.json:
+            print(json.dumps({**result, "machine": info}), flush=True)
+    return 1 if failures else 0
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        code = asyncio.run(main_async(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted: every process started was stopped", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

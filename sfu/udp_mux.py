@@ -1,0 +1,330 @@
+"""Single UDP port mode: one socket per address shared by every ICE connection.
+
+Like LiveKit's ``udp_port`` and mediasoup's WebRtcServer: operators open one
+UDP port, not a range. Datagrams are routed to a connection by the STUN
+USERNAME (our local ufrag) of the peer's binding requests, and by the remote
+address afterwards. Datagrams from unknown addresses that are not STUN
+requests for a known ufrag are dropped after one dict lookup.
+
+The socket is drained by a reader callback (``recvfrom`` until EAGAIN, a
+bounded number per loop turn) instead of one event-loop callback per
+datagram. Forwarded media is written straight into a ``SendBatch`` (C
+memory; SRTP protects it there) and leaves in one ``sendmmsg(2)`` call at the
+end of that reader turn: one syscall and no Python bytes object per copy.
+This module knows nothing of aioice: a connection is any object with
+``datagram_received(data, addr)`` (sfu/transport.py plugs aioice's
+StunProtocol in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+from typing import Optional, Protocol
+
+from cffi import FFI
+
+log = logging.getLogger(__name__)
+
+ffi = FFI()
+ffi.cdef("""
+struct iovec { void *iov_base; size_t iov_len; };
+struct msghdr {
+    void *msg_name; unsigned int msg_namelen; struct iovec *msg_iov; size_t msg_iovlen;
+    void *msg_control; size_t msg_controllen; int msg_flags;
+};
+struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; };
+int sendmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags);
+""")
+libc = ffi.dlopen(None)
+
+#: Datagrams read per loop turn at most, so other callbacks still run.
+BATCH = 64
+RECEIVE_BUFFER = 4 * 1024 * 1024
+SEND_BUFFER = 4 * 1024 * 1024
+STUN_MAGIC = b"\x21\x12\xa4\x42"
+STUN_USERNAME = 0x0006
+STUN_ATTRIBUTE = struct.Struct("!HH")
+
+
+class Receiver(Protocol):
+    def datagram_received(self, data: bytes, addr: tuple) -> None: ...
+
+
+class UdpMux:
+    """One bound UDP socket and the tables that route its datagrams."""
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        self.sock = sock
+        self.loop = loop
+        self.sockname: tuple = sock.getsockname()[:2]
+        self._v6 = sock.family == socket.AF_INET6
+        #: local ufrag -> endpoint
+        self.ufrags: dict[str, MuxEndpoint] = {}
+        #: remote address -> endpoint
+        self.routes: dict[tuple, MuxEndpoint] = {}
+        self.dropped = 0
+        self.closed = False
+        self.batch = SendBatch(sock)
+        self._reading = False
+        self._flush_scheduled = False
+        loop.add_reader(sock.fileno(), self._readable)
+
+    @classmethod
+    def bind(cls, address: str, port: int) -> "UdpMux":
+        """Bind ``address:port`` on the running loop (OSError if it is taken)."""
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            for option, size in ((socket.SO_RCVBUF, RECEIVE_BUFFER), (socket.SO_SNDBUF, SEND_BUFFER)):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, option, size)
+                except OSError:
+                    pass
+            sock.bind((address, port))
+            return cls(sock, asyncio.get_running_loop())
+        except BaseException:
+            sock.close()
+            raise
+
+    def endpoint(self, ufrag: str, receiver: Receiver) -> "MuxEndpoint":
+        """A connection's view of the socket, found by ``ufrag``."""
+        if ufrag in self.ufrags:
+            raise ValueError(f"ICE ufrag {ufrag!r} is already in use on {self.sockname}")
+        endpoint = MuxEndpoint(self, ufrag, receiver)
+        self.ufrags[ufrag] = endpoint
+        return endpoint
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for endpoint in list(self.ufrags.values()):
+            endpoint.close()
+        if not self.loop.is_closed():
+            self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+    # --- routing ----------------------------------------------------------------
+
+    def sockaddr(self, addr: tuple):
+        """``addr`` as a C socket address, for SendBatch.commit."""
+        if self._v6:
+            packed = struct.pack("=HH4x16s4x", socket.AF_INET6, socket.htons(addr[1]),
+                                 socket.inet_pton(socket.AF_INET6, addr[0]))
+        else:
+            packed = struct.pack("=HH4s8x", socket.AF_INET, socket.htons(addr[1]), socket.inet_aton(addr[0]))
+        return ffi.new("char[]", packed), len(packed)
+
+    def queued(self) -> None:
+        """A datagram went into the batch: make sure it leaves this loop turn."""
+        if not self._reading and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self.closed:
+            self.batch.flush()
+
+    def _readable(self) -> None:
+        self._reading = True
+        try:
+            self._drain()
+        finally:
+            self._reading = False
+            self.batch.flush()
+
+    def _drain(self) -> None:
+        recvfrom = self.sock.recvfrom
+        routes = self.routes
+        for _ in range(BATCH):
+            try:
+                data, addr = recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. ICMP port unreachable for an earlier send
+                continue
+            if not data:
+                continue
+            if self._v6:
+                addr = addr[:2]
+            endpoint = routes.get(addr)
+            if data[0] < 2:  # STUN: requests name their connection
+                endpoint = self._stun_route(data, addr) or endpoint
+            if endpoint is None:
+                self.dropped += 1
+                continue
+            endpoint.receiver.datagram_received(data, addr)
+
+    def _stun_route(self, data: bytes, addr: tuple) -> Optional["MuxEndpoint"]:
+        """The endpoint a STUN request's USERNAME names; its address now routes there."""
+        ufrag = stun_local_ufrag(data)
+        endpoint = self.ufrags.get(ufrag) if ufrag else None
+        if endpoint is not None:
+            self._route(addr, endpoint)
+        return endpoint
+
+    def _route(self, addr: tuple, endpoint: "MuxEndpoint") -> None:
+        previous = self.routes.get(addr)
+        if previous is endpoint:
+            return
+        if previous is not None:
+            previous.addresses.discard(addr)
+        self.routes[addr] = endpoint
+        endpoint.addresses.add(addr)
+
+
+class SendBatch:
+    """Datagrams assembled in C memory and sent with one sendmmsg(2) call.
+
+    ``slot()`` hands out the next buffer (a char* and a writable view of
+    it); ``commit(length, sockaddr)`` queues it; ``flush()`` sends them all.
+    A full batch flushes by itself."""
+
+    SIZE = 64
+    DATAGRAM = 1500
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._memory = ffi.new("char[]", self.SIZE * self.DATAGRAM)
+        self._messages = ffi.new("struct mmsghdr[]", self.SIZE)
+        self._iovecs = ffi.new("struct iovec[]", self.SIZE)
+        self._slots = []
+        for index in range(self.SIZE):
+            pointer = self._memory + index * self.DATAGRAM
+            iovec = self._iovecs + index
+            iovec.iov_base = pointer
+            header = self._messages[index].msg_hdr
+            header.msg_iov = iovec
+            header.msg_iovlen = 1
+            self._slots.append((pointer, ffi.buffer(pointer, self.DATAGRAM), iovec, header))
+        self.count = 0
+        self.sent = 0
+        self.errors = 0
+        self.calls = 0
+
+    def slot(self):
+        """(char*, writable buffer) of the next datagram."""
+        return self._slots[self.count][:2]
+
+    def commit(self, length: int, sockaddr) -> None:
+        _, _, iovec, header = self._slots[self.count]
+        iovec.iov_len = length
+        header.msg_name = sockaddr[0]
+        header.msg_namelen = sockaddr[1]
+        self.count += 1
+        if self.count == self.SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        start, count = 0, self.count
+        self.count = 0
+        fd = self._sock.fileno()
+        while start < count and fd >= 0:
+            self.calls += 1
+            sent = libc.sendmmsg(fd, self._messages + start, count - start, 0)
+            if sent < 0:  # the message at ``start`` failed (full buffer, ICMP error): skip it
+                self.errors += 1
+                sent = 1
+            else:
+                self.sent += sent
+            start += sent
+
+
+class MuxEndpoint:
+    """Stands in for one connection's datagram transport (asyncio's interface:
+    ``sendto``, ``close``, ``get_extra_info``)."""
+
+    def __init__(self, mux: UdpMux, ufrag: str, receiver: Receiver) -> None:
+        self.mux = mux
+        self.ufrag = ufrag
+        self.receiver = receiver
+        self.addresses: set[tuple] = set()
+        self.closed = False
+
+    def sendto(self, data: bytes, addr: tuple) -> None:
+        if self.closed:
+            return
+        if addr not in self.mux.routes:  # a check we start: its answer comes back here
+            self.mux._route(addr, self)
+        try:
+            self.mux.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            pass  # socket buffer full: UDP drops
+        except OSError as exc:
+            log.debug("send to %s failed: %s", addr, exc)
+
+    def get_extra_info(self, name: str, default=None):
+        if name == "sockname":
+            return self.mux.sockname
+        return default
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        """Forget this connection's ufrag and addresses; the receiver hears
+        connection_lost on the next loop turn, as from a real transport."""
+        if self.closed:
+            return
+        self.closed = True
+        mux = self.mux
+        if mux.ufrags.get(self.ufrag) is self:
+            del mux.ufrags[self.ufrag]
+        for addr in self.addresses:
+            if mux.routes.get(addr) is self:
+                del mux.routes[addr]
+        self.addresses.clear()
+        lost = getattr(self.receiver, "connection_lost", None)
+        if lost is not None and not mux.loop.is_closed():
+            mux.loop.call_soon(lost, None)
+
+
+def stun_local_ufrag(data: bytes) -> Optional[str]:
+    """The part before ':' of a STUN message's USERNAME (RFC 8489), if any."""
+    if len(data) < 20 or data[4:8] != STUN_MAGIC:
+        return None
+    end = min(len(data), 20 + int.from_bytes(data[2:4], "big"))
+    pos = 20
+    while pos + 4 <= end:
+        kind, length = STUN_ATTRIBUTE.unpack_from(data, pos)
+        if kind == STUN_USERNAME:
+            value = data[pos + 4 : pos + 4 + length]
+            return value.split(b":", 1)[0].decode("ascii", "replace")
+        pos += 4 + length + (-length % 4)
+    return None
+
+
+# --- the process's shared sockets ------------------------------------------------
+
+_muxes: dict[tuple[str, int], UdpMux] = {}
+
+
+def shared(address: str, port: int) -> UdpMux:
+    """The mux bound to ``address:port`` on the running loop, bound on first use."""
+    mux = _muxes.get((address, port))
+    if mux is not None and (mux.closed or mux.loop is not asyncio.get_running_loop()):
+        mux.close()  # left over from a finished event loop (tests)
+        mux = None
+    if mux is None:
+        mux = _muxes[(address, port)] = UdpMux.bind(address, port)
+    return mux
+
+
+def open_shared(addresses: list[str], port: int) -> list[UdpMux]:
+    """Bind every configured address at start-up, so a taken port fails early."""
+    return [shared(address, port) for address in addresses]
+
+
+def close_shared() -> None:
+    for mux in _muxes.values():
+        mux.close()
+    _muxes.clear()
+
+
+def shared_muxes() -> list[UdpMux]:
+    return [mux for mux in _muxes.values() if not mux.closed]

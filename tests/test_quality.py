@@ -1,0 +1,103 @@
+"""Connection quality: judged from loss, RTT and jitter in both directions,
+announced to the room as ``connection_quality`` when it changes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sfu.quality import EXCELLENT, GOOD, LOST, POOR, RECOVER_ROUNDS, Measure, QualityMeter
+
+from .conftest import eventually
+from .media import PatternVideoTrack, ToneAudioTrack
+from .test_forwarding import count_frames
+
+
+@pytest.mark.parametrize("measure, quality", [
+    (Measure(), EXCELLENT),
+    (Measure(upstream_loss=0.01, rtt=0.05, jitter=0.01), EXCELLENT),
+    (Measure(downstream_loss=0.05), GOOD),
+    (Measure(rtt=0.4), GOOD),
+    (Measure(jitter=0.05), GOOD),
+    (Measure(downstream_loss=0.2), POOR),
+    (Measure(upstream_loss=0.1, downstream_loss=0.0), POOR),
+    (Measure(rtt=0.9), POOR),
+    (Measure(downstream_loss=0.0, silent=True), LOST),
+], ids=["nothing", "clean", "some-loss", "slow", "jittery", "lossy-down", "lossy-up", "far", "silent"])
+def test_quality_from_figures(measure, quality):
+    assert measure.quality() == quality
+
+
+def test_worse_at_once_better_only_when_it_holds():
+    meter = QualityMeter()
+    assert meter.judge(POOR) == POOR
+    assert meter.judge(EXCELLENT) is None  # one good round is not enough
+    assert meter.judge(POOR) is None
+    for _ in range(RECOVER_ROUNDS - 1):
+        assert meter.judge(GOOD) is None
+    assert meter.judge(GOOD) == GOOD
+    assert meter.judge(LOST) == LOST
+
+
+class EgressLoss:
+    """Drops every ``every``-th RTP packet the server sends a subscriber, and
+    every retransmission (so NACKs cannot hide the loss from its reports)."""
+
+    def __init__(self, transport, every: int = 4) -> None:
+        self.transport = transport
+        self._parts, self._whole = transport.send_rtp_parts, transport.send_rtp
+        self._every = every
+        self._count = 0
+        self.dropped = 0
+        transport.send_rtp_parts = self._send_parts
+        transport.send_rtp = lambda packet: True
+
+    def _send_parts(self, header: bytes, extension: bytes, payload: bytes) -> bool:
+        self._count += 1
+        if self._count % self._every == 0:
+            self.dropped += 1
+            return True
+        return self._parts(header, extension, payload)
+
+    def stop(self) -> None:
+        self.transport.send_rtp_parts, self.transport.send_rtp = self._parts, self._whole
+
+
+def quality_of(client, participant_id: str) -> str | None:
+    updates = [u for e in client.events if e["type"] == "connection_quality" for u in e["updates"]]
+    mine = [u["quality"] for u in updates if u["participant_id"] == participant_id]
+    return mine[-1] if mine else None
+
+
+async def test_lossy_subscriber_is_poor_then_good_again(server, clients):
+    publisher = await clients()
+    await publisher.join("quality", "alice")
+    await publisher.publish([ToneAudioTrack(), PatternVideoTrack(320, 240)])
+    subscriber = await clients()
+    await subscriber.join("quality", "bob")
+    tracks = {t.kind: t for t in await subscriber.wait_tracks(2)}
+    assert len(await count_frames(tracks["video"].track, 1.0)) >= 3
+    participant = server.rooms.rooms["quality"].participants[subscriber.participant_id]
+    assert participant.quality.quality in (EXCELLENT, GOOD)
+
+    loss = EgressLoss(participant.subscriber.transport)
+    receiving = asyncio.ensure_future(count_frames(tracks["video"].track, 30))  # keep decoding
+    try:
+        await eventually(lambda: quality_of(subscriber, subscriber.participant_id) == POOR, timeout=10,
+                         message="25% loss toward the subscriber was not reported as poor")
+        assert quality_of(publisher, subscriber.participant_id) == POOR  # the room hears it too
+        update = [u for e in subscriber.events if e["type"] == "connection_quality"
+                  for u in e["updates"] if u["quality"] == POOR][-1]
+        assert update["downstream_loss"] >= 10, update
+        assert loss.dropped > 20
+
+        loss.stop()
+        await eventually(lambda: quality_of(subscriber, subscriber.participant_id) in (EXCELLENT, GOOD),
+                         timeout=15, message="quality did not recover once the loss stopped")
+        assert quality_of(publisher, subscriber.participant_id) in (EXCELLENT, GOOD)
+    finally:
+        receiving.cancel()
+        await asyncio.gather(receiving, return_exceptions=True)
+    # the publisher's own upstream was clean all along
+    assert quality_of(subscriber, publisher.participant_id) in (None, EXCELLENT, GOOD)
