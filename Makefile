@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 CHROMIUM ?= /usr/lib/chromium/chromium
 
-.PHONY: run test install install-test chromium coturn janus unit bench bench-janus loadgen clean
+.PHONY: run test install install-test chromium coturn janus redis-server unit bench bench-janus loadgen clean
 
 $(BIN)/pysfu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,7 +66,22 @@ janus:
 		systemctl disable --now janus.service >/dev/null 2>&1 || true; \
 	elif [ -x /etc/init.d/janus ]; then /etc/init.d/janus stop >/dev/null 2>&1 || true; fi
 
-test: install-test chromium coturn janus
+
+# Debian's redis-server for the cluster tests (they start their own on a free
+# loopback port): installed when missing and we are root; the system service
+# it brings is left stopped.
+redis-server:
+	@if command -v redis-server >/dev/null; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian redis-server for the cluster tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null \
+		 && (systemctl disable --now redis-server >/dev/null 2>&1 || true)) \
+		|| echo "redis-server install failed: cluster tests will be skipped"; \
+	else \
+		echo "redis-server missing: cluster tests will be skipped (run 'sudo apt-get install redis-server')"; \
+	fi
+
+test: install-test chromium coturn janus redis-server
 	$(BIN)/python -m pytest -q -rs tests
 
 unit: install-test

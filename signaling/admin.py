@@ -23,7 +23,9 @@ from pydantic import BaseModel, Field, ValidationError
 from sfu.room import Room, RoomRegistry
 
 from .auth import AuthCode, AuthError, Claims, verify_token
+from .cluster import Cluster, ClusterError, NodeInfo, api_url
 from .config import ServerConfig
+from .forward import Forwarder, forwarded
 
 Handler = Callable[[web.Request, Optional[BaseModel]], Awaitable[web.StreamResponse]]
 
@@ -37,10 +39,16 @@ class RoomInfo(BaseModel):
     max_participants: int
     metadata: str
     created_at: int
+    #: The node that owns the room; empty on a single node without Redis.
+    node: str = ""
 
 
 class RoomList(BaseModel):
     rooms: list[RoomInfo]
+
+
+class NodeList(BaseModel):
+    nodes: list[NodeInfo]
 
 
 class CreateRoom(BaseModel):
@@ -181,8 +189,29 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
 
 
 async def list_rooms(request: web.Request, body: None) -> web.Response:
-    rooms = [RoomInfo(**room.summary()) for room in _registry(request).rooms.values()]
+    """Every room of the cluster: this node's as they are now, the others'
+    as of their last heartbeat."""
+    cluster = request.app[ADMIN_STATE].cluster
+    node = cluster.id if cluster else ""
+    rooms = [RoomInfo(**room.summary(), node=node) for room in _registry(request).rooms.values()]
+    if cluster is not None:
+        for other in await cluster.nodes():
+            if other.id != cluster.id:
+                rooms += [RoomInfo(**{**room, "node": other.id}) for room in other.rooms]
     return _json(RoomList(rooms=rooms))
+
+
+async def list_nodes(request: web.Request, body: None) -> web.Response:
+    """The live nodes of the cluster with their load; a lone node without
+    Redis lists itself."""
+    state = request.app[ADMIN_STATE]
+    if state.cluster is not None:
+        return _json(NodeList(nodes=await state.cluster.nodes()))
+    rooms = [room.summary() for room in state.rooms.rooms.values()]
+    url = state.config.node_url
+    lone = NodeInfo(id=state.config.cluster.node_id or "local", url=url, api=api_url(url), rooms=rooms,
+                    participants=sum(r["num_participants"] for r in rooms))
+    return _json(NodeList(nodes=[lone]))
 
 
 async def create_room(request: web.Request, body: CreateRoom) -> web.Response:
@@ -288,7 +317,8 @@ async def stop_recording(request: web.Request, body: None) -> web.Response:
 ROOM = "/api/rooms/{room}"
 PARTICIPANT = ROOM + "/participants/{identity}"
 ROUTES = [
-    Route("GET", "/api/rooms", list_rooms, "roomList", "List rooms", response=RoomList),
+    Route("GET", "/api/rooms", list_rooms, "roomList", "List rooms (of every node)", response=RoomList),
+    Route("GET", "/api/nodes", list_nodes, "roomList", "List the live nodes and their load", response=NodeList),
     Route("POST", "/api/rooms", create_room, "roomCreate", "Create an empty room",
           CreateRoom, RoomInfo, 201, (400, 409)),
     Route("DELETE", ROOM, delete_room, "roomCreate", "Delete a room; everyone in it gets leave",
@@ -323,6 +353,8 @@ ROUTES = [
 class AdminState:
     rooms: RoomRegistry
     config: ServerConfig
+    cluster: Optional[Cluster] = None
+    forwarder: Optional[Forwarder] = None
 
 
 ADMIN_STATE = web.AppKey("admin", AdminState)
@@ -335,12 +367,32 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             claims = _claims(request, state.config)
             _authorize(claims, route.grant, request.match_info.get("room"))
             body = await _read_body(request, route.body) if route.body else None
+            owner = await _elsewhere(request, route, body)
+            if owner is not None:
+                return await state.forwarder.forward(request, owner.api)
             return await route.handler(request, body)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message)
+        except ClusterError as exc:
+            return error_response(503, "cluster_unavailable", str(exc))
 
     handle.__name__ = route.handler.__name__
     return handle
+
+
+async def _elsewhere(request: web.Request, route: Route, body: Optional[BaseModel]) -> Optional[NodeInfo]:
+    """The other node that must answer a request about a room, if any: the
+    room's owner, or for a new room the least-loaded node."""
+    cluster = request.app[ADMIN_STATE].cluster
+    if cluster is None or forwarded(request):
+        return None
+    if route.handler is create_room:
+        node = await cluster.place(body.name)
+    elif "room" in request.match_info:
+        node = await cluster.owner(request.match_info["room"])
+    else:
+        return None
+    return None if node is None or cluster.is_self(node) else node
 
 
 async def _read_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
@@ -360,9 +412,13 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
 
-def setup_admin(app: web.Application, rooms: RoomRegistry, config: ServerConfig) -> None:
-    """Add the /api routes to ``app``."""
-    app[ADMIN_STATE] = AdminState(rooms, config)
+def setup_admin(app: web.Application, rooms: RoomRegistry, config: ServerConfig,
+                cluster: Optional[Cluster] = None) -> None:
+    """Add the /api routes to ``app``; with a cluster, requests about a room
+    on another node are forwarded there."""
+    app[ADMIN_STATE] = AdminState(rooms, config, cluster, Forwarder(cluster.id) if cluster else None)
+    if cluster is not None:
+        app.on_cleanup.append(lambda app: app[ADMIN_STATE].forwarder.close())
     for route in ROUTES:
         app.router.add_route(route.method, route.path, _wrap(route))
     app.router.add_get("/api/openapi.json", openapi)
@@ -371,7 +427,8 @@ def setup_admin(app: web.Application, rooms: RoomRegistry, config: ServerConfig)
 # --- OpenAPI --------------------------------------------------------------------
 
 STATUS_TEXT = {400: "Bad request", 401: "Missing or invalid token", 403: "Grant missing",
-               404: "Not found", 409: "Conflict"}
+               404: "Not found", 409: "Conflict", 502: "The room's node did not answer",
+               503: "Redis cannot be reached"}
 
 
 def openapi_document() -> dict:
@@ -407,7 +464,8 @@ def _operation(route: Route, schemas: dict) -> dict:
         ok["content"] = {"application/json": {"schema": _schema(route.response, schemas)}}
     responses = {str(route.status): ok}
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
-    for status in sorted({401, 403, *route.errors}):
+    cluster = {502, 503} if "{room}" in route.path or route.handler is create_room else {503}
+    for status in sorted({401, 403, *route.errors, *cluster}):
         responses[str(status)] = {"description": STATUS_TEXT[status], **error}
     operation = {
         "summary": route.summary,

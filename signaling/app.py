@@ -21,6 +21,7 @@ from sfu.room import RoomObserver, RoomRegistry
 
 from .admin import setup_admin
 from .auth import VideoGrant, create_token
+from .cluster import Cluster, registry_load
 from .config import ServerConfig
 from .limits import JoinLimiter
 from .resume import ResumeTokens
@@ -38,6 +39,7 @@ SOCKETS = web.AppKey("sockets", weakref.WeakSet)
 JOINS = web.AppKey("joins", JoinLimiter)
 WEBHOOKS = web.AppKey("webhooks", Optional[WebhookSender])
 DRAINING = web.AppKey("draining", asyncio.Event)
+CLUSTER = web.AppKey("cluster", Optional[Cluster])
 RESUMES = web.AppKey("resumes", ResumeTokens)
 
 #: aiohttp closes a connection (code 1009) whose message exceeds this many
@@ -53,7 +55,10 @@ def create_app(config: ServerConfig | None = None, observer: Optional[RoomObserv
     app = web.Application()
     app[CONFIG] = config
     app[WEBHOOKS] = _webhook_sender(config)
-    observer = _chain(app[WEBHOOKS].observe if app[WEBHOOKS] else None, observer)
+    app[DRAINING] = asyncio.Event()
+    app[CLUSTER] = _cluster(app) if config.cluster.enabled else None
+    observer = _chain(app[WEBHOOKS].observe if app[WEBHOOKS] else None,
+                      app[CLUSTER].observe if app[CLUSTER] else None, observer)
     app[ROOMS] = RoomRegistry(config.sfu, capacity=config.limits.room_capacity, observer=observer)
     app[METRICS] = CollectorRegistry()
     app[METRICS].register(SfuCollector(app[ROOMS]))
@@ -61,13 +66,12 @@ def create_app(config: ServerConfig | None = None, observer: Optional[RoomObserv
     app[SERVER_METRICS] = ServerMetrics(app[METRICS], lambda: app[WEBHOOKS].stats if app[WEBHOOKS] else Counter())
     app[SOCKETS] = weakref.WeakSet()
     app[JOINS] = JoinLimiter(config.limits.joins_per_minute)
-    app[DRAINING] = asyncio.Event()
     app[RESUMES] = ResumeTokens()
     app.router.add_get("/ws", websocket)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    setup_admin(app, app[ROOMS], config)
+    setup_admin(app, app[ROOMS], config, app[CLUSTER])
     if config.dev:
         app.router.add_get("/dev/token", dev_token)
     app.router.add_get("/", index)
@@ -106,6 +110,12 @@ def _webhook_sender(config: ServerConfig) -> Optional[WebhookSender]:
     return WebhookSender(settings, api_key, config.keys[api_key])
 
 
+def _cluster(app: web.Application) -> Cluster:
+    """This node's membership of the Redis cluster (issue 7)."""
+    config = app[CONFIG]
+    return Cluster(config.cluster, config.node_url, lambda: registry_load(app[ROOMS]), app[DRAINING].is_set)
+
+
 async def _udp_port(app: web.Application) -> AsyncIterator[None]:
     """Single-port mode: bind the shared media sockets at start (a taken port
     stops the server here, not at the first join) and close them at the end."""
@@ -120,6 +130,8 @@ async def _udp_port(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
+    if app[CLUSTER]:
+        await app[CLUSTER].start()
     app[SERVER_METRICS].start()
     if app[WEBHOOKS]:
         app[WEBHOOKS].start()
@@ -127,6 +139,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     await app[SERVER_METRICS].stop()
     if app[WEBHOOKS]:
         await app[WEBHOOKS].stop()
+    if app[CLUSTER]:
+        await app[CLUSTER].stop()
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
@@ -138,6 +152,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         ws, request.app[ROOMS], config,
         address=_client_address(request), joins=request.app[JOINS],
         draining=request.app[DRAINING].is_set, metrics=request.app[SERVER_METRICS],
+        cluster=request.app[CLUSTER],
         resumes=request.app[RESUMES],
     )
     await session.run()

@@ -72,6 +72,14 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--worker-room-limit", type=int, metavar="N",
                        help="participants of a room on one worker before it spans another (default 100)")
     serve.add_argument("--no-uvloop", action="store_true", default=None, help="use asyncio's default event loop")
+    cluster = serve.add_argument_group("cluster (many nodes through Redis; docs/cluster.md)")
+    cluster.add_argument("--redis-url", metavar="URL", help="join the cluster at this Redis, e.g. redis://10.0.0.5:6379/0")
+    cluster.add_argument("--node-id", metavar="ID", help="this node's name (default: hostname plus random hex)")
+    cluster.add_argument("--node-url", metavar="URL",
+                         help="ws:// URL clients reach this node at (default ws://HOST:PORT/ws)")
+    cluster.add_argument("--heartbeat", type=float, metavar="SECONDS", help="seconds between heartbeats (default 2)")
+    cluster.add_argument("--node-ttl", type=float, metavar="SECONDS",
+                         help="a silent node and its rooms expire after this (default 6, at most 10)")
 
 
 def _add_token_create(create: argparse.ArgumentParser) -> None:
@@ -117,6 +125,8 @@ def serve_flags(args: argparse.Namespace) -> dict[str, Any]:
     flags["limits"] = _given(limits)
     flags["webhooks"] = _given({"urls": args.webhook_url})
     flags["sfu"] = _given({"ice": _given(ice), "resume_grace": args.resume_grace})
+    flags["cluster"] = _given({"redis_url": args.redis_url, "node_id": args.node_id, "url": args.node_url,
+                               "heartbeat": args.heartbeat, "ttl": args.node_ttl})
     flags["ice_servers"] = _given({"turn_urls": args.turn_url, "turn_secret": args.turn_secret,
                                    "turn_ttl": args.turn_ttl, "stun_urls": args.stun_url})
     return _given(flags)
@@ -158,6 +168,7 @@ def worker_count(config: ServerConfig) -> int:
 async def serve(config: ServerConfig) -> None:
     """Serve until SIGTERM/SIGINT, then drain for up to the grace period."""
     from .app import create_app, drain
+    from .cluster import ClusterError
     from .front import create_front_app, stop_workers
 
     workers = worker_count(config)
@@ -168,7 +179,10 @@ async def serve(config: ServerConfig) -> None:
         app = create_app(config)
         stopping = drain
     runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except ClusterError as exc:
+        raise SystemExit(f"pysfu: {exc}") from None
     await web.TCPSite(runner, config.host, config.port).start()
     print(f"pysfu listening on http://{config.host}:{config.port} ({workers} worker{'s' * (workers > 1)})",
           file=sys.stderr, flush=True)

@@ -37,6 +37,10 @@ def _codecs_of(mime_type: str) -> list:
     return chosen + [c for c in codecs if c.mimeType.lower() == "video/rtx"]
 
 
+#: Redirects (issue 7: the room lives on another node) a join follows at most.
+MAX_REDIRECTS = 3
+
+
 class ClientError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
@@ -131,10 +135,24 @@ class Client:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()
         self._ws = await self._session.ws_connect(self.url)
+        self._start_tasks()
+
+    def _start_tasks(self) -> None:
         self._tasks = [
             asyncio.ensure_future(self._read()),
             asyncio.ensure_future(self._answer_offers()),
         ]
+
+    async def _reconnect(self, url: str) -> None:
+        """Move the signaling connection to ``url`` (before joining only)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._ws.close()
+        self.url = url
+        self.closed.clear()
+        self._ws = await self._session.ws_connect(url)
+        self._start_tasks()
 
     async def send_raw(self, text: str) -> None:
         await self._ws.send_str(text)
@@ -205,11 +223,24 @@ class Client:
     # --- room -----------------------------------------------------------------
 
     async def join(self, room: str, name: str = "", auto_subscribe: bool = True, token: Optional[str] = None) -> dict:
-        """Join ``room``; ``token`` is required when the server has API keys."""
+        """Join ``room``; ``token`` is required when the server has API keys.
+
+        When the room lives on another node, the server answers ``redirect``:
+        the client reconnects there and joins with the ticket it was given
+        (``self.url`` is then the owner's URL)."""
         message = {"type": "join", "room": room, "name": name, "auto_subscribe": auto_subscribe}
         if token is not None:
             message["token"] = token
         response = await self.request(message)
+        for _ in range(MAX_REDIRECTS):
+            if response["type"] != "redirect":
+                break
+            await self._reconnect(response["url"])
+            if response.get("ticket"):
+                message["token"] = response["ticket"]
+            response = await self.request(message)
+        if response["type"] == "redirect":
+            raise ClientError("too_many_redirects", f"still redirected after {MAX_REDIRECTS} hops")
         self._joined(response)
         return response
 

@@ -85,6 +85,50 @@ class Webhooks(_Settings):
         return value
 
 
+class Cluster(_Settings):
+    """Many nodes through Redis (docs/cluster.md); no ``redis_url``: one node."""
+
+    #: e.g. redis://127.0.0.1:6379/0; empty runs one embedded node, no Redis.
+    redis_url: str = ""
+    #: This node's name in the registry; default: hostname plus random hex.
+    node_id: str = ""
+    #: The signaling URL other nodes redirect clients to (ws://host:port/ws);
+    #: default: built from host and port (which then must be a real address).
+    url: str = ""
+    #: Seconds between two heartbeats (load report, room claims refreshed).
+    heartbeat: float = Field(default=2, gt=0)
+    #: Seconds after its last heartbeat that a node and its room claims expire.
+    ttl: float = Field(default=6, gt=0, le=10)
+    #: Lifetime in seconds of the ticket a redirect hands the client.
+    ticket_ttl: float = Field(default=30, gt=0)
+    #: Prefix of every Redis key, so several clusters can share one Redis.
+    prefix: str = Field(default="pysfu", min_length=1)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("the Redis URL must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if value and not value.startswith(("ws://", "wss://")):
+            raise ValueError("the node URL must start with ws:// or wss://")
+        return value
+
+    @model_validator(mode="after")
+    def _check_ttl(self) -> "Cluster":
+        if self.redis_url and self.ttl < 2 * self.heartbeat:
+            raise ValueError(f"ttl ({self.ttl}) must be at least twice the heartbeat ({self.heartbeat})")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.redis_url)
+
+
 #: RFC 7064/7065 URLs: stun(s):host[:port], turn(s):host[:port][?transport=udp|tcp].
 _ICE_URL = re.compile(
     r"(?P<scheme>stuns?|turns?):(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)"
@@ -199,6 +243,7 @@ class ServerConfig(_Settings):
     webhooks: Webhooks = Field(default_factory=Webhooks)
     sfu: SfuConfig = Field(default_factory=SfuConfig)
     ice_servers: IceServers = Field(default_factory=IceServers)
+    cluster: Cluster = Field(default_factory=Cluster)
 
     @field_validator("keys", mode="before")
     @classmethod
@@ -229,6 +274,21 @@ class ServerConfig(_Settings):
         if key and key not in self.keys:
             raise ValueError(f"webhooks.api_key {key!r} is not one of the configured keys")
         return self
+
+    @model_validator(mode="after")
+    def _check_node_url(self) -> "ServerConfig":
+        wildcard = self.host in ("0.0.0.0", "::", "") or self.port == 0
+        if self.cluster.enabled and not self.cluster.url and wildcard:
+            raise ValueError("with cluster.redis_url, give cluster.url (the ws:// URL clients reach this node at)")
+        if self.cluster.enabled and self.dev and not self.keys:
+            raise ValueError("a cluster's nodes must share their keys: --dev alone makes up a key per node")
+        return self
+
+    @property
+    def node_url(self) -> str:
+        """The signaling URL other nodes send this node's clients to."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return self.cluster.url or f"ws://{host}:{self.port}/ws"
 
     @property
     def open(self) -> bool:

@@ -12,6 +12,9 @@ public HTTP/WebSocket port in front of N worker processes.
   requests sent to the workers that host it.
 * /healthz, /readyz answered here; everything else (demo page, /dev/token)
   is served by a worker.
+* With a Redis URL the front is the node of the cluster (signaling/cluster.py):
+  a join for a room another node owns is answered with ``redirect``, and
+  admin requests about such a room are forwarded there.
 """
 
 from __future__ import annotations
@@ -20,20 +23,28 @@ import asyncio
 import json
 import logging
 import re
+from collections import Counter
 from typing import Optional
 
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from . import protocol as p
 from .app import FORWARDED_FOR, HARD_SIZE_FACTOR, _with_dev_key
+from .auth import AuthError
+from .cluster import Cluster, ClusterError, LocalLoad, NodeInfo, api_url
 from .config import ServerConfig
+from .forward import Forwarder, forwarded
 from .supervisor import Supervisor, Worker, place
+from .tickets import ticket_for_join
 
 log = logging.getLogger(__name__)
 
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 CLIENT = web.AppKey("client", aiohttp.ClientSession)
 STATE = web.AppKey("state", dict)
+CLUSTER = web.AppKey("cluster", Optional[Cluster])
+FORWARDER = web.AppKey("forwarder", Optional[Forwarder])
 WORKER_RESTARTED = "worker_restarted"
 ROOM_PATH = re.compile(r"^/api/rooms/([^/]+)")
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "upgrade", "keep-alive"}
@@ -44,12 +55,18 @@ def create_front_app(config: ServerConfig, count: int) -> web.Application:
     app = web.Application()
     app[SUPERVISOR] = Supervisor(config, count)
     app[STATE] = {"config": config, "draining": False, "sessions": set(), "relayed": 0}
+    cluster = None
+    if config.cluster.enabled:
+        cluster = Cluster(config.cluster, config.node_url, lambda: _node_load(app), lambda: app[STATE]["draining"])
+    app[CLUSTER] = cluster
+    app[FORWARDER] = Forwarder(cluster.id) if cluster else None
     app.router.add_get("/ws", websocket)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_route("*", "/api/rooms", admin_rooms)
     app.router.add_route("*", "/api/rooms/{tail:.*}", admin_room)
+    app.router.add_get("/api/nodes", admin_nodes)
     app.router.add_route("*", "/{tail:.*}", proxy_any)
     app.cleanup_ctx.append(_workers)
     return app
@@ -58,10 +75,26 @@ def create_front_app(config: ServerConfig, count: int) -> web.Application:
 async def _workers(app: web.Application):
     supervisor = app[SUPERVISOR]
     supervisor.on_worker_lost = lambda worker: _worker_lost(app, worker)
+    if app[CLUSTER]:
+        await app[CLUSTER].start()
     app[CLIENT] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
     await supervisor.start()
     yield
     await app[CLIENT].close()
+    if app[CLUSTER]:
+        await app[FORWARDER].close()
+        await app[CLUSTER].stop()
+
+
+def _node_load(app: web.Application) -> LocalLoad:
+    """The node's rooms as the front sees them: relayed sessions per room."""
+    counts: Counter = Counter()
+    for worker in app[SUPERVISOR].workers:
+        counts.update(worker.sessions)
+    capacity = app[STATE]["config"].limits.room_capacity
+    rooms = [{"name": name, "num_participants": count, "max_participants": capacity, "metadata": "",
+              "created_at": 0} for name, count in counts.items() if count > 0]
+    return LocalLoad(rooms, packet_rate=sum(w.packets_out_rate for w in app[SUPERVISOR].workers))
 
 
 async def stop_workers(app: web.Application, grace: float) -> None:
@@ -103,6 +136,7 @@ class Relay:
             return
         self.worker, self.generation = worker, worker.generation
         supervisor.joining(worker, self.room)
+        self._rooms_changed()
         self.app[STATE]["sessions"].add(self)
         self.app[STATE]["relayed"] += 1
         try:
@@ -117,6 +151,7 @@ class Relay:
         finally:
             self.app[STATE]["sessions"].discard(self)
             supervisor.left(worker, self.room, self.generation)
+            self._rooms_changed()
             if self.lost and not self.client.closed:
                 await self._tell_rejoin()
             if self.upstream is not None:
@@ -140,12 +175,39 @@ class Relay:
                     await self._send_error(request_id, "server_draining", "the server is shutting down")
                     continue
                 self.room = data["room"]
+                if self.app[CLUSTER] is not None and await self._redirected(data):
+                    return None
                 return message.data
             if isinstance(data, dict) and data.get("type") == "ping":
                 await self.client.send_str(json.dumps({"type": "pong", "id": request_id}))
                 continue
             await self._send_error(request_id, "not_joined", "join a room first")
         return None
+
+    def _rooms_changed(self) -> None:
+        if self.app[CLUSTER] is not None:
+            self.app[CLUSTER].nudge()
+
+    async def _redirected(self, join: dict) -> bool:
+        """Answer ``redirect`` (or the error that stops the join) when another
+        node owns the room; False when it is this node's."""
+        cluster, request_id = self.app[CLUSTER], join.get("id")
+        if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
+            return False  # the worker answers bad_message
+        try:
+            owner = await cluster.place(self.room)
+            if cluster.is_self(owner):
+                return False
+            ticket = ticket_for_join(self.app[STATE]["config"], join.get("token"), self.room)
+        except ClusterError as exc:
+            await self._send_error(request_id, p.ErrorCode.CLUSTER_UNAVAILABLE, f"cannot place the room: {exc}")
+            return True
+        except AuthError as exc:
+            await self._send_error(request_id, exc.code, exc.message)
+            return True
+        redirect = p.Redirect(id=request_id, url=owner.url, node=owner.id, ticket=ticket)
+        await self.client.send_str(redirect.model_dump_json(exclude_none=True))
+        return True
 
     async def _client_to_worker(self) -> None:
         async for message in self.client:
@@ -300,8 +362,9 @@ async def proxy_any(request: web.Request) -> web.StreamResponse:
 
 
 async def admin_rooms(request: web.Request) -> web.Response:
-    """GET: every worker's rooms, merged by name; POST: create on the worker
-    the room is on (409 there), else on the least loaded one."""
+    """GET: every worker's rooms, merged by name (and the other nodes' rooms);
+    POST: create on the worker the room is on (409 there), else on the least
+    loaded one (of the least-loaded node)."""
     app = request.app
     body = await request.read()
     if request.method == "POST":
@@ -309,6 +372,10 @@ async def admin_rooms(request: web.Request) -> web.Response:
             name = json.loads(body or b"null").get("name")
         except (ValueError, AttributeError):
             name = None
+        if isinstance(name, str) and name:
+            elsewhere = await _other_node(request, name, place_new=True)
+            if elsewhere is not None:
+                return elsewhere
         hosts = _hosts(app, name) if isinstance(name, str) else []
         worker = hosts[0] if hosts else place(name or "", app[SUPERVISOR].workers,
                                              app[STATE]["config"].worker_room_limit)
@@ -327,7 +394,59 @@ async def admin_rooms(request: web.Request) -> web.Response:
         for room in json.loads(response.body)["rooms"]:
             seen = rooms.setdefault(room["name"], room)
             seen["num_participants"] = max(seen["num_participants"], room["num_participants"])
+    cluster = app[CLUSTER]
+    if cluster is not None:
+        try:
+            others = [n for n in await cluster.nodes() if n.id != cluster.id]
+        except ClusterError as exc:
+            return _cluster_unavailable(exc)
+        for room in rooms.values():
+            room["node"] = cluster.id
+        rooms.update({room["name"]: {**room, "node": node.id} for node in others for room in node.rooms})
     return web.json_response({"rooms": list(rooms.values())})
+
+
+async def _other_node(request: web.Request, room: str, place_new: bool = False) -> Optional[web.Response]:
+    """With a cluster: the answer of the node that owns ``room`` (for a new
+    room, the node it is placed on) when that is another node."""
+    cluster = request.app[CLUSTER]
+    if cluster is None or forwarded(request):
+        return None
+    try:
+        node = await (cluster.place(room) if place_new else cluster.owner(room))
+    except ClusterError as exc:
+        return _cluster_unavailable(exc)
+    if node is None or cluster.is_self(node):
+        return None
+    return await request.app[FORWARDER].forward(request, node.api)
+
+
+def _cluster_unavailable(exc: ClusterError) -> web.Response:
+    return web.json_response({"error": {"code": "cluster_unavailable", "message": str(exc)}}, status=503)
+
+
+async def admin_nodes(request: web.Request) -> web.Response:
+    """The live nodes (or this node alone, without Redis). A worker checks
+    the token first, as for every admin request."""
+    worker = _any_worker(request.app)
+    if worker is None:
+        return _unavailable()
+    checked = await _forward(request.app, worker, request, b"")
+    if checked.status != 200:
+        return checked
+    cluster = request.app[CLUSTER]
+    try:
+        nodes = await cluster.nodes() if cluster else [_lone_node(request.app)]
+    except ClusterError as exc:
+        return _cluster_unavailable(exc)
+    return web.json_response({"nodes": [node.model_dump() for node in nodes]})
+
+
+def _lone_node(app: web.Application) -> NodeInfo:
+    config, load = app[STATE]["config"], _node_load(app)
+    return NodeInfo(id=config.cluster.node_id or "local", url=config.node_url, api=api_url(config.node_url),
+                    rooms=load.rooms, participants=sum(r["num_participants"] for r in load.rooms),
+                    packets_per_second=load.packet_rate)
 
 
 def _hosts(app: web.Application, room: str) -> list[Worker]:
@@ -341,6 +460,9 @@ async def admin_room(request: web.Request) -> web.Response:
     app = request.app
     body = await request.read()
     match = ROOM_PATH.match(request.path)
+    elsewhere = await _other_node(request, match.group(1)) if match else None
+    if elsewhere is not None:
+        return elsewhere
     hosts = _hosts(app, match.group(1)) if match else []
     if not hosts:  # an empty room made by POST /api/rooms lives on one worker: ask all
         hosts = [w for w in app[SUPERVISOR].workers if w.alive]

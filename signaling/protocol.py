@@ -50,6 +50,9 @@ class ErrorCode:
     TOO_MANY_JOINS = "too_many_joins"
     SERVER_DRAINING = "server_draining"
 
+    # Many nodes through Redis (issue 7, signaling/cluster.py).
+    CLUSTER_UNAVAILABLE = "cluster_unavailable"
+
     # Reconnect and resume (``resume``).
     RESUME_TOKEN_INVALID = "resume_token_invalid"
     RESUME_TOKEN_USED = "resume_token_used"
@@ -409,6 +412,20 @@ class JoinResponse(_Message):
     resumed: bool = False
 
 
+class Redirect(_Message):
+    """The answer to ``join`` when another node owns the room (issue 7):
+    connect to ``url`` and send the same join there, with ``ticket`` (when
+    given) as its token."""
+
+    type: Literal["redirect"] = "redirect"
+    id: RequestId
+    url: str
+    #: The node that owns the room.
+    node: str
+    #: A short-lived token for this room; absent on an open server.
+    ticket: Optional[str] = None
+
+
 class PublishResponse(_Message):
     type: Literal["publish_response"] = "publish_response"
     id: RequestId
@@ -631,6 +648,7 @@ class ConnectionQuality(_Message):
 ServerMessage = Annotated[
     Union[
         JoinResponse,
+        Redirect,
         PublishResponse,
         Ok,
         Pong,

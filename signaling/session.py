@@ -23,6 +23,7 @@ from sfu.transport import SdpError
 
 from . import protocol as p
 from .auth import AuthError, Claims, check_join, open_claims, verify_token
+from .cluster import Cluster, ClusterError
 from .config import ServerConfig
 from .ice_servers import ice_servers_for
 from .limits import JoinLimiter, TokenBucket
@@ -30,6 +31,7 @@ from .logs import bind_log_context
 from .permissions import check_publish, check_subscribe
 from .resume import ResumeError, ResumeTokens
 from .server_metrics import ServerMetrics
+from .tickets import create_ticket
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ class Session:
         joins: Optional[JoinLimiter] = None,
         draining: Callable[[], bool] = lambda: False,
         metrics: Optional[ServerMetrics] = None,
+        cluster: Optional[Cluster] = None,
         resumes: Optional[ResumeTokens] = None,
     ) -> None:
         self.ws = ws
@@ -96,6 +99,7 @@ class Session:
         self._bucket = TokenBucket(limits.messages_per_second, limits.message_burst)
         self._draining = draining
         self._metrics = metrics
+        self._cluster = cluster
         self._resumes = resumes or ResumeTokens()
 
     async def run(self) -> None:
@@ -179,9 +183,13 @@ class Session:
         if not self._joins.allow(self.address):
             raise SignalingError(p.ErrorCode.TOO_MANY_JOINS, "too many joins from this address: wait a minute")
 
-    async def _on_join(self, request: p.Join) -> p.JoinResponse:
+    async def _on_join(self, request: p.Join) -> p.JoinResponse | p.Redirect:
         self._check_can_join(request)
         claims = self._authorize_join(request)
+        if self._cluster is not None:
+            redirect = await self._redirect(request, claims)
+            if redirect is not None:
+                return redirect
         room = self.rooms.get_or_create(request.room)
         if not self.config.open and room.find_identity(claims.identity) is not None:
             await room.remove(room.find_identity(claims.identity), "duplicate_identity")
@@ -232,6 +240,21 @@ class Session:
             resume_grace=grace if grace > 0 else None,
             resumed=resumed,
         )
+
+    async def _redirect(self, request: p.Join, claims: Claims) -> Optional[p.Redirect]:
+        """A redirect to the node that owns the room, unless it is this one."""
+        try:
+            owner = await self._cluster.place(request.room)
+        except ClusterError as exc:
+            raise SignalingError(p.ErrorCode.CLUSTER_UNAVAILABLE, f"cannot place the room: {exc}") from None
+        if self._cluster.is_self(owner):
+            return None
+        self._closing = True  # the client goes on at the owner
+        ticket = None
+        if not self.config.open:
+            ticket = create_ticket(request.token, claims, self.config.keys, self.config.cluster.ticket_ttl)
+        log.info("room %r lives on node %s: redirected", request.room, owner.id)
+        return p.Redirect(id=request.id, url=owner.url, node=owner.id, ticket=ticket)
 
     async def _on_publish(self, request: p.Publish) -> p.PublishResponse:
         participant = self._require_participant()

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from .config import ServerConfig
+from .config import Cluster, ServerConfig
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ class Supervisor:
         sfu = self.config.sfu.model_copy(update={"ice": ice})
         return self.config.model_copy(update={
             "worker_index": index, "host": "127.0.0.1", "port": 0, "workers": 1, "sfu": sfu,
+            "cluster": Cluster(),  # the front is the node in the Redis cluster, not each worker
         })
 
     async def start(self) -> None:

@@ -59,6 +59,8 @@ export const SCREEN_SHARE_ENCODING = Object.freeze({ maxBitrate: 2_500_000, maxF
 
 /** Chat messages the client keeps (the server keeps as many per room). */
 export const CHAT_HISTORY = 100;
+/** Redirects a join follows at most (a room lives on another node, issue 7). */
+const MAX_REDIRECTS = 3;
 
 /** Subscriber-side qualities, lowest first ("auto" = adaptive / no explicit quality). */
 export const QUALITIES = Object.freeze(["low", "medium", "high"]);
@@ -358,6 +360,17 @@ export class PysfuClient extends EventTarget {
     return this._opened;
   }
 
+  /** Close the socket quietly and connect to `url` instead (redirect, before joining). */
+  async _moveTo(url) {
+    const old = this.ws;
+    old.onclose = null;
+    old.onmessage = null;
+    old.close(1000, "redirect");
+    this.ws = null;
+    this.url = url;
+    await this.connect();
+  }
+
   /**
    * Send a request; an `id` is added.  Resolves with the server's response
    * (join_response, publish_response, ok, pong); rejects with a PysfuError
@@ -525,13 +538,23 @@ export class PysfuClient extends EventTarget {
    * @param {{autoSubscribe?: boolean, token?: string}} [options]
    *   `token`: access token (JWT), required when the server has API keys
    * @returns {Promise<Object>} the join_response
+   *
+   * When the room lives on another node of a cluster the server answers
+   * `redirect`: the client moves its socket to that node's URL and joins
+   * there with the ticket it was given (`this.url` is then the owner's).
    */
   async join(room, name = "", options = {}) {
     await this.connect();
     const autoSubscribe = options.autoSubscribe !== false;
     const msg = { type: "join", room, name, version: PROTOCOL_VERSION, auto_subscribe: autoSubscribe };
     if (options.token) msg.token = options.token;
-    const res = await this.request(msg);
+    let res = await this.request(msg);
+    for (let hops = 0; res.type === "redirect"; hops++) {
+      if (hops === MAX_REDIRECTS) throw new PysfuError("too_many_redirects", `still redirected after ${hops} hops`);
+      await this._moveTo(res.url);
+      if (res.ticket) msg.token = res.ticket;
+      res = await this.request(msg);
+    }
     this._joinArgs = { name, options };
     this.room = res.room;
     this.participantId = res.participant.id;
