@@ -88,16 +88,7 @@ class Publisher:
             source, muted, rids,
         )
         track.audio_level_id = section.extensions.get(URI_AUDIO_LEVEL)
-        self.tracks_by_mid[section.mid] = track
-        if section.ssrcs and not track.simulcast:
-            self._add_stream(track, section.ssrcs[0], 0)
-            for rtx_ssrc, media_ssrc in section.rtx_ssrcs.items():
-                if media_ssrc == section.ssrcs[0] and section.codec.rtx_payload_type:
-                    self._rtx[rtx_ssrc] = (track.stream, section.codec.payload_type)
-        if self._rid_ext_id is None:
-            self._rid_ext_id = section.extensions.get(URI_RID)
-            self._repaired_rid_ext_id = section.extensions.get(URI_REPAIRED_RID)
-        return track
+        return self._bind(track, section)
 
     def _adopt(self, track: PublishedTrack, section: MediaSection) -> PublishedTrack:
         """Republish: the track keeps its id and its subscribers' down-tracks;
@@ -107,6 +98,10 @@ class Publisher:
         track.codec = section.codec
         track.audio_level_id = section.extensions.get(URI_AUDIO_LEVEL)
         track.reset_layers()
+        return self._bind(track, section)
+
+    def _bind(self, track: PublishedTrack, section: MediaSection) -> PublishedTrack:
+        """The m-line's SSRCs (those it declares; simulcast ones are learned) feed ``track``."""
         self.tracks_by_mid[section.mid] = track
         if section.ssrcs and not track.simulcast:
             self._add_stream(track, section.ssrcs[0], 0)

@@ -94,14 +94,8 @@ class Room:
         return participant
 
     async def leave(self, participant: Participant, reason: str = "left") -> None:
-        if self.participants.get(participant.id) is not participant:
+        if not await self._drop(participant):
             return
-        del self.participants[participant.id]
-        self.speakers.remove(participant.id)
-        self.speech_order.forget(participant.id)
-        for track in list(participant.tracks.values()):
-            self.track_unpublished(participant, track, announce=False)
-        await participant.close()
         self._on_participant_closed(participant)
         if not participant.hidden:
             self._broadcast("participant_left", {"participant_id": participant.id, "reason": reason})
@@ -111,6 +105,18 @@ class Room:
             self._stop_speaker_task()
             await self.recordings.stop()  # files are complete before room_finished
             self._on_empty(self)
+
+    async def _drop(self, participant) -> bool:
+        """Out of the room, its tracks unpublished (quietly) and closed; False if it was not in it."""
+        if self.participants.get(participant.id) is not participant:
+            return False
+        del self.participants[participant.id]
+        self.speakers.remove(participant.id)
+        self.speech_order.forget(participant.id)
+        for track in list(participant.tracks.values()):
+            self.track_unpublished(participant, track, announce=False)
+        await participant.close()
+        return True
 
     # --- participants of other workers of this node (issue 7) ---------------
 
@@ -133,14 +139,8 @@ class Room:
 
     async def remove_remote(self, participant, reason: str) -> None:
         """Like leave, without lifecycle events: its own worker reports those."""
-        if self.participants.get(participant.id) is not participant:
+        if not await self._drop(participant):
             return
-        del self.participants[participant.id]
-        self.speakers.remove(participant.id)
-        self.speech_order.forget(participant.id)
-        for track in list(participant.tracks.values()):
-            self.track_unpublished(participant, track, announce=False)
-        await participant.close()
         if not participant.hidden:
             self._broadcast("participant_left", {"participant_id": participant.id, "reason": reason})
         self.apply_last_n()
