@@ -17,6 +17,7 @@ from .ids import new_id
 from .layer_selector import TrackSettings
 from .published_track import PublishedTrack
 from .publisher import Publisher
+from .slots import SlotSubscriber
 from .subscriber import Subscriber
 
 if TYPE_CHECKING:
@@ -32,7 +33,8 @@ REPORT_EVERY = 4  # ticks between receiver reports to publishers
 class Participant:
     remote = False  # sfu/remote.py: a participant of another worker
     def __init__(
-        self, room: Room, name: str, config: SfuConfig, notify: EventSink, auto_subscribe: bool = True
+        self, room: Room, name: str, config: SfuConfig, notify: EventSink, auto_subscribe: bool = True,
+        slots: Optional[dict[str, int]] = None,
     ) -> None:
         self.id = new_id("PA")
         self.name = name
@@ -49,9 +51,15 @@ class Participant:
         self.hand_raised = False
         self.joined_at = time.monotonic()
         self.publisher = Publisher(self.id, config, self._transport_state)
-        self.subscriber = Subscriber(
-            self.id, config, self._send_offer, self._transport_state, self._layer_changed
-        )
+        if slots:  # slot subscription (sfu/slots.py): a fixed set of m-lines
+            self.subscriber = SlotSubscriber(
+                self.id, config, self._send_offer, self._transport_state, self._layer_changed,
+                slots, lambda mapping: self.notify("slots_changed", {"slots": mapping}),
+            )
+        else:
+            self.subscriber = Subscriber(
+                self.id, config, self._send_offer, self._transport_state, self._layer_changed
+            )
         self.tracks: dict[str, PublishedTrack] = {}
         self.pins: list[str] = []  # participants whose camera this one pinned (last-N)
         self.closed = False

@@ -55,6 +55,7 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "hand_raised": p.HandRaised,
     # speaker detection (issue 4)
     "speakers_changed": p.SpeakersChanged,
+    "slots_changed": p.SlotsChanged,
 }
 
 
@@ -180,6 +181,7 @@ class Session:
                 claims.name or request.name, self._notify,
                 request.auto_subscribe and grant.can_subscribe,
                 identity=claims.identity, metadata=claims.metadata, hidden=grant.hidden,
+                slots=request.slots.model_dump() if request.slots else None,
             )
         except RoomFull:
             raise SignalingError(p.ErrorCode.ROOM_FULL, f"room {request.room!r} is full") from None
