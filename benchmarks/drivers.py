@@ -174,7 +174,8 @@ class PysfuDriver(ServerDriver):
         base = [str(script)] if script.exists() else [sys.executable, "-m", "signaling"]
         argv = base + ["serve", "--port", str(port), "--ice-address", "127.0.0.1",
                        "--log-level", "warning", "--joins-per-minute", "0",
-                       "--room-capacity", str(self.room_capacity)]
+                       "--room-capacity", str(self.room_capacity),
+                       "--workers", "1"]  # one process: its CPU and RSS are the room's
         return argv + ([] if self.uvloop else ["--no-uvloop"])
 
     async def start(self) -> None:
