@@ -62,6 +62,9 @@ class SessionDriver(abc.ABC):
     #: Called with {rid: enabled} when the SFU asks this publisher to pause or
     #: resume simulcast layers (dynacast). Drivers without it never call it.
     on_publisher_layers: Callable[[dict[str, bool]], None] = staticmethod(lambda layers: None)
+    #: Slot subscription asked at join ({"video": n, "audio": m}); drivers
+    #: of SFUs without it ignore it.
+    slots: Optional[dict] = None
 
     @abc.abstractmethod
     async def connect(self) -> None:
@@ -171,7 +174,8 @@ class PysfuDriver(ServerDriver):
         base = [str(script)] if script.exists() else [sys.executable, "-m", "signaling"]
         argv = base + ["serve", "--port", str(port), "--ice-address", "127.0.0.1",
                        "--log-level", "warning", "--joins-per-minute", "0",
-                       "--room-capacity", str(self.room_capacity)]
+                       "--room-capacity", str(self.room_capacity),
+                       "--workers", "1"]  # one process: its CPU and RSS are the room's
         return argv + ([] if self.uvloop else ["--no-uvloop"])
 
     async def start(self) -> None:
@@ -271,12 +275,15 @@ class PysfuSession(SessionDriver):
         self._pump: Optional[asyncio.Task] = None
         self.counters = {"offers": 0, "settings_sent": 0, "errors": 0, "speakers_changed": 0}
         self.ended: Optional[str] = None  # why the server ended the session
+        self.slots: Optional[dict] = None  # slot subscription (set before connect)
 
     async def connect(self) -> None:
         await self.signaling.connect()
         self._pump = asyncio.ensure_future(self._events())
-        response = await self.signaling.request(
-            {"type": "join", "room": self.room, "name": self.identity, "auto_subscribe": True})
+        join = {"type": "join", "room": self.room, "name": self.identity, "auto_subscribe": True}
+        if self.slots:
+            join["slots"] = self.slots
+        response = await self.signaling.request(join)
         for participant in response.get("participants", []):
             self._names[participant["id"]] = participant["name"]
 
@@ -323,6 +330,10 @@ class PysfuSession(SessionDriver):
                                      for t in event.get("tracks", []) if t["kind"] == "video"}
                 self._flowing &= set(self._video_owner)
                 self._offers.put_nowait(event["sdp"])
+            elif kind == "slots_changed":  # what each slot carries now, by track id
+                self._video_owner = {s["track_id"]: s["participant_id"] for s in event["slots"]
+                                     if s["kind"] == "video" and s["track_id"]}
+                self._flowing &= set(self._video_owner)
             elif kind == "participant_joined":
                 participant = event["participant"]
                 self._names[participant["id"]] = participant["name"]

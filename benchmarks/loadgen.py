@@ -76,6 +76,9 @@ class Scenario:
     join_rate: float = 10.0  # participants/s while the room fills
     last_joins_alone: bool = True  # the last one joins the full room after a pause
     churn: int = 0  # participants who leave and rejoin during the window
+    #: Slot subscription (docs/protocol.md): this many video/audio m-lines per
+    #: subscriber instead of one per track; None: one m-line per track.
+    slots: Optional[dict] = None
     description: str = ""
 
 
@@ -83,7 +86,7 @@ SCENARIOS = {
     "s1": Scenario("s1", 33, publishers=1, speakers=1, tile_quality="high",
                    last_joins_alone=False, description="fan-out: 1 publisher -> N subscribers"),
     "s2": Scenario("s2", 25, description="25-person meeting, all cameras on"),
-    "s3": Scenario("s3", 150, last_n=9,
+    "s3": Scenario("s3", 150, last_n=9, slots={"video": 9, "audio": 3},
                    description="150-person meeting, last-N 9, 8 tiles low + speaker high"),
     "s4": Scenario("s4", 150, last_n=9, join_rate=5.0, last_joins_alone=False, churn=50,
                    description="churn: 150 join over 30 s, 50 leave and rejoin"),
@@ -351,7 +354,7 @@ async def run_scenario(scenario: Scenario, driver: ServerDriver, options: RunOpt
             "driver": driver.name, "endpoint": driver.endpoint(), "room": f"load-{scenario.name}",
             "media": asdict(options.media), "join_timeout": options.join_timeout,
             "tile_quality": scenario.tile_quality, "speaker_quality": scenario.speaker_quality,
-            "max_seconds": options.budget(scenario) + 60,
+            "max_seconds": options.budget(scenario) + 60, "slots": scenario.slots,
         }
         workers = await start_workers(max(1, min(options.workers, scenario.participants)),
                                       config, workdir, events)
@@ -476,6 +479,7 @@ def summarize(scenario: Scenario, options: RunOptions, driver: ServerDriver, bef
         "publishers": scenario.participants if scenario.publishers is None else scenario.publishers,
         "speakers_at_once": scenario.speakers,
         "layers_wanted": f"speaker {scenario.speaker_quality}, others {scenario.tile_quality}",
+        "slots": scenario.slots,
         "media": asdict(options.media),
         "workers": options.workers,
         "window_s": round(window, 2),
@@ -623,6 +627,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "50 packets/s of silence, or nothing")
     parser.add_argument("--no-dynacast", action="store_true",
                         help="keep sending every layer when the SFU asks to pause some")
+    parser.add_argument("--slots", help='slot subscription, "VIDEO,AUDIO" (e.g. 9,3), or "off" '
+                        "(one m-line per track); default: the scenario's (s3: 9,3)")
     parser.add_argument("--no-uvloop", action="store_true", help="run pysfu on asyncio's loop")
     parser.add_argument("--join-timeout", type=float, default=60.0)
     parser.add_argument("--keep-logs", action="store_true")
@@ -643,6 +649,9 @@ def scenario_from_args(name: str, args: argparse.Namespace) -> Scenario:
         changes["last_n"] = args.last_n
     if args.join_rate:
         changes["join_rate"] = args.join_rate
+    if args.slots:
+        video, _, audio = args.slots.partition(",")
+        changes["slots"] = None if args.slots == "off" else {"video": int(video), "audio": int(audio or 0)}
     scenario = replace(scenario, **changes)
     if scenario.churn:
         scenario = replace(scenario, churn=min(scenario.churn, scenario.participants // 3))

@@ -46,6 +46,7 @@ class Worker:
         #: ``speaker_quality``, every other camera at ``tile_quality``.
         self.tile_quality = config.get("tile_quality", "high")
         self.speaker_quality = config.get("speaker_quality", "high")
+        self.slots = config.get("slots")  # slot subscription, or None
         self.histogram = LatencyHistogram()
         self.pacer = Pacer(tick=float(config.get("tick", 0.01)))
         self.participants: dict[str, SimulatedParticipant] = {}
@@ -59,8 +60,9 @@ class Worker:
     # --- commands ---------------------------------------------------------------------
 
     async def join(self, identity: str, publish: bool, expect_media: bool) -> None:
-        participant = SimulatedParticipant(identity, self.driver.session(self.room, identity),
-                                           self.media, self.histogram, publish=publish)
+        session = self.driver.session(self.room, identity)
+        session.slots = self.slots
+        participant = SimulatedParticipant(identity, session, self.media, self.histogram, publish=publish)
         participant.speaking = identity in self.speakers
         self.participants[identity] = participant
         self.pacer.participants.append(participant)

@@ -9,21 +9,52 @@ from .rtcp import ReportBlock
 
 
 class PacketCache:
-    """The last ``size`` packets of one stream, by sequence number."""
+    """The last ``size`` packets of one stream, by sequence number.
 
-    __slots__ = ("_mask", "_packets", "_seqs")
+    With ``keep`` (seconds) the cache is sized by time instead: it starts at
+    ``start`` entries and doubles (up to ``size``) whenever a packet would
+    overwrite one younger than ``keep``, so a 15 packets/s layer holds a few
+    dozen packets, not thousands. It never shrinks.
+    """
 
-    def __init__(self, size: int = 1024) -> None:
-        if size <= 0 or size & (size - 1):
+    __slots__ = ("_mask", "_packets", "_seqs", "_times", "_keep", "_max")
+
+    def __init__(self, size: int = 1024, keep: Optional[float] = None, start: int = 64) -> None:
+        if size <= 0 or size & (size - 1) or start <= 0 or start & (start - 1):
             raise ValueError("size must be a power of two")
+        self._max = size
+        self._keep = keep
+        self._allocate(size if keep is None else min(size, start))
+
+    def _allocate(self, size: int) -> None:
         self._mask = size - 1
         self._packets: list[Optional[bytes]] = [None] * size
         self._seqs = [-1] * size
+        self._times = [0.0] * size
 
-    def put(self, seq: int, packet: bytes) -> None:
+    @property
+    def size(self) -> int:
+        return self._mask + 1
+
+    def put(self, seq: int, packet: bytes, now: float = 0.0) -> None:
         index = seq & self._mask
+        keep = self._keep
+        if keep is not None and self._seqs[index] >= 0 and now - self._times[index] < keep:
+            if self._mask + 1 < self._max:
+                self._grow()
+                index = seq & self._mask
         self._packets[index] = packet
         self._seqs[index] = seq
+        self._times[index] = now
+
+    def _grow(self) -> None:
+        old = list(zip(self._seqs, self._packets, self._times))
+        old.sort(key=lambda entry: entry[2])  # oldest first: the newest win a shared index
+        self._allocate((self._mask + 1) * 2)
+        for seq, packet, time in old:
+            if seq >= 0:
+                index = seq & self._mask
+                self._packets[index], self._seqs[index], self._times[index] = packet, seq, time
 
     def get(self, seq: int) -> Optional[bytes]:
         index = seq & self._mask
@@ -32,8 +63,7 @@ class PacketCache:
         return self._packets[index]
 
     def clear(self) -> None:
-        self._packets = [None] * len(self._packets)
-        self._seqs = [-1] * len(self._seqs)
+        self._allocate(self._mask + 1)
 
 
 class ReceiveStats:

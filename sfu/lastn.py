@@ -18,15 +18,26 @@ def choose(
     subscriber: str = "",
 ) -> set[str]:
     """The publishers (ids) whose video ``subscriber`` receives."""
+    return set(rank(publishers, recent_speakers, pins, n, subscriber))
+
+
+def rank(
+    publishers: Sequence[str],
+    recent_speakers: Sequence[str],
+    pins: Iterable[str],
+    n: int,
+    subscriber: str = "",
+) -> list[str]:
+    """``choose``, in order: pins, then recent speakers, then the longest present."""
     present = [p for p in publishers if p != subscriber]
     chosen: list[str] = []
     for candidates in ([p for p in pins if p in present], recent_speakers, present):
         for participant_id in candidates:
             if len(chosen) >= n:
-                return set(chosen)
+                return chosen
             if participant_id in present and participant_id not in chosen:
                 chosen.append(participant_id)
-    return set(chosen)
+    return chosen
 
 
 class SpeechOrder:

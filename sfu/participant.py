@@ -18,6 +18,7 @@ from .layer_selector import TrackSettings
 from .published_track import PublishedTrack
 from .publisher import Publisher
 from .quality import LOST, QualityMeter
+from .slots import SlotSubscriber
 from .subscriber import Subscriber
 
 if TYPE_CHECKING:
@@ -40,7 +41,8 @@ def _nobody(event: str, payload: dict) -> None:
 class Participant:
     remote = False  # sfu/remote.py: a participant of another worker
     def __init__(
-        self, room: Room, name: str, config: SfuConfig, notify: EventSink, auto_subscribe: bool = True
+        self, room: Room, name: str, config: SfuConfig, notify: EventSink, auto_subscribe: bool = True,
+        slots: Optional[dict[str, int]] = None,
     ) -> None:
         self.id = new_id("PA")
         self.name = name
@@ -57,6 +59,7 @@ class Participant:
         self.hand_raised = False
         self.joined_at = time.monotonic()
         self.publisher = Publisher(self.id, config, self._transport_state)
+        self.slots = slots
         self.subscriber = self._new_subscriber()
         self.tracks: dict[str, PublishedTrack] = {}
         self.pins: list[str] = []  # participants whose camera this one pinned (last-N)
@@ -76,6 +79,11 @@ class Participant:
         self._tick_task = asyncio.ensure_future(self._tick())
 
     def _new_subscriber(self) -> Subscriber:
+        if self.slots:  # slot subscription (sfu/slots.py): a fixed set of m-lines
+            return SlotSubscriber(
+                self.id, self.config, self._send_offer, self._transport_state, self._layer_changed,
+                self.slots, lambda mapping: self.notify("slots_changed", {"slots": mapping}),
+            )
         return Subscriber(self.id, self.config, self._send_offer, self._transport_state, self._layer_changed)
 
     def info(self) -> dict:

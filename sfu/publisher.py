@@ -123,8 +123,9 @@ class Publisher:
             keyframe_test=keyframe_test(track.codec.name) if video else None,
             send_rtcp=self.transport.send_rtcp,
             rtcp_ssrc=self.rtcp_ssrc,
-            cache_size=2048 if video else 256,
+            cache_size=4096 if video else 256,  # at most; sized by cache_ms
             keyframe_interval=self.config.keyframe_interval_ms / 1000,
+            cache_seconds=self.config.cache_ms / 1000,
             audio_level_id=None if video else track.audio_level_id,
             layer=layer,
             frame_size=vp8_frame_size if vp8 else None,

@@ -159,8 +159,9 @@ class RelayFeed:
         stream = RelayedStream(
             self, layer, kind=track.kind, ssrc=ssrc, clock_rate=track.codec.clock_rate,
             keyframe_test=keyframe_test(track.codec.name) if video else None,
-            cache_size=2048 if video else 256,
+            cache_size=4096 if video else 256,
             keyframe_interval=self.config.keyframe_interval_ms / 1000,
+            cache_seconds=self.config.cache_ms / 1000,
             audio_level_id=None if video else track.audio_level_id,
             frame_size=vp8_frame_size if vp8 else None,
         )

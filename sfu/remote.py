@@ -14,7 +14,10 @@ from .published_track import PublishedTrack
 class _NoSubscriber:
     """A remote participant subscribes on its own worker."""
 
-    def set_video_allowed(self, publishers: set[str]) -> None:
+    def set_video_allowed(self, publishers) -> None:
+        pass
+
+    def set_speakers(self, participant_ids: list[str]) -> None:
         pass
 
     def downtracks(self) -> list:

@@ -73,11 +73,13 @@ class Room:
     def join(
         self, name: str, notify: EventSink, auto_subscribe: bool = True,
         identity: str = "", metadata: str = "", hidden: bool = False,
+        slots: Optional[dict[str, int]] = None,
     ) -> Participant:
-        """Add a participant; hidden ones are never announced to the room."""
+        """Add a participant; hidden ones are never announced to the room.
+        ``slots``: a slot subscriber's video and audio slot counts (sfu/slots.py)."""
         if len(self.participants) >= self.capacity:
             raise RoomFull(self.name)
-        participant = Participant(self, name, self.config, notify, auto_subscribe)
+        participant = Participant(self, name, self.config, notify, auto_subscribe, slots)
         participant.identity = identity or participant.id
         participant.metadata = metadata
         participant.hidden = hidden
@@ -90,6 +92,7 @@ class Room:
         if auto_subscribe:
             for track in self.tracks():
                 participant.subscribe(track)
+        participant.subscriber.set_speakers([s["participant_id"] for s in self.speakers.active()])
         self.apply_last_n()
         return participant
 
@@ -344,6 +347,8 @@ class Room:
         speakers = self.speakers.poll(now)
         if speakers is not None:
             self._broadcast("speakers_changed", {"speakers": speakers})
+            for participant in self.participants.values():  # audio slots follow them
+                participant.subscriber.set_speakers([s["participant_id"] for s in speakers])
             if self.speech_order.heard([s["participant_id"] for s in speakers]):
                 self.apply_last_n()
         return speakers
@@ -358,11 +363,11 @@ class Room:
             if any(t.kind == "video" and t.source != "screen_share" for t in p.tracks.values())
         ]
         for participant in [only] if only is not None else self.participants.values():
-            allowed = lastn.choose(
+            allowed = lastn.rank(
                 publishers, self.speech_order.order, participant.pins,
                 self.config.last_n, participant.id,
             )
-            participant.subscriber.set_video_allowed(allowed)
+            participant.subscriber.set_video_allowed(allowed)  # in order: slots fill from it
 
     def _stop_speaker_task(self) -> None:
         if self._speaker_task is not None:

@@ -42,6 +42,7 @@ class ReceivedStream:
         audio_level_id: Optional[int] = None,
         layer: int = 0,
         frame_size: Optional[Callable[[bytes, int], Optional[tuple[int, int]]]] = None,
+        cache_seconds: Optional[float] = None,
     ) -> None:
         self.kind = kind
         self.layer = layer  # simulcast layer index (0: lowest, or the only one)
@@ -57,7 +58,7 @@ class ReceivedStream:
         self.audio_level_packets = 0
         self.audio_loudness = 0.0
         self.audio_voiced = 0
-        self.cache = PacketCache(cache_size)
+        self.cache = PacketCache(cache_size, cache_seconds)  # by time when given
         self.stats = ReceiveStats(ssrc, clock_rate)
         self.downtracks: list[DownTrack] = []
         self._send_rtcp = send_rtcp
@@ -88,7 +89,7 @@ class ReceivedStream:
         seq, ts = SEQ_TS.unpack_from(packet, 2)
         self.stats.update(seq, ts, now, len(packet))
         self.last_packet_time = now
-        self.cache.put(seq, packet)
+        self.cache.put(seq, packet, now)
         if self.audio_level_id is not None:
             level = audio_level_byte(packet, self.audio_level_id)
             if level < 0:

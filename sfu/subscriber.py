@@ -33,6 +33,7 @@ ANSWER_TIMEOUT = 15.0  # seconds a client has to answer a subscriber offer
 BATCH_DELAY = 0.02  # changes within this window share one offer
 REMB_CLIMBING = 1.03  # REMB up this much within a second: still ramping, not a limit
 REMB_FALLING = 0.9  # REMB this far under its 2 s peak: congestion, it binds at once
+REMB_FRESH = 2.0  # seconds a REMB for some of our SSRCs counts toward the estimate
 WISH_GRACE = 4.0  # seconds a subscriber's new wish is not held back by a stale REMB
 
 
@@ -67,6 +68,7 @@ class Subscriber:
         self.allocator = Allocator()
         self._loss_estimate: Optional[float] = None
         self._remb_history: deque = deque()
+        self._remb_parts: dict[frozenset, tuple[float, int]] = {}
         self._wish_grace_until = 0.0
         self.video_allowed: Optional[set[str]] = None  # last-N; None: everyone
         self.slots: list[Slot] = []
@@ -152,11 +154,7 @@ class Subscriber:
             mids = {line[6:].strip() for line in sdp.splitlines() if line.startswith("a=mid:")}
             in_offer = [slot for slot in self.slots if slot.transceiver.mid in mids]
             offered = {id(slot): slot.track for slot in in_offer}  # what this offer says
-            mapping = [
-                {"mid": s.transceiver.mid, "track_id": s.track.id,
-                 "participant_id": s.track.participant_id, "kind": s.kind}
-                for s in in_offer if s.track is not None
-            ]
+            mapping = self._offer_tracks(in_offer)
             self._answer = asyncio.get_running_loop().create_future()
             self.offers_sent += 1
             self._send_offer(sdp, mapping)
@@ -171,6 +169,14 @@ class Subscriber:
             self._bind_negotiated(offered)
             if not self._again:
                 return
+
+    def _offer_tracks(self, in_offer: list[Slot]) -> list[dict]:
+        """The subscriber_offer's ``tracks``: which track each m-line carries."""
+        return [
+            {"mid": s.transceiver.mid, "track_id": s.track.id,
+             "participant_id": s.track.participant_id, "kind": s.kind}
+            for s in in_offer if s.track is not None
+        ]
 
     @property
     def awaiting_answer(self) -> bool:
@@ -234,34 +240,51 @@ class Subscriber:
                     downtrack.on_receiver_report(block, now)
             self._update_loss_estimate()
         elif isinstance(item, rtcp.Remb):
-            previous, self.remb = self.remb, item.bitrate
+            previous, self.remb = self.remb, self._remb_total(item, now)
             self._remb_history.append((now, item.bitrate))
             while self._remb_history and self._remb_history[0][0] < now - 2:
                 self._remb_history.popleft()
             if previous is None or item.bitrate < previous * 0.8:
                 self.allocate(now)  # congestion news: react now, not at the next tick
 
+    def _remb_total(self, item, now: float) -> int:
+        """Chromium sends one REMB for all our SSRCs; aiortc one per m-line for
+        its own SSRC: the estimate is the sum of the latest REMB of each set
+        of SSRCs (heard from within REMB_FRESH seconds)."""
+        parts = self._remb_parts
+        parts[frozenset(item.ssrcs)] = (now, item.bitrate)
+        for key in [k for k, (t, _) in parts.items() if now - t > REMB_FRESH]:
+            del parts[key]
+        return sum(bitrate for _, bitrate in parts.values())
+
     # --- layer selection ------------------------------------------------------
 
-    def set_video_allowed(self, publishers: set[str]) -> None:
+    def set_video_allowed(self, publishers) -> None:
         """Last-N: camera video of other publishers is paused (not renegotiated)."""
+        publishers = set(publishers)
         if publishers != self.video_allowed:
             self.video_allowed = publishers
             self.allocate(time.monotonic())
+
+    def set_speakers(self, participant_ids: list[str]) -> None:
+        """The current speakers, loudest first (only slot subscribers use it)."""
 
     def update_settings(self, track_id: str, settings: TrackSettings) -> bool:
         slot = self._by_track.get(track_id)
         if slot is None:
             return False
-        if wanted_more(slot.downtrack.settings, settings):
-            self._wish_grace_until = time.monotonic() + WISH_GRACE
-        slot.downtrack.settings = settings
-        # Screen share (issue 8): already sent at a low frame rate, so its
-        # temporal layers are never dropped (a max_fps cap does not apply).
-        screen = slot.track.source == "screen_share"
-        slot.downtrack.max_temporal = 2 if screen else temporal_limit(settings.max_fps)
+        self._apply_settings(slot.downtrack, settings)
         self.allocate(time.monotonic())
         return True
+
+    def _apply_settings(self, downtrack: DownTrack, settings: TrackSettings) -> None:
+        if wanted_more(downtrack.settings, settings):
+            self._wish_grace_until = time.monotonic() + WISH_GRACE
+        downtrack.settings = settings
+        # Screen share (issue 8): already sent at a low frame rate, so its
+        # temporal layers are never dropped (a max_fps cap does not apply).
+        screen = downtrack.track.source == "screen_share"
+        downtrack.max_temporal = 2 if screen else temporal_limit(settings.max_fps)
 
     def _within_last_n(self, track: PublishedTrack) -> bool:
         if self.video_allowed is None or track.source == "screen_share":

@@ -194,6 +194,15 @@ class PeerTransport:
         self._prepare()
         return transceiver
 
+    def add_slot(self, kind: str, stream_id: str, track_id: str) -> RTCRtpTransceiver:
+        """Add a send-only m-line offering every codec we can forward: a slot
+        (sfu/slots.py) carries tracks of any codec the client accepted."""
+        transceiver = self.pc.addTransceiver(kind, direction="sendonly")
+        transceiver.sender._stream_id = stream_id
+        transceiver.sender._track_id = track_id
+        self._prepare()
+        return transceiver
+
     def reuse_sendonly(self, transceiver: RTCRtpTransceiver, stream_id: str, track_id: str) -> None:
         """Give a recycled send m-line to another track (same kind and codec)."""
         transceiver.direction = "sendonly"
@@ -248,11 +257,16 @@ class PeerTransport:
             sections.append(section)
         return sections
 
-    def sent_section(self, transceiver: RTCRtpTransceiver) -> Optional[MediaSection]:
-        """What we send on a negotiated send-only m-line (None until answered)."""
+    def sent_section(
+        self, transceiver: RTCRtpTransceiver, codec: Optional[CodecInfo] = None
+    ) -> Optional[MediaSection]:
+        """What we send on a negotiated send-only m-line (None until answered);
+        with ``codec``: sending that codec (None if the answer did not accept it)."""
         if not transceiver._codecs or transceiver.mid is None:
             return None
-        section = _section(transceiver, None)
+        if codec is not None and _matching(transceiver._codecs, transceiver.kind, codec) is None:
+            return None
+        section = _section(transceiver, None, codec)
         sender = transceiver.sender
         section.ssrcs = [sender._ssrc]
         section.rtx_ssrcs = {sender._rtx_ssrc: sender._ssrc}
@@ -593,9 +607,11 @@ def _media_for_mid(description: SessionDescription, mid: Optional[str]):
     return None
 
 
-def _section(transceiver: RTCRtpTransceiver, media) -> MediaSection:
+def _section(transceiver: RTCRtpTransceiver, media, prefer: Optional[CodecInfo] = None) -> MediaSection:
     codecs = transceiver._codecs
-    main = next(c for c in codecs if c.mimeType.lower() != f"{transceiver.kind}/rtx")
+    main = _matching(codecs, transceiver.kind, prefer) if prefer is not None else None
+    if main is None:
+        main = next(c for c in codecs if c.mimeType.lower() != f"{transceiver.kind}/rtx")
     rtx = next(
         (
             c
@@ -626,10 +642,14 @@ def _section(transceiver: RTCRtpTransceiver, media) -> MediaSection:
     return section
 
 
-def _capabilities_for(kind: str, codec: CodecInfo):
-    """aiortc's codec capabilities matching a published codec (plus its RTX)."""
-    caps = RTCRtpSender.getCapabilities(kind).codecs
-    wanted = [c for c in caps if c.mimeType.lower() == codec.mime_type.lower()]
+def _matching(codecs: list, kind: str, codec: CodecInfo):
+    """The entry of ``codecs`` (aiortc parameters) that carries ``codec``, or None."""
+    found = _same_codec([c for c in codecs if c.mimeType.lower() != f"{kind}/rtx"], codec)
+    return found[0] if found else None
+
+
+def _same_codec(candidates: list, codec: CodecInfo) -> list:
+    wanted = [c for c in candidates if c.mimeType.lower() == codec.mime_type.lower()]
     if codec.name == "H264":
         mode = str(codec.parameters.get("packetization-mode", "0"))
         profile = str(codec.parameters.get("profile-level-id", ""))[:4].lower()
@@ -640,6 +660,13 @@ def _capabilities_for(kind: str, codec: CodecInfo):
             and str(c.parameters.get("profile-level-id", ""))[:4].lower() == profile
         ]
         wanted = exact or wanted
+    return wanted
+
+
+def _capabilities_for(kind: str, codec: CodecInfo):
+    """aiortc's codec capabilities matching a published codec (plus its RTX)."""
+    caps = RTCRtpSender.getCapabilities(kind).codecs
+    wanted = _same_codec(caps, codec)
     if not wanted:
         raise SdpError(f"codec {codec.mime_type} cannot be forwarded")
     rtx = [c for c in caps if c.mimeType.lower() == f"{kind}/rtx"]

@@ -79,6 +79,10 @@ class Client:
         self.roster: dict[str, dict] = {}
         self.events: list[dict] = []
         self.remote_tracks: dict[str, RemoteTrack] = {}
+        #: Slot subscription (join with ``slots``): the track received on each
+        #: slot m-line, and what each slot carries now (from slots_changed).
+        self.slot_tracks: dict[str, MediaStreamTrack] = {}
+        self.slots: list[dict] = []
         self.publisher: Optional[RTCPeerConnection] = None
         self.subscriber = self._new_subscriber()
         self._ids = itertools.count(1)
@@ -211,6 +215,8 @@ class Client:
             self.roster[event["participant"]["id"]] = event["participant"]
         elif kind == "participant_left":
             self.roster.pop(event["participant_id"], None)
+        elif kind == "slots_changed":
+            self.slots = event["slots"]
         elif kind == "track_published":
             track = event["track"]
             self.roster.setdefault(track["participant_id"], {"tracks": []})["tracks"].append(track)
@@ -222,8 +228,12 @@ class Client:
 
     # --- room -----------------------------------------------------------------
 
-    async def join(self, room: str, name: str = "", auto_subscribe: bool = True, token: Optional[str] = None) -> dict:
+    async def join(
+        self, room: str, name: str = "", auto_subscribe: bool = True, token: Optional[str] = None,
+        slots: Optional[dict[str, int]] = None,
+    ) -> dict:
         """Join ``room``; ``token`` is required when the server has API keys.
+        ``slots`` ({"video": n, "audio": m}): slot subscription, see slot().
 
         When the room lives on another node, the server answers ``redirect``:
         the client reconnects there and joins with the ticket it was given
@@ -231,6 +241,8 @@ class Client:
         message = {"type": "join", "room": room, "name": name, "auto_subscribe": auto_subscribe}
         if token is not None:
             message["token"] = token
+        if slots is not None:
+            message["slots"] = slots
         response = await self.request(message)
         for _ in range(MAX_REDIRECTS):
             if response["type"] != "redirect":
@@ -336,9 +348,17 @@ class Client:
                 if not self.closed.is_set():
                     log.warning("subscriber negotiation failed: %s", exc)
 
+    def slot_of(self, participant_id: str, kind: str) -> Optional[MediaStreamTrack]:
+        """The received track of the slot now carrying ``participant_id``'s ``kind``."""
+        for slot in self.slots:
+            if slot["participant_id"] == participant_id and slot["kind"] == kind:
+                return self.slot_tracks.get(slot["mid"])
+        return None
+
     def _on_track(self, track: MediaStreamTrack) -> None:
         for transceiver in self.subscriber.getTransceivers():
             if transceiver.receiver.track is track:
+                self.slot_tracks[transceiver.mid] = track
                 info = self._mids.get(transceiver.mid)
                 if info is not None:
                     self.remote_tracks[info["track_id"]] = RemoteTrack(

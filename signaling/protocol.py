@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+
+from sfu.slots import MAX_AUDIO_SLOTS, MAX_VIDEO_SLOTS
 
 PROTOCOL_VERSION = 1
 
@@ -124,6 +126,21 @@ class IceServerInfo(BaseModel):
 # --- client requests -------------------------------------------------------
 
 
+class SlotCounts(BaseModel):
+    """Slot subscription (sfu/slots.py): this many video and audio m-lines on
+    the subscriber PC, whatever the room's size; the server fills them."""
+
+    model_config = ConfigDict(extra="forbid")
+    video: int = Field(default=0, ge=0, le=MAX_VIDEO_SLOTS)
+    audio: int = Field(default=0, ge=0, le=MAX_AUDIO_SLOTS)
+
+    @model_validator(mode="after")
+    def _some(self) -> "SlotCounts":
+        if self.video + self.audio == 0:
+            raise ValueError("ask for at least one slot")
+        return self
+
+
 class Join(_Message):
     type: Literal["join"]
     id: RequestId
@@ -133,6 +150,8 @@ class Join(_Message):
     auto_subscribe: bool = True
     #: Access token (JWT); required when the server has API keys.
     token: Optional[str] = Field(default=None, max_length=8192)
+    #: Ask for slot subscription (see SlotCounts); absent: one m-line per track.
+    slots: Optional[SlotCounts] = None
 
 
 class Resume(_Message):
@@ -488,6 +507,23 @@ class SubscriberOffer(_Message):
     tracks: list[SubscribedTrack]
 
 
+class SlotInfo(BaseModel):
+    """What one slot m-line carries now (ids null: nothing)."""
+
+    mid: str
+    kind: Literal["audio", "video"]
+    participant_id: Optional[str] = None
+    track_id: Optional[str] = None
+
+
+class SlotsChanged(_Message):
+    """Slot subscribers only: every slot and its occupant, sent once the
+    slots are negotiated and whenever an occupant changes (before its media)."""
+
+    type: Literal["slots_changed"] = "slots_changed"
+    slots: list[SlotInfo]
+
+
 class LayerChanged(_Message):
     """The layer a subscriber now receives for a track ("off" when paused)."""
 
@@ -672,6 +708,7 @@ ServerMessage = Annotated[
         ParticipantState,
         ReconnectEvent,
         ConnectionQuality,
+        SlotsChanged,
     ],
     Field(discriminator="type"),
 ]

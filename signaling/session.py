@@ -62,6 +62,7 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "participant_state": p.ParticipantState,
     "reconnect": p.ReconnectEvent,
     "connection_quality": p.ConnectionQuality,
+    "slots_changed": p.SlotsChanged,
 }
 
 
@@ -200,6 +201,7 @@ class Session:
                 claims.name or request.name, self._notify,
                 request.auto_subscribe and grant.can_subscribe,
                 identity=claims.identity, metadata=claims.metadata, hidden=grant.hidden,
+                slots=request.slots.model_dump() if request.slots else None,
             )
         except RoomFull:
             raise SignalingError(p.ErrorCode.ROOM_FULL, f"room {request.room!r} is full") from None

@@ -35,12 +35,14 @@ class RawSubscriber:
         self._remb: Optional[int] = None
         self._ssrcs: set[int] = set()
         self._video_pts: set[int] = set()
+        #: Sequence numbers received, per SSRC, in arrival order (any kind).
+        self.seqs: dict[int, list[int]] = {}
 
-    async def join(self, room: str) -> dict:
+    async def join(self, room: str, **extra) -> dict:
         self._session = aiohttp.ClientSession()
         self._ws = await self._session.ws_connect(self.url)
         self._tasks = [asyncio.ensure_future(self._read()), asyncio.ensure_future(self._report())]
-        return await self.request({"type": "join", "room": room, "name": "raw"})
+        return await self.request({"type": "join", "room": room, "name": "raw", **extra})
 
     async def request(self, message: dict) -> dict:
         message = {**message, "id": next(self._ids)}
@@ -81,6 +83,8 @@ class RawSubscriber:
 
     def _on_rtp(self, packet: bytes) -> None:
         offset = payload_offset(packet)
+        self.seqs.setdefault(int.from_bytes(packet[8:12], "big"), []).append(
+            int.from_bytes(packet[2:4], "big"))
         if offset < 0 or packet[1] & 0x7F not in self._video_pts:
             return
         self._ssrcs.add(int.from_bytes(packet[8:12], "big"))

@@ -202,3 +202,20 @@ def test_jitter_unaffected_by_timestamp_wrap():
     wrapping = jitter_for(lateness, base_ts=0xFFFFFFFF - 1500)  # wraps between packets 1 and 2
     plain = jitter_for(lateness)
     assert wrapping.jitter == pytest.approx(plain.jitter)
+
+
+@pytest.mark.parametrize("rate, size", [(15, 64), (50, 128), (180, 512), (1000, 2048)])
+def test_cache_sized_by_time_keeps_two_seconds(rate, size):
+    cache = PacketCache(4096, keep=2.0)
+    for n in range(rate * 5):  # 5 s of packets at ``rate`` per second
+        cache.put(n & 0xFFFF, bytes([n & 0xFF]), n / rate)
+    assert cache.size == size
+    newest = rate * 5 - 1
+    assert all(cache.get(s) == bytes([s & 0xFF]) for s in range(newest - 2 * rate + 1, newest + 1))
+
+
+def test_cache_by_time_stops_at_its_size():
+    cache = PacketCache(128, keep=2.0)
+    for n in range(1000):
+        cache.put(n, b"x", n / 1000)
+    assert cache.size == 128 and cache.get(999) == b"x" and cache.get(871) is None

@@ -1,0 +1,244 @@
+"""Slot subscriptions: a fixed number of send m-lines per kind, refilled.
+
+A subscriber that asks for slots at join gets exactly that many video and
+audio m-lines on its subscriber PC, created once. Which track a slot carries
+changes without renegotiation (what Jitsi does with SSRC rewriting): the
+slot keeps its SSRC and the munger keeps its numbering continuous, as on a
+simulcast layer switch. Video slots follow the subscriber's last-N choice
+(screen shares first, then pins, recent speakers, the longest present);
+audio slots follow the loudest current speakers, so the audio of silent
+participants is not forwarded at all.
+
+:func:`assign` is the pure part: which track goes into which slot, keeping
+every track that stays chosen in the slot it already has (a tile does not
+jump between slots when the order changes).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Optional, Sequence
+
+from .config import SfuConfig
+from .downtrack import DownTrack
+from .layer_selector import TrackSettings
+from .published_track import PublishedTrack
+from .subscriber import Slot, Subscriber
+
+log = logging.getLogger(__name__)
+
+#: Bounds of what a client may ask for at join.
+MAX_VIDEO_SLOTS = 49
+MAX_AUDIO_SLOTS = 10
+
+
+def assign(
+    current: Sequence[Optional[str]], wanted: Sequence[str], keep: Sequence[str] = ()
+) -> list[Optional[str]]:
+    """The new occupant (track id or None) of every slot.
+
+    ``wanted``: the tracks to carry, most wanted first (only the first
+    ``len(current)`` can get a slot). ``keep``: tracks that may stay where
+    they are while no wanted track needs their slot (audio: a speaker who
+    just fell silent keeps the slot until someone else talks, so slots do
+    not flap). Any other occupant is dropped.
+    """
+    chosen = list(dict.fromkeys(wanted))[: len(current)]
+    result = [t if t in chosen else None for t in current]
+    placed = set(result)
+    newcomers = [t for t in chosen if t not in placed]
+    # free slots first; then the slots of kept-but-no-longer-wanted tracks
+    kept = [i for i, t in enumerate(current) if t is not None and result[i] is None and t in keep]
+    free = [i for i, t in enumerate(result) if t is None and i not in kept]
+    for index in free + kept:
+        if not newcomers:
+            break
+        result[index] = newcomers.pop(0)
+    for index in kept:
+        if result[index] is None:
+            result[index] = current[index]
+    return result
+
+
+class SlotSubscriber(Subscriber):
+    """A subscriber with a fixed set of slots instead of one m-line per track.
+
+    Subscriptions, track settings and layer_changed work by track id as for
+    any subscriber; a subscribed track is forwarded only while it holds a
+    slot. ``on_slots_changed`` gets the slot list (see :meth:`mapping`)
+    whenever an occupant changes, before the new one's media flows.
+    """
+
+    def __init__(
+        self,
+        participant_id: str,
+        config: SfuConfig,
+        send_offer: Callable[[str, list[dict]], None],
+        on_state: Callable[[str], None],
+        on_layer_changed: Callable[[DownTrack], None],
+        counts: dict[str, int],
+        on_slots_changed: Callable[[list[dict]], None],
+    ) -> None:
+        super().__init__(participant_id, config, send_offer, on_state, on_layer_changed)
+        self._on_slots_changed = on_slots_changed
+        self._tracks: dict[str, PublishedTrack] = {}  # subscribed, in a slot or not
+        self._settings: dict[str, TrackSettings] = {}
+        self._ranked: list[str] = []  # last-N publishers, in order
+        self._speakers: list[str] = []
+        self._negotiated = False
+        for kind in ("video", "audio"):
+            for index in range(counts.get(kind, 0)):
+                transceiver = self.transport.add_slot(kind, f"slots-{participant_id}", f"{kind}-slot-{index}")
+                self.slots.append(Slot(transceiver, kind, ""))
+        self.negotiate()
+
+    # --- what the room and the client say -------------------------------------
+
+    def subscribed(self, track_id: str) -> bool:
+        return track_id in self._tracks
+
+    def subscribe(self, track: PublishedTrack) -> None:
+        if track.id not in self._tracks:
+            self._tracks[track.id] = track
+            self.refill()
+
+    def unsubscribe(self, track_id: str) -> None:
+        if self._tracks.pop(track_id, None) is not None:
+            self._settings.pop(track_id, None)
+            self.refill()
+
+    def set_video_allowed(self, publishers) -> None:
+        ranked = list(publishers)
+        if ranked != self._ranked:
+            self._ranked = ranked
+            self.video_allowed = set(ranked)
+            self.refill()
+
+    def set_speakers(self, participant_ids: list[str]) -> None:
+        if list(participant_ids) != self._speakers:
+            self._speakers = list(participant_ids)
+            self.refill()
+
+    def update_settings(self, track_id: str, settings: TrackSettings) -> bool:
+        if track_id not in self._tracks:
+            return False
+        self._settings[track_id] = settings
+        slot = self._slot_of(track_id)
+        if slot is not None:
+            self._apply_settings(slot.downtrack, settings)
+        self.refill()  # a paused track gives its slot up, a resumed one may get one
+        self.allocate(time.monotonic())
+        return True
+
+    # --- who goes where ---------------------------------------------------------
+
+    def _usable(self, kind: str) -> list[PublishedTrack]:
+        return [
+            t for t in self._tracks.values()
+            if t.kind == kind and not self._settings.get(t.id, TrackSettings()).paused
+        ]
+
+    def _video_wanted(self) -> list[str]:
+        """Screen shares first, then the cameras of the last-N, in its order."""
+        usable = self._usable("video")
+        screens = [t.id for t in usable if t.source == "screen_share"]
+        rank = {pid: i for i, pid in enumerate(self._ranked)}
+        cameras = sorted(
+            (t for t in usable if t.source != "screen_share" and t.participant_id in rank),
+            key=lambda t: rank[t.participant_id],
+        )
+        return screens + [t.id for t in cameras]
+
+    def _audio_wanted(self) -> list[str]:
+        rank = {pid: i for i, pid in enumerate(self._speakers)}
+        speaking = [t for t in self._usable("audio") if t.participant_id in rank and not t.muted]
+        return [t.id for t in sorted(speaking, key=lambda t: rank[t.participant_id])]
+
+    def refill(self) -> None:
+        """Give every slot its occupant; announce and start what changed."""
+        changed = False
+        plans = (
+            ("video", self._video_wanted(), ()),
+            ("audio", self._audio_wanted(), list(self._tracks)),  # a fallen-silent speaker stays
+        )
+        for kind, wanted, keep in plans:
+            slots = [s for s in self.slots if s.kind == kind]
+            current = [s.track.id if s.track is not None else None for s in slots]
+            for slot, before, after in zip(slots, current, assign(current, wanted, keep)):
+                if before != after:
+                    self._fill(slot, self._tracks[after] if after is not None else None)
+                    changed = True
+        if changed and self._negotiated:
+            self._on_slots_changed(self.mapping())
+            self.allocate(time.monotonic())
+
+    def mapping(self) -> list[dict]:
+        """What every slot carries (``track_id`` null: nothing)."""
+        return [
+            {"mid": s.transceiver.mid, "kind": s.kind,
+             "participant_id": s.track.participant_id if s.track is not None else None,
+             "track_id": s.track.id if s.track is not None else None}
+            for s in self.slots
+        ]
+
+    def _slot_of(self, track_id: str) -> Optional[Slot]:
+        return next((s for s in self.slots if s.track is not None and s.track.id == track_id), None)
+
+    def _fill(self, slot: Slot, track: Optional[PublishedTrack]) -> None:
+        """Put ``track`` (or nothing) in a slot: same SSRC, numbering carried on."""
+        old = slot.downtrack
+        if slot.track is not None:
+            self.allocator.forget(old)
+            slot.track.remove_downtrack(old)
+            self.gone.update(old.counters())
+            self._by_ssrc.pop(old.ssrc, None)
+        slot.track = track
+        if track is None:
+            return  # the old down-track stays as the keeper of the numbering
+        downtrack = DownTrack(track, self.transport)
+        downtrack.on_layer_changed = self._on_layer_changed
+        if old is not None:
+            downtrack.munger = old.munger  # seq/ts continue where the last source stopped
+            if downtrack.vp8 is not None and old.vp8 is not None:
+                downtrack.vp8 = old.vp8  # picture IDs too
+        self._apply_settings(downtrack, self._settings.get(track.id, TrackSettings()))
+        slot.downtrack = downtrack
+        track.add_downtrack(downtrack)
+        self._bind(slot)
+
+    def _bind(self, slot: Slot) -> None:
+        """Start the slot's down-track once the m-line is negotiated."""
+        if not slot.bound or slot.track is None or slot.downtrack.bound:
+            return
+        section = self.transport.sent_section(slot.transceiver, slot.track.codec)
+        if section is None:
+            log.info("participant %s: the client does not take %s on slot %s",
+                     self.participant_id, slot.track.codec.mime_type, slot.transceiver.mid)
+            return
+        slot.downtrack.bind(section)
+        self._by_ssrc[slot.downtrack.ssrc] = slot.downtrack
+
+    # --- negotiation (once) -----------------------------------------------------
+
+    def _offer_tracks(self, in_offer: list[Slot]) -> list[dict]:
+        return []  # slots_changed says what each slot carries
+
+    def _bind_negotiated(self, offered: dict) -> None:
+        for slot in self.slots:
+            if id(slot) in offered and not slot.bound:
+                slot.bound = True  # for a slot: its m-line is negotiated
+                self._bind(slot)
+        if not self._negotiated:
+            self._negotiated = True
+            self._on_slots_changed(self.mapping())
+        self.allocate(time.monotonic())
+
+    async def close(self) -> None:
+        for slot in self.slots:
+            if slot.track is not None:
+                slot.track.remove_downtrack(slot.downtrack)
+                self.gone.update(slot.downtrack.counters())
+                slot.track = None
+        self._tracks.clear()
+        await super().close()
