@@ -127,6 +127,10 @@ class ServerDriver(abc.ABC):
         """How the server was configured, for the report."""
         return {}
 
+    def log_errors(self) -> list[str]:
+        """A few error lines of the server's log, for the report's warnings."""
+        return []
+
 
 def driver_class(name: str) -> type[ServerDriver]:
     try:
