@@ -56,8 +56,8 @@ from typing import Any, Optional
 
 from .drivers import PacketCounts, ServerDriver, driver_class
 from .forwarding import (
-    CLK_TCK, _die_with_parent, code_info, cpu_ticks, machine_info, machine_load, rss_mb,
-    system_ticks,
+    CLK_TCK, _die_with_parent, children, code_info, cpu_ticks, machine_info, machine_load, rss_mb,
+    system_ticks, tree_cpu_times,
 )
 from .peers import bucket_value
 from .simulated import MediaSettings
@@ -333,6 +333,17 @@ async def churn(room: Room, scenario: Scenario, seconds: float) -> list[tuple[st
     return room.join_ms[before:]
 
 
+def tree_rss_mb(pid: int) -> float:
+    """RSS of the server process and its children (pysfu's --workers)."""
+    total = rss_mb(pid)
+    for child in children(pid):
+        try:
+            total += rss_mb(child)
+        except OSError:
+            continue
+    return total
+
+
 def server_fds(pid: Optional[int]) -> Optional[int]:
     if pid is None:
         return None
@@ -380,7 +391,7 @@ async def run_scenario(scenario: Scenario, driver: ServerDriver, options: RunOpt
             await asyncio.sleep(options.duration)
         after = await window_sample(driver, workers, options.count_at_peers)
         room.pump_events()
-        rss = rss_mb(driver.pid) if driver.pid else None
+        rss = tree_rss_mb(driver.pid) if driver.pid else None
         speaking.cancel()
 
         result = summarize(scenario, options, driver, before, after, rss)
@@ -430,7 +441,7 @@ async def window_sample(driver: ServerDriver, workers: list[WorkerProcess],
     stats = await asyncio.gather(*(w.stats() for w in workers))
     return {
         "time": time.monotonic(),
-        "server_ticks": cpu_ticks(driver.pid) if driver.pid else None,
+        "server_ticks": sum(tree_cpu_times(driver.pid)) if driver.pid else None,
         "worker_ticks": sum(cpu_ticks(w.pid) for w in workers),
         "system": system_ticks(),
         "counts": None if at_peers else await driver.packet_counts(),
@@ -646,6 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-dynacast", action="store_true",
                         help="keep sending every layer when the SFU asks to pause some")
     parser.add_argument("--no-uvloop", action="store_true", help="run pysfu on asyncio's loop")
+    parser.add_argument("--pysfu-workers", type=int, default=1,
+                        help="pysfu's worker processes (default 1: one process, as Janus is)")
     parser.add_argument("--join-timeout", type=float, default=60.0)
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument("--json", action="store_true", help="also print one JSON line per run")
@@ -695,7 +708,8 @@ def make_driver(args: argparse.Namespace, scenario: Scenario, workdir: Path, sfu
                 event_loops: Optional[int] = 1) -> ServerDriver:
     cls = driver_class(sfu)
     if sfu == "pysfu":
-        return cls(last_n=scenario.last_n, uvloop=not args.no_uvloop, log_path=workdir / "server.log")
+        return cls(last_n=scenario.last_n, uvloop=not args.no_uvloop, log_path=workdir / "server.log",
+                   workers=args.pysfu_workers)
     if sfu == "janus":
         return cls(event_loops=event_loops, workdir=workdir / "janus", preexec_fn=_die_with_parent)
     return cls()
