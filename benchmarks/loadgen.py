@@ -21,7 +21,8 @@ Scenarios (``--participants`` overrides the size of any):
       inside the measurement window.
 
 Reported per run: the SFU's CPU µs per forwarded and per received packet
-(CPU from /proc/<pid>/stat, packet counts from the SFU), ingress/egress
+(CPU from /proc/<pid>/stat of the server and its children, packet counts
+from the SFU or the peers), ingress/egress
 packets/s, loss at the subscribers and the part the SFU added, forward
 latency p50/p99, join time p50/p99 and the last joiner's, server RSS, the
 generator's own CPU (total and per participant) and the machine's load.
@@ -29,6 +30,15 @@ generator's own CPU (total and per participant) and the machine's load.
     python -m benchmarks.loadgen --scenario s3
     python -m benchmarks.loadgen --scenario s3 --participants 60 --duration 20 --json
     python -m benchmarks.loadgen --scenario s1 --subscribers 8
+    python -m benchmarks.loadgen --scenario s1,s2 --subscribers 8 --sfu pysfu,janus \
+        --janus-event-loops 1,default --repeat 3      # side by side, with ratios
+
+Against Janus, and whenever servers are compared, packets are counted at
+the peers (in = what the publishers sent, forwarded = what the subscribers
+got; Janus has no counters), and dynacast is off so that every server
+receives the same packets. Simulcast goes to Janus as Chromium's does
+(rids q;h;f, low to high: ``rid_order`` "lmh"), layer wishes as its
+substreams.
 
 Everything runs on 127.0.0.1, is bounded in time, and every process started
 is stopped at the end, on error and on Ctrl-C (children also die with this
@@ -509,6 +519,7 @@ def summarize(scenario: Scenario, options: RunOptions, driver: ServerDriver, bef
         "window_s": round(window, 2),
         "counted_at": counted_at,
         "generator_sent_pps": round(sum(sent.values()) / window, 1),
+        "generator_sent_pps_by_stream": {k: round(v / window, 1) for k, v in sorted(sent.items())},
         "subscriber_received_pps": round(got / window, 1),
         "loss_pct": round(max(0, want - got) / want * 100, 3) if want else None,
         "loss_pct_audio": _loss(expected["audio"], received["audio"]),
@@ -745,6 +756,10 @@ def comparison(results: list[dict]) -> str:
         for server, runs in by_server.items():
             rows.append(f"| {server} | {len(runs)} | " + " | ".join(
                 _fmt(median(runs, key), digits) for key, _, digits in COMPARED) + " |")
+        ingress = [median(runs, "ingress_pps") or 0 for runs in by_server.values()]
+        if min(ingress) < 0.95 * max(ingress):
+            rows.append("WARNING: the servers did not get the same load (ingress differs by more "
+                        "than 5%: the generator fell behind in some runs); rerun on a quieter machine")
         ours = by_server.get("pysfu")
         for server, theirs in by_server.items():
             if server == "pysfu" or not ours:
