@@ -22,6 +22,9 @@ events), with the driver interface of the load generator:
 The subscriber PC follows every other publisher of the room (Janus
 multistream: "join" as subscriber, then "update" with subscribe/unsubscribe
 lists, one renegotiation in flight at a time, changes batched meanwhile).
+Simulcast publishers offer their rids low to high, as Chromium does
+(``"rid_order": "lmh"``; Janus assumes high to low otherwise), and
+``set_layers`` wishes become each video stream's Janus ``substream``.
 SDPs go over fully gathered (``"trickle": false``); payload types differ
 between publisher and subscriber PCs, so read them from the SDP.
 

@@ -704,7 +704,10 @@ def servers_from_args(args: argparse.Namespace) -> list[tuple[str, Optional[int]
             loops.append(None if value == "default" else int(value))
     servers: list[tuple[str, Optional[int]]] = []
     for name in [n.strip() for n in args.sfu.split(",") if n.strip()]:
-        driver_class(name)  # unknown names fail before anything runs
+        try:
+            driver_class(name)  # unknown names fail before anything runs
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
         servers += [(name, el) for el in loops] if name == "janus" else [(name, None)]
     if not servers:
         raise SystemExit("--sfu names no server")
