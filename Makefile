@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 CHROMIUM ?= /usr/lib/chromium/chromium
 
-.PHONY: run test install install-test chromium coturn janus redis-server unit bench bench-janus loadgen clean
+.PHONY: run test install install-test chromium coturn janus redis-server unit bench bench-janus loadgen loadgen-janus clean
 
 $(BIN)/pysfu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -99,6 +99,13 @@ loadgen: install
 bench-janus: install janus
 	$(BIN)/python -m benchmarks.forwarding --subscribers 8,32 --rate 1000 --compare-janus \
 		--janus-event-loops 1,default --repeat 3
+
+# the load generator's s1 (SUBSCRIBERS=8; also 32) and s2 (25, all cameras) on pysfu and on
+# Janus (event_loops 1 and default), interleaved, with the pysfu/Janus ratios
+SUBSCRIBERS ?= 8
+loadgen-janus: install janus
+	$(BIN)/python -m benchmarks.loadgen --scenario s1,s2 --subscribers $(SUBSCRIBERS) \
+		--sfu pysfu,janus --janus-event-loops 1,default --repeat 3 $(ARGS)
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache

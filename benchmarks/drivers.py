@@ -130,6 +130,10 @@ class ServerDriver(abc.ABC):
         """How the server was configured, for the report."""
         return {}
 
+    def log_errors(self) -> list[str]:
+        """A few error lines of the server's log, for the report's warnings."""
+        return []
+
 
 def driver_class(name: str) -> type[ServerDriver]:
     try:
@@ -149,15 +153,17 @@ PARTICIPANTS = re.compile(r"^pysfu_participants (\S+)$", re.M)
 
 class PysfuDriver(ServerDriver):
     """``pysfu serve`` as a subprocess on 127.0.0.1 (uvloop unless told
-    otherwise), open (no API keys), no join rate limit, or an already
-    running server given by ``url``."""
+    otherwise; one process unless ``workers`` > 1, where ``pid`` is the front
+    and the workers are its children), open (no API keys), no join rate
+    limit, or an already running server given by ``url``."""
 
     name = "pysfu"
 
     def __init__(self, last_n: Optional[int] = None, uvloop: bool = True,
                  room_capacity: int = 1000, log_path: Optional[Path] = None,
-                 url: Optional[str] = None, cwd: Optional[Path] = None) -> None:
+                 url: Optional[str] = None, cwd: Optional[Path] = None, workers: int = 1) -> None:
         self.last_n = last_n
+        self.workers = workers
         self.uvloop = uvloop
         self.room_capacity = room_capacity
         self.log_path = log_path
@@ -174,8 +180,7 @@ class PysfuDriver(ServerDriver):
         base = [str(script)] if script.exists() else [sys.executable, "-m", "signaling"]
         argv = base + ["serve", "--port", str(port), "--ice-address", "127.0.0.1",
                        "--log-level", "warning", "--joins-per-minute", "0",
-                       "--room-capacity", str(self.room_capacity),
-                       "--workers", "1"]  # one process: its CPU and RSS are the room's
+                       "--room-capacity", str(self.room_capacity), "--workers", str(self.workers)]
         return argv + ([] if self.uvloop else ["--no-uvloop"])
 
     async def start(self) -> None:
@@ -238,7 +243,7 @@ class PysfuDriver(ServerDriver):
                             int(totals["packets_lost_in"]))
 
     def settings(self) -> dict[str, Any]:
-        return {"loop": "uvloop" if self.uvloop else "asyncio",
+        return {"loop": "uvloop" if self.uvloop else "asyncio", "workers": self.workers,
                 "last_n": self.last_n if self.last_n is not None else "default (25)"}
 
     # --- sessions ------------------------------------------------------------

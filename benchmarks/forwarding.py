@@ -66,7 +66,6 @@ from typing import Any, Optional
 
 import aiohttp
 
-from .janus import JanusServer
 from .peers import bucket_value
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -421,7 +420,7 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
     http = f"http://127.0.0.1:{port}"
     url = f"ws://127.0.0.1:{port}/ws"
     server: Optional[asyncio.subprocess.Process] = None
-    janus: Optional[JanusServer] = None
+    janus = None  # benchmarks.janus.JanusServer with --sfu janus
     peers: list[PeerProcess] = []
     profiler: Optional[asyncio.subprocess.Process] = None
     failed = True
@@ -429,6 +428,8 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
     at_peers = config.count_at_peers or config.sfu == "janus"
     try:
         if config.sfu == "janus":
+            from .janus import JanusServer  # here: benchmarks.janus imports drivers, which imports us
+
             janus = JanusServer(config.janus_event_loops, workdir=workdir / "janus",
                                 preexec_fn=_child_setup(pin_sets(config.pin)[0]))
             await janus.start()

@@ -22,6 +22,9 @@ events), with the driver interface of the load generator:
 The subscriber PC follows every other publisher of the room (Janus
 multistream: "join" as subscriber, then "update" with subscribe/unsubscribe
 lists, one renegotiation in flight at a time, changes batched meanwhile).
+Simulcast publishers offer their rids low to high, as Chromium does
+(``"rid_order": "lmh"``; Janus assumes high to low otherwise), and
+``set_layers`` wishes become each video stream's Janus ``substream``.
 SDPs go over fully gathered (``"trickle": false``); payload types differ
 between publisher and subscriber PCs, so read them from the SDP.
 
@@ -50,6 +53,7 @@ from typing import Any, Callable, Optional
 
 import aiohttp
 
+from .drivers import ServerDriver, SessionDriver
 from .peers import PublisherPeer, SubscriberPeer, emit
 
 log = logging.getLogger("benchmarks.janus")
@@ -58,6 +62,7 @@ CONF = Path(__file__).resolve().parent / "janus_conf"
 PLUGIN = "janus.plugin.videoroom"
 ROOM_EXISTS = 427  # JANUS_VIDEOROOM_ERROR_ROOM_EXISTS
 MAX_PUBLISHERS = 200
+SUBSTREAMS = {"low": 0, "medium": 1, "high": 2}  # Janus's simulcast substreams
 LIB_DIRS = ("/usr/lib/*/janus", "/usr/lib/janus", "/usr/local/lib/janus", "/opt/janus/lib/janus")
 
 
@@ -144,14 +149,15 @@ def write_config(directory: Path, http_port: int, rtp_ports: tuple[int, int],
 # --- the server --------------------------------------------------------------------
 
 
-class JanusServer:
+class JanusServer(ServerDriver):
     """One Janus process on loopback; the benchmark's ServerDriver for Janus."""
+
+    name = "janus"  # benchmarks.drivers.DRIVERS; settings() tells event_loops
 
     def __init__(self, event_loops: Optional[int] = 1, workdir: Optional[Path] = None,
                  preexec_fn: Optional[Callable[[], None]] = None, debug_level: int = 3,
                  start_timeout: float = 20.0) -> None:
         self.event_loops = event_loops
-        self.name = f"janus (event_loops={event_loops or 'default'})"
         self._own_workdir = workdir is None
         self.workdir = workdir  # a temporary directory, made by start(), when None
         self._preexec_fn = preexec_fn
@@ -228,10 +234,6 @@ class JanusServer:
     def session(self, room: str, identity: str) -> "JanusSession":
         return JanusSession(self.url, room, identity)
 
-    async def packet_counts(self) -> Optional[dict]:
-        """Janus exposes no forwarded/received packet counters: count them at the peers."""
-        return None
-
     def endpoint(self) -> dict[str, Any]:
         """What a worker process needs to open sessions (JSON-able)."""
         return {"url": self.url}
@@ -273,8 +275,8 @@ JanusDriver = JanusServer
 # --- one participant ---------------------------------------------------------------
 
 
-class JanusSession:
-    """One participant of a VideoRoom over the HTTP API (SessionDriver)."""
+class JanusSession(SessionDriver):
+    """One participant of a VideoRoom over the HTTP API."""
 
     def __init__(self, url: str, room: str, identity: str, timeout: float = 20.0) -> None:
         self.url = url
@@ -288,6 +290,11 @@ class JanusSession:
         self.feed_id: Any = None  # our own publisher id in the room
         self.feeds: dict[Any, str] = {}  # other publishers in the room: id -> display
         self.subscribed: set = set()
+        self.video_mids: dict[str, Any] = {}  # subscriber PC video mid -> feed id
+        self._wanted: dict[str, str] = {}  # display -> layer wish (set_layers)
+        self._default = "high"
+        self._layer_sent: dict[str, str] = {}  # mid -> wish Janus has (its default: high)
+        self._configuring: Optional[asyncio.Task] = None
         self._http: Optional[aiohttp.ClientSession] = None
         self._poller: Optional[asyncio.Task] = None
         self._follower: Optional[asyncio.Task] = None
@@ -298,11 +305,10 @@ class JanusSession:
         self._answered.set()  # no subscriber offer waiting for its answer
         self._error: Optional[BaseException] = None
         self.offers = 0  # subscriber offers received
+        self.layer_requests = 0
+        self.layer_errors = 0
 
     # --- SessionDriver ---------------------------------------------------------
-
-    #: dynacast callback of the load generator's SessionDriver: Janus never calls it.
-    on_publisher_layers: Callable[[dict[str, bool]], None] = staticmethod(lambda layers: None)
 
     async def connect(self) -> None:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout + 40))
@@ -320,8 +326,11 @@ class JanusSession:
         self._follower = asyncio.ensure_future(self._follow())
 
     async def publish(self, offer_sdp: str) -> str:
+        # rid_order: our simulcast lists its rids low to high, as Chromium does
+        # (a=simulcast:send q;h;f); Janus assumes high to low unless told
         data, jsep = await self.message(self.publisher_handle, {"request": "publish"},
-                                        {"type": "offer", "sdp": offer_sdp, "trickle": False})
+                                        {"type": "offer", "sdp": offer_sdp, "trickle": False,
+                                         "rid_order": "lmh"})
         if data.get("configured") != "ok" or not jsep:
             raise JanusError("publish", f"unexpected answer {data}")
         return jsep["sdp"]
@@ -346,16 +355,41 @@ class JanusSession:
             raise JanusError("start", f"unexpected answer {data}")
         self._answered.set()
         self._changed.set()  # changes batched while the offer was out
+        if self._configuring is None or self._configuring.done():  # wishes for new streams
+            self._configuring = asyncio.ensure_future(self._configure_layers())
 
     async def set_layers(self, wanted: dict[str, str], default: str = "high") -> None:
-        """Simulcast layer wishes: not mapped to Janus's substream yet (a no-op)."""
+        """Simulcast layer wishes (by publisher display name) as Janus substreams
+        of the subscriber PC's video streams; "off" stops sending that stream."""
+        self._wanted, self._default = dict(wanted), default
+        await self._configure_layers()
+
+    async def _configure_layers(self) -> None:
+        streams = []
+        for mid, feed in list(self.video_mids.items()):
+            quality = self._wanted.get(self.feeds.get(feed, ""), self._default)
+            if self._layer_sent.get(mid, "high") == quality:
+                continue
+            self._layer_sent[mid] = quality
+            stream: dict[str, Any] = {"mid": mid, "send": quality != "off"}
+            if quality != "off":
+                stream["substream"] = SUBSTREAMS[quality]
+            streams.append(stream)
+        if not streams:
+            return
+        try:
+            await self.message(self.subscriber_handle, {"request": "configure", "streams": streams})
+            self.layer_requests += 1
+        except (JanusError, ConnectionError, asyncio.TimeoutError, aiohttp.ClientError):
+            self.layer_errors += 1
 
     def stats(self) -> dict[str, int]:
         return {"offers": self.offers, "feeds": len(self.feeds), "subscribed": len(self.subscribed),
-                "errors": int(self._error is not None)}
+                "settings_sent": self.layer_requests, "errors": int(self._error is not None)
+                + self.layer_errors}
 
     async def close(self) -> None:
-        for task in (self._follower, self._poller):
+        for task in (self._follower, self._poller, self._configuring):
             if task is not None:
                 task.cancel()
         if self._http is not None and self.session_id is not None and not self.closed.is_set():
@@ -460,6 +494,7 @@ class JanusSession:
                 if key in data and data[key] != "ok":
                     self._remove_feed(data[key])
         elif sender == self.subscriber_handle and (event.get("jsep") or {}).get("type") == "offer":
+            self._learn_streams(data)
             # Janus renegotiates on its own (e.g., a publisher left)
             self._answered.clear()
             self.offers += 1
@@ -471,9 +506,17 @@ class JanusSession:
                 self.feeds[publisher["id"]] = publisher.get("display", "")
                 self._changed.set()
 
+    def _learn_streams(self, data: dict) -> None:
+        """The subscriber PC's streams from a join/update answer (all of them)."""
+        if "streams" in data:
+            self.video_mids = {s["mid"]: s["feed_id"] for s in data["streams"]
+                               if s.get("type") == "video" and s.get("active", True)
+                               and "feed_id" in s}
+
     def _remove_feed(self, feed: Any) -> None:
         if self.feeds.pop(feed, None) is not None:
             self.subscribed.discard(feed)  # Janus drops the streams itself
+            self.video_mids = {m: f for m, f in self.video_mids.items() if f != feed}
             self._changed.set()
 
     async def _follow(self) -> None:
@@ -497,6 +540,7 @@ class JanusSession:
                     data, jsep = await self.message(self.subscriber_handle, {
                         "request": "update", "subscribe": streams})
                 self.subscribed.update(add)
+                self._learn_streams(data)
                 if jsep and jsep.get("type") == "offer":
                     self._answered.clear()
                     self.offers += 1

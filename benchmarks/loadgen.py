@@ -21,7 +21,8 @@ Scenarios (``--participants`` overrides the size of any):
       inside the measurement window.
 
 Reported per run: the SFU's CPU µs per forwarded and per received packet
-(CPU from /proc/<pid>/stat, packet counts from the SFU), ingress/egress
+(CPU from /proc/<pid>/stat of the server and its children, packet counts
+from the SFU or the peers), ingress/egress
 packets/s, loss at the subscribers and the part the SFU added, forward
 latency p50/p99, join time p50/p99 and the last joiner's, server RSS, the
 generator's own CPU (total and per participant) and the machine's load.
@@ -29,6 +30,15 @@ generator's own CPU (total and per participant) and the machine's load.
     python -m benchmarks.loadgen --scenario s3
     python -m benchmarks.loadgen --scenario s3 --participants 60 --duration 20 --json
     python -m benchmarks.loadgen --scenario s1 --subscribers 8
+    python -m benchmarks.loadgen --scenario s1,s2 --subscribers 8 --sfu pysfu,janus \
+        --janus-event-loops 1,default --repeat 3      # side by side, with ratios
+
+Against Janus, and whenever servers are compared, packets are counted at
+the peers (in = what the publishers sent, forwarded = what the subscribers
+got; Janus has no counters), and dynacast is off so that every server
+receives the same packets. Simulcast goes to Janus as Chromium's does
+(rids q;h;f, low to high: ``rid_order`` "lmh"), layer wishes as its
+substreams.
 
 Everything runs on 127.0.0.1, is bounded in time, and every process started
 is stopped at the end, on error and on Ctrl-C (children also die with this
@@ -44,6 +54,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,8 +66,8 @@ from typing import Any, Optional
 
 from .drivers import PacketCounts, ServerDriver, driver_class
 from .forwarding import (
-    CLK_TCK, _die_with_parent, code_info, cpu_ticks, machine_info, machine_load, rss_mb,
-    system_ticks,
+    CLK_TCK, _die_with_parent, children, code_info, cpu_ticks, machine_info, machine_load, rss_mb,
+    system_ticks, tree_cpu_times,
 )
 from .peers import bucket_value
 from .simulated import MediaSettings
@@ -104,6 +115,10 @@ class RunOptions:
     seed: int = 1
     keep_logs: bool = False
     workdir: Optional[Path] = None
+    #: Count packets at the peers (in = what publishers sent, forwarded = what
+    #: subscribers got) even when the SFU counts them: the same count for every
+    #: SFU of a comparison. SFUs without counters (Janus) are always counted so.
+    count_at_peers: bool = False
 
     def budget(self, scenario: Scenario) -> float:
         """An upper bound on a run's wall time: a run never outlives it."""
@@ -331,6 +346,17 @@ async def churn(room: Room, scenario: Scenario, seconds: float) -> list[tuple[st
     return room.join_ms[before:]
 
 
+def tree_rss_mb(pid: int) -> float:
+    """RSS of the server process and its children (pysfu's --workers)."""
+    total = rss_mb(pid)
+    for child in children(pid):
+        try:
+            total += rss_mb(child)
+        except OSError:
+            continue
+    return total
+
+
 def server_fds(pid: Optional[int]) -> Optional[int]:
     if pid is None:
         return None
@@ -368,7 +394,7 @@ async def run_scenario(scenario: Scenario, driver: ServerDriver, options: RunOpt
         await asyncio.sleep(options.warmup)
 
         # --- window ------------------------------------------------------------------------
-        before = await window_sample(driver, workers)
+        before = await window_sample(driver, workers, options.count_at_peers)
         churn_joins: list[tuple[str, float]] = []
         if scenario.churn:
             churn_task = asyncio.ensure_future(churn(room, scenario, options.duration * 0.8))
@@ -376,9 +402,9 @@ async def run_scenario(scenario: Scenario, driver: ServerDriver, options: RunOpt
             churn_joins = await churn_task
         else:
             await asyncio.sleep(options.duration)
-        after = await window_sample(driver, workers)
+        after = await window_sample(driver, workers, options.count_at_peers)
         room.pump_events()
-        rss = rss_mb(driver.pid) if driver.pid else None
+        rss = tree_rss_mb(driver.pid) if driver.pid else None
         speaking.cancel()
 
         result = summarize(scenario, options, driver, before, after, rss)
@@ -387,6 +413,7 @@ async def run_scenario(scenario: Scenario, driver: ServerDriver, options: RunOpt
         result["speaker_changes"] = script.changes
         result["join_failures"] = len(room.failures)
         result["warnings"] += [f"join failed: {f}" for f in room.failures[:5]]
+        result["warnings"] += [f"server log: {line}" for line in driver.log_errors()]
 
         # --- everyone leaves: nothing may stay behind on the server ----------------------------
         await stop_workers(workers)
@@ -422,16 +449,24 @@ async def wait_empty(driver: ServerDriver, timeout: float = 15.0) -> Optional[in
         await asyncio.sleep(0.2)
 
 
-async def window_sample(driver: ServerDriver, workers: list[WorkerProcess]) -> dict:
+async def window_sample(driver: ServerDriver, workers: list[WorkerProcess],
+                        at_peers: bool = False) -> dict:
     stats = await asyncio.gather(*(w.stats() for w in workers))
     return {
         "time": time.monotonic(),
-        "server_ticks": cpu_ticks(driver.pid) if driver.pid else None,
+        "server_ticks": sum(tree_cpu_times(driver.pid)) if driver.pid else None,
         "worker_ticks": sum(cpu_ticks(w.pid) for w in workers),
         "system": system_ticks(),
-        "counts": await driver.packet_counts(),
+        "counts": None if at_peers else await driver.packet_counts(),
         "workers": stats,
     }
+
+
+def peer_counts(sample: dict) -> PacketCounts:
+    """What the SFU got and gave as the peers saw it: every packet the
+    publishers sent, and every packet the subscribers received."""
+    return PacketCounts(sum(summed(sample["workers"], "sent").values()),
+                        sum(summed(sample["workers"], "received").values()))
 
 
 # --- figures -------------------------------------------------------------------------------
@@ -470,6 +505,9 @@ def summarize(scenario: Scenario, options: RunOptions, driver: ServerDriver, bef
     latency = +latency
     got, want = sum(received.values()), sum(expected.values())
     c0, c1 = before["counts"], after["counts"]
+    counted_at = "server"
+    if c0 is None or c1 is None:
+        c0, c1, counted_at = peer_counts(before), peer_counts(after), "peers"
     result: dict[str, Any] = {
         "scenario": scenario.name,
         "description": scenario.description,
@@ -483,7 +521,9 @@ def summarize(scenario: Scenario, options: RunOptions, driver: ServerDriver, bef
         "media": asdict(options.media),
         "workers": options.workers,
         "window_s": round(window, 2),
+        "counted_at": counted_at,
         "generator_sent_pps": round(sum(sent.values()) / window, 1),
+        "generator_sent_pps_by_stream": {k: round(v / window, 1) for k, v in sorted(sent.items())},
         "subscriber_received_pps": round(got / window, 1),
         "loss_pct": round(max(0, want - got) / want * 100, 3) if want else None,
         "loss_pct_audio": _loss(expected["audio"], received["audio"]),
@@ -499,21 +539,17 @@ def summarize(scenario: Scenario, options: RunOptions, driver: ServerDriver, bef
         result["server_cpu_pct"] = round(cpu_us / (window * 1e6) * 100, 1)
     else:
         cpu_us = None
-    if c0 is not None and c1 is not None:
-        packets_in, packets_out = c1.received - c0.received, c1.forwarded - c0.forwarded
-        lost_in = c1.lost_in - c0.lost_in
-        result["ingress_pps"] = round(packets_in / window, 1)
-        result["egress_pps"] = round(packets_out / window, 1)
-        result["server_lost_in"] = lost_in
-        if cpu_us is not None:
-            result["us_per_forwarded"] = round(cpu_us / packets_out, 2) if packets_out else None
-            result["us_per_received"] = round(cpu_us / packets_in, 2) if packets_in else None
-        ingress_loss = lost_in / (packets_in + lost_in) * 100 if packets_in + lost_in else 0.0
-        if result["loss_pct"] is not None:
-            result["loss_added_by_sfu_pct"] = round(max(0.0, result["loss_pct"] - ingress_loss), 3)
-    else:
-        result["ingress_pps"] = result["egress_pps"] = None
-        result["loss_added_by_sfu_pct"] = result["loss_pct"]
+    packets_in, packets_out = c1.received - c0.received, c1.forwarded - c0.forwarded
+    lost_in = c1.lost_in - c0.lost_in  # 0 at the peers: loopback loses nothing before the SFU
+    result["ingress_pps"] = round(packets_in / window, 1)
+    result["egress_pps"] = round(packets_out / window, 1)
+    result["server_lost_in"] = lost_in
+    if cpu_us is not None:
+        result["us_per_forwarded"] = round(cpu_us / packets_out, 2) if packets_out else None
+        result["us_per_received"] = round(cpu_us / packets_in, 2) if packets_in else None
+    ingress_loss = lost_in / (packets_in + lost_in) * 100 if packets_in + lost_in else 0.0
+    if result["loss_pct"] is not None:
+        result["loss_added_by_sfu_pct"] = round(max(0.0, result["loss_pct"] - ingress_loss), 3)
     generator_us = (after["worker_ticks"] - before["worker_ticks"]) * tick_us
     result["generator_cpu_pct"] = round(generator_us / (window * 1e6) * 100, 1)
     result["generator_cpu_pct_per_participant"] = round(result["generator_cpu_pct"] / scenario.participants, 3)
@@ -577,7 +613,8 @@ def print_result(r: dict) -> None:
         f"  media per publisher: VP8 simulcast q/h/f {'/'.join(f'{x:g}' for x in media['layer_rates'])} pkt/s, "
         f"Opus 50 pkt/s speaking, silent: {media['silent_audio']}",
         f"  ingress {_fmt(r.get('ingress_pps'), 0)} pkt/s   egress {_fmt(r.get('egress_pps'), 0)} pkt/s   "
-        f"(generator sent {r['generator_sent_pps']:.0f}/s, subscribers got {r['subscriber_received_pps']:.0f}/s)",
+        f"(counted at the {r['counted_at']}; generator sent {r['generator_sent_pps']:.0f}/s, "
+        f"subscribers got {r['subscriber_received_pps']:.0f}/s)",
         f"  server CPU {_fmt(r.get('server_cpu_pct'), 1)}% of one core: "
         f"{_fmt(r.get('us_per_forwarded'))} µs per forwarded packet, "
         f"{_fmt(r.get('us_per_received'))} µs per received packet;  RSS {_fmt(r['server_rss_mb'], 0)} MB",
@@ -614,7 +651,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scenario", default="s3", help="s1, s2, s3, s4 or a comma-separated list")
     parser.add_argument("--participants", type=int, help="room size (s1: 1 publisher + subscribers)")
     parser.add_argument("--subscribers", type=int, help="s1: subscribers (participants = this + 1)")
-    parser.add_argument("--sfu", default="pysfu", help="pysfu or janus (benchmarks/janus.py)")
+    parser.add_argument("--sfu", default="pysfu",
+                        help="pysfu, janus (benchmarks/janus.py) or a list: pysfu,janus runs each "
+                        "scenario on each, interleaved, and prints the pysfu/Janus ratios")
+    parser.add_argument("--janus-event-loops", default="1",
+                        help="Janus's event_loops: 1, default (a thread per handle) or 1,default")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per scenario and server")
+    parser.add_argument("--count-at-peers", action="store_true",
+                        help="count packets at the peers for pysfu too (always so when comparing)")
     parser.add_argument("--last-n", type=int, help="pysfu's last-N (default: the scenario's)")
     parser.add_argument("--join-rate", type=float, help="joins per second while the room fills")
     parser.add_argument("--workers", type=int, default=2, help="generator processes (default 2)")
@@ -630,6 +674,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slots", help='slot subscription, "VIDEO,AUDIO" (e.g. 9,3), or "off" '
                         "(one m-line per track); default: the scenario's (s3: 9,3)")
     parser.add_argument("--no-uvloop", action="store_true", help="run pysfu on asyncio's loop")
+    parser.add_argument("--pysfu-workers", type=int, default=1,
+                        help="pysfu's worker processes (default 1: one process, as Janus is)")
     parser.add_argument("--join-timeout", type=float, default=60.0)
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument("--json", action="store_true", help="also print one JSON line per run")
@@ -658,11 +704,86 @@ def scenario_from_args(name: str, args: argparse.Namespace) -> Scenario:
     return scenario
 
 
-def make_driver(args: argparse.Namespace, scenario: Scenario, workdir: Path) -> ServerDriver:
-    cls = driver_class(args.sfu)
-    if args.sfu == "pysfu":
-        return cls(last_n=scenario.last_n, uvloop=not args.no_uvloop, log_path=workdir / "server.log")
+def servers_from_args(args: argparse.Namespace) -> list[tuple[str, Optional[int]]]:
+    """(driver name, Janus event_loops) of every server to run, in run order."""
+    loops = []
+    for value in args.janus_event_loops.split(","):
+        value = value.strip()
+        if value:
+            loops.append(None if value == "default" else int(value))
+    servers: list[tuple[str, Optional[int]]] = []
+    for name in [n.strip() for n in args.sfu.split(",") if n.strip()]:
+        try:
+            driver_class(name)  # unknown names fail before anything runs
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
+        servers += [(name, el) for el in loops] if name == "janus" else [(name, None)]
+    if not servers:
+        raise SystemExit("--sfu names no server")
+    return servers
+
+
+def server_label(sfu: str, event_loops: Optional[int]) -> str:
+    return f"janus event_loops={event_loops or 'default'}" if sfu == "janus" else sfu
+
+
+def make_driver(args: argparse.Namespace, scenario: Scenario, workdir: Path, sfu: str = "pysfu",
+                event_loops: Optional[int] = 1) -> ServerDriver:
+    cls = driver_class(sfu)
+    if sfu == "pysfu":
+        return cls(last_n=scenario.last_n, uvloop=not args.no_uvloop, log_path=workdir / "server.log",
+                   workers=args.pysfu_workers)
+    if sfu == "janus":
+        return cls(event_loops=event_loops, workdir=workdir / "janus", preexec_fn=_die_with_parent)
     return cls()
+
+
+COMPARED = (  # key, label, digits
+    ("us_per_forwarded", "µs/forwarded", 2), ("us_per_received", "µs/received", 2),
+    ("server_cpu_pct", "CPU %", 1), ("ingress_pps", "in pkt/s", 0), ("egress_pps", "out pkt/s", 0),
+    ("server_rss_mb", "RSS MB", 0), ("latency_p50_ms", "latency p50 ms", 2),
+    ("latency_p99_ms", "p99 ms", 2), ("loss_pct", "loss %", 3), ("join_ms_p50", "join p50 ms", 0),
+)
+RATIOS = ("us_per_forwarded", "us_per_received", "server_rss_mb", "latency_p50_ms", "latency_p99_ms",
+          "loss_pct")
+
+
+def median(runs: list[dict], key: str) -> Optional[float]:
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def comparison(results: list[dict]) -> str:
+    """Per scenario, a markdown table of each server's medians over its runs,
+    then pysfu's medians over each Janus setting's."""
+    out = []
+    for name in dict.fromkeys(r["scenario"] for r in results):
+        by_server: dict[str, list[dict]] = {}
+        for r in results:
+            if r["scenario"] == name:
+                by_server.setdefault(r["server"], []).append(r)
+        head = "| server | runs | " + " | ".join(label for _, label, _ in COMPARED) + " |"
+        rows = [f"\n{name} (medians; packets counted at the {results[0]['counted_at']}):", head,
+                "|" + "---|" * (head.count("|") - 1)]
+        for server, runs in by_server.items():
+            rows.append(f"| {server} | {len(runs)} | " + " | ".join(
+                _fmt(median(runs, key), digits) for key, _, digits in COMPARED) + " |")
+        ingress = [median(runs, "ingress_pps") or 0 for runs in by_server.values()]
+        if min(ingress) < 0.95 * max(ingress):
+            rows.append("WARNING: the servers did not get the same load (ingress differs by more "
+                        "than 5%: the generator fell behind in some runs); rerun on a quieter machine")
+        ours = by_server.get("pysfu")
+        for server, theirs in by_server.items():
+            if server == "pysfu" or not ours:
+                continue
+            parts = []
+            for key in RATIOS:
+                a, b = median(ours, key), median(theirs, key)
+                ratio = f"{a / b:.2f}x" if a is not None and b else "n/a"
+                parts.append(f"{key} {_fmt(a)} / {_fmt(b)} = {ratio}")
+            rows.append(f"pysfu / {server}: " + "; ".join(parts))
+        out += rows
+    return "\n".join(out)
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -678,33 +799,57 @@ async def main_async(args: argparse.Namespace) -> int:
     rates = tuple(float(r) for r in args.layer_rates.split(","))
     if len(rates) != 3:
         raise SystemExit("--layer-rates needs three rates (q,h,f)")
+    servers = servers_from_args(args)
+    comparing = len(servers) > 1
+    if comparing and not args.no_dynacast:
+        print("comparing servers: dynacast off, so that every server receives the same packets; "
+              "packets counted at the peers for every server", flush=True)
     media = MediaSettings(layer_rates=rates, silent_audio=args.silent_audio,
-                          dynacast=not args.no_dynacast)
+                          dynacast=not (args.no_dynacast or comparing))
     failures = 0
+    results: list[dict] = []
     for name in [n.strip() for n in args.scenario.split(",") if n.strip()]:
         scenario = scenario_from_args(name, args)
-        workdir = Path(tempfile.mkdtemp(prefix=f"pysfu-loadgen-{name}-"))
-        options = RunOptions(workers=args.workers, warmup=args.warmup, duration=args.duration,
-                             speaker_period=args.speaker_period, join_timeout=args.join_timeout,
-                             media=media, keep_logs=args.keep_logs, workdir=workdir)
-        driver = make_driver(args, scenario, workdir)
-        try:
-            result = await asyncio.wait_for(run_scenario(scenario, driver, options),
-                                            options.budget(scenario))
-        except (Exception, asyncio.TimeoutError) as exc:
-            failures += 1
-            print(f"== {name} FAILED: {type(exc).__name__}: {exc} (logs in {workdir})", flush=True)
-            if os.environ.get("LOADGEN_TRACE"):
-                import traceback
-                traceback.print_exc()
-            continue
-        if not args.keep_logs:
-            shutil.rmtree(workdir, ignore_errors=True)
-        result["code"] = code
-        print_result(result)
-        if args.json:
-            print(json.dumps({**result, "machine": info}), flush=True)
+        for repeat in range(args.repeat):
+            for sfu, event_loops in servers:
+                label = server_label(sfu, event_loops)
+                result = await run_one(args, scenario, media, sfu, event_loops,
+                                       count_at_peers=comparing or args.count_at_peers)
+                if result is None:
+                    failures += 1
+                    continue
+                result.update(code=code, server=label, run=repeat + 1)
+                results.append(result)
+                print_result(result)
+                if args.json:
+                    print(json.dumps({**result, "machine": info}), flush=True)
+    if comparing and results:
+        print(comparison(results), flush=True)
     return 1 if failures else 0
+
+
+async def run_one(args: argparse.Namespace, scenario: Scenario, media: MediaSettings, sfu: str,
+                  event_loops: Optional[int], count_at_peers: bool) -> Optional[dict]:
+    """One scenario on one server; None (and a FAILED line) when it failed."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"pysfu-loadgen-{scenario.name}-{sfu}-"))
+    options = RunOptions(workers=args.workers, warmup=args.warmup, duration=args.duration,
+                         speaker_period=args.speaker_period, join_timeout=args.join_timeout,
+                         media=media, keep_logs=args.keep_logs, workdir=workdir,
+                         count_at_peers=count_at_peers)
+    driver = make_driver(args, scenario, workdir, sfu, event_loops)
+    try:
+        result = await asyncio.wait_for(run_scenario(scenario, driver, options),
+                                        options.budget(scenario))
+    except (Exception, asyncio.TimeoutError) as exc:
+        print(f"== {scenario.name} on {server_label(sfu, event_loops)} FAILED: "
+              f"{type(exc).__name__}: {exc} (logs in {workdir})", flush=True)
+        if os.environ.get("LOADGEN_TRACE"):
+            import traceback
+            traceback.print_exc()
+        return None
+    if not args.keep_logs:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
 
 
 def main(argv: Optional[list[str]] = None) -> None:

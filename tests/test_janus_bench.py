@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
 
 import pytest
 
-from benchmarks.forwarding import RunConfig, run_once
+from benchmarks.drivers import driver_class
+from benchmarks.forwarding import RunConfig, children, run_once
 from benchmarks.janus import (JanusPublisherPeer, JanusServer, JanusSubscriberPeer,
                               unavailable_reason)
+from benchmarks.loadgen import SCENARIOS, RunOptions, run_scenario
+from benchmarks.simulated import MediaSettings
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None,
                                 reason=f"{unavailable_reason()} (make janus)")
@@ -31,6 +35,40 @@ async def test_s1_fan_out_through_janus_loses_nothing():
     assert result["loss_pct"] is not None and result["loss_pct"] < 1.0
     assert result["server_cpu_pct"] > 0 and result["us_per_forwarded"] > 0
     assert result["latency_p50_ms"] is not None
+
+
+def janus_children() -> list[int]:
+    found = []
+    for pid in children(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == "janus":
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+async def test_load_generator_s1_through_janus_loses_nothing():
+    """The load generator's path (driver seam, worker process, simulcast
+    publisher) against Janus: 1 publisher, 2 subscribers wanting the high layer."""
+    scenario = replace(SCENARIOS["s1"], participants=3, join_rate=20.0)
+    media = MediaSettings(layer_rates=(20.0, 60.0, 180.0))
+    options = RunOptions(workers=1, warmup=1.5, duration=3.0, join_timeout=30.0, media=media)
+    driver = driver_class("janus")(event_loops=1)
+
+    result = await asyncio.wait_for(run_scenario(scenario, driver, options), 60)
+
+    assert result["joined"] == 3 and result["join_failures"] == 0, result["warnings"]
+    assert result["counted_at"] == "peers"  # Janus has no packet counters
+    # each subscriber gets the publisher's audio (50/s) and its high layer (180/s), not q or h
+    per_subscriber = result["subscriber_received_pps"] / 2
+    assert per_subscriber > 150, result
+    assert result["egress_pps"] == pytest.approx(result["subscriber_received_pps"])
+    assert result["loss_pct"] is not None and result["loss_pct"] < 1.0, result
+    assert result["server_cpu_pct"] > 0 and result["us_per_forwarded"] > 0
+    assert result["latency_p50_ms"] is not None
+    assert not janus_children(), "janus still running after the run"
 
 
 async def test_subscribers_follow_publishers_over_loopback_only():
