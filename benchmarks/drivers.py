@@ -34,7 +34,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import aiohttp
 
-from .forwarding import _die_with_parent, free_port, wait_healthy
+from .forwarding import _die_with_parent, free_port, free_udp_port, wait_healthy
 from .peers import Signaling
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,9 +161,11 @@ class PysfuDriver(ServerDriver):
 
     def __init__(self, last_n: Optional[int] = None, uvloop: bool = True,
                  room_capacity: int = 1000, log_path: Optional[Path] = None,
-                 url: Optional[str] = None, cwd: Optional[Path] = None, workers: int = 1) -> None:
+                 url: Optional[str] = None, cwd: Optional[Path] = None, workers: int = 1,
+                 single_port: bool = False) -> None:
         self.last_n = last_n
         self.workers = workers
+        self.single_port = single_port
         self.uvloop = uvloop
         self.room_capacity = room_capacity
         self.log_path = log_path
@@ -181,6 +183,7 @@ class PysfuDriver(ServerDriver):
         argv = base + ["serve", "--port", str(port), "--ice-address", "127.0.0.1",
                        "--log-level", "warning", "--joins-per-minute", "0",
                        "--room-capacity", str(self.room_capacity), "--workers", str(self.workers)]
+        argv += ["--udp-port", str(free_udp_port())] if self.single_port else []
         return argv + ([] if self.uvloop else ["--no-uvloop"])
 
     async def start(self) -> None:
@@ -244,6 +247,7 @@ class PysfuDriver(ServerDriver):
 
     def settings(self) -> dict[str, Any]:
         return {"loop": "uvloop" if self.uvloop else "asyncio", "workers": self.workers,
+                "single_port": self.single_port,
                 "last_n": self.last_n if self.last_n is not None else "default (25)"}
 
     # --- sessions ------------------------------------------------------------

@@ -674,6 +674,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slots", help='slot subscription, "VIDEO,AUDIO" (e.g. 9,3), or "off" '
                         "(one m-line per track); default: the scenario's (s3: 9,3)")
     parser.add_argument("--no-uvloop", action="store_true", help="run pysfu on asyncio's loop")
+    parser.add_argument("--single-port", action="store_true",
+                        help="pysfu in single UDP port mode (--udp-port: one socket, sendmmsg batches)")
     parser.add_argument("--pysfu-workers", type=int, default=1,
                         help="pysfu's worker processes (default 1: one process, as Janus is)")
     parser.add_argument("--join-timeout", type=float, default=60.0)
@@ -732,7 +734,7 @@ def make_driver(args: argparse.Namespace, scenario: Scenario, workdir: Path, sfu
     cls = driver_class(sfu)
     if sfu == "pysfu":
         return cls(last_n=scenario.last_n, uvloop=not args.no_uvloop, log_path=workdir / "server.log",
-                   workers=args.pysfu_workers)
+                   workers=args.pysfu_workers, single_port=args.single_port)
     if sfu == "janus":
         return cls(event_loops=event_loops, workdir=workdir / "janus", preexec_fn=_die_with_parent)
     return cls()
