@@ -391,6 +391,7 @@ class RunConfig:
     layer_rates: Optional[list[float]] = None  # simulcast: packets/s of q, h, f (sum = rate)
     workers: int = 1  # server worker processes; the room is spread evenly over them
     single_port: bool = False  # server in single UDP port mode
+    probes: int = 0  # > 0: only this many subscribers read during the window, the rest are sinks
     code_label: str = ""  # which code, when comparing two (--compare-ref)
     sfu: str = "pysfu"  # or "janus" (benchmarks.janus)
     janus_event_loops: Optional[int] = 1  # Janus's event_loops; None: its default threading
@@ -412,6 +413,17 @@ def percentile(histogram: dict[int, int], q: float) -> Optional[float]:
         if seen > rank:
             return bucket_value(key) / 1000
     return bucket_value(max(histogram)) / 1000
+
+
+SINK_SETTLE = 3.0  # seconds between stopping the sinks and the window
+
+
+def _signal_all(peers: list[PeerProcess], signum: int) -> None:
+    for peer in peers:
+        try:
+            os.kill(peer.pid, signum)
+        except ProcessLookupError:
+            pass
 
 
 async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
@@ -462,7 +474,14 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
         await asyncio.sleep(config.warmup)
 
         # --- window ------------------------------------------------------------
-        before = await asyncio.gather(*(p.stats() for p in peers))
+        # --probes K: the other subscribers are stopped (SIGSTOP) for the window, as sinks
+        # the server still sends to (counted at the server); the K probes measure loss and latency
+        probes = peers[:1 + config.probes] if config.probes and not at_peers else peers
+        sinks = peers[len(probes):]
+        if sinks:
+            _signal_all(sinks, signal.SIGSTOP)
+            await asyncio.sleep(SINK_SETTLE)  # the backlog of the warm-up drains first
+        before = await asyncio.gather(*(p.stats() for p in probes))
         m0 = {} if at_peers else await scrape(http)
         if config.profile:
             profiler = await start_profiler(server_pid, config.duration, config.profile)
@@ -478,7 +497,8 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
         sys1 = system_ticks()
         t1 = time.monotonic()
         m1 = {} if at_peers else await scrape(http)
-        after = await asyncio.gather(*(p.stats() for p in peers))
+        after = await asyncio.gather(*(p.stats() for p in probes))
+        _signal_all(sinks, signal.SIGCONT)
         if at_peers:
             m0, m1 = peer_counts(before), peer_counts(after)
         rss = rss_mb(server_pid)
@@ -514,6 +534,7 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
             raise RuntimeError(f"{type(exc).__name__}: {exc}; {'; '.join(exited[:3])}") from exc
         raise
     finally:
+        _signal_all(peers, signal.SIGCONT)
         await stop_all(server, peers)
         if janus is not None:
             await janus.stop()
@@ -859,6 +880,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "--layer-rates, whose sum replaces --rate); subscribers get the top layer")
     parser.add_argument("--compare-simulcast", action="store_true",
                         help="run every configuration single-layer (--rate) and simulcast, interleaved")
+    parser.add_argument("--probes", type=int, default=0, metavar="K",
+                        help="only K subscribers read during the window (loss and latency are theirs); the "
+                        "others are stopped with SIGSTOP, sinks the server still sends to, so the load "
+                        "generator's CPU stays small (egress counted at the server)")
     parser.add_argument("--single-port", action="store_true",
                         help="server in single UDP port mode (--udp-port)")
     parser.add_argument("--compare-ports", action="store_true",
@@ -939,7 +964,8 @@ async def run_matrix(args: argparse.Namespace, info: dict, codes: list[tuple[dic
                                profile=args.profile, pin=args.pin, source=source,
                                batch_peers=args.batch_peers, workers=workers, single_port=single_port,
                                code_label=code["commit"] if len(codes) > 1 else "",
-                               sfu=sfu, janus_event_loops=el, count_at_peers=args.compare_janus)
+                               sfu=sfu, janus_event_loops=el, count_at_peers=args.compare_janus,
+                               probes=args.probes)
             try:
                 result = await asyncio.wait_for(run_once(config, args.keep_logs), config.budget())
             except (Exception, asyncio.TimeoutError) as exc:
