@@ -17,7 +17,7 @@ Scenarios (``--participants`` overrides the size of any):
 * s3  meeting of 150: 150 microphones (3 speaking at a time) and 150
       simulcast cameras, last-N 9, each subscriber 8 tiles low + the
       speaker high; the 150th participant joins the full meeting last;
-* s4  churn: 150 join over 30 s (s3's media), then 50 leave and rejoin
+* s4  churn: 150 join over 30 s (s3's media and slots), then 50 leave and rejoin
       inside the measurement window.
 
 Reported per run: the SFU's CPU µs per forwarded and per received packet
@@ -99,7 +99,8 @@ SCENARIOS = {
     "s2": Scenario("s2", 25, description="25-person meeting, all cameras on"),
     "s3": Scenario("s3", 150, last_n=9, slots={"video": 9, "audio": 3},
                    description="150-person meeting, last-N 9, 8 tiles low + speaker high"),
-    "s4": Scenario("s4", 150, last_n=9, join_rate=5.0, last_joins_alone=False, churn=50,
+    "s4": Scenario("s4", 150, last_n=9, slots={"video": 9, "audio": 3}, join_rate=5.0,
+                   last_joins_alone=False, churn=50,
                    description="churn: 150 join over 30 s, 50 leave and rejoin"),
 }
 
