@@ -81,4 +81,15 @@ async def test_one_video_slot_moves_to_the_pinned_participant(tmp_path):
                                timeout=15, what="ben's video in the slot after pinning him")
             assert sorted(view["mlines"]) == ["audio", "video"]  # never renegotiated
             assert ["video", b] in view["slots"] and ["video", a] not in view["slots"]
+
+            # the socket drops: the page resumes with fresh PCs, and slots again
+            old_pc = await page.evaluate("window.pysfuDemo.client.subscriberPc.__old = true")
+            await page.evaluate("window.pysfuDemo.client.ws.close()")
+            await until(lambda: page.evaluate("window.pysfuDemo.client.state"), lambda s: s == "reconnecting",
+                        timeout=10, what="reconnecting")
+            view = await until(lambda: tile_frames_over(page),
+                               lambda v: shows_video(v, b) and shows_placeholder(v, a),
+                               timeout=20, what="ben's video in the slot after resuming")
+            assert old_pc and not await page.evaluate("Boolean(window.pysfuDemo.client.subscriberPc.__old)")
+            assert sorted(view["mlines"]) == ["audio", "video"]
             assert page.errors == []
