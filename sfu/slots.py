@@ -98,6 +98,10 @@ class SlotSubscriber(Subscriber):
     def subscribed(self, track_id: str) -> bool:
         return track_id in self._tracks
 
+    def subscriptions(self) -> list[tuple[PublishedTrack, TrackSettings]]:
+        """Every subscribed track, in a slot or not (restored after a resume)."""
+        return [(t, self._settings.get(t.id, TrackSettings())) for t in self._tracks.values()]
+
     def subscribe(self, track: PublishedTrack) -> None:
         if track.id not in self._tracks:
             self._tracks[track.id] = track

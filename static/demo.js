@@ -13,6 +13,14 @@ const QUALITY_CHOICES = ["auto", "low", "medium", "high"];
 const QUALITY_LETTERS = { low: "q", medium: "h", high: "f" };
 /** Remote tiles per page from `?pageSize=N` (else what fits the window). */
 const PAGE_SIZE = Math.max(0, Number.parseInt(params.get("pageSize") || "0", 10) || 0);
+/** `?slots=V,A`: slot subscription with V video and A audio m-lines (default: off). */
+const SLOTS = parseSlots(params.get("slots"));
+
+function parseSlots(value) {
+  if (!value) return null;
+  const [video, audio] = value.split(",").map((n) => Math.max(0, Number.parseInt(n, 10) || 0));
+  return { video: video || 0, audio: audio || 0 };
+}
 const TILE_GAP = 12; // px, as .tiles' gap in style.css
 
 /** participant id -> tile record {el, video, nameEl, placeholder, indicators, tracks, shown,
@@ -1035,7 +1043,7 @@ async function join(room, name, wanted = { audio: true, video: true }) {
   setState("connecting", `Connecting to room "${room}"…`);
   try {
     const token = await fetchToken(room, name);
-    const res = await client.join(room, name, { token });
+    const res = await client.join(room, name, SLOTS ? { token, slots: SLOTS } : { token });
     showJoinedRoom(res, name);
     setState("connecting", `Joined "${res.room}", starting media…`);
     const note = await publishLocalMedia(client, wanted);

@@ -215,6 +215,8 @@ function plainParticipant(p) {
  *  - `connection_quality` {updates: [{participant_id, quality: "excellent"|"good"|"poor"|"lost", ...}]}
  *                         (ours too; also in `Participant.quality`)
  *  - `speakers_changed`   {speakers: [{participant_id, level, dominant?}]}  dominant first (also in `speakers`)
+ *  - `slots_changed`      {slots: [{mid, kind, participant_id, track_id}]}  slot subscription only
+ *                         (also in `slots`); each change also comes as `trackremoved` / `track`
  * Client events:
  *  - `track`        {track, trackInfo, participantId, trackId, mid, kind, streams}
  *  - `trackremoved` {track, trackInfo, participantId, trackId, mid, kind}
@@ -262,6 +264,8 @@ export class PysfuClient extends EventTarget {
     this.localTracks = new Map();
     /** @type {Map<string, {mid: string, track_id: string, participant_id: string, kind: string}>} latest subscriber offer, by mid */
     this.subscribedMids = new Map();
+    /** @type {{mid: string, kind: string, participant_id: string|null, track_id: string|null}[]} slot subscription: what each slot carries */
+    this.slots = [];
     /** @type {Map<string, RemoteTrack>} remote tracks currently delivered, by mid */
     this.remoteTracks = new Map();
     /** @type {"new"|"connecting"|"connected"|"joined"|"reconnecting"|"closed"} */
@@ -441,6 +445,7 @@ export class PysfuClient extends EventTarget {
       track_unpublished: () => this._removeTrack(msg.participant_id, msg.track_id),
       track_muted: () => this._setTrackMuted(msg),
       subscriber_offer: () => this._queueOffer(msg),
+      slots_changed: () => this._queueSlots(msg.slots || []),
       layer_changed: () => this._onLayerChanged(msg),
       subscribed_quality_update: () => this._onSubscribedQualityUpdate(msg),
       leave: () => {
@@ -535,8 +540,11 @@ export class PysfuClient extends EventTarget {
    * (the publisher PC is only negotiated by `publish()`).
    * @param {string} room
    * @param {string} [name]
-   * @param {{autoSubscribe?: boolean, token?: string}} [options]
-   *   `token`: access token (JWT), required when the server has API keys
+   * @param {{autoSubscribe?: boolean, token?: string, slots?: {video?: number, audio?: number}}} [options]
+   *   `token`: access token (JWT), required when the server has API keys;
+   *   `slots`: slot subscription (big rooms): one subscriber offer with this many
+   *   video and audio m-lines, never renegotiated; the server fills them
+   *   (`slots_changed`) and each occupant comes as `track` / `trackremoved`
    * @returns {Promise<Object>} the join_response
    *
    * When the room lives on another node of a cluster the server answers
@@ -548,6 +556,7 @@ export class PysfuClient extends EventTarget {
     const autoSubscribe = options.autoSubscribe !== false;
     const msg = { type: "join", room, name, version: PROTOCOL_VERSION, auto_subscribe: autoSubscribe };
     if (options.token) msg.token = options.token;
+    if (options.slots) msg.slots = { video: options.slots.video || 0, audio: options.slots.audio || 0 };
     let res = await this.request(msg);
     for (let hops = 0; res.type === "redirect"; hops++) {
       if (hops === MAX_REDIRECTS) throw new PysfuError("too_many_redirects", `still redirected after ${hops} hops`);
@@ -698,6 +707,7 @@ export class PysfuClient extends EventTarget {
     this._pcTimers.forEach((timer) => clearTimeout(timer));
     for (const mid of [...this.remoteTracks.keys()]) this._dropRemoteTrack(mid);
     this.subscribedMids = new Map();
+    this.slots = [];
     for (const pc of [this.publisherPc, this.subscriberPc]) if (pc) pc.close();
     this.publisherPc = this.subscriberPc = null;
     const ws = this.ws;
@@ -1035,6 +1045,22 @@ export class PysfuClient extends EventTarget {
     const pending = this.request({ type: "subscriber_answer", sdp: pc.localDescription.sdp });
     this._gates.subscriber.open();
     await pending;
+    this._reconcileRemoteTracks();
+  }
+
+  /** After the offer's answer (same queue): each slot's occupant is the track on its mid. */
+  _queueSlots(slots) {
+    this._offerQueue
+      .run(async () => this._applySlots(slots))
+      .catch((err) => this._emit("error", { code: err.code || "slots_changed", message: err.message }));
+  }
+
+  _applySlots(slots) {
+    if (this.state === "closed") return;
+    this.slots = slots.map((slot) => ({ ...slot }));
+    const occupied = slots.filter((slot) => slot.track_id && slot.participant_id);
+    this.subscribedMids = new Map(occupied.map((slot) => [slot.mid, { ...slot }]));
+    this._dropStaleRemoteTracks();
     this._reconcileRemoteTracks();
   }
 
