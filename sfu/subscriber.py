@@ -250,11 +250,13 @@ class Subscriber:
     def _remb_total(self, item, now: float) -> int:
         """Chromium sends one REMB for all our SSRCs; aiortc one per m-line for
         its own SSRC: the estimate is the sum of the latest REMB of each set
-        of SSRCs (heard from within REMB_FRESH seconds)."""
+        of SSRCs (heard from within REMB_FRESH seconds). A set that shares an
+        SSRC with the new one is the same estimate, superseded."""
         parts = self._remb_parts
-        parts[frozenset(item.ssrcs)] = (now, item.bitrate)
-        for key in [k for k, (t, _) in parts.items() if now - t > REMB_FRESH]:
+        ssrcs = frozenset(item.ssrcs)
+        for key in [k for k, (t, _) in parts.items() if now - t > REMB_FRESH or k & ssrcs]:
             del parts[key]
+        parts[ssrcs] = (now, item.bitrate)
         return sum(bitrate for _, bitrate in parts.values())
 
     # --- layer selection ------------------------------------------------------
