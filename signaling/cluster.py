@@ -147,6 +147,7 @@ class Cluster:
         self._held: set[str] = set()
         self._nudged = asyncio.Event()
         self._task: Optional[asyncio.Task] = None
+        self._stopping = False
         self._last = (time.monotonic(), time.process_time(), 0)
         self._rates = (0.0, 0.0)
 
@@ -172,11 +173,13 @@ class Cluster:
         except (RedisError, OSError) as exc:
             await self._redis.aclose()
             raise ClusterError(f"cannot reach Redis at {self.settings.redis_url}: {exc}") from None
+        self._stopping = False
         self._task = asyncio.ensure_future(self._beat_loop())
         log.info("node %s joined the cluster at %s", self.id, self.url)
 
     async def stop(self) -> None:
         """Leave: the record and the claims go now rather than at expiry."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -202,7 +205,9 @@ class Cluster:
         self._nudged.set()
 
     async def _beat_loop(self) -> None:
-        while True:
+        # checked as well as cancelled: asyncio.wait_for on 3.11 can swallow a
+        # cancellation that races its timeout, and stop() must not wait forever
+        while not self._stopping:
             try:
                 await asyncio.wait_for(self._nudged.wait(), self.settings.heartbeat)
                 await asyncio.sleep(NUDGE_DELAY)

@@ -35,6 +35,7 @@ class Node:
 
     async def die(self) -> None:
         """Stop beating without saying goodbye, like a killed process."""
+        self.cluster._stopping = True
         self.cluster._task.cancel()
         await asyncio.gather(self.cluster._task, return_exceptions=True)
         await self.cluster._redis.aclose()
