@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import glob
-import itertools
 import logging
 import os
 import random

@@ -86,7 +86,7 @@ KEY_HEADER = bytes([0x50, 0x42, 0x00, 0x9D, 0x01, 0x2A, 0x80, 0x02, 0xE0, 0x01])
 DELTA_HEADER = bytes([0x31, 0x42, 0x00]) + bytes(7)
 FILLER_HEADER = bytes(range(1, 11))
 
-RTCP_SR, RTCP_RR, RTCP_RTPFB, RTCP_PSFB = 200, 201, 205, 206
+RTCP_SR, RTCP_RTPFB, RTCP_PSFB = 200, 205, 206
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -354,9 +354,8 @@ class PublisherPeer:
             ntp = (int(now + NTP_EPOCH) << 32) | int((now % 1) * (1 << 32))
             elapsed = asyncio.get_running_loop().time() - self._t0
             rtp_ts = (self.ts0 + int(elapsed * 90000)) & 0xFFFFFFFF
-            body = struct.pack("!IQIII", self.ssrc, ntp, rtp_ts, self.sent & 0xFFFFFFFF,
-                               (self.bytes_sent - 12 * self.sent) & 0xFFFFFFFF)
-            self.transport.send_rtcp(struct.pack("!BBH", 0x80, RTCP_SR, len(body) // 4) + body)
+            self.transport.send_rtcp(rtcp.build_sr(self.ssrc, ntp, rtp_ts, self.sent,
+                                                   self.bytes_sent - 12 * self.sent))
 
     def _on_rtcp(self, packet: bytes) -> None:
         for pt, fmt, _ in split_rtcp(packet):
@@ -535,9 +534,8 @@ class SimulcastPublisherPeer(PublisherPeer):
             packet = b""
             for layer in self.layers:
                 rtp_ts = (layer.ts0 + int(elapsed * 90000)) & 0xFFFFFFFF
-                body = struct.pack("!IQIII", layer.ssrc, ntp, rtp_ts, layer.sent & 0xFFFFFFFF,
-                                   (layer.bytes_sent - 12 * layer.sent) & 0xFFFFFFFF)
-                packet += struct.pack("!BBH", 0x80, RTCP_SR, len(body) // 4) + body
+                packet += rtcp.build_sr(layer.ssrc, ntp, rtp_ts, layer.sent,
+                                        layer.bytes_sent - 12 * layer.sent)
             self.transport.send_rtcp(packet)
 
     def _on_rtcp(self, packet: bytes) -> None:
@@ -687,6 +685,23 @@ class _Stream:
         return self.cycles + self.max_seq - self.base + 1
 
 
+def receiver_report(rtcp_ssrc: int, streams, now: float) -> bytes:
+    """An RTCP RR for up to 31 received streams (_Stream), interval loss since the last one."""
+    blocks = []
+    for stream in list(streams)[:31]:
+        expected = stream.expected
+        interval_expected = expected - stream.prior_expected
+        interval_lost = interval_expected - (stream.received - stream.prior_received)
+        stream.prior_expected, stream.prior_received = expected, stream.received
+        fraction = 0
+        if interval_expected > 0 and interval_lost > 0:
+            fraction = min(255, (interval_lost << 8) // interval_expected)
+        dlsr = int((now - stream.last_sr_at) * 65536) if stream.last_sr else 0
+        blocks.append(rtcp.ReportBlock(stream.ssrc, fraction, max(0, expected - stream.received),
+                                       stream.cycles + stream.max_seq, 0, stream.last_sr, dlsr))
+    return rtcp.build_rr(rtcp_ssrc, blocks)
+
+
 class SubscriberPeer:
     """Receives everything the room publishes; counts, never decodes."""
 
@@ -775,24 +790,7 @@ class SubscriberPeer:
     async def _receiver_reports(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            blocks = b""
-            now = time.monotonic()
-            for stream in list(self.streams.values())[:31]:
-                expected = stream.expected
-                interval_expected = expected - stream.prior_expected
-                interval_lost = interval_expected - (stream.received - stream.prior_received)
-                stream.prior_expected, stream.prior_received = expected, stream.received
-                fraction = 0
-                if interval_expected > 0 and interval_lost > 0:
-                    fraction = min(255, (interval_lost << 8) // interval_expected)
-                lost = max(0, min(0x7FFFFF, expected - stream.received))
-                dlsr = int((now - stream.last_sr_at) * 65536) if stream.last_sr else 0
-                blocks += struct.pack("!IB3sIIII", stream.ssrc, fraction, lost.to_bytes(3, "big"),
-                                      (stream.cycles + stream.max_seq) & 0xFFFFFFFF, 0,
-                                      stream.last_sr, dlsr)
-            count = len(blocks) // 24
-            body = struct.pack("!I", self.rtcp_ssrc) + blocks
-            self.transport.send_rtcp(struct.pack("!BBH", 0x80 | count, RTCP_RR, len(body) // 4) + body)
+            self.transport.send_rtcp(receiver_report(self.rtcp_ssrc, self.streams.values(), time.monotonic()))
 
     def stats(self) -> dict:
         """Cumulative counters, and the latency histogram since the last call."""

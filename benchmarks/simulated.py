@@ -32,14 +32,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
+from sfu import rtcp
 from sfu.config import IceConfig
 from sfu.transport import URI_AUDIO_LEVEL, URI_MID, URI_RID, CodecInfo, PeerTransport
 
 from .drivers import SessionDriver
 from .peers import (
-    DEFAULT_LAYERS, NTP_EPOCH, RTCP_PSFB, RTCP_RR, RTCP_SR, RTP_HEADER, SEQ_TS_SSRC,
+    DEFAULT_LAYERS, NTP_EPOCH, RTCP_PSFB, RTCP_SR, SEQ_TS_SSRC,
     TIME_OFFSET, TIME_OFFSET_EXT, U64, _Layer, _Stream, answer_extmap, send_vp8_layer,
-    simulcast_offer, split_rtcp,
+    receiver_report, simulcast_offer, split_rtcp,
 )
 
 log = logging.getLogger("benchmarks.simulated")
@@ -318,9 +319,7 @@ class SimulatedParticipant:
         if self.audio is not None:
             streams.append((self.audio.ssrc, self.audio.sent, self.audio.bytes_sent, 48000))
         for ssrc, sent, size, _ in streams:
-            body = struct.pack("!IQIII", ssrc, ntp, 0, sent & 0xFFFFFFFF,
-                               (size - 12 * sent) & 0xFFFFFFFF)
-            packet += struct.pack("!BBH", 0x80, RTCP_SR, len(body) // 4) + body
+            packet += rtcp.build_sr(ssrc, ntp, 0, sent, size - 12 * sent)
         if packet:
             self.publisher.send_rtcp(packet)
 
@@ -372,24 +371,7 @@ class SimulatedParticipant:
                     stream.last_sr_at = time.monotonic()
 
     def send_receiver_report(self) -> None:
-        now = time.monotonic()
-        blocks = b""
-        for stream in list(self.streams.values())[:31]:
-            expected = stream.expected
-            interval_expected = expected - stream.prior_expected
-            interval_lost = interval_expected - (stream.received - stream.prior_received)
-            stream.prior_expected, stream.prior_received = expected, stream.received
-            fraction = 0
-            if interval_expected > 0 and interval_lost > 0:
-                fraction = min(255, (interval_lost << 8) // interval_expected)
-            lost = max(0, min(0x7FFFFF, expected - stream.received))
-            dlsr = int((now - stream.last_sr_at) * 65536) if stream.last_sr else 0
-            blocks += struct.pack("!IB3sIIII", stream.ssrc, fraction, lost.to_bytes(3, "big"),
-                                  (stream.cycles + stream.max_seq) & 0xFFFFFFFF, 0,
-                                  stream.last_sr, dlsr)
-        body = struct.pack("!I", self.rtcp_ssrc) + blocks
-        self.subscriber.send_rtcp(struct.pack("!BBH", 0x80 | (len(blocks) // 24), RTCP_RR,
-                                              len(body) // 4) + body)
+        self.subscriber.send_rtcp(receiver_report(self.rtcp_ssrc, self.streams.values(), time.monotonic()))
 
     def counts(self) -> Counts:
         counts = Counts()

@@ -415,37 +415,32 @@ class _Protector:
         self._length = srtp_ffi.new("int *")
 
     def protect(self, header: bytes, extension: bytes, payload: bytes) -> Optional[bytes]:
-        buffer = self._buffer
-        h = len(header)
-        e = h + len(extension)
-        n = e + len(payload)
-        if n > self.SIZE - self.TRAILER:
+        if not self._protect_at(self._cdata, self._buffer, self.SIZE, header, extension, payload):
             return None
-        buffer[0:h] = header
-        buffer[h:e] = extension
-        buffer[e:n] = payload
-        self._length[0] = n
-        if srtp_lib.srtp_protect(self._srtp, self._cdata, self._length) != 0:
-            return None
-        return buffer[0 : self._length[0]]
+        return self._buffer[0 : self._length[0]]
 
     def protect_into(self, batch: udp_mux.SendBatch, sockaddr, header: bytes, extension: bytes,
                      payload: bytes) -> bool:
         """protect() straight into the next datagram of a send batch (no copy out)."""
         pointer, buffer = batch.slot()
+        if not self._protect_at(pointer, buffer, batch.DATAGRAM, header, extension, payload):
+            return False
+        batch.commit(self._length[0], sockaddr)
+        return True
+
+    def _protect_at(self, pointer, buffer, size: int, header: bytes, extension: bytes, payload: bytes) -> bool:
+        """The packet's parts into ``buffer`` (of ``size`` bytes at ``pointer``), protected in
+        place; its length is then in ``self._length[0]``."""
         h = len(header)
         e = h + len(extension)
         n = e + len(payload)
-        if n > batch.DATAGRAM - self.TRAILER:
+        if n > size - self.TRAILER:
             return False
         buffer[0:h] = header
         buffer[h:e] = extension
         buffer[e:n] = payload
         self._length[0] = n
-        if srtp_lib.srtp_protect(self._srtp, pointer, self._length) != 0:
-            return False
-        batch.commit(self._length[0], sockaddr)
-        return True
+        return srtp_lib.srtp_protect(self._srtp, pointer, self._length) == 0
 
 
 def restrict_ice(pc: RTCPeerConnection, ice: IceConfig) -> None:
