@@ -35,6 +35,7 @@ class RawSubscriber:
         self._remb: Optional[int] = None
         self._ssrcs: set[int] = set()
         self._video_pts: set[int] = set()
+        self._pli_sent = 0.0
         #: Sequence numbers received, per SSRC, in arrival order (any kind).
         self.seqs: dict[int, list[int]] = {}
 
@@ -67,7 +68,7 @@ class RawSubscriber:
             if data.get("id") in self._pending:
                 self._pending.pop(data["id"]).set_result(data)
                 continue
-            self.events.append(data)
+            self.events.append({**data, "at": time.monotonic()})
             if data["type"] == "subscriber_offer":
                 answer = await self.transport.answer(data["sdp"])
                 self._video_pts = {
@@ -80,6 +81,20 @@ class RawSubscriber:
             await asyncio.sleep(0.2)
             if self._remb is not None and self._ssrcs:
                 self.transport.send_rtcp(rtcp.build_remb(0x5EB, self._remb, sorted(self._ssrcs)))
+            self._ask_for_keyframe()
+
+    def _ask_for_keyframe(self) -> None:
+        """Like a browser that has no picture: PLI while video comes but the key
+        frame of the layer last switched to did not (lost on a busy loopback,
+        or sent before our DTLS was up)."""
+        switches = [e for e in self.events if e["type"] == "layer_changed"]
+        if not switches or switches[-1].get("width") in (None, 0, self.width):
+            return
+        now = time.monotonic()
+        if now - switches[-1]["at"] > 0.5 and now - self._pli_sent > 0.5:
+            self._pli_sent = now
+            for ssrc in self._ssrcs:
+                self.transport.send_rtcp(rtcp.build_pli(0x5EB, ssrc))
 
     def _on_rtp(self, packet: bytes) -> None:
         offset = payload_offset(packet)
