@@ -83,6 +83,9 @@ class SlotSubscriber(Subscriber):
         super().__init__(participant_id, config, send_offer, on_state, on_layer_changed)
         self._on_slots_changed = on_slots_changed
         self._tracks: dict[str, PublishedTrack] = {}  # subscribed, in a slot or not
+        # the same tracks by publisher: a refill looks at the few last-N and
+        # speakers, not at every track of a 150-person room
+        self._by_publisher: dict[str, list[PublishedTrack]] = {}
         self._settings: dict[str, TrackSettings] = {}
         self._ranked: list[str] = []  # last-N publishers, in order
         self._speakers: list[str] = []
@@ -105,11 +108,18 @@ class SlotSubscriber(Subscriber):
     def subscribe(self, track: PublishedTrack) -> None:
         if track.id not in self._tracks:
             self._tracks[track.id] = track
+            self._by_publisher.setdefault(track.participant_id, []).append(track)
             self.refill()
 
     def unsubscribe(self, track_id: str) -> None:
-        if self._tracks.pop(track_id, None) is not None:
+        track = self._tracks.pop(track_id, None)
+        if track is not None:
             self._settings.pop(track_id, None)
+            others = [t for t in self._by_publisher.get(track.participant_id, ()) if t.id != track_id]
+            if others:
+                self._by_publisher[track.participant_id] = others
+            else:
+                self._by_publisher.pop(track.participant_id, None)
             self.refill()
 
     def set_video_allowed(self, publishers) -> None:
@@ -117,12 +127,12 @@ class SlotSubscriber(Subscriber):
         if ranked != self._ranked:
             self._ranked = ranked
             self.video_allowed = set(ranked)
-            self.refill()
+            self.refill(("video",))
 
     def set_speakers(self, participant_ids: list[str]) -> None:
         if list(participant_ids) != self._speakers:
             self._speakers = list(participant_ids)
-            self.refill()
+            self.refill(("audio",))
 
     def update_settings(self, track_id: str, settings: TrackSettings) -> bool:
         if track_id not in self._tracks:
@@ -137,35 +147,31 @@ class SlotSubscriber(Subscriber):
 
     # --- who goes where ---------------------------------------------------------
 
-    def _usable(self, kind: str) -> list[PublishedTrack]:
-        return [
-            t for t in self._tracks.values()
-            if t.kind == kind and not self._settings.get(t.id, TrackSettings()).paused
-        ]
+    def _usable(self, track: PublishedTrack, kind: str) -> bool:
+        settings = self._settings.get(track.id)
+        return track.kind == kind and (settings is None or not settings.paused)
+
+    def _of(self, participant_ids: Sequence[str], kind: str) -> list[PublishedTrack]:
+        """The usable tracks of these publishers, in their order."""
+        return [t for pid in participant_ids for t in self._by_publisher.get(pid, ()) if self._usable(t, kind)]
 
     def _video_wanted(self) -> list[str]:
         """Screen shares first, then the cameras of the last-N, in its order."""
-        usable = self._usable("video")
-        screens = [t.id for t in usable if t.source == "screen_share"]
-        rank = {pid: i for i, pid in enumerate(self._ranked)}
-        cameras = sorted(
-            (t for t in usable if t.source != "screen_share" and t.participant_id in rank),
-            key=lambda t: rank[t.participant_id],
-        )
-        return screens + [t.id for t in cameras]
+        screens = [t.id for t in self._tracks.values() if t.source == "screen_share" and self._usable(t, "video")]
+        cameras = [t.id for t in self._of(self._ranked, "video") if t.source != "screen_share"]
+        return screens + cameras
 
     def _audio_wanted(self) -> list[str]:
-        rank = {pid: i for i, pid in enumerate(self._speakers)}
-        speaking = [t for t in self._usable("audio") if t.participant_id in rank and not t.muted]
-        return [t.id for t in sorted(speaking, key=lambda t: rank[t.participant_id])]
+        return [t.id for t in self._of(self._speakers, "audio") if not t.muted]
 
-    def refill(self) -> None:
+    def refill(self, kinds: Sequence[str] = ("video", "audio")) -> None:
         """Give every slot its occupant; announce and start what changed."""
         changed = False
-        plans = (
-            ("video", self._video_wanted(), ()),
-            ("audio", self._audio_wanted(), list(self._tracks)),  # a fallen-silent speaker stays
-        )
+        plans = []
+        if "video" in kinds:
+            plans.append(("video", self._video_wanted(), ()))
+        if "audio" in kinds:
+            plans.append(("audio", self._audio_wanted(), self._tracks))  # a fallen-silent speaker stays
         for kind, wanted, keep in plans:
             slots = [s for s in self.slots if s.kind == kind]
             current = [s.track.id if s.track is not None else None for s in slots]
@@ -245,4 +251,5 @@ class SlotSubscriber(Subscriber):
                 self.gone.update(slot.downtrack.counters())
                 slot.track = None
         self._tracks.clear()
+        self._by_publisher.clear()
         await super().close()

@@ -23,6 +23,8 @@ tests/test_transport.py, which fails loudly when aiortc or aioice move them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import random
 import secrets
@@ -42,6 +44,7 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc import rtcrtpreceiver
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.codecs import HEADER_EXTENSIONS
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
@@ -68,7 +71,7 @@ INTERNALS = [
     ("aiortc.RTCIceGatherer", "_connection"),
     ("aiortc.RTCDtlsTransport", "_rx_srtp"),
     ("aiortc.RTCDtlsTransport", "_tx_srtp"),
-    ("aiortc.RTCRtpReceiver", "__remote_bitrate_estimator"),
+    ("aiortc.rtcrtpreceiver", "RemoteBitrateEstimator"),
     ("aiortc.RTCRtpSender", "_ssrc"),
     ("aiortc.RTCRtpSender", "_rtx_ssrc"),
     ("aiortc.RTCRtpSender", "_stream_id"),
@@ -96,6 +99,29 @@ def _accept_rid_extensions() -> None:
 
 
 _accept_rid_extensions()
+
+_bypassed = contextvars.ContextVar("pysfu_bypassed_receivers", default=False)
+_RemoteBitrateEstimator = rtcrtpreceiver.RemoteBitrateEstimator
+
+
+def _remote_bitrate_estimator():
+    """aiortc builds one per video receiver: 1,001 GC-tracked objects that
+    every full collection walks (0.5 s pauses at 150 people). A PeerTransport's
+    receivers are bypassed, so theirs would never be fed: while one of its
+    calls creates transceivers (in that task only), there is none."""
+    return None if _bypassed.get() else _RemoteBitrateEstimator()
+
+
+rtcrtpreceiver.RemoteBitrateEstimator = _remote_bitrate_estimator
+
+
+@contextlib.contextmanager
+def _creating_bypassed_receivers():
+    token = _bypassed.set(True)
+    try:
+        yield
+    finally:
+        _bypassed.reset(token)
 
 RtpHandler = Callable[[bytes], None]
 
@@ -174,7 +200,8 @@ class PeerTransport:
         description = _parse_sdp(offer_sdp)
         _require_bundle(description)
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            with _creating_bypassed_receivers():
+                await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         except (ValueError, KeyError, AttributeError, TypeError) as exc:
             raise SdpError(f"offer rejected: {exc}") from exc
         self._rids = sdp_text.offered_rids(offer_sdp)
@@ -188,7 +215,8 @@ class PeerTransport:
         self, kind: str, codec: CodecInfo, stream_id: str, track_id: str
     ) -> RTCRtpTransceiver:
         """Add a send-only m-line that will carry one forwarded track."""
-        transceiver = self.pc.addTransceiver(kind, direction="sendonly")
+        with _creating_bypassed_receivers():
+            transceiver = self.pc.addTransceiver(kind, direction="sendonly")
         transceiver.setCodecPreferences(_capabilities_for(kind, codec))
         transceiver.sender._stream_id = stream_id
         transceiver.sender._track_id = track_id
@@ -198,7 +226,8 @@ class PeerTransport:
     def add_slot(self, kind: str, stream_id: str, track_id: str) -> RTCRtpTransceiver:
         """Add a send-only m-line offering every codec we can forward: a slot
         (sfu/slots.py) carries tracks of any codec the client accepted."""
-        transceiver = self.pc.addTransceiver(kind, direction="sendonly")
+        with _creating_bypassed_receivers():
+            transceiver = self.pc.addTransceiver(kind, direction="sendonly")
         transceiver.sender._stream_id = stream_id
         transceiver.sender._track_id = track_id
         self._prepare()
@@ -331,9 +360,6 @@ class PeerTransport:
             self._hooked.add(id(transceiver))
             transceiver.sender.send = _park
             transceiver.receiver.receive = _park
-            # never fed (RTP bypasses the receiver), yet 1,001 GC-tracked objects
-            # per video m-line: at 150 people they made full collections 0.5 s long
-            transceiver.receiver._RTCRtpReceiver__remote_bitrate_estimator = None
             dtls = transceiver.sender.transport
             if id(dtls) not in self._hooked:
                 self._hooked.add(id(dtls))

@@ -12,6 +12,7 @@ import importlib
 import time
 
 import pytest
+from aiortc import RTCPeerConnection
 
 from sfu import rtp
 from sfu.config import IceConfig
@@ -155,6 +156,11 @@ async def test_video_m_lines_stay_light_for_the_garbage_collector():
         gc.collect()
         per_m_line = (len(gc.get_objects()) - before) / (5 * 12)
         assert per_m_line < 400, f"{per_m_line:.0f} GC-tracked objects per video m-line"
+        # an aiortc peer connection of someone else's (a bot, a client) keeps its estimator
+        plain = RTCPeerConnection()
+        receiver = plain.addTransceiver("video").receiver
+        assert receiver._RTCRtpReceiver__remote_bitrate_estimator is not None
+        await plain.close()
     finally:
         for transport in transports:
             await transport.close()
