@@ -100,12 +100,13 @@ class Vp8Munger:
     """Keeps picture ID and TL0PICIDX continuous when a down-track switches
     between simulcast layers, so the decoder sees one stream."""
 
-    __slots__ = ("_pid_offset", "_tl0_offset", "_offsets", "_last_pid", "_last_tl0", "_started")
+    __slots__ = ("_pid_offset", "_tl0_offset", "offsets", "_last_pid", "_last_tl0", "_started")
 
     def __init__(self) -> None:
         self._pid_offset = 0
         self._tl0_offset = 0
-        self._offsets = (0, 0)
+        #: The (picture ID, TL0PICIDX) offsets now in force; one tuple, stored per packet.
+        self.offsets = (0, 0)
         self._last_pid = 0
         self._last_tl0 = 0
         self._started = False
@@ -121,7 +122,7 @@ class Vp8Munger:
                 self._pid_offset = (self._last_pid + 1 - pid) & 0x7FFF
             if descriptor.tl0_pos >= 0:
                 self._tl0_offset = (self._last_tl0 + 1 - packet[descriptor.tl0_pos]) & 0xFF
-            self._offsets = (self._pid_offset, self._tl0_offset)
+            self.offsets = (self._pid_offset, self._tl0_offset)
         self._started = True
 
     def record(self, packet: bytes, descriptor: Descriptor) -> None:
@@ -130,11 +131,6 @@ class Vp8Munger:
             self._last_pid = _read_pid(packet, descriptor)
         if descriptor.tl0_pos >= 0:
             self._last_tl0 = packet[descriptor.tl0_pos]
-
-    @property
-    def offsets(self) -> tuple[int, int]:
-        """The (picture ID, TL0PICIDX) offsets now in force; cheap to store per packet."""
-        return self._offsets
 
     def rewrite(
         self, payload: bytearray, descriptor: Descriptor, base: int,
