@@ -82,7 +82,7 @@ class Worker:
         participant = self.participants.pop(identity, None)
         if participant is None:
             return
-        self.pacer.remove(participant)
+        self.pacer.participants.remove(participant)
         participant.sending = False
         self.departed.add(participant.counts())
         self.departed_sent.update(participant.sent())

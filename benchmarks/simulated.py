@@ -392,11 +392,7 @@ class SimulatedParticipant:
 
 
 class Pacer:
-    """Sends for every publisher of this process from one timer. Each
-    participant reports (SR, RR) every ``report_every`` seconds on its own
-    schedule, randomized as RFC 3550 6.3.1 has real endpoints do: reports of
-    a whole process in one tick were a burst the SFU had to answer at once
-    (an SR is translated for every down-track), seen as latency spikes."""
+    """Sends for every publisher of this process from one timer; RTCP every 2 s."""
 
     def __init__(self, tick: float = 0.01, report_every: float = 2.0) -> None:
         self.tick = tick
@@ -407,17 +403,14 @@ class Pacer:
         self.ticks = 0
         self._timer: Optional[asyncio.TimerHandle] = None
         self._next = 0.0
-        self._next_report: dict[int, float] = {}  # id(participant) -> when it reports next
-        self._random = random.Random(11)
+        self._next_report = 0.0
+        self._report_index = 0
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._next = loop.time()
+        self._next_report = self._next + self.report_every
         self._timer = loop.call_at(self._next, self._run)
-
-    def remove(self, participant: "SimulatedParticipant") -> None:
-        self.participants.remove(participant)
-        self._next_report.pop(id(participant), None)
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -439,12 +432,9 @@ class Pacer:
                 except Exception as exc:
                     participant.errors.append(f"send: {type(exc).__name__}: {exc}")
                     participant.sending = False
-        for participant in self.participants:
-            due = self._next_report.get(id(participant))
-            if due is None:  # a newcomer: a random phase
-                self._next_report[id(participant)] = now_loop + self._random.uniform(0, self.report_every)
-            elif now_loop >= due:
-                self._next_report[id(participant)] = now_loop + self.report_every * self._random.uniform(0.5, 1.5)
+        if now_loop >= self._next_report:
+            self._next_report += self.report_every
+            for participant in self.participants:
                 if participant.sending:
                     participant.send_sender_reports()
                 participant.send_receiver_report()
