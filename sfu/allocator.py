@@ -18,6 +18,7 @@ UP_INTERVAL = 3.0  # seconds between two step-ups of one track
 UP_HEADROOM = 1.25  # the estimate must exceed the upgraded total by this factor
 KEEP_TOLERANCE = 1.1  # what is being sent may exceed the estimate by this much
 NOMINAL_BITRATES = (150_000, 500_000, 1_500_000)  # until a layer has been measured
+LAYER_RATIO_FLOOR = 2.0  # a measured layer costs at least this times the one below
 
 
 @dataclass
@@ -72,9 +73,14 @@ class Allocator:
 
 def layer_bitrate(demand: Demand, layer: int) -> float:
     measured = demand.bitrates[layer] if layer < len(demand.bitrates) else 0
-    if measured > 0:
+    if measured <= 0:
+        return NOMINAL_BITRATES[min(layer, len(NOMINAL_BITRATES) - 1)]
+    if layer == 0:
         return measured
-    return NOMINAL_BITRATES[min(layer, len(NOMINAL_BITRATES) - 1)]
+    # a layer paused since the publisher's ramp-up keeps the cost it had then:
+    # never count it cheaper than twice the layer below (a simulcast layer has
+    # four times the pixels)
+    return max(measured, LAYER_RATIO_FLOOR * layer_bitrate(demand, layer - 1))
 
 
 def _greedy(demands: Sequence[Demand], budget: float) -> dict:

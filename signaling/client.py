@@ -351,7 +351,7 @@ class Client:
     def slot_of(self, participant_id: str, kind: str) -> Optional[MediaStreamTrack]:
         """The received track of the slot now carrying ``participant_id``'s ``kind``."""
         for slot in self.slots:
-            if slot["participant_id"] == participant_id and slot["kind"] == kind:
+            if slot.get("participant_id") == participant_id and slot["kind"] == kind:
                 return self.slot_tracks.get(slot["mid"])
         return None
 

@@ -508,7 +508,7 @@ class SubscriberOffer(_Message):
 
 
 class SlotInfo(BaseModel):
-    """What one slot m-line carries now (ids null: nothing)."""
+    """What one slot m-line carries now (no ids: nothing)."""
 
     mid: str
     kind: Literal["audio", "video"]

@@ -26,6 +26,8 @@ def demand(key, wanted=2, priority=1, rates=RATES):
         P(350_000, [demand("a"), demand("b"), demand("c")], {"a": 0, "b": 0, "c": -1}, id="grid-starved"),
         P(5_000_000, [demand("a", wanted=0), demand("b", wanted=-1)], {"a": 0, "b": -1}, id="wants-respected"),
         P(400_000, [demand("a", rates=(0, 0, 0))], {"a": 0}, id="unmeasured-uses-nominal"),
+        # medium was measured during the publisher's ramp-up, then paused (dynacast)
+        P(200_000, [demand("a", rates=(150_000, 60_000, 800_000))], {"a": 0}, id="stale-cheap-layer-not-taken"),
     ],
 )
 def test_first_allocation(estimate, demands, caps):
