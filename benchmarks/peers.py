@@ -64,7 +64,8 @@ import aiohttp
 
 from sfu import rtcp
 from sfu.config import IceConfig
-from sfu.transport import URI_MID, URI_REPAIRED_RID, URI_RID, CodecInfo, PeerTransport
+from sfu.media_section import URI_MID, URI_REPAIRED_RID, URI_RID, CodecInfo
+from sfu.transport import PeerTransport
 
 log = logging.getLogger("benchmarks.peers")
 

@@ -34,7 +34,8 @@ from typing import Optional
 
 from sfu import rtcp
 from sfu.config import IceConfig
-from sfu.transport import URI_AUDIO_LEVEL, URI_MID, URI_RID, CodecInfo, PeerTransport
+from sfu.media_section import URI_AUDIO_LEVEL, URI_MID, URI_RID, CodecInfo
+from sfu.transport import PeerTransport
 
 from .drivers import SessionDriver
 from .peers import (

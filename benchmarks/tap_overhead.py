@@ -30,7 +30,7 @@ from sfu.downtrack import DownTrack
 from sfu.published_track import PublishedTrack
 from sfu.stream import ReceivedStream
 from sfu.taps import AudioTap
-from sfu.transport import CodecInfo, MediaSection
+from sfu.media_section import CodecInfo, MediaSection
 
 
 class RawSubscriber:

@@ -24,7 +24,8 @@ from .rtp import HEADER, abs_send_time
 if TYPE_CHECKING:
     from .published_track import PublishedTrack
     from .stream import ReceivedStream
-    from .transport import MediaSection, PeerTransport
+    from .media_section import MediaSection
+    from .transport import PeerTransport
 
 HISTORY = 2048  # sent packets remembered for NACK lookups (power of two)
 KEYFRAME_RETRY = 1.0  # seconds without a keyframe before asking again
@@ -150,7 +151,7 @@ class DownTrack:
         self.sync_streams()
 
     def _build_extensions(self, extensions: dict[str, int]) -> None:
-        from .transport import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID
+        from .media_section import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID
 
         elements = b""
         size = 0

@@ -10,7 +10,7 @@ from .stream import ReceivedStream
 
 if TYPE_CHECKING:
     from .downtrack import DownTrack
-    from .transport import CodecInfo
+    from .media_section import CodecInfo
 
 RID_QUALITY = {"q": "low", "h": "medium", "f": "high"}
 QUALITY_ORDER = ("low", "medium", "high")

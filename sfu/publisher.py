@@ -17,9 +17,8 @@ from .published_track import PublishedTrack
 from .codecs.vp8 import keyframe_size as vp8_frame_size
 from .rtp import extensions, payload_offset
 from .stream import ReceivedStream
-from .transport import (
-    URI_AUDIO_LEVEL, URI_MID, URI_RID, URI_REPAIRED_RID, MediaSection, PeerTransport,
-)
+from .media_section import URI_AUDIO_LEVEL, URI_MID, URI_REPAIRED_RID, URI_RID, MediaSection
+from .transport import PeerTransport
 
 log = logging.getLogger(__name__)
 

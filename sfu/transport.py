@@ -29,7 +29,6 @@ import logging
 import random
 import secrets
 import socket
-from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import aioice.ice
@@ -40,7 +39,6 @@ from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
-    RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
@@ -48,10 +46,14 @@ from aiortc import rtcrtpreceiver
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.codecs import HEADER_EXTENSIONS
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
-from aiortc.sdp import SessionDescription, candidate_from_sdp
+from aiortc.sdp import candidate_from_sdp
 
 from . import sdp_text, udp_mux
 from .config import IceConfig
+from .media_section import (
+    URI_REPAIRED_RID, URI_RID, CodecInfo, MediaSection, SdpError, capabilities_for, matching_codec,
+    media_for_mid, parse_sdp, require_bundle,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +83,6 @@ INTERNALS = [
     ("aiortc.codecs", "HEADER_EXTENSIONS"),
     ("pylibsrtp.Session", "_srtp"),
 ]
-
-URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
-URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
-URI_RID = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
-URI_REPAIRED_RID = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
 
 
 def _accept_rid_extensions() -> None:
@@ -124,39 +120,6 @@ def _creating_bypassed_receivers():
         _bypassed.reset(token)
 
 RtpHandler = Callable[[bytes], None]
-
-
-class SdpError(ValueError):
-    """An SDP that does not parse or cannot be negotiated."""
-
-
-@dataclass
-class CodecInfo:
-    """A negotiated codec of one m-line (payload types as on the wire)."""
-
-    mime_type: str
-    clock_rate: int
-    payload_type: int
-    rtx_payload_type: Optional[int] = None
-    channels: Optional[int] = None
-    parameters: dict = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.mime_type.split("/", 1)[1].upper()
-
-
-@dataclass
-class MediaSection:
-    """One negotiated m-line: what a peer sends or what we send on it."""
-
-    mid: str
-    kind: str
-    codec: CodecInfo
-    extensions: dict[str, int]
-    ssrcs: list[int] = field(default_factory=list)
-    rtx_ssrcs: dict[int, int] = field(default_factory=dict)  # rtx ssrc -> media ssrc
-    rids: list[str] = field(default_factory=list)  # simulcast layers, as offered
 
 
 class PeerTransport:
@@ -197,8 +160,8 @@ class PeerTransport:
 
     async def answer(self, offer_sdp: str) -> str:
         """Apply a remote offer (recvonly on our side) and return our answer."""
-        description = _parse_sdp(offer_sdp)
-        _require_bundle(description)
+        description = parse_sdp(offer_sdp)
+        require_bundle(description)
         try:
             with _creating_bypassed_receivers():
                 await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
@@ -217,7 +180,7 @@ class PeerTransport:
         """Add a send-only m-line that will carry one forwarded track."""
         with _creating_bypassed_receivers():
             transceiver = self.pc.addTransceiver(kind, direction="sendonly")
-        transceiver.setCodecPreferences(_capabilities_for(kind, codec))
+        transceiver.setCodecPreferences(capabilities_for(kind, codec))
         transceiver.sender._stream_id = stream_id
         transceiver.sender._track_id = track_id
         self._prepare()
@@ -248,7 +211,7 @@ class PeerTransport:
         return self.pc.localDescription.sdp
 
     async def accept_answer(self, answer_sdp: str) -> None:
-        _parse_sdp(answer_sdp)
+        parse_sdp(answer_sdp)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
         except (ValueError, KeyError, AttributeError, TypeError) as exc:
@@ -274,10 +237,10 @@ class PeerTransport:
 
     def received_sections(self) -> list[MediaSection]:
         """What the remote peer sends, one entry per m-line of its offer."""
-        remote = _parse_sdp(self.pc.remoteDescription.sdp)
+        remote = parse_sdp(self.pc.remoteDescription.sdp)
         sections = []
         for transceiver in self.pc.getTransceivers():
-            media = _media_for_mid(remote, transceiver.mid)
+            media = media_for_mid(remote, transceiver.mid)
             if media is None or media.direction not in ("sendonly", "sendrecv"):
                 continue
             if not transceiver._codecs:
@@ -294,7 +257,7 @@ class PeerTransport:
         with ``codec``: sending that codec (None if the answer did not accept it)."""
         if not transceiver._codecs or transceiver.mid is None:
             return None
-        if codec is not None and _matching(transceiver._codecs, transceiver.kind, codec) is None:
+        if codec is not None and matching_codec(transceiver._codecs, transceiver.kind, codec) is None:
             return None
         section = _section(transceiver, None, codec)
         sender = transceiver.sender
@@ -619,31 +582,9 @@ async def _park(*args, **kwargs) -> None:
     """Stands in for aiortc's RTCRtpSender.send / RTCRtpReceiver.receive."""
 
 
-def _parse_sdp(sdp: str) -> SessionDescription:
-    if not isinstance(sdp, str) or not sdp.startswith("v=0"):
-        raise SdpError("SDP must start with v=0")
-    try:
-        return SessionDescription.parse(sdp)
-    except Exception as exc:  # aiortc's parser raises many kinds
-        raise SdpError(f"SDP does not parse: {exc}") from exc
-
-
-def _require_bundle(description: SessionDescription) -> None:
-    media = [m for m in description.media if m.kind in ("audio", "video")]
-    if media and not any(g.semantic == "BUNDLE" for g in description.group):
-        raise SdpError("offer must use BUNDLE")
-
-
-def _media_for_mid(description: SessionDescription, mid: Optional[str]):
-    for media in description.media:
-        if media.rtp.muxId == mid:
-            return media
-    return None
-
-
 def _section(transceiver: RTCRtpTransceiver, media, prefer: Optional[CodecInfo] = None) -> MediaSection:
     codecs = transceiver._codecs
-    main = _matching(codecs, transceiver.kind, prefer) if prefer is not None else None
+    main = matching_codec(codecs, transceiver.kind, prefer) if prefer is not None else None
     if main is None:
         main = next(c for c in codecs if c.mimeType.lower() != f"{transceiver.kind}/rtx")
     rtx = next(
@@ -674,34 +615,3 @@ def _section(transceiver: RTCRtpTransceiver, media, prefer: Optional[CodecInfo] 
         rtx = set(section.rtx_ssrcs)
         section.ssrcs = [s for s in dict.fromkeys(section.ssrcs) if s not in rtx]
     return section
-
-
-def _matching(codecs: list, kind: str, codec: CodecInfo):
-    """The entry of ``codecs`` (aiortc parameters) that carries ``codec``, or None."""
-    found = _same_codec([c for c in codecs if c.mimeType.lower() != f"{kind}/rtx"], codec)
-    return found[0] if found else None
-
-
-def _same_codec(candidates: list, codec: CodecInfo) -> list:
-    wanted = [c for c in candidates if c.mimeType.lower() == codec.mime_type.lower()]
-    if codec.name == "H264":
-        mode = str(codec.parameters.get("packetization-mode", "0"))
-        profile = str(codec.parameters.get("profile-level-id", ""))[:4].lower()
-        exact = [
-            c
-            for c in wanted
-            if str(c.parameters.get("packetization-mode")) == mode
-            and str(c.parameters.get("profile-level-id", ""))[:4].lower() == profile
-        ]
-        wanted = exact or wanted
-    return wanted
-
-
-def _capabilities_for(kind: str, codec: CodecInfo):
-    """aiortc's codec capabilities matching a published codec (plus its RTX)."""
-    caps = RTCRtpSender.getCapabilities(kind).codecs
-    wanted = _same_codec(caps, codec)
-    if not wanted:
-        raise SdpError(f"codec {codec.mime_type} cannot be forwarded")
-    rtx = [c for c in caps if c.mimeType.lower() == f"{kind}/rtx"]
-    return wanted[:1] + rtx[:1]

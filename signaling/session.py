@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from sfu.layer_selector import TrackSettings
 from sfu.participant import Participant
 from sfu.room import RoomFull, RoomRegistry
-from sfu.transport import SdpError
+from sfu.media_section import SdpError
 
 from . import protocol as p
 from .auth import AuthError, Claims, check_join, open_claims, verify_token

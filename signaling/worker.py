@@ -22,16 +22,16 @@ import json
 import logging
 import signal
 import sys
-from typing import Any, Optional
+from typing import Optional
 
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from sfu.media_section import CodecInfo
 from sfu.published_track import PublishedTrack
 from sfu.relay import RelayFeed, RelayLink
 from sfu.remote import RemoteParticipant
 from sfu.room import Room, RoomRegistry
-from sfu.transport import CodecInfo
 
 from .app import METRICS, ROOMS, create_app, drain
 from .config import ServerConfig

@@ -180,3 +180,15 @@ async def eventually(predicate, timeout: float = 10, interval: float = 0.1, mess
         if time.monotonic() > deadline:
             raise AssertionError(message or f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def eventually_async(probe, timeout: float = 10, interval: float = 0.1):
+    """Like eventually, for a probe that returns a coroutine."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

@@ -14,7 +14,7 @@ from signaling.cluster import Cluster, ClusterError, LocalLoad
 from signaling.config import Cluster as ClusterSettings
 from signaling.config import ConfigError, load_config
 
-from .conftest import free_port
+from .conftest import eventually_async, free_port
 from .redis_server import redis_server  # noqa: F401  (fixture)
 
 HEARTBEAT = 0.5
@@ -65,7 +65,7 @@ async def test_nodes_register_with_their_load_and_a_dead_one_expires(nodes):
     a, b = await nodes("a"), await nodes("b")
     a.rooms["standup"] = 3
     a.cluster.observe("participant_joined", {})  # a change beats soon
-    listed = await eventually_async(lambda: _node(b.cluster, "a", participants=3))
+    listed = await eventually_async(lambda: _node(b.cluster, "a", participants=3), timeout=5, interval=0.05)
     assert listed.rooms[0]["name"] == "standup" and listed.url == a.cluster.url
     assert await ids(b.cluster) == {"a", "b"}
     await a.die()
@@ -113,7 +113,7 @@ async def test_rooms_of_a_dead_node_start_again_elsewhere(nodes):
     assert (await a.cluster.place("r")).id == "a"
     a.rooms["r"] = 2
     await a.die()
-    await eventually_async(lambda: _gone(b.cluster, "a"), timeout=TTL + 5)
+    await eventually_async(lambda: _gone(b.cluster, "a"), timeout=TTL + 5, interval=0.05)
     assert (await b.cluster.place("r")).id == "b"
 
 
@@ -185,16 +185,6 @@ async def _gone(cluster: Cluster, node_id: str) -> bool:
     return node_id not in await ids(cluster)
 
 
-async def eventually_async(probe, timeout: float = 5, interval: float = 0.05):
-    """Like conftest.eventually, for a coroutine-returning probe."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 

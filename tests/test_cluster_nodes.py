@@ -22,7 +22,7 @@ from signaling.client import Client
 from signaling.config import Cluster as ClusterSettings
 
 from .conftest import (
-    API_KEY, API_SECRET, KEYS, LOOPBACK, eventually, free_port, loopback_config,
+    API_KEY, API_SECRET, KEYS, LOOPBACK, eventually, eventually_async, free_port, loopback_config,
     start_server_process, stop_server_process,
 )
 from .media import PatternVideoTrack
@@ -83,15 +83,6 @@ async def rooms_seen(http, node) -> list[tuple]:
     return sorted((r["name"], r["num_participants"], r["node"]) for r in body["rooms"])
 
 
-async def wait_for(probe, timeout: float = 10, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 async def joined(url: str, room: str, identity: str, keyed: bool = True) -> Client:
@@ -136,11 +127,11 @@ async def test_clients_of_different_nodes_meet_on_the_owner(cluster_nodes, http)
 
         expected = [("standup", 2, owner.id)]
         for node in (n1, n2):
-            await wait_for(lambda: _equals(rooms_seen(http, node), expected))
+            await eventually_async(lambda: _equals(rooms_seen(http, node), expected))
             status, body = await api(http, node, "GET", "/api/nodes")
             assert status == 200 and {n["id"] for n in body["nodes"]} == {"n1", "n2"}
         # the owner reports its load: participants and the packets it moves
-        await wait_for(lambda: _owner_busy(http, other, owner.id))
+        await eventually_async(lambda: _owner_busy(http, other, owner.id))
         # a room operation through the other node is answered by the owner
         status, body = await api(http, other, "GET", "/api/rooms/standup/participants")
         assert status == 200 and sorted(p["identity"] for p in body["participants"]) == ["alice", "bob"]
@@ -159,16 +150,16 @@ async def test_admin_creates_rooms_on_the_least_loaded_node(cluster_nodes, http)
     try:
         owner_of_busy = n1 if busy.url == n1.url else n2
         idle = n2 if owner_of_busy is n1 else n1
-        await wait_for(lambda: _equals(rooms_seen(http, idle), [("busy", 1, owner_of_busy.id)]))
+        await eventually_async(lambda: _equals(rooms_seen(http, idle), [("busy", 1, owner_of_busy.id)]))
         status, body = await api(http, owner_of_busy, "POST", "/api/rooms", {"name": "webinar"})
         assert status == 201 and body["name"] == "webinar"
         expected = [("busy", 1, owner_of_busy.id), ("webinar", 0, idle.id)]
-        await wait_for(lambda: _equals(rooms_seen(http, owner_of_busy), expected))
+        await eventually_async(lambda: _equals(rooms_seen(http, owner_of_busy), expected))
         status, body = await api(http, idle, "POST", "/api/rooms", {"name": "webinar"})
         assert status == 409 and body["error"]["code"] == "room_exists"
         status, _ = await api(http, owner_of_busy, "DELETE", "/api/rooms/webinar")
         assert status == 204
-        await wait_for(lambda: _equals(rooms_seen(http, owner_of_busy), [("busy", 1, owner_of_busy.id)]))
+        await eventually_async(lambda: _equals(rooms_seen(http, owner_of_busy), [("busy", 1, owner_of_busy.id)]))
     finally:
         await busy.close()
 
@@ -272,11 +263,11 @@ async def test_two_processes_share_rooms_and_survive_a_killed_node(redis_server,
         assert carol.url == n2.url, "a new room did not go to the least-loaded node"
         expected = [("other", 1, "n2"), ("standup", 2, "n1")]
         for node in (n1, n2):
-            await wait_for(lambda: _equals(rooms_seen(http, node), expected))
+            await eventually_async(lambda: _equals(rooms_seen(http, node), expected))
 
         n1.proc.send_signal(signal.SIGKILL)
         killed = time.monotonic()
-        await wait_for(lambda: _node_gone(http, n2, "n1"), timeout=12)
+        await eventually_async(lambda: _node_gone(http, n2, "n1"), timeout=12)
         assert time.monotonic() - killed < 10, "a dead node stayed in the registry for 10 s"
         assert await rooms_seen(http, n2) == [("other", 1, "n2")]
         for client in (alice, bob):
@@ -338,7 +329,7 @@ async def test_the_js_client_follows_a_redirect(cluster_nodes, tmp_path):
             await page.goto(f"{other.http}/")
             url = await page.evaluate(JOIN_JS, ["standup", join_token("standup", "viewer")])
             assert url == alice.url, "the page did not move to the room's node"
-            await wait_for(lambda: _more_than(page.evaluate(FRAMES_JS), 10), timeout=15)
+            await eventually_async(lambda: _more_than(page.evaluate(FRAMES_JS), 10), timeout=15)
             assert await page.evaluate("window.client.participants().map((p) => p.name)") == ["alice"]
     finally:
         await alice.close()

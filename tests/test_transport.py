@@ -16,7 +16,8 @@ from aiortc import RTCPeerConnection
 
 from sfu import rtp
 from sfu.config import IceConfig
-from sfu.transport import INTERNALS, CodecInfo, PeerTransport, SdpError
+from sfu.media_section import CodecInfo, SdpError
+from sfu.transport import INTERNALS, PeerTransport
 
 LOOPBACK = IceConfig(addresses=["127.0.0.1"])
 

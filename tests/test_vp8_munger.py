@@ -9,7 +9,7 @@ from sfu.codecs.vp8 import Vp8Munger, keyframe_size, parse_descriptor
 from sfu.downtrack import DownTrack
 from sfu.published_track import PublishedTrack
 from sfu.stream import ReceivedStream
-from sfu.transport import CodecInfo, MediaSection
+from sfu.media_section import CodecInfo, MediaSection
 
 from .packets import rtp_packet, vp8_descriptor, vp8_frame_header
 
