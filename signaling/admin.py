@@ -3,8 +3,9 @@
 Every request carries ``Authorization: Bearer <token>``, a token minted with
 one of the server's API keys (`pysfu token create --admin ...`) whose grants
 allow the action: ``roomList`` to list rooms, ``roomCreate`` to create or
-delete them, ``roomAdmin`` for everything inside a room (limited to the
-token's ``room`` when it names one).  Errors are JSON:
+delete them, ``roomAdmin`` for everything inside a room.  A token that names
+a ``room`` acts on that room only: it creates, deletes and administers only
+it, and lists nothing (listing shows every room of the server).  Errors are JSON:
 ``{"error": {"code": "...", "message": "..."}}``.
 
 The route table below drives both the router and /api/openapi.json, so the
@@ -137,11 +138,13 @@ def _claims(request: web.Request, config: ServerConfig) -> Claims:
 
 
 def _authorize(claims: Claims, grant: str, room: Optional[str]) -> None:
+    """``room``: the room the request acts on; None for a server-wide one (a list)."""
     video = claims.video
+    in_scope = not video.room or video.room == room
     allowed = {
-        "roomList": video.room_list or video.room_admin and not video.room,
-        "roomCreate": video.room_create,
-        "roomAdmin": video.room_admin and (not video.room or video.room == room),
+        "roomList": (video.room_list or video.room_admin) and not video.room,
+        "roomCreate": video.room_create and in_scope,
+        "roomAdmin": video.room_admin and in_scope,
     }[grant]
     if not allowed:
         where = f" for room {room!r}" if room else ""
@@ -215,6 +218,7 @@ async def list_nodes(request: web.Request, body: None) -> web.Response:
 
 
 async def create_room(request: web.Request, body: CreateRoom) -> web.Response:
+    _authorize(request[CLAIMS], "roomCreate", body.name)
     registry = _registry(request)
     if body.name in registry.rooms:
         raise ApiError(409, "room_exists", f"room {body.name!r} already exists")
@@ -358,14 +362,18 @@ class AdminState:
 
 
 ADMIN_STATE = web.AppKey("admin", AdminState)
+#: The verified claims of the request, for checks that need its body.
+CLAIMS = web.RequestKey("claims", Claims)
 
 
 def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         state = request.app[ADMIN_STATE]
         try:
-            claims = _claims(request, state.config)
-            _authorize(claims, route.grant, request.match_info.get("room"))
+            claims = request[CLAIMS] = _claims(request, state.config)
+            # A route without {room} lists, or creates the room its body names
+            # (create_room checks that name against the token's room itself).
+            _authorize(claims, route.grant, request.match_info.get("room", claims.video.room or None))
             body = await _read_body(request, route.body) if route.body else None
             owner = await _elsewhere(request, route, body)
             if owner is not None:

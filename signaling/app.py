@@ -20,7 +20,7 @@ from sfu.metrics import SfuCollector
 from sfu.room import RoomObserver, RoomRegistry
 
 from .admin import setup_admin
-from .auth import VideoGrant, create_token
+from .auth import DEV_KEY, VideoGrant, create_token
 from .cluster import Cluster, registry_load
 from .config import ServerConfig
 from .limits import JoinLimiter
@@ -45,7 +45,6 @@ RESUMES = web.AppKey("resumes", ResumeTokens)
 #: aiohttp closes a connection (code 1009) whose message exceeds this many
 #: times the configured limit; up to it, the session answers message_too_large.
 HARD_SIZE_FACTOR = 4
-DEV_KEY = "devkey"
 FORWARDED_FOR = "X-Forwarded-For"
 
 
@@ -96,9 +95,10 @@ def _chain(*observers: Optional[RoomObserver]) -> RoomObserver:
 
 
 def _with_dev_key(config: ServerConfig) -> ServerConfig:
-    """Development mode without keys gets a random key, so tokens are still checked."""
-    if config.dev and not config.keys:
-        return config.model_copy(update={"keys": {DEV_KEY: secrets.token_urlsafe(32)}})
+    """Development mode makes up the secret of its own development key, which
+    signs /dev/token's tokens: the operator's keys never sign for strangers."""
+    if config.dev and not config.dev_secret:
+        return config.model_copy(update={"dev_secret": secrets.token_urlsafe(32)})
     return config
 
 
@@ -106,7 +106,7 @@ def _webhook_sender(config: ServerConfig) -> Optional[WebhookSender]:
     settings = config.webhooks
     if not settings.urls:
         return None
-    api_key = settings.api_key or next(iter(config.keys))
+    api_key = settings.api_key or next(iter(config.keys))  # never the development key
     return WebhookSender(settings, api_key, config.keys[api_key])
 
 
@@ -188,16 +188,16 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def dev_token(request: web.Request) -> web.Response:
-    """Development only: a join token for ?room=R&name=N (all media grants)."""
+    """Development only: a join token for ?room=R&name=N (all media grants),
+    signed with the development key, for an identity the server makes up, so
+    that no caller can take over (or kick) someone else's identity."""
     room = request.query.get("room", "")
     name = request.query.get("name", "")
     if not room or len(room) > 128 or len(name) > 128:
         return web.json_response({"error": {"code": "bad_request", "message": "give ?room= (and ?name=)"}}, status=400)
-    config = request.app[CONFIG]
-    api_key, secret = next(iter(config.keys.items()))
-    identity = request.query.get("identity") or f"{name or 'guest'}-{secrets.token_hex(3)}"
+    identity = f"dev-{secrets.token_hex(8)}"
     grant = VideoGrant(room=room, roomJoin=True)
-    token = create_token(api_key, secret, identity, grant, name=name, ttl=3600)
+    token = create_token(DEV_KEY, request.app[CONFIG].dev_secret, identity, grant, name=name, ttl=3600)
     return web.json_response({"token": token, "identity": identity})
 
 

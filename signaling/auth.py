@@ -4,7 +4,13 @@ A token names its API key in ``iss`` and the participant's identity in
 ``sub``; ``name``, ``metadata``, ``exp`` and ``nbf`` are standard claims and
 ``video`` holds the grants, modeled on LiveKit's VideoGrant (camelCase keys,
 so LiveKit-style tokens read the same).  The server holds several key/secret
-pairs; any of them may sign.
+pairs; any of them may sign.  In ``--dev`` mode a separate development key
+(``DEV_KEY``, its secret made up at start) signs the demo page's tokens; a
+token of that key carries only join grants.
+
+Claims are read strictly: grants are JSON booleans and strings, ``sub`` a
+non-empty string, ``exp`` a number (``nbf``, ``iat`` too when present).
+``nbf`` and ``exp`` allow ``LEEWAY`` seconds of clock skew.
 """
 
 from __future__ import annotations
@@ -18,6 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 ALGORITHM = "HS256"
 MIN_SECRET_LENGTH = 32
 DEFAULT_TTL = 6 * 3600
+#: Seconds of clock skew allowed on ``nbf`` and ``exp``.
+LEEWAY = 10
+#: The key name of ``--dev`` tokens; no configured key may take it.
+DEV_KEY = "pysfu-dev"
+_NUMERIC_CLAIMS = ("exp", "nbf", "iat")
 
 Source = Literal["camera", "microphone", "screen_share"]
 
@@ -47,7 +58,7 @@ class AuthError(Exception):
 class VideoGrant(BaseModel):
     """What the bearer may do (LiveKit's VideoGrant, same field names)."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", strict=True)
 
     room: str = ""
     room_join: bool = Field(False, alias="roomJoin")
@@ -64,9 +75,16 @@ class VideoGrant(BaseModel):
     def may_publish_source(self, source: str) -> bool:
         return self.can_publish and (not self.can_publish_sources or source in self.can_publish_sources)
 
+    @property
+    def server_wide(self) -> bool:
+        """Any grant beyond joining a room (admin API)."""
+        return self.room_admin or self.room_create or self.room_list
+
 
 class Claims(BaseModel):
     """A verified token."""
+
+    model_config = ConfigDict(strict=True)
 
     api_key: str
     identity: str = ""
@@ -103,8 +121,8 @@ def create_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_token(token: str, keys: Mapping[str, str], leeway: float = 0) -> Claims:
-    """Check a token's key, signature and validity window; return its claims."""
+def verify_token(token: str, keys: Mapping[str, str], leeway: float = LEEWAY) -> Claims:
+    """Check a token's key, signature, validity window and claim types; return its claims."""
     try:
         unverified = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
@@ -125,16 +143,32 @@ def verify_token(token: str, keys: Mapping[str, str], leeway: float = 0) -> Clai
         raise AuthError(AuthCode.TOKEN_NOT_YET_VALID, "the token is not valid yet (nbf)") from None
     except jwt.PyJWTError as exc:
         raise AuthError(AuthCode.TOKEN_MALFORMED, f"the token is invalid: {exc}") from None
+    verified = _claims(api_key, claims)
+    if api_key == DEV_KEY and verified.video.server_wide:
+        raise AuthError(AuthCode.PERMISSION_DENIED, "a development token carries only join grants")
+    return verified
+
+
+def _claims(api_key: str, claims: dict) -> Claims:
+    """Typed claims; PyJWT alone takes ``"exp": "9999999999"`` and an empty ``sub``."""
+    for name in _NUMERIC_CLAIMS:
+        value = claims.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise AuthError(AuthCode.TOKEN_MALFORMED, f"the token's {name} claim must be a number")
+    if not isinstance(claims["sub"], str) or not claims["sub"]:
+        raise AuthError(AuthCode.TOKEN_MALFORMED, "the token's sub (identity) must be a non-empty string")
     try:
         return Claims(
             api_key=api_key,
-            identity=claims.get("sub", ""),
+            identity=claims["sub"],
             name=claims.get("name", ""),
             metadata=claims.get("metadata", ""),
             video=VideoGrant.model_validate(claims.get("video") or {}),
         )
     except ValidationError as exc:
-        raise AuthError(AuthCode.TOKEN_MALFORMED, f"the token's claims are invalid: {exc.errors()[0]['msg']}") from None
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise AuthError(AuthCode.TOKEN_MALFORMED, f"the token's claims are invalid: {where}: {first['msg']}") from None
 
 
 def check_join(claims: Claims, room: str) -> None:

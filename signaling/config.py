@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sfu.config import SfuConfig
 
-from .auth import MIN_SECRET_LENGTH
+from .auth import DEV_KEY, MIN_SECRET_LENGTH
 
 ENV_PREFIX = "PYSFU_"
 
@@ -229,6 +229,9 @@ class ServerConfig(_Settings):
     keys: dict[str, str] = Field(default_factory=dict)
     #: Development mode: serves /dev/token for the demo page.
     dev: bool = False
+    #: Secret of the development key (auth.DEV_KEY) that signs /dev/token's
+    #: join-only tokens: made up at start in dev mode, never an API key.
+    dev_secret: str = ""
     #: Seconds a SIGTERM waits for clients to go before the process exits.
     shutdown_grace: float = Field(default=10, ge=0)
     uvloop: bool = True
@@ -262,6 +265,8 @@ class ServerConfig(_Settings):
     @classmethod
     def _check_secrets(cls, value: dict[str, str]) -> dict[str, str]:
         for key, secret in value.items():
+            if key == DEV_KEY:
+                raise ValueError(f"the key name {DEV_KEY!r} is reserved for --dev's development tokens")
             if len(secret) < MIN_SECRET_LENGTH:
                 raise ValueError(f"the secret of key {key!r} is shorter than {MIN_SECRET_LENGTH} characters")
         return value
@@ -280,8 +285,8 @@ class ServerConfig(_Settings):
         wildcard = self.host in ("0.0.0.0", "::", "") or self.port == 0
         if self.cluster.enabled and not self.cluster.url and wildcard:
             raise ValueError("with cluster.redis_url, give cluster.url (the ws:// URL clients reach this node at)")
-        if self.cluster.enabled and self.dev and not self.keys:
-            raise ValueError("a cluster's nodes must share their keys: --dev alone makes up a key per node")
+        if self.cluster.enabled and self.dev:
+            raise ValueError("--dev is for one node: it makes up its development key per node")
         return self
 
     @property
@@ -292,8 +297,16 @@ class ServerConfig(_Settings):
 
     @property
     def open(self) -> bool:
-        """No API keys: anyone may join without a token."""
-        return not self.keys
+        """No API keys and not in dev mode: anyone may join without a token."""
+        return not self.keys and not self.dev
+
+    @property
+    def join_keys(self) -> dict[str, str]:
+        """Keys whose tokens may join: the API keys, and the development key in
+        dev mode (never accepted by the admin API)."""
+        if self.dev and self.dev_secret:
+            return {**self.keys, DEV_KEY: self.dev_secret}
+        return self.keys
 
 
 class ConfigError(Exception):
@@ -336,7 +349,7 @@ def describe_errors(exc: ValidationError) -> str:
 def _secret(loc: list[str], value: Any) -> bool:
     """Never echo secrets: API keys, TURN secrets, credentials, or a whole
     section (which may hold one)."""
-    return loc[0] == "keys" or loc[-1] in ("turn_secret", "credential") or isinstance(value, dict)
+    return loc[0] in ("keys", "dev_secret") or loc[-1] in ("turn_secret", "credential") or isinstance(value, dict)
 
 
 def _read_yaml(path: Path) -> dict:

@@ -416,7 +416,7 @@ class Session:
             return open_claims(request.name)
         if not request.token:
             raise SignalingError(p.ErrorCode.TOKEN_REQUIRED, "this server requires an access token in join")
-        claims = verify_token(request.token, self.config.keys)
+        claims = verify_token(request.token, self.config.join_keys)
         check_join(claims, request.room)
         return claims
 

@@ -150,6 +150,31 @@ async def test_room_scoped_admin_token_stays_in_its_room(api):
     assert (await api.call("GET", "/api/rooms", token=scoped))[0] == 403
 
 
+SCOPED_TO_MINE = create_token(API_KEY, API_SECRET, "mod", VideoGrant(
+    room="mine", roomAdmin=True, roomCreate=True, roomList=True))
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
+async def test_room_scoped_token_cannot_act_on_another_room(api, route):
+    """Every grant of a token naming room "mine" stops at that room: it
+    cannot create, delete, administer or even list room "theirs"."""
+    await api.call("POST", "/api/rooms", {"name": "theirs"})
+    body = {"name": "theirs-too"} if route.handler.__name__ == "create_room" else BODIES.get(route.handler.__name__)
+    path = route.path.format(**{**VALUES, "room": "theirs"})
+    status, data = await api.call(route.method, path, body, token=SCOPED_TO_MINE)
+    assert (status, data["error"]["code"]) == (403, "permission_denied")
+    names = [r["name"] for r in (await api.call("GET", "/api/rooms"))[1]["rooms"]]
+    assert names == ["theirs"]
+
+
+async def test_room_scoped_token_creates_and_deletes_its_room(api):
+    status, room = await api.call("POST", "/api/rooms", {"name": "mine"}, token=SCOPED_TO_MINE)
+    assert status == 201 and room["name"] == "mine"
+    assert (await api.call("PATCH", "/api/rooms/mine", {"metadata": "m"}, token=SCOPED_TO_MINE))[0] == 200
+    assert (await api.call("DELETE", "/api/rooms/mine", token=SCOPED_TO_MINE))[0] == 204
+    assert (await api.call("GET", "/api/rooms"))[1]["rooms"] == []
+
+
 async def test_open_server_refuses_admin_calls(server):
     async with aiohttp.ClientSession() as http:
         headers = {"Authorization": f"Bearer {ADMIN}"}

@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 
 import aiohttp
+import jwt
 import pytest
 
-from signaling.auth import AuthError, VideoGrant, create_token, verify_token
+from signaling.app import CONFIG
+from signaling.auth import DEV_KEY, AuthError, VideoGrant, create_token, verify_token
 from signaling.cli import main
 from signaling.client import Client, ClientError
 
@@ -22,6 +24,13 @@ def token(identity: str = "alice", key: str = API_KEY, secret: str = API_SECRET,
     return create_token(key, secret, identity, grant, **options)
 
 
+def raw_token(**claims) -> str:
+    """A token signed with the right key whose claims are exactly these (None drops one)."""
+    base = {"iss": API_KEY, "sub": "alice", "exp": int(time.time()) + 600, "video": {"room": ROOM, "roomJoin": True}}
+    merged = {k: v for k, v in {**base, **claims}.items() if v is not None}
+    return jwt.encode(merged, API_SECRET, algorithm="HS256")
+
+
 # --- verification (no server) -------------------------------------------------
 
 BAD_TOKENS = [
@@ -30,6 +39,14 @@ BAD_TOKENS = [
     ("wrong signature", lambda: token(secret="z" * 40), "token_bad_signature"),
     ("unknown key", lambda: token(key="nobody", secret="z" * 40), "token_unknown_key"),
     ("not a JWT", lambda: "not-a-token", "token_malformed"),
+    ("roomJoin a string", lambda: raw_token(video={"room": ROOM, "roomJoin": "true"}), "token_malformed"),
+    ("hidden a number", lambda: raw_token(video={"room": ROOM, "roomJoin": True, "hidden": 0}), "token_malformed"),
+    ("room a number", lambda: raw_token(video={"room": 7, "roomJoin": True}), "token_malformed"),
+    ("exp a string", lambda: raw_token(exp=str(int(time.time()) + 600)), "token_malformed"),
+    ("nbf a string", lambda: raw_token(nbf="0"), "token_malformed"),
+    ("no exp", lambda: raw_token(exp=None), "token_malformed"),
+    ("empty sub", lambda: raw_token(sub=""), "token_malformed"),
+    ("name a number", lambda: raw_token(name=5), "token_malformed"),
 ]
 
 
@@ -38,6 +55,24 @@ def test_bad_tokens_have_their_own_codes(make, code):
     with pytest.raises(AuthError) as caught:
         verify_token(make(), KEYS)
     assert caught.value.code == code
+
+
+def test_nbf_allows_a_few_seconds_of_clock_skew():
+    """A token minted on a machine whose clock runs 5 s ahead is good at once."""
+    claims = verify_token(token(not_before=time.time() + 5), KEYS)
+    assert claims.identity == "alice"
+    verify_token(raw_token(exp=int(time.time()) - 5), KEYS)  # just expired, within the skew
+
+
+def test_development_key_signs_only_join_grants():
+    dev_keys = {DEV_KEY: "d" * 40}
+    joiner = create_token(DEV_KEY, "d" * 40, "dev-1", VideoGrant(room=ROOM, roomJoin=True))
+    assert verify_token(joiner, dev_keys).video.room_join
+    for grant in (VideoGrant(roomAdmin=True), VideoGrant(roomCreate=True), VideoGrant(roomList=True),
+                  VideoGrant(room=ROOM, roomJoin=True, roomAdmin=True)):
+        with pytest.raises(AuthError) as caught:
+            verify_token(create_token(DEV_KEY, "d" * 40, "dev-1", grant), dev_keys)
+        assert caught.value.code == "permission_denied"
 
 
 def test_token_round_trip_keeps_identity_and_grants():
@@ -192,6 +227,59 @@ async def test_dev_endpoint_hands_out_join_tokens(make_server):
         assert joined["participant"]["name"] == "Ann"
 
 
+async def _dev_token(server, **params) -> dict:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.http}/dev/token", params={"room": ROOM, **params}) as response:
+            assert response.status == 200
+            return await response.json()
+
+
+async def test_dev_tokens_are_not_signed_with_the_operators_keys(make_server):
+    """Anyone who reaches /dev/token gets a join token, never one the
+    operator's keys vouch for: it does not open the admin API."""
+    dev = await make_server(dev=True, keys=KEYS)
+    issued = (await _dev_token(dev, name="Ann"))["token"]
+    with pytest.raises(AuthError) as caught:
+        verify_token(issued, KEYS)
+    assert caught.value.code == "token_unknown_key"
+    async with aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"Bearer {issued}"}
+        async with http.get(f"{dev.http}/api/rooms", headers=headers) as response:
+            assert response.status == 401
+    forged = create_token(DEV_KEY, dev.app[CONFIG].dev_secret, "ops", VideoGrant(roomAdmin=True))
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{dev.http}/api/rooms", headers={"Authorization": f"Bearer {forged}"}) as response:
+            assert response.status == 401
+    async with Client(dev.url, ice_addresses=LOOPBACK) as client:
+        joined = await client.join(ROOM, "", token=issued)
+        assert joined["participant"]["name"] == "Ann"
+
+
+async def test_dev_caller_cannot_take_anothers_identity(make_server):
+    dev = await make_server(dev=True, keys=KEYS)
+    async with Client(dev.url, ice_addresses=LOOPBACK) as victim, Client(dev.url, ice_addresses=LOOPBACK) as mallory:
+        await victim.join(ROOM, token=token("victim"))
+        issued = await _dev_token(dev, name="victim", identity="victim")
+        assert issued["identity"] != "victim"
+        joined = await mallory.join(ROOM, token=issued["token"])
+        assert joined["participant"]["identity"] == issued["identity"]
+        assert joined["participant"]["name"] == "victim"
+        assert (await victim.request({"type": "ping"}))["type"] == "pong"
+        assert not _has(victim, "leave")
+        identities = sorted(p.identity for p in dev.rooms.rooms[ROOM].participants.values())
+        assert identities == sorted(["victim", issued["identity"]])
+
+
+async def test_dev_key_tokens_are_refused_without_dev_mode(make_server):
+    dev = await make_server(dev=True, keys=KEYS)
+    issued = (await _dev_token(dev))["token"]
+    keyed = await make_server(keys=KEYS)
+    async with Client(keyed.url, ice_addresses=LOOPBACK) as client:
+        with pytest.raises(ClientError) as caught:
+            await client.join(ROOM, token=issued)
+        assert caught.value.code == "token_unknown_key"
+
+
 async def test_production_has_no_dev_endpoint(keyed):
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{keyed.http}/dev/token", params={"room": "demo"}) as response:
@@ -212,3 +300,10 @@ async def test_data_needs_its_grant(keyed, connect):
     data = await eventually(lambda: _has(listener, "data"))
     assert data == {"type": "data", "payload": "hi", "topic": "chat", "participant_id": talker.participant_id}
     assert not [e for e in mute.events if e["type"] == "data"]
+
+
+def test_no_api_key_may_take_the_development_key_name():
+    from signaling.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="reserved"):
+        load_config(flags={"keys": {DEV_KEY: "d" * 40}, "dev": True}, env={})

@@ -164,7 +164,7 @@ def test_without_redis_nothing_is_clustered():
     ({"cluster": {"redis_url": "redis://x", "ttl": 30}}, "less than or equal to 10"),
     ({"cluster": {"url": "http://x"}}, "must start with ws://"),
     ({"host": "0.0.0.0", "cluster": {"redis_url": "redis://x"}}, "give cluster.url"),
-    ({"dev": True, "cluster": {"redis_url": "redis://x"}}, "must share their keys"),
+    ({"dev": True, "cluster": {"redis_url": "redis://x"}}, "for one node"),
 ], ids=["redis-scheme", "ttl-vs-heartbeat", "ttl-max", "url-scheme", "wildcard-host", "dev-without-keys"])
 def test_bad_cluster_settings_are_named(settings, message):
     with pytest.raises(ConfigError, match=message):
