@@ -1,9 +1,14 @@
 """Webhooks: room events POSTed as JSON to the operator's URLs.
 
-Each body is signed with HMAC-SHA256 under the secret of an API key:
+Each body is signed with HMAC-SHA256 under the secret of an API key,
+together with the time it was sent, so a receiver can refuse replays:
 
     X-Pysfu-Key: <api key>
-    X-Pysfu-Signature: sha256=<hex HMAC-SHA256 of the exact body bytes>
+    X-Pysfu-Timestamp: <Unix seconds when this attempt was sent>
+    X-Pysfu-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>." + the exact body bytes>
+
+Redirects are never followed (the signed body goes only to the configured
+URL): a 3xx answer is a failed delivery.
 
 Events go into a bounded queue the moment they happen (never awaiting
 anything, so the media path is never held up); one task per URL delivers
@@ -31,7 +36,10 @@ from .config import Webhooks
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Pysfu-Signature"
+TIMESTAMP_HEADER = "X-Pysfu-Timestamp"
 KEY_HEADER = "X-Pysfu-Key"
+#: Seconds a receiver accepts between a webhook's timestamp and its own clock.
+DEFAULT_TOLERANCE = 300
 EVENTS = (
     "room_started", "room_finished", "participant_joined", "participant_left",
     "track_published", "track_unpublished",
@@ -39,14 +47,24 @@ EVENTS = (
 )
 
 
-def sign(body: bytes, secret: str) -> str:
-    """The signature header value for ``body``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(body: bytes, secret: str, timestamp: int) -> str:
+    """The signature header value for ``body`` sent at ``timestamp``."""
+    signed = str(timestamp).encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
-def verify(body: bytes, signature: str, secret: str) -> bool:
-    """Check a received body against its ``X-Pysfu-Signature`` (for receivers)."""
-    return hmac.compare_digest(sign(body, secret), signature or "")
+def verify(body: bytes, signature: str, secret: str, timestamp: str | int,
+           tolerance: float = DEFAULT_TOLERANCE, now: Optional[float] = None) -> bool:
+    """For receivers: check a body against its ``X-Pysfu-Signature`` and
+    ``X-Pysfu-Timestamp`` headers; a timestamp more than ``tolerance``
+    seconds away from ``now`` fails (a replayed webhook)."""
+    try:
+        sent = int(timestamp)
+    except (TypeError, ValueError):
+        return False
+    if abs((time.time() if now is None else now) - sent) > tolerance:
+        return False
+    return hmac.compare_digest(sign(body, secret, sent), signature or "")
 
 
 class WebhookSender:
@@ -101,16 +119,22 @@ class WebhookSender:
             finally:
                 queue.task_done()
 
-    async def _post_with_retries(self, url: str, body: bytes) -> None:
-        headers = {
+    def _headers(self, body: bytes) -> dict[str, str]:
+        """Signed afresh for each attempt: a retry carries its own timestamp."""
+        timestamp = int(time.time())
+        return {
             "Content-Type": "application/json",
             KEY_HEADER: self.api_key,
-            SIGNATURE_HEADER: sign(body, self.secret),
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(body, self.secret, timestamp),
         }
+
+    async def _post_with_retries(self, url: str, body: bytes) -> None:
         delay = self.settings.backoff
         for attempt in range(1, self.settings.attempts + 1):
             try:
-                async with self._session.post(url, data=body, headers=headers) as response:
+                async with self._session.post(url, data=body, headers=self._headers(body),
+                                              allow_redirects=False) as response:
                     if 200 <= response.status < 300:
                         self.stats["delivered"] += 1
                         return

@@ -11,7 +11,8 @@ from aiohttp import web
 
 from signaling.auth import VideoGrant, create_token
 from signaling.client import Client
-from signaling.webhooks import verify
+from signaling.app import WEBHOOKS
+from signaling.webhooks import sign, verify
 
 from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK, eventually, free_port
 from .media import ToneAudioTrack
@@ -20,10 +21,11 @@ from .media import ToneAudioTrack
 class Receiver:
     """An aiohttp server recording every POST; fails or stalls on demand."""
 
-    def __init__(self, fail_first: int = 0, delay: float = 0) -> None:
+    def __init__(self, fail_first: int = 0, delay: float = 0, redirect_to: str = "") -> None:
         self.received: list[tuple[dict, bytes]] = []
         self.fail_first = fail_first
         self.delay = delay
+        self.redirect_to = redirect_to
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/hook"
         app = web.Application()
@@ -34,6 +36,8 @@ class Receiver:
         body = await request.read()
         self.received.append((dict(request.headers), body))
         await asyncio.sleep(self.delay)
+        if self.redirect_to:
+            raise web.HTTPTemporaryRedirect(self.redirect_to)
         if len(self.received) <= self.fail_first:
             return web.Response(status=500)
         return web.Response(status=200)
@@ -65,8 +69,9 @@ async def test_short_call_signed_in_order_and_retried_after_500(make_server):
 
         for headers, body in receiver.received:
             assert headers["X-Pysfu-Key"] == API_KEY
-            assert verify(body, headers["X-Pysfu-Signature"], API_SECRET)
-            assert not verify(body, headers["X-Pysfu-Signature"], KEYS["second-key"])
+            signature, timestamp = headers["X-Pysfu-Signature"], headers["X-Pysfu-Timestamp"]
+            assert verify(body, signature, API_SECRET, timestamp)
+            assert not verify(body, signature, KEYS["second-key"], timestamp)
         events = receiver.events()
         assert events[0]["id"] == events[1]["id"], "the event answered with 500 was not sent again"
         deduplicated = [e for i, e in enumerate(events) if i == 0 or e["id"] != events[i - 1]["id"]]
@@ -89,6 +94,33 @@ async def test_slow_receiver_does_not_hold_up_signaling(make_server):
                 await client.request({"type": "ping"})
             assert time.monotonic() - started < 0.5
             await eventually(lambda: receiver.received, timeout=3)
+
+
+def test_signature_covers_the_timestamp_and_goes_stale():
+    """A captured webhook cannot be replayed later, nor with a new timestamp."""
+    body, sent = b'{"event": "room_started"}', int(time.time())
+    signature = sign(body, API_SECRET, sent)
+    assert verify(body, signature, API_SECRET, str(sent))
+    assert verify(body, signature, API_SECRET, sent, now=sent + 299)
+    assert not verify(body, signature, API_SECRET, sent, now=sent + 301)
+    assert not verify(body, signature, API_SECRET, sent, now=sent - 301)
+    assert not verify(body, signature, API_SECRET, sent + 1)
+    assert not verify(body, signature, API_SECRET, "soon")
+    assert not verify(body + b" ", signature, API_SECRET, sent)
+
+
+async def test_redirect_is_a_failure_and_never_followed(make_server):
+    """A receiver answering 307 must not get the signed body sent on to
+    wherever it points."""
+    async with Receiver() as elsewhere, Receiver(redirect_to=elsewhere.url) as receiver:
+        server = await make_server(keys=KEYS, webhooks={"urls": [receiver.url], "attempts": 2, "backoff": 0.05})
+        async with Client(server.url, ice_addresses=LOOPBACK) as alice:
+            await alice.join("moved", "alice", token=join_token("alice", "moved"))
+            stats = server.app[WEBHOOKS].stats
+            await eventually(lambda: stats["failed"] >= 2, timeout=5)
+        assert stats["delivered"] == 0
+        assert len(receiver.received) >= 4  # room_started and participant_joined, twice each
+        assert elsewhere.received == []
 
 
 def test_webhooks_need_keys_to_sign():
