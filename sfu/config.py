@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 
 class IceConfig(BaseModel):
@@ -46,8 +47,19 @@ class SfuConfig(BaseModel):
     cache_ms: int = 2000
     #: Last-N: camera video of at most this many participants per subscriber.
     last_n: int = Field(default=25, ge=1, le=500)
-    #: Where recordings (sfu/recorder.py) are written.
-    recording_dir: str = "recordings"
+    #: Where recordings (sfu/recorder.py) are written; a relative path is made
+    #: absolute against the working directory when the settings are read.
+    #: Created 0700 if missing; files are 0600.
+    recording_dir: str = Field(default="recordings", validate_default=True)
+    #: Recordings in progress at once in one room, and in this process
+    #: (``too_many_recordings`` beyond).
+    max_recordings_per_room: int = Field(default=2, ge=0)
+    max_recordings: int = Field(default=10, ge=0)
     #: Seconds a participant whose signaling or media connection dropped stays
     #: in the room ("reconnecting") waiting to resume; 0: it leaves at once.
     resume_grace: float = Field(default=20.0, ge=0, le=600)
+
+    @field_validator("recording_dir")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        return os.path.abspath(os.path.expanduser(value))

@@ -11,6 +11,10 @@ keyframe, timestamps untouched (the file has a gap, not a shift).
 
 Tracks published after the start are not added (start another recording);
 a simulcast track is recorded at its lowest layer.
+
+Recordings are private to the operator: the directory is created 0700 and
+each file 0600, participants learn a recording's id but never its path, and
+the number in progress is capped per room and per process.
 """
 
 from __future__ import annotations
@@ -38,6 +42,18 @@ TIME_BASE = fractions.Fraction(1, 1000)  # Matroska's own resolution
 START_TIMEOUT = 4.0  # seconds to wait for every track's first keyframe and sender report
 MAX_PENDING = 1000  # frames held per track while its sender report is awaited
 _STOP = object()
+
+
+class TooManyRecordings(Exception):
+    """The room's or the process's cap on recordings in progress is reached."""
+
+
+class RecordingSlots:
+    """Recordings in progress in the whole process, shared by its rooms."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
 
 
 @dataclass
@@ -91,7 +107,7 @@ class Recording:
     # --- control (event loop) ---------------------------------------------------
 
     def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._done = self._loop.create_future()
         self._thread.start()
         for reader in self._readers:
@@ -194,6 +210,8 @@ class Recording:
             return  # nothing ever arrived: no file
         video = [s for s in ready if s.kind == "video"]
         self._origin = min(s.ready[0][0] for s in (video or ready))
+        # Created 0600 (and never through a link someone left there) before PyAV writes it.
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self._container = av.open(str(self.path), "w", format=self.format)
         for state in ready:
             state.stream = self._add_stream(state)
@@ -273,14 +291,22 @@ def _h264_size(data: bytes) -> tuple[int, int]:
 class Recordings:
     """The recordings of one room: started, stopped, and told about."""
 
-    def __init__(self, room, directory: str | os.PathLike) -> None:
+    def __init__(self, room, directory: str | os.PathLike, per_room: int, slots: RecordingSlots) -> None:
         self.room = room
         self.directory = directory
+        self.per_room = per_room
+        self.slots = slots
         self.active: dict[str, Recording] = {}
 
     def start(self, tracks: list[PublishedTrack]) -> Recording:
+        """Raises TooManyRecordings when a cap is reached."""
+        if len(self.active) >= self.per_room:
+            raise TooManyRecordings(f"this room has {len(self.active)} recordings in progress (the limit)")
+        if self.slots.in_use >= self.slots.limit:
+            raise TooManyRecordings(f"the server has {self.slots.in_use} recordings in progress (the limit)")
         recording = Recording(self.room.name, tracks, self.directory, self._finished)
         self.active[recording.id] = recording
+        self.slots.in_use += 1
         recording.start()
         self.room._broadcast("recording_started", {"room": self.room.name, **_event(recording)})
         log.info("recording %s of %s started: %s", recording.id, self.room.name, recording.path)
@@ -290,16 +316,20 @@ class Recordings:
         """Stop one recording (all when None); returns them once their files are complete."""
         chosen = [r for r in self.active.values() if recording_id in (None, r.id)]
         for recording in chosen:
-            self.active.pop(recording.id, None)
+            self._forget(recording)
         await asyncio.gather(*(r.stop() for r in chosen))
         return chosen
+
+    def _forget(self, recording: Recording) -> None:
+        if self.active.pop(recording.id, None) is not None:
+            self.slots.in_use -= 1
 
     def track_gone(self, track_id: str) -> None:
         for recording in self.active.values():
             recording.detach_track(track_id)
 
     def _finished(self, recording: Recording) -> None:
-        self.active.pop(recording.id, None)
+        self._forget(recording)
         self.room._broadcast("recording_stopped", {"room": self.room.name, **_event(recording)})
         if recording.path.exists():
             self.room._emit("recording_finished", recording={
@@ -309,4 +339,5 @@ class Recordings:
 
 
 def _event(recording: Recording) -> dict:
-    return {"recording_id": recording.id, "path": str(recording.path), "track_ids": recording.track_ids}
+    """What the room's participants learn of a recording: never its path."""
+    return {"recording_id": recording.id, "track_ids": recording.track_ids}

@@ -13,7 +13,7 @@ from .config import SfuConfig
 from .ids import new_id
 from .participant import EventSink, Participant
 from .published_track import PublishedTrack
-from .recorder import Recordings
+from .recorder import RecordingSlots, Recordings
 from .speaker import LevelMeter, SpeakerDetector
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class Room:
         capacity: int = 150,
         observer: RoomObserver = _ignore,
         metadata: str = "",
+        recording_slots: Optional[RecordingSlots] = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -60,7 +61,8 @@ class Room:
         self._on_empty = on_empty
         self._on_participant_closed = on_participant_closed
         self._observer = observer
-        self.recordings = Recordings(self, config.recording_dir)
+        slots = recording_slots or RecordingSlots(config.max_recordings)
+        self.recordings = Recordings(self, config.recording_dir, config.max_recordings_per_room, slots)
         #: Meeting features (issue 8): the last chat messages, oldest first.
         self.chat_history: deque[dict] = deque(maxlen=CHAT_HISTORY)
         #: Active speaker detection (issue 4): fed every SPEAKER_TICK while
@@ -400,6 +402,7 @@ class RoomRegistry:
         self.observer = observer
         self.rooms: dict[str, Room] = {}
         self._gone: Counter = Counter()
+        self.recording_slots = RecordingSlots(config.max_recordings)
 
     def get_or_create(self, name: str) -> Room:
         room = self.rooms.get(name)
@@ -413,6 +416,7 @@ class RoomRegistry:
         room = self.rooms[name] = Room(
             name, self.config, self._room_empty, self._participant_closed,
             capacity=capacity or self.capacity, observer=self.observer, metadata=metadata,
+            recording_slots=self.recording_slots,
         )
         room._emit("room_started")
         return room

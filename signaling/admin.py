@@ -21,6 +21,7 @@ from typing import Awaitable, Callable, Optional
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
+from sfu.recorder import TooManyRecordings
 from sfu.room import Room, RoomRegistry
 
 from .auth import AuthCode, AuthError, Claims, verify_token
@@ -306,7 +307,10 @@ async def start_recording(request: web.Request, body: StartRecording) -> web.Res
             raise ApiError(404, "track_not_found", "some of track_ids are not published in this room")
     if not tracks:
         raise ApiError(409, "nothing_to_record", "no track is published in this room")
-    recording = room.recordings.start(tracks)
+    try:
+        recording = room.recordings.start(tracks)
+    except TooManyRecordings as exc:
+        raise ApiError(409, "too_many_recordings", str(exc)) from None
     return _json(RecordingInfo(**recording.info()), 201)
 
 

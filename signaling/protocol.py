@@ -61,6 +61,9 @@ class ErrorCode:
     RESUME_WRONG_ROOM = "resume_wrong_room"
     RESUME_EXPIRED = "resume_expired"
 
+    # Recording.
+    TOO_MANY_RECORDINGS = "too_many_recordings"
+
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -350,6 +353,8 @@ class StopRecording(_Message):
 
 
 class RecordingInfo(BaseModel):
+    """Answered to the roomAdmin who started it, so ``path`` included."""
+
     recording_id: str
     path: str
     track_ids: list[str]
@@ -367,7 +372,6 @@ class RecordingStarted(_Message):
     type: Literal["recording_started"] = "recording_started"
     room: str
     recording_id: str
-    path: Optional[str] = None
     track_ids: list[str] = []
 
 
@@ -377,7 +381,6 @@ class RecordingStopped(_Message):
     type: Literal["recording_stopped"] = "recording_stopped"
     room: str
     recording_id: str
-    path: Optional[str] = None
     track_ids: list[str] = []
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from sfu.layer_selector import TrackSettings
 from sfu.participant import Participant
+from sfu.recorder import TooManyRecordings
 from sfu.room import RoomFull, RoomRegistry
 from sfu.media_section import SdpError
 
@@ -392,7 +393,10 @@ class Session:
                 raise _unknown_track(missing[0])
         if not tracks:
             raise SignalingError(p.ErrorCode.NOT_ALLOWED, "nothing to record: no track is published")
-        recording = room.recordings.start(tracks)
+        try:
+            recording = room.recordings.start(tracks)
+        except TooManyRecordings as exc:
+            raise SignalingError(p.ErrorCode.TOO_MANY_RECORDINGS, str(exc)) from None
         return p.RecordingResponse(id=request.id, recording=p.RecordingInfo(
             recording_id=recording.id, path=str(recording.path), track_ids=recording.track_ids))
 

@@ -202,3 +202,20 @@ async def test_openapi_document_validates_and_matches_routes(api):
 
 def _events(client: Client, kind: str) -> list[dict]:
     return [e for e in client.events if e["type"] == kind]
+
+
+async def test_recording_cap_through_the_admin_api(make_server, tmp_path):
+    server = await make_server(keys=KEYS, sfu={"recording_dir": str(tmp_path), "max_recordings_per_room": 1})
+    async with aiohttp.ClientSession() as http:
+        api = Api(server, http)
+        alice = await api.client("r", "alice")
+        try:
+            await alice.publish([ToneAudioTrack()])
+            status, first = await api.call("POST", "/api/rooms/r/recording", {})
+            assert status == 201 and first["path"].startswith(str(tmp_path))
+            status, data = await api.call("POST", "/api/rooms/r/recording", {})
+            assert (status, data["error"]["code"]) == (409, "too_many_recordings")
+            status, data = await api.call("DELETE", "/api/rooms/r/recording")
+            assert status == 200 and [r["id"] for r in data["recordings"]] == [first["id"]]
+        finally:
+            await alice.close()
