@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import time
 
 _CONTEXT: contextvars.ContextVar[dict] = contextvars.ContextVar("pysfu_log_context", default={})
@@ -23,6 +24,21 @@ class ContextFilter(logging.Filter):
         for key, value in _CONTEXT.get().items():
             if not hasattr(record, key):
                 setattr(record, key, value)
+        return True
+
+
+#: ICE credentials in an SDP: aiortc logs whole SDPs at debug level, and a
+#: password lets whoever reads the log answer the connectivity checks.
+_ICE_CREDENTIAL = re.compile(r"(a=ice-(?:pwd|ufrag):)\S+")
+
+
+class RedactFilter(logging.Filter):
+    """Replaces ICE passwords and ufrags in a record's message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "a=ice-" in message:
+            record.msg, record.args = _ICE_CREDENTIAL.sub(r"\1[redacted]", message), None
         return True
 
 
@@ -62,6 +78,7 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
+    handler.addFilter(RedactFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
