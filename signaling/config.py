@@ -231,7 +231,7 @@ class ServerConfig(_Settings):
     dev: bool = False
     #: Secret of the development key (auth.DEV_KEY) that signs /dev/token's
     #: join-only tokens: made up at start in dev mode, never an API key.
-    dev_secret: str = ""
+    dev_secret: str = Field(default="", pattern=rf"^$|^.{{{MIN_SECRET_LENGTH},}}$")
     #: Seconds a SIGTERM waits for clients to go before the process exits.
     shutdown_grace: float = Field(default=10, ge=0)
     uvloop: bool = True
