@@ -76,8 +76,8 @@ class VideoGrant(BaseModel):
         return self.can_publish and (not self.can_publish_sources or source in self.can_publish_sources)
 
     @property
-    def server_wide(self) -> bool:
-        """Any grant beyond joining a room (admin API)."""
+    def admin_api(self) -> bool:
+        """Any grant of the admin API (roomAdmin, roomCreate, roomList)."""
         return self.room_admin or self.room_create or self.room_list
 
 
@@ -144,7 +144,7 @@ def verify_token(token: str, keys: Mapping[str, str], leeway: float = LEEWAY) ->
     except jwt.PyJWTError as exc:
         raise AuthError(AuthCode.TOKEN_MALFORMED, f"the token is invalid: {exc}") from None
     verified = _claims(api_key, claims)
-    if api_key == DEV_KEY and verified.video.server_wide:
+    if api_key == DEV_KEY and verified.video.admin_api:
         raise AuthError(AuthCode.PERMISSION_DENIED, "a development token carries only join grants")
     return verified
 
