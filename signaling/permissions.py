@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sfu import sdp_text
+from sfu.media_section import parse_sdp
 
 from .auth import AuthCode, AuthError, VideoGrant
 
@@ -25,14 +25,14 @@ class SendSection:
 
 
 def send_sections(sdp: str) -> list[SendSection]:
-    """The audio/video m-lines of an offer in which the client sends media."""
-    found = []
-    for lines in sdp_text.sections(sdp)[1:]:
-        kind = lines[0][2:].split(" ", 1)[0]
-        mid = sdp_text.mid_of(lines)
-        if kind in ("audio", "video") and mid is not None and sdp_text.direction_of(lines) in SENDING:
-            found.append(SendSection(mid, kind))
-    return found
+    """The audio/video m-lines of an offer in which the client sends media,
+    read by the parser the publisher's tracks are built from (an SDP it
+    could read otherwise raises SdpError)."""
+    return [
+        SendSection(media.rtp.muxId, media.kind)
+        for media in parse_sdp(sdp).media
+        if media.kind in ("audio", "video") and media.direction in SENDING
+    ]
 
 
 def check_publish(grant: VideoGrant, sdp: str, sources: dict[str, str]) -> None:
