@@ -58,6 +58,9 @@ class SfuConfig(BaseModel):
     #: Seconds a participant whose signaling or media connection dropped stays
     #: in the room ("reconnecting") waiting to resume; 0: it leaves at once.
     resume_grace: float = Field(default=20.0, ge=0, le=600)
+    #: Seconds a client has to answer a subscriber offer; then a fresh offer
+    #: is sent once, and after that the next change offers again.
+    answer_timeout: float = Field(default=10.0, gt=0, le=600)
 
     @field_validator("recording_dir")
     @classmethod

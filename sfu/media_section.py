@@ -12,6 +12,8 @@ from typing import Optional
 from aiortc import RTCRtpSender
 from aiortc.sdp import SessionDescription
 
+from .sdp_text import ambiguity
+
 URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
@@ -53,8 +55,14 @@ class MediaSection:
 
 
 def parse_sdp(sdp: str) -> SessionDescription:
+    """aiortc's reading of ``sdp``: the one that builds the peer connection,
+    so checks made on it hold for what gets built. An SDP that could be
+    read another way (sdp_text.ambiguity) is refused."""
     if not isinstance(sdp, str) or not sdp.startswith("v=0"):
         raise SdpError("SDP must start with v=0")
+    problem = ambiguity(sdp)
+    if problem is not None:
+        raise SdpError(f"ambiguous SDP: {problem}")
     try:
         return SessionDescription.parse(sdp)
     except Exception as exc:  # aiortc's parser raises many kinds

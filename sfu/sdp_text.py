@@ -1,6 +1,7 @@
 """SDP as text: what the SFU reads from offers that aiortc's parser drops
-(simulcast rids), and what it adds to aiortc's answers (simulcast
-acceptance, a start-bitrate hint). No aiortc objects here."""
+(simulcast rids), what it adds to aiortc's answers (simulcast acceptance, a
+start-bitrate hint), and the refusal of SDPs that say one thing twice. No
+aiortc objects here, but attributes are read the way aiortc reads them."""
 
 from __future__ import annotations
 
@@ -61,10 +62,54 @@ def _add_start_bitrate(lines: list[str], kbps: int) -> None:
 
 
 def mid_of(lines: list[str]) -> Optional[str]:
-    """The a=mid of one m-section's lines."""
-    return next((line[6:].strip() for line in lines if line.startswith("a=mid:")), None)
+    """The a=mid of one m-section's lines, unstripped as aiortc keeps it."""
+    return next((value for line in lines if (value := _value(line, "mid")) is not None), None)
 
 
-def direction_of(lines: list[str]) -> str:
-    """The direction attribute of one m-section's lines (sendrecv if absent)."""
-    return next((line[2:].strip() for line in lines if line[2:].strip() in DIRECTIONS), "sendrecv")
+def attribute(line: str) -> Optional[str]:
+    """The name of an a= line's attribute, as aiortc's parser sees it
+    (``a=sendonly:x`` is a direction to it)."""
+    if not line.startswith("a="):
+        return None
+    return line[2:].split(":", 1)[0]
+
+
+def _value(line: str, name: str) -> Optional[str]:
+    if attribute(line) != name or ":" not in line:
+        return None
+    return line.split(":", 1)[1]
+
+
+def ambiguity(sdp: str) -> Optional[str]:
+    """Why ``sdp`` can be read two ways, or None. aiortc keeps the last of
+    repeated attributes, a text reader may take the first, and a grant check
+    must see what gets built: so a direction, a=mid or a=simulcast appears
+    at most once per m-section, every audio/video m-section has a mid of
+    its own, and rids are not repeated."""
+    mids: set[str] = set()
+    for index, lines in enumerate(sections(sdp)[1:]):
+        problem = _section_ambiguity(lines)
+        mid = mid_of(lines)
+        if problem is None and mid is None and lines[0].startswith(("m=audio", "m=video")):
+            problem = "has no a=mid"
+        if problem is None and mid is not None and mid in mids:
+            problem = f"repeats a=mid:{mid} of an earlier one"
+        if problem is not None:
+            return f"m-section {index} {problem}"
+        mids.add(mid)
+    return None
+
+
+def _section_ambiguity(lines: list[str]) -> Optional[str]:
+    names = [attribute(line) for line in lines]
+    if sum(name in DIRECTIONS for name in names) > 1:
+        return "has more than one direction attribute"
+    for name in ("mid", "simulcast"):
+        if names.count(name) > 1:
+            return f"has more than one a={name}"
+    rids = [line[6:].split(" ", 1)[0] for line in lines if attribute(line) == "rid"]
+    simulcast = next((line for line in lines if attribute(line) == "simulcast"), "")
+    listed = [r.lstrip("~") for part in simulcast.split(" ")[1:2] for alt in part.split(";") for r in alt.split(",")]
+    if len(set(rids)) != len(rids) or len(set(listed)) != len(listed):
+        return "repeats a rid"
+    return None

@@ -29,7 +29,7 @@ from .transport import PeerTransport
 
 log = logging.getLogger(__name__)
 
-ANSWER_TIMEOUT = 15.0  # seconds a client has to answer a subscriber offer
+REOFFERS = 1  # fresh offers sent after an unanswered one, before waiting for the client
 BATCH_DELAY = 0.02  # changes within this window share one offer
 REMB_CLIMBING = 1.03  # REMB up this much within a second: still ramping, not a limit
 REMB_FALLING = 0.9  # REMB this far under its 2 s peak: congestion, it binds at once
@@ -76,10 +76,15 @@ class Subscriber:
         self._by_ssrc: dict[int, DownTrack] = {}
         self._task: Optional[asyncio.Task] = None
         self._again = False
-        self._answer: Optional[asyncio.Future] = None
+        self._answer_timeout = config.answer_timeout
+        #: The pending offer: its slots and the track each carried (None: answered)
+        self._offered: Optional[dict[int, Optional[PublishedTrack]]] = None
+        self._answered = asyncio.Event()
         self.remb: Optional[int] = None
         self.gone: Counter = Counter()  # counters of down-tracks already ended
         self.offers_sent = 0
+        self.offer_bytes = 0  # size of the last offer (its answer may be about as big)
+        self.answer_timeouts = 0
         self.errors = 0
 
     # --- subscriptions ------------------------------------------------------
@@ -146,29 +151,44 @@ class Subscriber:
 
     async def _negotiate(self) -> None:
         await asyncio.sleep(BATCH_DELAY)
+        unanswered = 0
         while not self.transport.closed:
             self._again = False
-            sdp = await self.transport.create_offer()
-            # a track subscribed while the offer was made has no m-line in it
-            # yet (its mid is None): the next offer carries it (_again is set)
-            mids = {line[6:].strip() for line in sdp.splitlines() if line.startswith("a=mid:")}
-            in_offer = [slot for slot in self.slots if slot.transceiver.mid in mids]
-            offered = {id(slot): slot.track for slot in in_offer}  # what this offer says
-            mapping = self._offer_tracks(in_offer)
-            self._answer = asyncio.get_running_loop().create_future()
-            self.offers_sent += 1
-            self._send_offer(sdp, mapping)
-            try:
-                # no deadline: a late answer must still bind; the task ends with the PC
-                await asyncio.wait_for(asyncio.shield(self._answer), ANSWER_TIMEOUT)
-            except asyncio.TimeoutError:
-                log.warning("participant %s is slow to answer the subscriber offer", self.participant_id)
-                await self._answer
-            finally:
-                self._answer = None
-            self._bind_negotiated(offered)
+            await self._offer()
+            if await self._answered_in_time():
+                unanswered = 0
+            else:
+                # a lost or refused answer leaves the client out of step: a
+                # fresh offer resyncs; past REOFFERS the offer stays pending (a
+                # late answer still applies) until the next change offers again
+                unanswered += 1
+                self.answer_timeouts += 1
+                log.warning("participant %s left a subscriber offer unanswered for %.0f s",
+                            self.participant_id, self._answer_timeout)
+                if unanswered > REOFFERS and not self._again:
+                    return
+                continue
             if not self._again:
                 return
+
+    async def _offer(self) -> None:
+        sdp = await self.transport.create_offer()
+        # a track subscribed while the offer was made has no m-line in it
+        # yet (its mid is None): the next offer carries it (_again is set)
+        mids = {line[6:].strip() for line in sdp.splitlines() if line.startswith("a=mid:")}
+        in_offer = [slot for slot in self.slots if slot.transceiver.mid in mids]
+        self._offered = {id(slot): slot.track for slot in in_offer}  # what this offer says
+        self._answered.clear()
+        self.offers_sent += 1
+        self.offer_bytes = len(sdp)
+        self._send_offer(sdp, self._offer_tracks(in_offer))
+
+    async def _answered_in_time(self) -> bool:
+        try:
+            await asyncio.wait_for(self._answered.wait(), self._answer_timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
 
     def _offer_tracks(self, in_offer: list[Slot]) -> list[dict]:
         """The subscriber_offer's ``tracks``: which track each m-line carries."""
@@ -180,14 +200,20 @@ class Subscriber:
 
     @property
     def awaiting_answer(self) -> bool:
-        return self._answer is not None and not self._answer.done()
+        return self._offered is not None
 
     async def accept_answer(self, sdp: str) -> None:
-        """Apply the client's answer to the pending offer (raises SdpError)."""
-        future = self._answer
+        """Apply the client's answer to the pending offer (raises SdpError),
+        and start what it negotiated."""
+        offered = self._offered
         await self.transport.accept_answer(sdp)
-        if future is not None and not future.done():
-            future.set_result(True)
+        if self._offered is offered:
+            self._offered = None
+            self._answered.set()
+        if offered is not None:
+            self._bind_negotiated(offered)
+        if self._again and (self._task is None or self._task.done()):
+            self.negotiate()  # changes made while a late answer was awaited
 
     def _bind_negotiated(self, offered: dict) -> None:
         """Start the down-tracks the answered offer carried (and only those)."""

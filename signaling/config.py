@@ -55,6 +55,11 @@ class Limits(_Settings):
     joins_per_minute: int = Field(default=60, ge=0)
     #: Participants per room, unless the admin API set another (``room_full``).
     room_capacity: int = Field(default=150, ge=1)
+    #: Audio/video tracks one participant may publish at once
+    #: (``too_many_tracks``): each is an m-line in everyone else's SDP.
+    max_tracks_per_participant: int = Field(default=8, ge=1)
+    #: m-lines in one publish offer, stopped ones included (``too_many_tracks``).
+    max_publish_sections: int = Field(default=32, ge=1)
 
 
 class Webhooks(_Settings):

@@ -1,4 +1,5 @@
-"""Rate limits for signaling: a token bucket per connection, joins per address."""
+"""Rate limits for signaling: a token bucket per connection, joins per
+address; and how big a subscriber's answer may be."""
 
 from __future__ import annotations
 
@@ -63,3 +64,19 @@ class JoinLimiter:
         if len(self._joins) > 10_000:
             for address in [a for a, s in self._joins.items() if not s or s[-1] <= now - self.WINDOW]:
                 del self._joins[address]
+
+
+#: An answer is about as big as the offer it answers (the same m-lines, the
+#: same codecs at most): it may be twice the offer and this much more.
+ANSWER_MARGIN = 16 * 1024
+
+
+def answer_limit(max_sdp_bytes: int, subscriber) -> int:
+    """The largest SDP accepted as ``subscriber``'s answer: the SDP limit, or
+    more when the server's own offer was big (a big room's answer is legal)."""
+    return max(max_sdp_bytes, 2 * subscriber.offer_bytes + ANSWER_MARGIN)
+
+
+def answer_message_limit(max_sdp_bytes: int, subscriber) -> int:
+    """The message that carries that answer: JSON escapes each CRLF in 4 bytes."""
+    return answer_limit(max_sdp_bytes, subscriber) * 5 // 4 + 1024

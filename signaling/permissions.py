@@ -1,21 +1,31 @@
-"""Grant checks on what a participant asks for: publish offers, subscriptions.
+"""Checks on what a participant asks for: publish offers, subscriptions.
 
 The token's grants are checked server-side on every request, not just at
 join: a publish offer is refused when any of its send sections is not
 allowed (no canPublish, a hidden participant, or a source outside
-canPublishSources).
+canPublishSources), or when it carries more than a participant may publish.
+An offer is read by the parser its tracks are built from (aiortc's), so
+what is checked is what gets published.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sfu import sdp_text
+from aiortc.sdp import SessionDescription
+
+from sfu.media_section import parse_sdp
 
 from .auth import AuthCode, AuthError, VideoGrant
+from .config import Limits
 
 SENDING = ("sendonly", "sendrecv")
 SOURCE_KINDS = {"camera": "video", "screen_share": "video", "microphone": "audio"}
+TOO_MANY_TRACKS = "too_many_tracks"
+
+
+class OverLimit(AuthError):
+    """A request the grants allow, over a per-participant limit."""
 
 
 @dataclass(frozen=True)
@@ -24,23 +34,35 @@ class SendSection:
     kind: str
 
 
-def send_sections(sdp: str) -> list[SendSection]:
+def send_sections(description: SessionDescription) -> list[SendSection]:
     """The audio/video m-lines of an offer in which the client sends media."""
-    found = []
-    for lines in sdp_text.sections(sdp)[1:]:
-        kind = lines[0][2:].split(" ", 1)[0]
-        mid = sdp_text.mid_of(lines)
-        if kind in ("audio", "video") and mid is not None and sdp_text.direction_of(lines) in SENDING:
-            found.append(SendSection(mid, kind))
-    return found
+    return [
+        SendSection(media.rtp.muxId, media.kind)
+        for media in description.media
+        if media.kind in ("audio", "video") and media.direction in SENDING
+    ]
 
 
-def check_publish(grant: VideoGrant, sdp: str, sources: dict[str, str]) -> None:
-    """Raise AuthError unless every send section of ``sdp`` may be published.
+def check_publish(grant: VideoGrant, sdp: str, sources: dict[str, str], limits: Limits) -> None:
+    """Raise AuthError unless every send section of ``sdp`` may be published
+    (SdpError if it does not parse or can be read two ways).
 
     ``sources`` maps a mid to the source the client declared for it.
     """
-    sections = send_sections(sdp)
+    description = parse_sdp(sdp)
+    sections = send_sections(description)
+    _check_grants(grant, sections, sources)
+    # a publish offer describes all of the publisher's m-lines: its send
+    # sections are all the tracks the participant will have
+    if len(sections) > limits.max_tracks_per_participant:
+        raise OverLimit(TOO_MANY_TRACKS, f"a participant may publish at most "
+                        f"{limits.max_tracks_per_participant} tracks (this offer sends {len(sections)})")
+    if len(description.media) > limits.max_publish_sections:
+        raise OverLimit(TOO_MANY_TRACKS, f"a publish offer may have at most {limits.max_publish_sections} "
+                        f"m-lines (this one has {len(description.media)}): stop unused transceivers")
+
+
+def _check_grants(grant: VideoGrant, sections: list[SendSection], sources: dict[str, str]) -> None:
     if not sections:
         return
     if grant.hidden:

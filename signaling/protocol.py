@@ -49,6 +49,7 @@ class ErrorCode:
     MESSAGE_TOO_LARGE = "message_too_large"
     RATE_LIMITED = "rate_limited"
     SDP_TOO_LARGE = "sdp_too_large"
+    TOO_MANY_TRACKS = "too_many_tracks"
     TOO_MANY_JOINS = "too_many_joins"
     SERVER_DRAINING = "server_draining"
 

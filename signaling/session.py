@@ -27,7 +27,7 @@ from .auth import AuthError, Claims, check_join, open_claims, verify_token
 from .cluster import Cluster, ClusterError
 from .config import ServerConfig
 from .ice_servers import ice_servers_for
-from .limits import JoinLimiter, TokenBucket
+from .limits import JoinLimiter, TokenBucket, answer_limit, answer_message_limit
 from .logs import bind_log_context
 from .permissions import check_publish, check_subscribe
 from .resume import ResumeError, ResumeTokens
@@ -128,7 +128,7 @@ class Session:
     # --- input ----------------------------------------------------------------
 
     async def handle(self, text: str) -> None:
-        limit = self.config.limits.max_message_bytes
+        limit = self._message_limit()
         if len(text) > limit or len(text.encode()) > limit:
             self._error(None, p.ErrorCode.MESSAGE_TOO_LARGE, f"messages are limited to {limit} bytes")
             return
@@ -262,7 +262,7 @@ class Session:
     async def _on_publish(self, request: p.Publish) -> p.PublishResponse:
         participant = self._require_participant()
         self._check_sdp_size(request.sdp)
-        check_publish(self.claims.video, request.sdp, {t.mid: t.source for t in request.tracks})
+        check_publish(self.claims.video, request.sdp, {t.mid: t.source for t in request.tracks}, self.config.limits)
         declared = {t.mid: (t.source, t.muted, t.track_id) for t in request.tracks}
         answer, added = await participant.publish(request.sdp, declared)
         tracks = [{**t.info(), "mid": t.mid} for t in added]
@@ -313,7 +313,7 @@ class Session:
 
     async def _on_subscriber_answer(self, request: p.SubscriberAnswer) -> p.Ok:
         participant = self._require_participant()
-        self._check_sdp_size(request.sdp)
+        self._check_sdp_size(request.sdp, answer_limit(self.config.limits.max_sdp_bytes, participant.subscriber))
         if not participant.subscriber.awaiting_answer:
             raise SignalingError(p.ErrorCode.NO_OFFER_PENDING, "no subscriber offer is pending")
         await participant.subscriber.accept_answer(request.sdp)
@@ -424,10 +424,18 @@ class Session:
         check_join(claims, request.room)
         return claims
 
-    def _check_sdp_size(self, sdp: str) -> None:
-        limit = self.config.limits.max_sdp_bytes
+    def _check_sdp_size(self, sdp: str, limit: Optional[int] = None) -> None:
+        limit = limit or self.config.limits.max_sdp_bytes
         if len(sdp) > limit:
             raise SignalingError(p.ErrorCode.SDP_TOO_LARGE, f"SDP is limited to {limit} bytes")
+
+    def _message_limit(self) -> int:
+        """The message limit; room for the answer while a subscriber offer waits."""
+        limit = self.config.limits.max_message_bytes
+        subscriber = self.participant.subscriber if self.participant is not None else None
+        if subscriber is None or not subscriber.awaiting_answer:
+            return limit
+        return max(limit, answer_message_limit(self.config.limits.max_sdp_bytes, subscriber))
 
     # --- output ---------------------------------------------------------------
 

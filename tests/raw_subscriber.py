@@ -38,6 +38,8 @@ class RawSubscriber:
         self._pli_sent = 0.0
         #: Sequence numbers received, per SSRC, in arrival order (any kind).
         self.seqs: dict[int, list[int]] = {}
+        #: False: a client that leaves the server's offers unanswered.
+        self.answering = True
 
     async def join(self, room: str, **extra) -> dict:
         self._session = aiohttp.ClientSession()
@@ -69,7 +71,7 @@ class RawSubscriber:
                 self._pending.pop(data["id"]).set_result(data)
                 continue
             self.events.append({**data, "at": time.monotonic()})
-            if data["type"] == "subscriber_offer":
+            if data["type"] == "subscriber_offer" and self.answering:
                 answer = await self.transport.answer(data["sdp"])
                 self._video_pts = {
                     s.codec.payload_type for s in self.transport.received_sections() if s.kind == "video"
