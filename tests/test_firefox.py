@@ -161,3 +161,27 @@ async def test_two_firefox_pages_with_simulcast(dev_server, tmp_path):
         except BaseException:
             await print_diagnostics(pages)
             raise
+
+
+CONNECT_TIMEOUT_S = 15  # pysfu.js DEFAULT_CONNECT_TIMEOUT_MS
+
+
+async def test_firefox_without_loopback_ice_says_why(dev_server, tmp_path):
+    """Firefox drops loopback ICE candidates unless told otherwise, so against a
+    loopback-only server its media never connects: the page gives up after the
+    connect timeout and says why, instead of showing a call that never starts."""
+    async with firefox(tmp_path, prefs={"media.peerconnection.ice.loopback": None}) as fox:
+        page = await fox.new_page()
+        try:
+            await page.goto(f"{dev_server.http}/?room=noloop&name=fox&autojoin=1")
+            await wait_until(page, JOINED_JS, timeout=30)
+            shown = await wait_until(page, f"() => document.body.dataset.state === 'error' && ({STATUS_JS})()",
+                                     timeout=CONNECT_TIMEOUT_S + 20)
+            assert shown["status"].startswith("Disconnected: Could not connect media to the server: ICE did not connect."), shown
+            assert "media.peerconnection.ice.loopback=true" in shown["status"], shown
+            assert await page.evaluate("() => document.getElementById('status').dataset.code") == "ice_timeout"
+            assert any("ice_timeout" in line for line in page.console), page.console
+            await page.screenshot(save_artifact("firefox-no-loopback.png"))
+        except BaseException:
+            await print_diagnostics({"firefox": page})
+            raise
