@@ -116,7 +116,7 @@ class Bidi:
 
 
 class FirefoxPage:
-    """A top-level browsing context: navigate, evaluate, screenshot; `console` collects its log lines."""
+    """A top-level browsing context: navigate, evaluate, click, screenshot; `console` collects its log lines."""
 
     def __init__(self, bidi: Bidi, context: str) -> None:
         self.bidi = bidi
@@ -129,7 +129,7 @@ class FirefoxPage:
     async def evaluate(self, function: str, *args):
         """Call a JavaScript function (source text, may be async) with JSON
         arguments; return its awaited result as JSON."""
-        wrapper = f"async (...args) => JSON.stringify(await ({function})(...args)) ?? null"
+        wrapper = f"async (...args) => JSON.stringify(await ({function})(...args.map((a) => JSON.parse(a)))) ?? null"
         result = await self.bidi.command(
             "script.callFunction",
             functionDeclaration=wrapper,
@@ -142,6 +142,20 @@ class FirefoxPage:
             raise BidiError(f"page threw: {details.get('text')}")
         value = result["result"]
         return json.loads(value["value"]) if value.get("type") == "string" else None
+
+    async def click(self, selector: str) -> None:
+        """A real mouse click (press and release) on the middle of the element:
+        the page gets a user gesture, as from a person."""
+        x, y = await self.evaluate(
+            "(selector) => { const r = document.querySelector(selector).getBoundingClientRect();"
+            " return [Math.round(r.x + r.width / 2), Math.round(r.y + r.height / 2)]; }", selector)
+        await self.bidi.command("input.performActions", context=self.context, actions=[{
+            "type": "pointer", "id": "mouse", "actions": [
+                {"type": "pointerMove", "x": x, "y": y},
+                {"type": "pointerDown", "button": 0},
+                {"type": "pointerUp", "button": 0},
+            ],
+        }])
 
     async def wait_for(self, function: str, timeout: float, interval: float = 0.25):
         """Evaluate ``function`` until its result is truthy (bounded); return it."""

@@ -185,3 +185,21 @@ async def test_firefox_without_loopback_ice_says_why(dev_server, tmp_path):
         except BaseException:
             await print_diagnostics({"firefox": page})
             raise
+
+
+async def test_screen_share_failure_is_a_sentence(dev_server, tmp_path):
+    """Headless Firefox has no screen to capture: a click on Share screen fails
+    with a NotFoundError, whose legacy numeric code (8) the page used to show."""
+    async with firefox(tmp_path) as fox:
+        page = await fox.new_page()
+        try:
+            await page.goto(f"{dev_server.http}/?room=share&name=fox&autojoin=1")
+            await wait_until(page, JOINED_JS, timeout=30)
+            await page.click("#share-btn")
+            status = await wait_until(page, "() => document.getElementById('status').dataset.code === 'NotFoundError'"
+                                            " && document.getElementById('status').textContent", timeout=15)
+            assert status == "Screen share failed: Could not capture: no camera, microphone or screen could be found to capture."
+            assert await page.evaluate(JOINED_JS), "a failed share leaves the call up"
+        except BaseException:
+            await print_diagnostics({"firefox": page})
+            raise
