@@ -696,6 +696,7 @@ export class PysfuClient extends EventTarget {
     if (state === "connected") {
       this._connectedPcs.add(pc);
       clearTimeout(this._connectTimers.get(target));
+      this._connectTimers.delete(target);
     }
     if (state === "failed" && this.connectTimeoutMs && !this._connectedPcs.has(pc)) this._connectTimedOut(pc, target);
     else if (state === "failed") this._connectionLost("ice_failed", target);
@@ -712,6 +713,7 @@ export class PysfuClient extends EventTarget {
    * reconnect logic's business instead.
    */
   _expectConnected(pc, target) {
+    if (pc !== this.publisherPc && pc !== this.subscriberPc) return; // replaced meanwhile (resume)
     if (!this.connectTimeoutMs || this._connectedPcs.has(pc) || this._connectTimers.has(target)) return;
     this._connectTimers.set(target, setTimeout(() => {
       this._connectTimers.delete(target);
