@@ -157,17 +157,6 @@ class FirefoxPage:
             ],
         }])
 
-    async def wait_for(self, function: str, timeout: float, interval: float = 0.25):
-        """Evaluate ``function`` until its result is truthy (bounded); return it."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            value = await self.evaluate(function)
-            if value:
-                return value
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"not reached within {timeout}s: {function} -> {value!r}")
-            await asyncio.sleep(interval)
-
     async def screenshot(self, path: Path) -> None:
         result = await self.bidi.command("browsingContext.captureScreenshot", context=self.context)
         Path(path).write_bytes(base64.b64decode(result["data"]))

@@ -1,5 +1,6 @@
 """Firefox on the demo page: a call with Chromium, a call with simulcast
-between two Firefox pages, and a page that cannot connect media saying why."""
+between two Firefox pages, and failures the page explains in a sentence (media
+that cannot connect, a screen share that cannot capture)."""
 
 from __future__ import annotations
 
@@ -117,19 +118,27 @@ async def test_firefox_and_chromium_see_and_hear_each_other(dev_server, tmp_path
             raise
 
 
-#: Bytes sent and frame width per simulcast layer (rid) of our camera.
+#: Frame width by simulcast layer (rid) of our camera, once every layer is sent (else null).
 LAYERS_SENT_JS = """
 async () => {
-  const pc = window.pysfuDemo.client.publisherPc;
-  const sent = {};
-  (await pc.getStats()).forEach((s) => {
-    if (s.type === "outbound-rtp" && s.kind === "video") sent[s.rid || "-"] = {bytes: s.bytesSent || 0, width: s.frameWidth || 0};
+  const widths = {};
+  let sending = true;
+  (await window.pysfuDemo.client.publisherPc.getStats()).forEach((s) => {
+    if (s.type !== "outbound-rtp" || s.kind !== "video") return;
+    widths[s.rid || "-"] = s.frameWidth || 0;
+    sending = sending && s.bytesSent > 0 && s.frameWidth > 0;
   });
-  return sent;
+  return sending && Object.keys(widths).length ? widths : null;
 }
 """
 
-VIDEO_WIDTH_JS = "async () => Math.max(0, ...(await (" + STATS_JS + ")()).filter((s) => s.kind === 'video' && s.framesDecoded > 0).map((s) => s.frameWidth))"
+#: Width of the video frames we decode now (0: none).
+VIDEO_WIDTH_JS = f"""
+async () => {{
+  const decoding = (await ({STATS_JS})()).filter((s) => s.kind === "video" && s.framesDecoded > 0);
+  return Math.max(0, ...decoding.map((s) => s.frameWidth));
+}}
+"""
 
 
 async def test_two_firefox_pages_with_simulcast(dev_server, tmp_path):
@@ -148,15 +157,13 @@ async def test_two_firefox_pages_with_simulcast(dev_server, tmp_path):
                 await wait_until(page, REMOTE_VIDEO_JS, timeout=40)
                 await media_keeps_arriving(page)
 
-            layers = await wait_until(
-                sender, f"async () => {{ const l = await ({LAYERS_SENT_JS})(); return Object.values(l).every((x) => x.bytes > 0 && x.width > 0) && l; }}", timeout=30)
-            assert sorted(layers) == ["f", "h", "q"], f"layers published: {layers}"
-            low, high = layers["q"]["width"], layers["f"]["width"]
-            assert low < high, layers
-            sender_id = await sender.evaluate("() => window.pysfuDemo.client.participantId")
-            await viewer.evaluate(f"() => window.pysfuDemo.setQuality({json.dumps(sender_id)}, 'low')")
+            widths = await wait_until(sender, LAYERS_SENT_JS, timeout=30)
+            assert sorted(widths) == ["f", "h", "q"] and widths["q"] < widths["f"], f"layers sent: {widths}"
+            low = widths["q"]
+            sender_id = json.dumps(await sender.evaluate("() => window.pysfuDemo.client.participantId"))
+            await viewer.evaluate(f"() => window.pysfuDemo.setQuality({sender_id}, 'low')")
             await wait_until(viewer, f"async () => (await ({VIDEO_WIDTH_JS})()) === {low}", timeout=30)
-            await viewer.evaluate(f"() => window.pysfuDemo.setQuality({json.dumps(sender_id)}, 'high')")
+            await viewer.evaluate(f"() => window.pysfuDemo.setQuality({sender_id}, 'high')")
             await wait_until(viewer, f"async () => (await ({VIDEO_WIDTH_JS})()) > {low}", timeout=30)
         except BaseException:
             await print_diagnostics(pages)
