@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 CHROMIUM ?= /usr/lib/chromium/chromium
 
-.PHONY: run test install install-test chromium coturn janus redis-server unit bench bench-janus loadgen loadgen-janus clean
+.PHONY: run test install install-test chromium firefox coturn janus redis-server unit bench bench-janus loadgen loadgen-janus clean
 
 $(BIN)/pysfu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,18 @@ chromium:
 		|| echo "chromium install failed: browser tests will be skipped"; \
 	else \
 		echo "chromium missing: browser tests will be skipped (run 'sudo apt-get install chromium' to enable them)"; \
+	fi
+
+# Debian's Firefox ESR for the Firefox browser tests (driven over WebDriver BiDi,
+# which it speaks itself): installed when missing and we are root.
+firefox:
+	@if command -v firefox-esr >/dev/null || [ -x "$$PYSFU_FIREFOX" ]; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian firefox-esr for the Firefox browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq firefox-esr >/dev/null) \
+		|| echo "firefox-esr install failed: Firefox browser tests will be skipped"; \
+	else \
+		echo "firefox-esr missing: Firefox browser tests will be skipped (run 'sudo apt-get install firefox-esr' to enable them)"; \
 	fi
 
 # Debian's coturn for the TURN tests, which start their own turnserver on
@@ -81,7 +93,7 @@ redis-server:
 		echo "redis-server missing: cluster tests will be skipped (run 'sudo apt-get install redis-server')"; \
 	fi
 
-test: install-test chromium coturn janus redis-server
+test: install-test chromium firefox coturn janus redis-server
 	$(BIN)/python -m pytest -q -rs tests
 
 unit: install-test

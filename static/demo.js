@@ -2,6 +2,7 @@
 // All user-provided text goes through textContent.
 
 import { PysfuClient } from "./pysfu.js";
+import { describeError, errorCode } from "./errors.js";
 import {
   displayOrder, filmstripCapacity, gridCapacity, gridShape, paginate, promote, spotlightOf,
 } from "./layout.js";
@@ -93,8 +94,14 @@ function setState(state, text, code) {
 }
 
 function showError(err, prefix = "Error") {
-  const code = (err && err.code) || "error";
-  setState("error", `${prefix}: ${code}${err && err.message ? ` (${err.message})` : ""}`, code);
+  setState("error", `${prefix}: ${describeError(err)}`, errorCode(err));
+}
+
+/** A failure that leaves the call up: the status line says it, the state stays. */
+function showNotice(prefix, err) {
+  const status = $("status");
+  status.textContent = `${prefix}: ${describeError(err)}`;
+  status.dataset.code = errorCode(err);
 }
 
 /** Fresh `demo.joined` promise for the next join attempt. */
@@ -508,7 +515,7 @@ function toggleScreenShare() {
   const action = demo.screen ? stopScreenShare() : shareScreen();
   action.catch((err) => {
     console.warn("screen share failed", err);
-    if (err.name !== "NotAllowedError") $("status").textContent = `Screen share failed: ${err.code || err.message}`;
+    if (err.name !== "NotAllowedError") showNotice("Screen share failed", err);
   });
 }
 
@@ -535,7 +542,7 @@ function renderChatMessage({ id, participant_id, name, text, ts }) {
 
 function showChatError(err) {
   const node = $("chat-error");
-  node.textContent = err ? `Not sent: ${err.code || err.message}` : "";
+  node.textContent = err ? `Not sent: ${describeError(err)}` : "";
   node.hidden = !err;
 }
 
@@ -884,9 +891,7 @@ function wireClient(client) {
     client.on(type, ({ track, participant_id }) => refreshIndicators(participant_id || track.participant_id));
   }
   client.on("leave", ({ reason }) => endCall("left", `Removed from the room${reason ? `: ${reason}` : ""}`));
-  client.on("disconnected", ({ reason }) => {
-    endCall("error", `Error: disconnected (${reason})`, "disconnected");
-  });
+  client.on("disconnected", ({ reason }) => endCall("error", `Disconnected: ${describeError({ code: reason })}`, reason));
   client.on("error", (detail) => console.warn("pysfu:", detail.code, detail.message));
   wireConnectivity(client);
 }
@@ -908,17 +913,22 @@ function mediaAttempts({ audio, video }) {
   return attempts;
 }
 
-/** getUserMedia with fallbacks: camera+mic, then mic only, then nothing. */
+/**
+ * getUserMedia with fallbacks: camera+mic, then mic only, then nothing.
+ * @returns {Promise<{stream: MediaStream, error: Error|null}>} error: why the last attempt failed
+ */
 async function getLocalMedia(wanted) {
-  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return new MediaStream();
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return { stream: new MediaStream(), error: null };
+  let error = null;
   for (const constraints of mediaAttempts(wanted)) {
     try {
-      return await navigator.mediaDevices.getUserMedia(constraints);
+      return { stream: await navigator.mediaDevices.getUserMedia(constraints), error: null };
     } catch (err) {
       console.warn("getUserMedia failed", constraints, err.name);
+      error = err;
     }
   }
-  return new MediaStream();
+  return { stream: new MediaStream(), error };
 }
 
 function showLocalPreview(stream) {
@@ -932,17 +942,17 @@ function showLocalPreview(stream) {
 }
 
 async function publishLocalMedia(client, wanted) {
-  const stream = await getLocalMedia(wanted);
+  const { stream, error } = await getLocalMedia(wanted);
   demo.localStream = stream;
   showLocalPreview(stream);
-  if (!stream.getTracks().length) return "watching only (no camera/microphone)";
+  if (!stream.getTracks().length) return error ? `watching only. ${describeError(error)}` : "watching only (no camera/microphone)";
   try {
     demo.published = await client.publish(stream);
     return `publishing ${stream.getTracks().map((t) => t.kind).join(" + ")}`;
   } catch (err) {
     demo.publishError = err;
     console.warn("publish failed", err);
-    return `publish failed: ${err.code || err.message}`;
+    return `publish failed: ${describeError(err)}`;
   } finally {
     updateButtons();
   }
@@ -986,7 +996,7 @@ async function toggleMute(kind) {
     await demo.client.setMuted(id, !isLocalMuted(kind));
   } catch (err) {
     console.warn("mute failed", err);
-    $("status").textContent = `Mute failed: ${err.code || err.message}`;
+    showNotice("Mute failed", err);
   }
   updateButtons();
   refreshIndicators(demo.client.participantId);

@@ -32,6 +32,12 @@ const MAX_DIMENSION = 16384;
 
 /** Reconnect: delays between resume attempts (the last one repeats). */
 export const RESUME_BACKOFF_MS = Object.freeze([250, 500, 1000, 2000]);
+/**
+ * A peer connection that has never connected gets this long after its first
+ * negotiation; then the client gives up (`ice_timeout`) instead of retrying a
+ * path that cannot work (e.g. loopback candidates a browser refuses).
+ */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 15000;
 /** A PC "disconnected" this long counts as lost (ICE may recover before). */
 const PC_DISCONNECTED_MS = 3000;
 /** One resume attempt (socket open + resume response) gets this long. */
@@ -223,8 +229,10 @@ function plainParticipant(p) {
  *  - `reconnecting` {reason}   the connection dropped: resuming by itself, with backoff
  *  - `reconnected`  {rejoined?} same participant again, fresh peer connections, media republished;
  *                              `rejoined`: a new participant after `leave` {reason: "worker_restarted"}
- *  - `disconnected` {reason: "socket_closed"|"ice_failed"|"resume_failed", target?, code?}  gave up
- *  - `error`        {code, message}              server error without request id / async failure
+ *  - `disconnected` {reason: "socket_closed"|"ice_failed"|"ice_timeout"|"resume_failed", target?, code?}  gave up;
+ *                   "ice_timeout": a peer connection never connected (an `error` with that code came first)
+ *  - `error`        {code, message}              server error without request id / async failure;
+ *                   code "ice_timeout": no media path to the server within `connectTimeoutMs` (we then leave)
  *  - `roster`       {}                           roster changed (any cause)
  */
 export class PysfuClient extends EventTarget {
@@ -235,6 +243,8 @@ export class PysfuClient extends EventTarget {
    *        its `iceServers`, when given, replace the ones the server sends in join_response
    * @param {RTCIceTransportPolicy} [options.iceTransportPolicy]  "relay" to use TURN only
    * @param {number} [options.requestTimeoutMs] per-request timeout (default 15000)
+   * @param {number} [options.connectTimeoutMs] how long a new peer connection may take
+   *        to connect before we give up with `ice_timeout` (default 15000; 0: wait forever)
    * @param {boolean} [options.adaptiveStream]  send rendered size/visibility of
    *        videos shown with `attachVideo()` (default true)
    * @param {boolean} [options.simulcast]  default of `publish()`'s `simulcast` (true)
@@ -246,6 +256,7 @@ export class PysfuClient extends EventTarget {
     if (options.iceTransportPolicy) this.rtcConfig.iceTransportPolicy = options.iceTransportPolicy;
     this._ownIceServers = Boolean(options.rtcConfig && options.rtcConfig.iceServers);
     this.requestTimeoutMs = options.requestTimeoutMs || DEFAULT_TIMEOUT_MS;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     /** @type {WebSocket|null} */
     this.ws = null;
     /** @type {RTCPeerConnection|null} browser -> SFU */
@@ -276,6 +287,9 @@ export class PysfuClient extends EventTarget {
     this.resumeGrace = 0;
     this._resume = null; // {deadline, attempt, timer} while reconnecting
     this._pcTimers = new Map();
+    this._connectTimers = new Map();
+    /** @type {WeakSet<RTCPeerConnection>} peer connections that have been "connected" once */
+    this._connectedPcs = new WeakSet();
     this._nextId = 1;
     this._pending = new Map();
     this._publishQueue = new SerialQueue();
@@ -651,6 +665,8 @@ export class PysfuClient extends EventTarget {
     if (this.state === "closed") return;
     this.state = "closed";
     this._stopReconnect();
+    this._pcTimers.forEach((timer) => clearTimeout(timer));
+    this._clearConnectTimers();
     for (const { track } of this.localTracks.values()) track.stop();
     for (const mid of [...this.remoteTracks.keys()]) this._dropRemoteTrack(mid);
     this._stopAdaptive();
@@ -677,7 +693,13 @@ export class PysfuClient extends EventTarget {
     if (pc !== this.publisherPc && pc !== this.subscriberPc) return;
     clearTimeout(this._pcTimers.get(target));
     const state = pc.connectionState;
-    if (state === "failed") this._connectionLost("ice_failed", target);
+    if (state === "connected") {
+      this._connectedPcs.add(pc);
+      clearTimeout(this._connectTimers.get(target));
+      this._connectTimers.delete(target);
+    }
+    if (state === "failed" && this.connectTimeoutMs && !this._connectedPcs.has(pc)) this._connectTimedOut(pc, target);
+    else if (state === "failed") this._connectionLost("ice_failed", target);
     else if (state === "disconnected") {
       this._pcTimers.set(target, setTimeout(() => {
         if (pc.connectionState === "disconnected") this._connectionLost("ice_disconnected", target);
@@ -685,10 +707,39 @@ export class PysfuClient extends EventTarget {
     }
   }
 
+  /**
+   * After a negotiation: a peer connection that has never connected must do so
+   * within `connectTimeoutMs`.  One that was connected once and drops is the
+   * reconnect logic's business instead.
+   */
+  _expectConnected(pc, target) {
+    if (pc !== this.publisherPc && pc !== this.subscriberPc) return; // replaced meanwhile (resume)
+    if (!this.connectTimeoutMs || this._connectedPcs.has(pc) || this._connectTimers.has(target)) return;
+    this._connectTimers.set(target, setTimeout(() => {
+      this._connectTimers.delete(target);
+      if (!this._connectedPcs.has(pc)) this._connectTimedOut(pc, target);
+    }, this.connectTimeoutMs));
+  }
+
+  /** A peer connection never connected: retrying cannot help, so say why and leave. */
+  _connectTimedOut(pc, target) {
+    if (pc !== this.publisherPc && pc !== this.subscriberPc) return;
+    if (this.state !== "joined") return;
+    const state = pc.connectionState;
+    const what = state === "failed" ? "failed before it ever connected" : `is still "${state}" after ${Math.round(this.connectTimeoutMs / 1000)} s`;
+    this._emit("error", { code: "ice_timeout", message: `ICE found no working path to the server: the ${target} peer connection ${what}` });
+    this.leave().finally(() => this._emit("disconnected", { reason: "ice_timeout", target }));
+  }
+
   _connectionLost(reason, target) {
     if (this.state !== "joined") return;
     if (this.resumeToken) this._startReconnect(reason);
     else this._emit("disconnected", { reason: "ice_failed", target });
+  }
+
+  _clearConnectTimers() {
+    this._connectTimers.forEach((timer) => clearTimeout(timer));
+    this._connectTimers.clear();
   }
 
   _startReconnect(reason) {
@@ -705,6 +756,7 @@ export class PysfuClient extends EventTarget {
   /** Close the socket and both PCs (no `leave`); local tracks keep running. */
   _dropConnections() {
     this._pcTimers.forEach((timer) => clearTimeout(timer));
+    this._clearConnectTimers();
     for (const mid of [...this.remoteTracks.keys()]) this._dropRemoteTrack(mid);
     this.subscribedMids = new Map();
     this.slots = [];
@@ -928,6 +980,7 @@ export class PysfuClient extends EventTarget {
       this._gates.publisher.open();
       const res = await pending;
       await pc.setRemoteDescription({ type: "answer", sdp: res.sdp });
+      this._expectConnected(pc, "publisher");
       await Promise.all(transceivers.map((tr, i) => (sources[i] === "screen_share" ? preferResolution(tr.sender) : null)));
       return this._recordPublished(res.tracks, wanted, tracks, transceivers, simulcast);
     } catch (err) {
@@ -1045,6 +1098,7 @@ export class PysfuClient extends EventTarget {
     const pending = this.request({ type: "subscriber_answer", sdp: pc.localDescription.sdp });
     this._gates.subscriber.open();
     await pending;
+    this._expectConnected(pc, "subscriber");
     this._reconcileRemoteTracks();
   }
 
