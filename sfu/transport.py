@@ -382,6 +382,7 @@ class PeerTransport:
         if isinstance(self._udp, udp_mux.MuxEndpoint):
             self._mux = self._udp.mux
             self._sockaddr = self._mux.sockaddr(self._remote)
+            self._udp.selected = self._remote
         return True
 
     def _connection_state_changed(self) -> None:

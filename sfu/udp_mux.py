@@ -6,7 +6,10 @@ USERNAME (our local ufrag) names; every other datagram goes by its source
 address. An address is routed to a connection only once that connection
 verified a check from it (``MuxEndpoint.confirm``, called after aioice
 checked MESSAGE-INTEGRITY), or while it sends its own checks there (their
-answers must come back): a USERNAME alone never moves an address.
+answers must come back): a USERNAME alone never moves an address, and
+the address a connected connection selected is never moved at all (a
+participant holds valid credentials for its own connection, so a check
+forged from another's address would otherwise pass).
 Datagrams from unknown addresses that are not STUN requests for a known
 ufrag are dropped after one dict lookup.
 
@@ -178,6 +181,8 @@ class UdpMux:
         if previous is endpoint:
             return
         if previous is not None:
+            if previous.selected == addr:
+                return
             previous.addresses.discard(addr)
         self.routes[addr] = endpoint
         endpoint.addresses.add(addr)
@@ -249,6 +254,8 @@ class MuxEndpoint:
         self.ufrag = ufrag
         self.receiver = receiver
         self.addresses: set[tuple] = set()
+        #: The remote address of the connection's selected pair, once connected.
+        self.selected: Optional[tuple] = None
         self.closed = False
 
     def sendto(self, data: bytes, addr: tuple) -> None:
