@@ -404,14 +404,25 @@ class PeerTransport:
                 return
             first = data[0]
             if 127 < first < 192:  # RTP / RTCP
-                if addr != self._remote and not _checked(connection, addr):
-                    dropped["unchecked_source"] += 1
-                elif self._rx is None:
-                    dropped["not_connected"] += 1
-                elif len(data) > SRTP_MAX:
-                    dropped["too_large"] += 1
+                rx = self._rx
+                if rx is None or len(data) > SRTP_MAX or addr != self._remote:
+                    rx = self._media_receiver(connection, data, addr)
+                    if rx is None:
+                        return
+                if 191 < data[1] < 224:
+                    try:
+                        plain = rx.unprotect_rtcp(data)
+                    except pylibsrtp.Error:
+                        self.srtp_errors += 1
+                        return
+                    self._on_rtcp(plain)
                 else:
-                    self._unprotect(data)
+                    try:
+                        plain = rx.unprotect(data)
+                    except pylibsrtp.Error:
+                        self.srtp_errors += 1
+                        return
+                    self._on_rtp(plain)
             elif first < 4:  # STUN
                 if len(data) < 20:
                     dropped["too_short"] += 1
@@ -427,21 +438,17 @@ class PeerTransport:
 
         return datagram_received
 
-    def _unprotect(self, data: bytes) -> None:
-        if 191 < data[1] < 224:
-            try:
-                plain = self._rx.unprotect_rtcp(data)
-            except pylibsrtp.Error:
-                self.srtp_errors += 1
-                return
-            self._on_rtcp(plain)
+    def _media_receiver(self, connection, data: bytes, addr) -> Optional[pylibsrtp.Session]:
+        """The SRTP session for SRTP not from the selected pair's address (None: dropped)."""
+        if not _checked(connection, addr):
+            DATAGRAMS_DROPPED["unchecked_source"] += 1
+        elif self._rx is None:
+            DATAGRAMS_DROPPED["not_connected"] += 1
+        elif len(data) > SRTP_MAX:
+            DATAGRAMS_DROPPED["too_large"] += 1
         else:
-            try:
-                plain = self._rx.unprotect(data)
-            except pylibsrtp.Error:
-                self.srtp_errors += 1
-                return
-            self._on_rtp(plain)
+            return self._rx
+        return None
 
 
 #: pylibsrtp unprotects into a 1500-byte buffer (ValueError beyond).
