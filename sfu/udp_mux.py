@@ -261,7 +261,7 @@ class MuxEndpoint:
     def sendto(self, data: bytes, addr: tuple) -> None:
         if self.closed:
             return
-        if data[:2] == STUN_BINDING_REQUEST and addr not in self.mux.routes:
+        if data.startswith(STUN_BINDING_REQUEST) and addr not in self.mux.routes:
             self.mux._route(addr, self)  # a check we start: its answer comes back here
         try:
             self.mux.sock.sendto(data, addr)

@@ -66,10 +66,10 @@ async def frames_within(track, seconds: float) -> int:
 async def assert_call_flows(alice: Client, bob: Client, tracks: dict) -> None:
     """Frames keep arriving both ways and nobody left."""
     video = await frames_within(tracks["video"].track, 2.0)
-    assert video >= 15, f"bob got {video} video frames from alice in 2 s"
+    assert video >= 10, f"bob got {video} video frames from alice in 2 s"
     [from_bob] = [t for t in alice.remote_tracks.values() if t.participant_id == bob.participant_id]
     audio = await frames_within(from_bob.track, 1.0)
-    assert audio >= 20, f"alice got {audio} audio frames from bob in 1 s"
+    assert audio >= 10, f"alice got {audio} audio frames from bob in 1 s"
     assert bob.participant_id in alice.roster and alice.participant_id in bob.roster
     for pc in (alice.publisher, alice.subscriber, bob.publisher, bob.subscriber):
         assert pc.connectionState == "connected"
