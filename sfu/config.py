@@ -16,6 +16,8 @@ class IceConfig(BaseModel):
     1:1 NAT. ``port_min``/``port_max`` bound the local UDP ports (0 = any).
     ``udp_port`` (single-port mode) makes every peer connection share one
     UDP socket per address on that port instead (sfu/udp_mux.py).
+    Remote candidates follow sfu/candidates.py (loopback ones only when
+    ``addresses`` holds a loopback address).
     """
 
     addresses: list[str] = Field(default_factory=list)
@@ -23,6 +25,9 @@ class IceConfig(BaseModel):
     port_min: int = Field(default=0, ge=0, le=65535)
     port_max: int = Field(default=0, ge=0, le=65535)
     udp_port: int = Field(default=0, ge=0, le=65535)
+    #: Remote ICE candidates one peer connection accepts (SDP and trickle):
+    #: each one is an address the server sends STUN checks to.
+    max_remote_candidates: int = Field(default=20, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _check_range(self) -> "IceConfig":

@@ -30,6 +30,14 @@ COUNTERS = {
 }
 
 
+#: Datagrams dropped on arrival at a peer connection's socket, by reason
+#: (bumped by sfu/transport.py and sfu/udp_mux.py; process-wide, so a closed
+#: connection's drops still count).
+DATAGRAMS_DROPPED = dict.fromkeys(
+    ("too_short", "too_large", "not_webrtc", "unchecked_source", "not_connected", "unrouted"), 0
+)
+
+
 class Histogram:
     """A histogram kept as plain numbers (no locks): the media path observes,
     the collector exports at scrape time."""
@@ -83,6 +91,15 @@ class SfuCollector(Collector):
         yield FORWARD_TIME.family(
             f"{self._prefix}_forward_seconds", "in-server forwarding time of a received packet (sampled)"
         )
+        dropped = CounterMetricFamily(
+            f"{self._prefix}_udp_datagrams_dropped",
+            "datagrams dropped unparsed: too short or long, not STUN/DTLS/RTP/RTCP, from an address no "
+            "ICE check validated, before DTLS, or (single-port mode) for no known connection",
+            labels=["reason"],
+        )
+        for reason, count in DATAGRAMS_DROPPED.items():
+            dropped.add_metric([reason], count)
+        yield dropped
         totals = registry.counters()
         for name, help_text in COUNTERS.items():
             family = CounterMetricFamily(f"{self._prefix}_{name}", help_text, labels=["kind"])

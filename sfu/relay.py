@@ -11,7 +11,10 @@ read like any local track. What B's subscribers need travels back over the
 same socket: keyframe requests, NACKs, and the top layer B wants (dynacast).
 
 Each datagram starts with 4 bytes: message kind, layer, and the link number
-B chose for the track when it asked A for it.
+B chose for the track when it asked A for it. A datagram counts only from
+the address agreed for its track over the supervisor's control channel
+(the peer worker's relay socket): any other local process sending to the
+relay port is refused and counted.
 """
 
 from __future__ import annotations
@@ -211,6 +214,7 @@ class RelayLink(asyncio.DatagramProtocol):
         self.bytes_sent = 0
         self.packets_received = 0
         self.bytes_received = 0
+        self.refused = 0  # datagrams from an address no relayed track agreed on
 
     async def start(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -279,18 +283,23 @@ class RelayLink(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if len(data) < PREFIX.size:
+            self.refused += 1
             return
         kind, layer, number = PREFIX.unpack_from(data)
         if kind <= SR:
             feed = self._feeds.get(number)
-            if feed is not None:
-                self.packets_received += 1
-                self.bytes_received += len(data)
-                feed.on_packet(kind, layer, data[4:], time.monotonic())
+            if feed is None or addr[:2] != feed.address:
+                self.refused += 1
+                return
+            self.packets_received += 1
+            self.bytes_received += len(data)
+            feed.on_packet(kind, layer, data[4:], time.monotonic())
         else:
             sink = self._sinks.get((addr[1], number))
-            if sink is not None:
-                sink.on_request(kind, layer, data[4:])
+            if sink is None or addr[:2] != sink.address:
+                self.refused += 1
+                return
+            sink.on_request(kind, layer, data[4:])
 
     def error_received(self, exc: Exception) -> None:
         log.debug("relay link: %s", exc)

@@ -7,7 +7,12 @@ bypassed entirely:
 * receive: each UDP socket's ``datagram_received`` is wrapped so SRTP/SRTCP
   datagrams are unprotected and handed to ``on_rtp``/``on_rtcp`` right in
   the socket callback (no asyncio.Queue hop, no RtpPacket object, no await);
-  STUN and DTLS still take aioice's and aiortc's normal path;
+  STUN and DTLS still take aioice's and aiortc's normal path. The wrapper
+  sorts by the first byte (RFC 7983): what cannot be STUN, DTLS, RTP or
+  RTCP is dropped and counted, and DTLS/SRTP are taken only from the
+  remote address of the selected pair or of a pair whose ICE check
+  succeeded (strangers' datagrams never reach aiortc's DTLS);
+* remote candidates pass sfu/candidates.py's policy;
 * send: ``send_rtp``/``send_rtcp`` protect and ``sendto`` synchronously on
   the nominated pair's socket;
 * aiortc's senders and receivers are never started, so no encoder, decoder,
@@ -49,17 +54,21 @@ from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 from aiortc.sdp import candidate_from_sdp
 
 from . import sdp_text, udp_mux
+from .candidates import CandidatePolicy, offers_loopback
 from .config import IceConfig
 from .media_section import (
     URI_REPAIRED_RID, URI_RID, CodecInfo, MediaSection, SdpError, capabilities_for, matching_codec,
     media_for_mid, parse_sdp, require_bundle,
 )
+from .metrics import DATAGRAMS_DROPPED
 
 log = logging.getLogger(__name__)
 
 #: (object, attribute) pairs of aiortc/aioice internals this module uses.
 INTERNALS = [
     ("aioice.ice.Connection", "_nominated"),
+    ("aioice.ice.Connection", "_check_list"),
+    ("aioice.ice.Connection", "check_incoming"),
     ("aioice.ice.Connection", "_protocols"),
     ("aioice.ice.Connection", "_local_candidates"),
     ("aioice.ice.Connection", "_local_candidates_start"),
@@ -151,6 +160,7 @@ class PeerTransport:
         self._mux: Optional[udp_mux.UdpMux] = None  # single-port mode: batched sends
         self._sockaddr = None
         self._hooked: set[int] = set()
+        self._candidates = CandidatePolicy(ice.max_remote_candidates, offers_loopback(ice.addresses))
         self._gatherer = _Gatherer(ice, wrap=self._fast_receiver, shared=bool(ice.udp_port))
         self.closed = False
         self.srtp_errors = 0
@@ -162,6 +172,7 @@ class PeerTransport:
         """Apply a remote offer (recvonly on our side) and return our answer."""
         description = parse_sdp(offer_sdp)
         require_bundle(description)
+        offer_sdp = self._candidates.filter_sdp(offer_sdp)
         try:
             with _creating_bypassed_receivers():
                 await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
@@ -212,6 +223,7 @@ class PeerTransport:
 
     async def accept_answer(self, answer_sdp: str) -> None:
         parse_sdp(answer_sdp)
+        answer_sdp = self._candidates.filter_sdp(answer_sdp)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
         except (ValueError, KeyError, AttributeError, TypeError) as exc:
@@ -229,6 +241,8 @@ class PeerTransport:
             parsed = candidate_from_sdp(text)
         except (ValueError, IndexError, AssertionError) as exc:
             raise SdpError(f"bad ICE candidate: {candidate[:80]!r}") from exc
+        if not self._candidates.admit(parsed.protocol, parsed.ip, str(parsed.port)):
+            return
         parsed.sdpMid = sdp_mid
         parsed.sdpMLineIndex = sdp_mline_index
         if sdp_mid is None and sdp_mline_index is None:
@@ -368,6 +382,7 @@ class PeerTransport:
         if isinstance(self._udp, udp_mux.MuxEndpoint):
             self._mux = self._udp.mux
             self._sockaddr = self._mux.sockaddr(self._remote)
+            self._udp.selected = self._remote
         return True
 
     def _connection_state_changed(self) -> None:
@@ -378,27 +393,78 @@ class PeerTransport:
             self._udp = None
         self._on_state(state)
 
-    def _fast_receiver(self, stun_path):
+    def _fast_receiver(self, connection, stun_path):
+        """The socket callback: SRTP/SRTCP straight to on_rtp/on_rtcp, STUN and
+        DTLS on to aioice/aiortc, everything else dropped (RFC 7983 first byte)."""
+        dropped = DATAGRAMS_DROPPED
+
         def datagram_received(data: bytes, addr) -> None:
-            rx = self._rx
-            if rx is None or len(data) < 12 or not 127 < data[0] < 192:
-                stun_path(data, addr)
-            elif 191 < data[1] < 224:
-                try:
-                    plain = rx.unprotect_rtcp(data)
-                except pylibsrtp.Error:
-                    self.srtp_errors += 1
-                    return
-                self._on_rtcp(plain)
+            if len(data) < 12:  # shorter than any RTP, DTLS or STUN message
+                dropped["too_short"] += 1
+                return
+            first = data[0]
+            if 127 < first < 192:  # RTP / RTCP
+                rx = self._rx
+                if rx is None or len(data) > SRTP_MAX or addr != self._remote:
+                    rx = self._media_receiver(connection, data, addr)
+                    if rx is None:
+                        return
+                if 191 < data[1] < 224:
+                    try:
+                        plain = rx.unprotect_rtcp(data)
+                    except pylibsrtp.Error:
+                        self.srtp_errors += 1
+                        return
+                    self._on_rtcp(plain)
+                else:
+                    try:
+                        plain = rx.unprotect(data)
+                    except pylibsrtp.Error:
+                        self.srtp_errors += 1
+                        return
+                    self._on_rtp(plain)
+            elif first < 4:  # STUN
+                if len(data) < 20:
+                    dropped["too_short"] += 1
+                else:
+                    stun_path(data, addr)
+            elif 19 < first < 64:  # DTLS
+                if addr == self._remote or _checked(connection, addr):
+                    stun_path(data, addr)  # aioice passes what is not STUN on to DTLS
+                else:
+                    dropped["unchecked_source"] += 1
             else:
-                try:
-                    plain = rx.unprotect(data)
-                except pylibsrtp.Error:
-                    self.srtp_errors += 1
-                    return
-                self._on_rtp(plain)
+                dropped["not_webrtc"] += 1
 
         return datagram_received
+
+    def _media_receiver(self, connection, data: bytes, addr) -> Optional[pylibsrtp.Session]:
+        """The SRTP session for SRTP not from the selected pair's address (None: dropped)."""
+        if not _checked(connection, addr):
+            DATAGRAMS_DROPPED["unchecked_source"] += 1
+        elif self._rx is None:
+            DATAGRAMS_DROPPED["not_connected"] += 1
+        elif len(data) > SRTP_MAX:
+            DATAGRAMS_DROPPED["too_large"] += 1
+        else:
+            return self._rx
+        return None
+
+
+#: pylibsrtp unprotects into a 1500-byte buffer (ValueError beyond).
+SRTP_MAX = 1500
+
+
+def _checked(connection, addr) -> bool:
+    """Whether ``addr`` is the remote end of the connection's selected pair or
+    of a pair whose ICE check succeeded (a check proves the peer knows our
+    ICE password; a signaled candidate alone proves nothing)."""
+    addr = addr[:2]
+    for pair in connection._nominated.values():
+        if pair.remote_addr == addr:
+            return True
+    succeeded = aioice.ice.CandidatePair.State.SUCCEEDED
+    return any(pair.state == succeeded and pair.remote_addr == addr for pair in connection._check_list)
 
 
 class _Protector:
@@ -475,6 +541,8 @@ class _Gatherer:
             return
         connection._local_candidates_start = True
         _guard_consent(connection)
+        if self._shared:
+            _route_after_valid_checks(connection)
         addresses = local_addresses(self._ice)
         loop = asyncio.get_running_loop()
         for address in addresses:
@@ -541,7 +609,7 @@ class _Gatherer:
                 )
             )
         if self._wrap is not None:
-            protocol.datagram_received = self._wrap(protocol.datagram_received)
+            protocol.datagram_received = self._wrap(connection, protocol.datagram_received)
 
 
 RECEIVE_BUFFER = 4 * 1024 * 1024
@@ -576,6 +644,20 @@ def _guard_consent(connection) -> None:
             await query_consent()
 
     connection.query_consent = guarded
+
+
+def _route_after_valid_checks(connection) -> None:
+    """Single-port mode: aioice calls check_incoming only for a check whose
+    USERNAME and MESSAGE-INTEGRITY it verified; only then does the shared
+    socket route the check's source address to this connection."""
+    check_incoming = connection.check_incoming
+
+    def routed(message, addr, protocol) -> None:
+        check_incoming(message, addr, protocol)
+        if isinstance(protocol.transport, udp_mux.MuxEndpoint):
+            protocol.transport.confirm(addr)
+
+    connection.check_incoming = routed
 
 
 async def _park(*args, **kwargs) -> None:

@@ -1,10 +1,17 @@
 """Single UDP port mode: one socket per address shared by every ICE connection.
 
 Like LiveKit's ``udp_port`` and mediasoup's WebRtcServer: operators open one
-UDP port, not a range. Datagrams are routed to a connection by the STUN
-USERNAME (our local ufrag) of the peer's binding requests, and by the remote
-address afterwards. Datagrams from unknown addresses that are not STUN
-requests for a known ufrag are dropped after one dict lookup.
+UDP port, not a range. A STUN binding request goes to the connection its
+USERNAME (our local ufrag) names; every other datagram goes by its source
+address. An address is routed to a connection only once that connection
+verified a check from it (``MuxEndpoint.confirm``, called after aioice
+checked MESSAGE-INTEGRITY), or while it sends its own checks there (their
+answers must come back): a USERNAME alone never moves an address, and
+the address a connected connection selected is never moved at all (a
+participant holds valid credentials for its own connection, so a check
+forged from another's address would otherwise pass).
+Datagrams from unknown addresses that are not STUN requests for a known
+ufrag are dropped after one dict lookup.
 
 The socket is drained by a reader callback (``recvfrom`` until EAGAIN, a
 bounded number per loop turn) instead of one event-loop callback per
@@ -26,6 +33,8 @@ from typing import Optional, Protocol
 
 from cffi import FFI
 
+from .metrics import DATAGRAMS_DROPPED
+
 log = logging.getLogger(__name__)
 
 ffi = FFI()
@@ -46,6 +55,7 @@ RECEIVE_BUFFER = 4 * 1024 * 1024
 SEND_BUFFER = 4 * 1024 * 1024
 STUN_MAGIC = b"\x21\x12\xa4\x42"
 STUN_USERNAME = 0x0006
+STUN_BINDING_REQUEST = b"\x00\x01"
 STUN_ATTRIBUTE = struct.Struct("!HH")
 
 
@@ -154,25 +164,25 @@ class UdpMux:
                 addr = addr[:2]
             endpoint = routes.get(addr)
             if data[0] < 2:  # STUN: requests name their connection
-                endpoint = self._stun_route(data, addr) or endpoint
+                endpoint = self._named(data) or endpoint
             if endpoint is None:
                 self.dropped += 1
+                DATAGRAMS_DROPPED["unrouted"] += 1
                 continue
             endpoint.receiver.datagram_received(data, addr)
 
-    def _stun_route(self, data: bytes, addr: tuple) -> Optional["MuxEndpoint"]:
-        """The endpoint a STUN request's USERNAME names; its address now routes there."""
+    def _named(self, data: bytes) -> Optional["MuxEndpoint"]:
+        """The endpoint a STUN request's USERNAME names (routes stay as they are)."""
         ufrag = stun_local_ufrag(data)
-        endpoint = self.ufrags.get(ufrag) if ufrag else None
-        if endpoint is not None:
-            self._route(addr, endpoint)
-        return endpoint
+        return self.ufrags.get(ufrag) if ufrag else None
 
     def _route(self, addr: tuple, endpoint: "MuxEndpoint") -> None:
         previous = self.routes.get(addr)
         if previous is endpoint:
             return
         if previous is not None:
+            if previous.selected == addr:
+                return
             previous.addresses.discard(addr)
         self.routes[addr] = endpoint
         endpoint.addresses.add(addr)
@@ -244,19 +254,27 @@ class MuxEndpoint:
         self.ufrag = ufrag
         self.receiver = receiver
         self.addresses: set[tuple] = set()
+        #: The remote address of the connection's selected pair, once connected.
+        self.selected: Optional[tuple] = None
         self.closed = False
 
     def sendto(self, data: bytes, addr: tuple) -> None:
         if self.closed:
             return
-        if addr not in self.mux.routes:  # a check we start: its answer comes back here
-            self.mux._route(addr, self)
+        if data.startswith(STUN_BINDING_REQUEST) and addr not in self.mux.routes:
+            self.mux._route(addr, self)  # a check we start: its answer comes back here
         try:
             self.mux.sock.sendto(data, addr)
         except (BlockingIOError, InterruptedError):
             pass  # socket buffer full: UDP drops
         except OSError as exc:
             log.debug("send to %s failed: %s", addr, exc)
+
+    def confirm(self, addr: tuple) -> None:
+        """A check from ``addr`` passed USERNAME and MESSAGE-INTEGRITY: route
+        its datagrams here."""
+        if not self.closed:
+            self.mux._route(addr, self)
 
     def get_extra_info(self, name: str, default=None):
         if name == "sockname":

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import secrets
 import time
@@ -46,6 +47,10 @@ RESUMES = web.AppKey("resumes", ResumeTokens)
 #: times the configured limit; up to it, the session answers message_too_large.
 HARD_SIZE_FACTOR = 4
 FORWARDED_FOR = "X-Forwarded-For"
+#: A worker believes X-Forwarded-For only beside this header holding the
+#: secret its supervisor gave it (random per start, known to the front alone).
+FRONT_SECRET_HEADER = "X-Pysfu-Front"
+FRONT_SECRET = web.AppKey("front_secret", str)
 
 
 def create_app(config: ServerConfig | None = None, observer: Optional[RoomObserver] = None) -> web.Application:
@@ -160,11 +165,19 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
 
 def _client_address(request: web.Request) -> str:
-    """A worker behind the node's front process (issue 7) learns the client's
-    address from the front; nobody else may set it."""
-    if request.app[CONFIG].worker_index is not None and FORWARDED_FOR in request.headers:
+    """A worker behind the node's front process learns the client's address
+    from the front; nobody else may set it (any local process can reach a
+    worker's port, but only the front knows the secret)."""
+    secret = request.app.get(FRONT_SECRET)
+    if secret and FORWARDED_FOR in request.headers and _is_secret(request.headers.get(FRONT_SECRET_HEADER), secret):
         return request.headers[FORWARDED_FOR]
     return request.remote or ""
+
+
+def _is_secret(given: Optional[str], secret: str) -> bool:
+    if given is None:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), secret.encode())
 
 
 async def index(request: web.Request) -> web.FileResponse:

@@ -30,7 +30,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from . import protocol as p
-from .app import FORWARDED_FOR, HARD_SIZE_FACTOR, _with_dev_key
+from .app import FORWARDED_FOR, FRONT_SECRET_HEADER, HARD_SIZE_FACTOR, _with_dev_key
 from .auth import AuthError
 from .cluster import Cluster, ClusterError, LocalLoad, NodeInfo, api_url
 from .config import ServerConfig
@@ -141,7 +141,7 @@ class Relay:
         self.app[STATE]["relayed"] += 1
         try:
             self.upstream = await self.app[CLIENT].ws_connect(
-                f"http://127.0.0.1:{worker.port}/ws", headers={FORWARDED_FOR: self.address},
+                f"http://127.0.0.1:{worker.port}/ws", headers=_from_front(supervisor, self.address),
                 max_msg_size=0, autoping=True,
             )
             await self.upstream.send_str(first)
@@ -333,7 +333,7 @@ def _front_metrics(app: web.Application) -> str:
 
 async def _forward(app: web.Application, worker: Worker, request: web.Request, body: bytes) -> web.Response:
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-    headers[FORWARDED_FOR] = request.remote or ""
+    headers.update(_from_front(app[SUPERVISOR], request.remote or ""))
     try:
         async with app[CLIENT].request(request.method, f"http://127.0.0.1:{worker.port}{request.path_qs}",
                                        headers=headers, data=body, allow_redirects=False,
@@ -343,6 +343,12 @@ async def _forward(app: web.Application, worker: Worker, request: web.Request, b
             return web.Response(status=response.status, body=payload, headers=kept)
     except (aiohttp.ClientError, asyncio.TimeoutError):
         return web.json_response({"error": {"code": "worker_unavailable", "message": "try again"}}, status=503)
+
+
+def _from_front(supervisor: Supervisor, client_address: str) -> dict[str, str]:
+    """Headers that tell a worker the client's address, believed there
+    because they carry the supervisor's secret."""
+    return {FORWARDED_FOR: client_address, FRONT_SECRET_HEADER: supervisor.front_secret}
 
 
 def _any_worker(app: web.Application) -> Optional[Worker]:

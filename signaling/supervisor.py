@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import sys
 import time
 from collections import Counter
@@ -91,6 +92,9 @@ def place(room: str, workers: list[Worker], room_limit: int) -> Optional[Worker]
 class Supervisor:
     def __init__(self, config: ServerConfig, count: int) -> None:
         self.config = config
+        #: Proves to a worker that a request comes from the front (its
+        #: X-Forwarded-For is then believed); new on every start.
+        self.front_secret = secrets.token_urlsafe(32)
         ranges = split_port_range(config.sfu.ice.port_min, config.sfu.ice.port_max, count)
         self.workers = [Worker(i, self._worker_config(i, ranges[i])) for i in range(count)]
         self.restarts = 0
@@ -137,7 +141,7 @@ class Supervisor:
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 24,
         )
         worker.pid = proc.pid
-        self._send(worker, {"config": worker.config.model_dump(mode="json")})
+        self._send(worker, {"config": worker.config.model_dump(mode="json"), "front_secret": self.front_secret})
         try:
             while True:
                 line = await proc.stdout.readline()

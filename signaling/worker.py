@@ -33,7 +33,7 @@ from sfu.relay import RelayFeed, RelayLink
 from sfu.remote import RemoteParticipant
 from sfu.room import Room, RoomRegistry
 
-from .app import METRICS, ROOMS, create_app, drain
+from .app import FRONT_SECRET, METRICS, ROOMS, create_app, drain
 from .config import ServerConfig
 from .logs import setup_logging
 
@@ -251,6 +251,8 @@ class RelayCollector:
             ("pysfu_relay_packets_sent", "packets sent to other workers over relay links", link.packets_sent),
             ("pysfu_relay_packets_received", "packets received from other workers", link.packets_received),
             ("pysfu_relay_bytes_sent", "bytes sent to other workers", link.bytes_sent),
+            ("pysfu_relay_datagrams_refused", "datagrams on the relay port from no agreed worker address",
+             link.refused),
         ):
             yield CounterMetricFamily(name, help_text, value=value)
         yield GaugeMetricFamily("pysfu_relay_tracks_sent", "(track, worker) pairs this worker relays",
@@ -259,7 +261,7 @@ class RelayCollector:
                                 value=len(link.feeds))
 
 
-async def run(config: ServerConfig, reader: asyncio.StreamReader, control: Control) -> None:
+async def run(config: ServerConfig, reader: asyncio.StreamReader, control: Control, front_secret: str) -> None:
     link = RelayLink(config.sfu)
     await link.start()
     span_holder: list[RoomSpan] = []
@@ -267,6 +269,7 @@ async def run(config: ServerConfig, reader: asyncio.StreamReader, control: Contr
     span = RoomSpan(config.worker_index, app[ROOMS], link, control)
     span_holder.append(span)
     app[METRICS].register(RelayCollector(link))
+    app[FRONT_SECRET] = front_secret
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -319,7 +322,7 @@ async def _main() -> None:
     setup_logging(config.log_level, config.log_format)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, lambda: None)  # the supervisor stops us over stdin
-    await run(config, reader, Control(writer))
+    await run(config, reader, Control(writer), first["front_secret"])
 
 
 def main(argv: Optional[list[str]] = None) -> None:
