@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 ALGORITHM = "HS256"
 MIN_SECRET_LENGTH = 32
 DEFAULT_TTL = 6 * 3600
+#: Claim of a redirect ticket: the ``exp`` of the token it was made from.
+SESSION_EXP = "session_exp"
 
 Source = Literal["camera", "microphone", "screen_share"]
 
@@ -73,6 +75,9 @@ class Claims(BaseModel):
     name: str = ""
     metadata: str = ""
     video: VideoGrant = Field(default_factory=VideoGrant)
+    #: Unix time the bearer's access ends (the token's ``exp``; a redirect
+    #: ticket's ``session_exp``): no resume after it.  None: never (open server).
+    expires_at: Optional[float] = None
 
 
 def create_token(
@@ -85,8 +90,11 @@ def create_token(
     ttl: float = DEFAULT_TTL,
     not_before: Optional[float] = None,
     now: Optional[float] = None,
+    session_exp: Optional[float] = None,
 ) -> str:
-    """Mint a signed token for ``identity`` valid for ``ttl`` seconds."""
+    """Mint a signed token for ``identity`` valid for ``ttl`` seconds;
+    ``session_exp``: when the session it opens loses its access, if later
+    (a short-lived redirect ticket carries its original token's ``exp``)."""
     now = time.time() if now is None else now
     claims = {
         "iss": api_key,
@@ -100,6 +108,8 @@ def create_token(
         claims["name"] = name
     if metadata:
         claims["metadata"] = metadata
+    if session_exp is not None:
+        claims[SESSION_EXP] = int(session_exp)
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -132,6 +142,7 @@ def verify_token(token: str, keys: Mapping[str, str], leeway: float = 0) -> Clai
             name=claims.get("name", ""),
             metadata=claims.get("metadata", ""),
             video=VideoGrant.model_validate(claims.get("video") or {}),
+            expires_at=claims.get(SESSION_EXP, claims["exp"]),
         )
     except ValidationError as exc:
         raise AuthError(AuthCode.TOKEN_MALFORMED, f"the token's claims are invalid: {exc.errors()[0]['msg']}") from None
