@@ -67,6 +67,10 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--room-capacity", type=int, metavar="N", help="participants per room (default 150)")
     serve.add_argument("--joins-per-minute", type=int, metavar="N",
                        help="joins per client address per minute, 0 = unlimited (default 60)")
+    serve.add_argument("--max-connections", type=int, metavar="N",
+                       help="WebSocket connections at once (default 1000)")
+    serve.add_argument("--connections-per-address", type=int, metavar="N",
+                       help="WebSocket connections per client address, 0 = unlimited (default 100)")
     serve.add_argument("--workers", type=int, metavar="N",
                        help="worker processes, one event loop each (default: one per CPU core; 1: single process)")
     serve.add_argument("--worker-room-limit", type=int, metavar="N",
@@ -112,7 +116,8 @@ def serve_flags(args: argparse.Namespace) -> dict[str, Any]:
         "uvloop": False if args.no_uvloop else None,
         "workers": args.workers, "worker_room_limit": args.worker_room_limit,
     }
-    limits = {"room_capacity": args.room_capacity, "joins_per_minute": args.joins_per_minute}
+    limits = {"room_capacity": args.room_capacity, "joins_per_minute": args.joins_per_minute,
+              "max_connections": args.max_connections, "connections_per_address": args.connections_per_address}
     ice: dict[str, Any] = {
         "addresses": args.ice_address, "public_address": args.public_address, "udp_port": args.udp_port,
     }

@@ -30,11 +30,12 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from . import protocol as p
-from .app import FORWARDED_FOR, HARD_SIZE_FACTOR, _with_dev_key
+from .app import FORWARDED_FOR, HARD_SIZE_FACTOR, _with_dev_key, connection_limiter, handler_args, refuse_connection
 from .auth import AuthError
 from .cluster import Cluster, ClusterError, LocalLoad, NodeInfo, api_url
 from .config import ServerConfig
 from .forward import Forwarder, forwarded
+from .limits import ConnectionLimiter
 from .supervisor import Supervisor, Worker, place
 from .tickets import ticket_for_join
 
@@ -45,6 +46,7 @@ CLIENT = web.AppKey("client", aiohttp.ClientSession)
 STATE = web.AppKey("state", dict)
 CLUSTER = web.AppKey("cluster", Optional[Cluster])
 FORWARDER = web.AppKey("forwarder", Optional[Forwarder])
+CONNECTIONS = web.AppKey("connections", ConnectionLimiter)
 WORKER_RESTARTED = "worker_restarted"
 ROOM_PATH = re.compile(r"^/api/rooms/([^/]+)")
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "upgrade", "keep-alive"}
@@ -52,7 +54,8 @@ HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "upg
 
 def create_front_app(config: ServerConfig, count: int) -> web.Application:
     config = _with_dev_key(config)  # one dev key for every worker
-    app = web.Application()
+    app = web.Application(handler_args=handler_args(config))
+    app[CONNECTIONS] = connection_limiter(config)
     app[SUPERVISOR] = Supervisor(config, count)
     app[STATE] = {"config": config, "draining": False, "sessions": set(), "relayed": 0}
     cluster = None
@@ -126,7 +129,11 @@ class Relay:
         self.lost = False
 
     async def run(self) -> None:
-        first = await self._wait_for_join()
+        try:
+            first = await asyncio.wait_for(self._wait_for_join(), self.app[STATE]["config"].limits.join_timeout)
+        except asyncio.TimeoutError:
+            await self.client.close(code=p.CloseCode.JOIN_TIMEOUT, message=b"join_timeout")
+            return
         if first is None:
             return
         supervisor = self.app[SUPERVISOR]
@@ -243,12 +250,19 @@ class Relay:
         await self.client.send_str(json.dumps({"type": "error", "id": request_id, "code": code, "message": message}))
 
 
-async def websocket(request: web.Request) -> web.WebSocketResponse:
-    config = request.app[STATE]["config"]
-    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=config.limits.max_message_bytes * HARD_SIZE_FACTOR)
-    await ws.prepare(request)
-    await Relay(request.app, ws, request.remote or "").run()
-    return ws
+async def websocket(request: web.Request) -> web.StreamResponse:
+    address = request.remote or ""
+    refused = request.app[CONNECTIONS].acquire(address)
+    if refused is not None:
+        return refuse_connection(refused)
+    try:
+        config = request.app[STATE]["config"]
+        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=config.limits.max_message_bytes * HARD_SIZE_FACTOR)
+        await ws.prepare(request)
+        await Relay(request.app, ws, address).run()
+        return ws
+    finally:
+        request.app[CONNECTIONS].release(address)
 
 
 # --- node-wide HTTP ----------------------------------------------------------------

@@ -20,7 +20,8 @@ from signaling.client import ClientError
 from signaling.outbox import Outbox
 from signaling.tickets import create_ticket
 
-from .conftest import API_KEY, API_SECRET, KEYS, client_factory, eventually
+from .conftest import (API_KEY, API_SECRET, KEYS, client_factory, eventually, start_server_process,
+                       stop_server_process)
 from .media import PatternVideoTrack, ToneAudioTrack
 from .test_forwarding import count_frames
 
@@ -213,6 +214,17 @@ async def test_a_connection_that_does_not_join_is_closed(make_server, raw):
         # the member's deadline has passed too: it joined, so it stays
         assert (await member.request({"type": "ping"}))["type"] == "pong"
         await eventually(lambda: server.app[CONNECTIONS].open == 1, timeout=5)
+
+
+async def test_the_front_of_workers_closes_a_connection_that_does_not_join(monkeypatch, raw):
+    monkeypatch.setenv("PYSFU_LIMITS__JOIN_TIMEOUT", "1")
+    server = start_server_process(["--workers", "2"])
+    try:
+        idle = await raw(server.url)
+        message = await idle.receive(timeout=15)
+        assert (message.type, message.data, message.extra) == (aiohttp.WSMsgType.CLOSE, 4001, "join_timeout")
+    finally:
+        stop_server_process(server)
 
 
 @pytest.mark.parametrize("sent", [b"", b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgr"], ids=["nothing", "half-a-header"])
