@@ -78,6 +78,8 @@ class CloseCode:
     #: The client read too slowly: its messages overflowed ``limits.outbox_bytes``.
     SLOW_CONSUMER = 4002
 
+    REASONS = {JOIN_TIMEOUT: "join_timeout", SLOW_CONSUMER: "slow_consumer"}
+
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -132,9 +132,9 @@ class Session:
             deadline.cancel()
             await self._detach()
             self.outbox.close()
-            if not await _finished(writer, CLOSE_TIMEOUT):
+            if not await finished_within(writer, CLOSE_TIMEOUT):
                 self._abort()  # the client does not read: the rest is not sent
-                await _finished(writer, CLOSE_TIMEOUT)  # the lost connection wakes it
+                await finished_within(writer, CLOSE_TIMEOUT)  # the lost connection wakes it
                 writer.cancel()
             await self._close()
 
@@ -477,18 +477,19 @@ class Session:
         Not cancelled on timeout: aiohttp's writers share one drain future,
         and cancelling one waiter would cancel it for the others."""
         closing = asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()))
-        if not await _finished(closing, CLOSE_TIMEOUT):
+        if not await finished_within(closing, CLOSE_TIMEOUT):
             self._abort()
 
-    def _close_session(self, code: int, reason: str) -> None:
+    def _close_session(self, code: int) -> None:
         if self._closer is None:
+            reason = p.CloseCode.REASONS[code]
             log.info("closing the connection: %s", reason)
             self._closer = asyncio.ensure_future(self._close(code, reason))
 
     def _join_deadline(self) -> None:
         if self.participant is None and not self._closing:
             self._closing = True
-            self._close_session(p.CloseCode.JOIN_TIMEOUT, "join_timeout")
+            self._close_session(p.CloseCode.JOIN_TIMEOUT)
 
     def _send(self, message: BaseModel) -> None:
         droppable = message.type in DROPPABLE
@@ -498,7 +499,7 @@ class Session:
             self._metrics.outbox_overflows.labels("dropped" if droppable else "closed").inc()
         if not droppable:
             # the client cannot keep up: as if its connection dropped (it may resume)
-            self._close_session(p.CloseCode.SLOW_CONSUMER, "slow_consumer")
+            self._close_session(p.CloseCode.SLOW_CONSUMER)
 
     def _error(self, request_id, code: str, message: str) -> None:
         if self._metrics is not None:
@@ -533,8 +534,9 @@ class Session:
             await self.rooms.leave(participant, reason)
 
 
-async def _finished(task: asyncio.Future, timeout: float) -> bool:
-    """Wait up to ``timeout`` for ``task`` without cancelling it."""
+async def finished_within(task: asyncio.Future, timeout: float) -> bool:
+    """Wait up to ``timeout`` for ``task`` without cancelling it (a send or
+    close blocked on a client that does not read is cut, not cancelled)."""
     done, _ = await asyncio.wait({task}, timeout=timeout)
     return bool(done)
 

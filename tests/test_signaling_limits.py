@@ -16,12 +16,12 @@ import pytest
 
 from signaling.app import CONNECTIONS, SERVER_METRICS, SESSIONS
 from signaling.auth import VideoGrant, create_token, verify_token
-from signaling.client import ClientError
+from signaling.client import Client, ClientError
 from signaling.outbox import Outbox
 from signaling.tickets import create_ticket
 
-from .conftest import (API_KEY, API_SECRET, KEYS, client_factory, eventually, start_server_process,
-                       stop_server_process)
+from .conftest import (API_KEY, API_SECRET, KEYS, client_factory, eventually, eventually_async,
+                       start_server_process, stop_server_process)
 from .media import PatternVideoTrack, ToneAudioTrack
 from .test_forwarding import count_frames
 
@@ -181,6 +181,42 @@ async def test_a_reader_too_slow_for_essential_messages_is_disconnected(make_ser
         assert overflows(server, "closed") >= 1
         await eventually(lambda: server.app[CONNECTIONS].open == 1, timeout=10)
         assert (await bystander.request({"type": "ping"}))["type"] == "pong"
+
+
+async def test_the_front_of_workers_cuts_a_client_that_takes_nothing(raw):
+    """With --workers the front relays each client: one that stops reading is
+    cut after SEND_TIMEOUT, and its participant is reconnecting, not stuck."""
+    server = start_server_process(["--workers", "2"])
+    try:
+        async with Client(server.url, ice_addresses=["127.0.0.1"]) as sender:
+            await sender.join("front", "sender")
+            ws = await raw(server.url, stalled=True)
+            joined = await raw_request(ws, {"type": "join", "id": "j", "room": "front", "name": "stalled"})
+            stalled_id = joined["participant"]["id"]
+            sent = 0
+            for _ in range(1000):  # 9 MB: more than the kernel's and the client's buffers
+                try:
+                    await sender.request({"type": "send_data", "payload": "x" * 60_000})
+                    sent += 1
+                except ClientError as error:  # beyond the burst: 50 a second
+                    assert error.code == "rate_limited"
+                    await asyncio.sleep(0.05)
+                if sent == 150:
+                    break
+            state = await eventually(
+                lambda: next((e for e in sender.events if e["type"] == "participant_state"), None), timeout=40)
+            assert (state["participant_id"], state["state"]) == (stalled_id, "reconnecting")
+            await eventually_async(lambda: front_sessions_are(server, 1), timeout=20)  # its relay has ended
+            assert (await sender.request({"type": "ping"}))["type"] == "pong"
+    finally:
+        stop_server_process(server)
+
+
+async def front_sessions_are(server, count: int) -> bool:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.http}/metrics") as response:
+            text = await response.text()
+    return f"\npysfu_front_sessions {count}\n" in text
 
 
 @pytest.mark.parametrize(
