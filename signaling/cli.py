@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import resource
 import signal
 import sys
 from typing import Any
@@ -166,6 +167,20 @@ def token_from_args(args: argparse.Namespace) -> str:
                         name=args.name, metadata=args.metadata, ttl=args.valid_for)
 
 
+def raise_open_file_limit() -> int:
+    """Lift the soft limit on open files to the hard one, as Go servers do:
+    the common 1024 is a few hundred participants' sockets, and idle
+    connections must not make a call fail before max_connections does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
 def worker_count(config: ServerConfig) -> int:
     return config.workers or os.cpu_count() or 1
 
@@ -176,6 +191,10 @@ async def serve(config: ServerConfig) -> None:
     from .cluster import ClusterError
     from .front import create_front_app, stop_workers
 
+    open_files = raise_open_file_limit()
+    if open_files != resource.RLIM_INFINITY and open_files < 4 * config.limits.max_connections:
+        log.warning("%d open files allowed: fewer than 4 per connection of limits.max_connections (%d); "
+                    "raise ulimit -n or lower max_connections", open_files, config.limits.max_connections)
     workers = worker_count(config)
     if workers > 1:
         app = create_front_app(config, workers)

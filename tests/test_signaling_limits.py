@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import resource
 import socket
+import subprocess
+import sys
 import time
 from contextlib import AsyncExitStack
 
@@ -20,8 +24,8 @@ from signaling.client import Client, ClientError
 from signaling.outbox import Outbox
 from signaling.tickets import create_ticket
 
-from .conftest import (API_KEY, API_SECRET, KEYS, client_factory, eventually, eventually_async,
-                       start_server_process, stop_server_process)
+from .conftest import (API_KEY, API_SECRET, KEYS, ROOT, ServerProcess, client_factory, eventually, eventually_async,
+                       free_port, start_server_process, stop_server_process, wait_for_http)
 from .media import PatternVideoTrack, ToneAudioTrack
 from .test_forwarding import count_frames
 
@@ -266,6 +270,45 @@ async def test_the_front_of_workers_closes_a_connection_that_does_not_join(monke
         idle = await raw(server.url)
         message = await idle.receive(timeout=15)
         assert (message.type, message.data, message.extra) == (aiohttp.WSMsgType.CLOSE, 4001, "join_timeout")
+    finally:
+        stop_server_process(server)
+
+
+LOW_OPEN_FILES = 256
+LIMITED_SERVE = ("import os, resource, sys; "
+                 f"resource.setrlimit(resource.RLIMIT_NOFILE, ({LOW_OPEN_FILES}, resource.RLIM_INFINITY "
+                 "if resource.getrlimit(resource.RLIMIT_NOFILE)[1] == resource.RLIM_INFINITY "
+                 "else resource.getrlimit(resource.RLIMIT_NOFILE)[1])); "
+                 "os.execv(sys.executable, [sys.executable, '-m', 'signaling', *sys.argv[1:]])")
+
+
+async def test_idle_connections_at_a_low_open_file_limit_leave_room_for_a_call():
+    """Started where only 256 open files are allowed (the hard limit is
+    higher), the server lifts its own limit: 300 idle WebSockets, and a
+    call still works."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 2000:
+        pytest.skip(f"the hard open-file limit ({hard}) leaves no room to show it")
+    port = free_port()
+    command = [sys.executable, "-c", LIMITED_SERVE, "serve", "--port", str(port), "--ice-address", "127.0.0.1",
+               "--log-level", "warning", "--workers", "1", "--connections-per-address", "0"]
+    proc = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYSFU_LIMITS__JOIN_TIMEOUT": "120"})
+    server = ServerProcess(proc, port)
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, wait_for_http, f"{server.http}/healthz")
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            idle = []
+            for _ in range(300):
+                idle.append(await asyncio.wait_for(http.ws_connect(server.url, autoping=False), 10))
+            async with Client(server.url, ice_addresses=["127.0.0.1"]) as alice, \
+                    Client(server.url, ice_addresses=["127.0.0.1"]) as bob:
+                await alice.join("crowded", "alice")
+                await alice.publish([PatternVideoTrack(320, 240)])
+                await bob.join("crowded", "bob")
+                [video] = await bob.wait_tracks(1)
+                assert len(await count_frames(video.track, 1.5)) >= 10
+            for ws in idle:
+                await ws.close()
     finally:
         stop_server_process(server)
 
