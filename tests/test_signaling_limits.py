@@ -313,7 +313,8 @@ async def test_idle_connections_at_a_low_open_file_limit_leave_room_for_a_call()
         stop_server_process(server)
 
 
-@pytest.mark.parametrize("sent", [b"", b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgr"], ids=["nothing", "half-a-header"])
+@pytest.mark.parametrize("sent", [b"", b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgr"],
+                         ids=["nothing", "half-a-header"])
 async def test_a_connection_without_a_whole_header_is_closed(make_server, sent):
     server = await make_server(limits={"header_timeout": 1})
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
