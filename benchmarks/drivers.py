@@ -181,7 +181,7 @@ class PysfuDriver(ServerDriver):
         script = Path(sys.executable).parent / "pysfu"
         base = [str(script)] if script.exists() else [sys.executable, "-m", "signaling"]
         argv = base + ["serve", "--port", str(port), "--ice-address", "127.0.0.1",
-                       "--log-level", "warning", "--joins-per-minute", "0",
+                       "--log-level", "warning", "--joins-per-minute", "0", "--connections-per-address", "0",
                        "--room-capacity", str(self.room_capacity), "--workers", str(self.workers)]
         argv += ["--udp-port", str(free_udp_port())] if self.single_port else []
         return argv + ([] if self.uvloop else ["--no-uvloop"])

@@ -24,7 +24,7 @@ from .admin import setup_admin
 from .auth import DEV_KEY, VideoGrant, create_token
 from .cluster import Cluster, registry_load
 from .config import ServerConfig
-from .limits import JoinLimiter
+from .limits import ConnectionLimiter, JoinLimiter, LimitCode
 from .resume import ResumeTokens
 from .server_metrics import ServerMetrics
 from .session import Session
@@ -38,6 +38,8 @@ METRICS = web.AppKey("metrics", CollectorRegistry)
 SERVER_METRICS = web.AppKey("server_metrics", ServerMetrics)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet)
 JOINS = web.AppKey("joins", JoinLimiter)
+CONNECTIONS = web.AppKey("connections", ConnectionLimiter)
+SESSIONS = web.AppKey("sessions", weakref.WeakSet)
 WEBHOOKS = web.AppKey("webhooks", Optional[WebhookSender])
 DRAINING = web.AppKey("draining", asyncio.Event)
 CLUSTER = web.AppKey("cluster", Optional[Cluster])
@@ -56,7 +58,7 @@ FRONT_SECRET = web.AppKey("front_secret", str)
 def create_app(config: ServerConfig | None = None, observer: Optional[RoomObserver] = None) -> web.Application:
     """``observer`` also gets the room events (a worker's cluster agent)."""
     config = _with_dev_key(config or ServerConfig())
-    app = web.Application()
+    app = web.Application(handler_args=handler_args(config))
     app[CONFIG] = config
     app[WEBHOOKS] = _webhook_sender(config)
     app[DRAINING] = asyncio.Event()
@@ -70,6 +72,8 @@ def create_app(config: ServerConfig | None = None, observer: Optional[RoomObserv
     app[SERVER_METRICS] = ServerMetrics(app[METRICS], lambda: app[WEBHOOKS].stats if app[WEBHOOKS] else Counter())
     app[SOCKETS] = weakref.WeakSet()
     app[JOINS] = JoinLimiter(config.limits.joins_per_minute)
+    app[CONNECTIONS] = connection_limiter(config)
+    app[SESSIONS] = weakref.WeakSet()
     app[RESUMES] = ResumeTokens()
     app.router.add_get("/ws", websocket)
     app.router.add_get("/metrics", metrics)
@@ -87,6 +91,25 @@ def create_app(config: ServerConfig | None = None, observer: Optional[RoomObserv
     if config.open:
         log.warning("no API keys configured: anyone may join without a token (open mode)")
     return app
+
+
+def handler_args(config: ServerConfig) -> dict:
+    """aiohttp's per-connection settings: its keep-alive timer also closes a
+    connection that has not sent a whole request header in time."""
+    return {"keepalive_timeout": config.limits.header_timeout}
+
+
+def connection_limiter(config: ServerConfig) -> ConnectionLimiter:
+    return ConnectionLimiter(config.limits.max_connections, config.limits.connections_per_address)
+
+
+#: HTTP status of a WebSocket upgrade refused by a connection cap.
+REFUSED_STATUS = {LimitCode.SERVER_FULL: 503, LimitCode.TOO_MANY_CONNECTIONS: 429}
+
+
+def refuse_connection(code: str) -> web.Response:
+    message = "the server is full" if code == LimitCode.SERVER_FULL else "too many connections from this address"
+    return web.json_response({"error": {"code": code, "message": message}}, status=REFUSED_STATUS[code])
 
 
 def _chain(*observers: Optional[RoomObserver]) -> RoomObserver:
@@ -148,20 +171,43 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         await app[CLUSTER].stop()
 
 
-async def websocket(request: web.Request) -> web.WebSocketResponse:
+async def websocket(request: web.Request) -> web.StreamResponse:
+    address = _client_address(request)
+    refused = request.app[CONNECTIONS].acquire(address)
+    if refused is not None:
+        return refuse_connection(refused)
+    try:
+        return await _serve_websocket(request, address)
+    finally:
+        request.app[CONNECTIONS].release(address)
+
+
+async def _serve_websocket(request: web.Request, address: str) -> web.WebSocketResponse:
     config = request.app[CONFIG]
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=config.limits.max_message_bytes * HARD_SIZE_FACTOR)
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
     session = Session(
         ws, request.app[ROOMS], config,
-        address=_client_address(request), joins=request.app[JOINS],
+        address=address, joins=request.app[JOINS],
         draining=request.app[DRAINING].is_set, metrics=request.app[SERVER_METRICS],
         cluster=request.app[CLUSTER],
         resumes=request.app[RESUMES],
+        abort=aborter(request),
     )
+    request.app[SESSIONS].add(session)
     await session.run()
     return ws
+
+
+def aborter(request: web.Request):
+    """Cuts the request's connection at once (a client that does not read)."""
+
+    def abort() -> None:
+        if request.transport is not None:
+            request.transport.abort()
+
+    return abort
 
 
 def _client_address(request: web.Request) -> str:

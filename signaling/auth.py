@@ -28,7 +28,9 @@ DEFAULT_TTL = 6 * 3600
 LEEWAY = 10
 #: The key name of ``--dev`` tokens; no configured key may take it.
 DEV_KEY = "pysfu-dev"
-_NUMERIC_CLAIMS = ("exp", "nbf", "iat")
+_NUMERIC_CLAIMS = ("exp", "nbf", "iat", "session_exp")
+#: Claim of a redirect ticket: the ``exp`` of the token it was made from.
+SESSION_EXP = "session_exp"
 
 Source = Literal["camera", "microphone", "screen_share"]
 
@@ -91,6 +93,9 @@ class Claims(BaseModel):
     name: str = ""
     metadata: str = ""
     video: VideoGrant = Field(default_factory=VideoGrant)
+    #: Unix time the bearer's access ends (the token's ``exp``; a redirect
+    #: ticket's ``session_exp``): no resume after it.  None: never (open server).
+    expires_at: Optional[float] = None
 
 
 def create_token(
@@ -103,8 +108,11 @@ def create_token(
     ttl: float = DEFAULT_TTL,
     not_before: Optional[float] = None,
     now: Optional[float] = None,
+    session_exp: Optional[float] = None,
 ) -> str:
-    """Mint a signed token for ``identity`` valid for ``ttl`` seconds."""
+    """Mint a signed token for ``identity`` valid for ``ttl`` seconds;
+    ``session_exp``: when the session it opens loses its access, if later
+    (a short-lived redirect ticket carries its original token's ``exp``)."""
     now = time.time() if now is None else now
     claims = {
         "iss": api_key,
@@ -118,6 +126,8 @@ def create_token(
         claims["name"] = name
     if metadata:
         claims["metadata"] = metadata
+    if session_exp is not None:
+        claims[SESSION_EXP] = int(session_exp)
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -164,6 +174,7 @@ def _claims(api_key: str, claims: dict) -> Claims:
             name=claims.get("name", ""),
             metadata=claims.get("metadata", ""),
             video=VideoGrant.model_validate(claims.get("video") or {}),
+            expires_at=claims.get(SESSION_EXP, claims["exp"]),
         )
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import resource
 import signal
 import sys
 from typing import Any
@@ -67,6 +68,10 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--room-capacity", type=int, metavar="N", help="participants per room (default 150)")
     serve.add_argument("--joins-per-minute", type=int, metavar="N",
                        help="joins per client address per minute, 0 = unlimited (default 60)")
+    serve.add_argument("--max-connections", type=int, metavar="N",
+                       help="WebSocket connections at once (default 1000)")
+    serve.add_argument("--connections-per-address", type=int, metavar="N",
+                       help="WebSocket connections per client address, 0 = unlimited (default 100)")
     serve.add_argument("--workers", type=int, metavar="N",
                        help="worker processes, one event loop each (default: one per CPU core; 1: single process)")
     serve.add_argument("--worker-room-limit", type=int, metavar="N",
@@ -112,7 +117,8 @@ def serve_flags(args: argparse.Namespace) -> dict[str, Any]:
         "uvloop": False if args.no_uvloop else None,
         "workers": args.workers, "worker_room_limit": args.worker_room_limit,
     }
-    limits = {"room_capacity": args.room_capacity, "joins_per_minute": args.joins_per_minute}
+    limits = {"room_capacity": args.room_capacity, "joins_per_minute": args.joins_per_minute,
+              "max_connections": args.max_connections, "connections_per_address": args.connections_per_address}
     ice: dict[str, Any] = {
         "addresses": args.ice_address, "public_address": args.public_address, "udp_port": args.udp_port,
     }
@@ -161,6 +167,20 @@ def token_from_args(args: argparse.Namespace) -> str:
                         name=args.name, metadata=args.metadata, ttl=args.valid_for)
 
 
+def raise_open_file_limit() -> int:
+    """Lift the soft limit on open files to the hard one, as Go servers do:
+    the common 1024 is a few hundred participants' sockets, and idle
+    connections must not make a call fail before max_connections does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
 def worker_count(config: ServerConfig) -> int:
     return config.workers or os.cpu_count() or 1
 
@@ -171,6 +191,10 @@ async def serve(config: ServerConfig) -> None:
     from .cluster import ClusterError
     from .front import create_front_app, stop_workers
 
+    open_files = raise_open_file_limit()
+    if open_files != resource.RLIM_INFINITY and open_files < 4 * config.limits.max_connections:
+        log.warning("%d open files allowed: fewer than 4 per connection of limits.max_connections (%d); "
+                    "raise ulimit -n or lower max_connections", open_files, config.limits.max_connections)
     workers = worker_count(config)
     if workers > 1:
         app = create_front_app(config, workers)

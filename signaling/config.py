@@ -60,6 +60,19 @@ class Limits(_Settings):
     max_tracks_per_participant: int = Field(default=8, ge=1)
     #: m-lines in one publish offer, stopped ones included (``too_many_tracks``).
     max_publish_sections: int = Field(default=32, ge=1)
+    #: Characters of messages waiting for one slow reader; beyond, droppable
+    #: events are dropped, then the socket closes (4002 ``slow_consumer``).
+    outbox_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
+    #: Seconds a new WebSocket has to ``join`` (or ``resume``); else close 4001.
+    join_timeout: float = Field(default=10, gt=0)
+    #: Seconds an HTTP connection has to send a whole request header, and may
+    #: stay idle between requests (aiohttp's keepalive_timeout).
+    header_timeout: float = Field(default=10, gt=0)
+    #: WebSocket connections open at once (HTTP 503 ``server_full`` beyond).
+    max_connections: int = Field(default=1000, ge=1)
+    #: WebSocket connections from one client address, 0 = unlimited (429
+    #: ``too_many_connections``).
+    connections_per_address: int = Field(default=100, ge=0)
 
 
 class Webhooks(_Settings):

@@ -24,17 +24,20 @@ import json
 import logging
 import re
 from collections import Counter
-from typing import Optional
+from typing import Callable, Optional
 
 import aiohttp
 from aiohttp import WSMsgType, web
 
 from . import protocol as p
-from .app import FORWARDED_FOR, FRONT_SECRET_HEADER, HARD_SIZE_FACTOR, _with_dev_key
+from .app import (FORWARDED_FOR, FRONT_SECRET_HEADER, HARD_SIZE_FACTOR, _with_dev_key, aborter,
+                  connection_limiter, handler_args, refuse_connection)
 from .auth import AuthError
 from .cluster import Cluster, ClusterError, LocalLoad, NodeInfo, api_url
 from .config import ServerConfig
 from .forward import Forwarder, forwarded
+from .limits import ConnectionLimiter
+from .session import CLOSE_TIMEOUT, finished_within
 from .supervisor import Supervisor, Worker, place
 from .tickets import ticket_for_join
 
@@ -45,14 +48,19 @@ CLIENT = web.AppKey("client", aiohttp.ClientSession)
 STATE = web.AppKey("state", dict)
 CLUSTER = web.AppKey("cluster", Optional[Cluster])
 FORWARDER = web.AppKey("forwarder", Optional[Forwarder])
+CONNECTIONS = web.AppKey("connections", ConnectionLimiter)
 WORKER_RESTARTED = "worker_restarted"
+#: Seconds one message to a client may take; a client that takes nothing for
+#: that long is cut (its worker session then waits for a resume).
+SEND_TIMEOUT = 10.0
 ROOM_PATH = re.compile(r"^/api/rooms/([^/]+)")
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "upgrade", "keep-alive"}
 
 
 def create_front_app(config: ServerConfig, count: int) -> web.Application:
     config = _with_dev_key(config)  # one dev key for every worker
-    app = web.Application()
+    app = web.Application(handler_args=handler_args(config))
+    app[CONNECTIONS] = connection_limiter(config)
     app[SUPERVISOR] = Supervisor(config, count)
     app[STATE] = {"config": config, "draining": False, "sessions": set(), "relayed": 0}
     cluster = None
@@ -115,10 +123,13 @@ def _worker_lost(app: web.Application, worker: Worker) -> None:
 class Relay:
     """One client's WebSocket relayed to the worker of its room."""
 
-    def __init__(self, app: web.Application, client: web.WebSocketResponse, address: str) -> None:
+    def __init__(self, app: web.Application, client: web.WebSocketResponse, address: str,
+                 abort: Callable[[], None] = lambda: None) -> None:
+        """``abort`` cuts the client's connection at once."""
         self.app = app
         self.client = client
         self.address = address
+        self.abort = abort
         self.worker: Optional[Worker] = None
         self.generation = 0
         self.room = ""
@@ -126,7 +137,11 @@ class Relay:
         self.lost = False
 
     async def run(self) -> None:
-        first = await self._wait_for_join()
+        try:
+            first = await asyncio.wait_for(self._wait_for_join(), self.app[STATE]["config"].limits.join_timeout)
+        except asyncio.TimeoutError:
+            await self._close_client(p.CloseCode.JOIN_TIMEOUT, p.CloseCode.REASONS[p.CloseCode.JOIN_TIMEOUT])
+            return
         if first is None:
             return
         supervisor = self.app[SUPERVISOR]
@@ -156,7 +171,7 @@ class Relay:
                 await self._tell_rejoin()
             if self.upstream is not None:
                 await self.upstream.close()
-            await self.client.close()
+            await self._close_client()
 
     async def _wait_for_join(self) -> Optional[str]:
         """Answer what comes before ``join`` (it names the room)."""
@@ -219,14 +234,34 @@ class Relay:
 
     async def _worker_to_client(self) -> None:
         async for message in self.upstream:
-            if message.type == WSMsgType.TEXT:
-                await self.client.send_str(message.data)
+            if message.type == WSMsgType.TEXT and not await self._relay(message.data):
+                break
         # closed without a close frame (1006): the worker died
         if self.upstream.close_code in (None, 1006) or not self.worker.alive:
             self.lost = True
         if self.lost and not self.client.closed:
             await self._tell_rejoin()
-        await self.client.close()
+        code = self.upstream.close_code
+        if code is not None and code >= 4000:  # the session's own close code (slow_consumer, ...)
+            await self._close_client(code, p.CloseCode.REASONS.get(code, ""))
+        else:
+            await self._close_client()
+
+    async def _relay(self, text: str) -> bool:
+        """Send one message to the client; False when the client is gone or
+        took nothing for SEND_TIMEOUT seconds (it is then cut)."""
+        sending = asyncio.ensure_future(self.client.send_str(text))
+        if not await finished_within(sending, SEND_TIMEOUT):
+            log.info("client took nothing for %.0f s: cut", SEND_TIMEOUT)
+            self.abort()
+            await finished_within(sending, CLOSE_TIMEOUT)  # the lost connection wakes it
+            return False
+        return not sending.cancelled() and sending.exception() is None
+
+    async def _close_client(self, code: int = 1000, reason: str = "") -> None:
+        closing = asyncio.ensure_future(self.client.close(code=code, message=reason.encode()))
+        if not await finished_within(closing, CLOSE_TIMEOUT):
+            self.abort()
 
     def worker_lost(self) -> None:
         self.lost = True
@@ -243,12 +278,19 @@ class Relay:
         await self.client.send_str(json.dumps({"type": "error", "id": request_id, "code": code, "message": message}))
 
 
-async def websocket(request: web.Request) -> web.WebSocketResponse:
-    config = request.app[STATE]["config"]
-    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=config.limits.max_message_bytes * HARD_SIZE_FACTOR)
-    await ws.prepare(request)
-    await Relay(request.app, ws, request.remote or "").run()
-    return ws
+async def websocket(request: web.Request) -> web.StreamResponse:
+    address = request.remote or ""
+    refused = request.app[CONNECTIONS].acquire(address)
+    if refused is not None:
+        return refuse_connection(refused)
+    try:
+        config = request.app[STATE]["config"]
+        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=config.limits.max_message_bytes * HARD_SIZE_FACTOR)
+        await ws.prepare(request)
+        await Relay(request.app, ws, address, aborter(request)).run()
+        return ws
+    finally:
+        request.app[CONNECTIONS].release(address)
 
 
 # --- node-wide HTTP ----------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Rate limits for signaling: a token bucket per connection, joins per
-address; and how big a subscriber's answer may be."""
+"""Limits of signaling: a token bucket per connection, joins per address,
+WebSocket connections in all and per address; how big a subscriber's answer
+may be."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ class LimitCode:
     RATE_LIMITED = "rate_limited"
     SDP_TOO_LARGE = "sdp_too_large"
     TOO_MANY_JOINS = "too_many_joins"
+    SERVER_FULL = "server_full"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
 
 
 class TokenBucket:
@@ -80,3 +83,31 @@ def answer_limit(max_sdp_bytes: int, subscriber) -> int:
 def answer_message_limit(max_sdp_bytes: int, subscriber) -> int:
     """The message that carries that answer: JSON escapes each CRLF in 4 bytes."""
     return answer_limit(max_sdp_bytes, subscriber) * 5 // 4 + 1024
+
+
+class ConnectionLimiter:
+    """At most ``total`` connections at once, and ``per_address`` from one
+    client address (0: no per-address cap)."""
+
+    def __init__(self, total: int, per_address: int) -> None:
+        self.total = total
+        self.per_address = per_address
+        self.open = 0
+        self._by_address: dict[str, int] = {}
+
+    def acquire(self, address: str) -> str | None:
+        """Count a new connection; or the LimitCode that refuses it."""
+        if self.open >= self.total:
+            return LimitCode.SERVER_FULL
+        held = self._by_address.get(address, 0)
+        if self.per_address and held >= self.per_address:
+            return LimitCode.TOO_MANY_CONNECTIONS
+        self.open += 1
+        self._by_address[address] = held + 1
+        return None
+
+    def release(self, address: str) -> None:
+        self.open -= 1
+        held = self._by_address.pop(address) - 1
+        if held:
+            self._by_address[address] = held

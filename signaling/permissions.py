@@ -1,4 +1,5 @@
-"""Checks on what a participant asks for: publish offers, subscriptions.
+"""Grant checks on what a participant asks for: publish offers, subscriptions,
+data and chat.
 
 The token's grants are checked server-side on every request, not just at
 join: a publish offer is refused when any of its send sections is not
@@ -84,3 +85,13 @@ def _check_grants(grant: VideoGrant, sections: list[SendSection], sources: dict[
 def check_subscribe(grant: VideoGrant) -> None:
     if not grant.can_subscribe:
         raise AuthError(AuthCode.PERMISSION_DENIED, "the token does not allow subscribing (canSubscribe)")
+
+
+def check_publish_data(grant: VideoGrant, what: str) -> None:
+    """Raise AuthError unless the bearer may send ``what`` to its room: it
+    needs canPublishData, and a hidden participant sends nothing (the
+    message would reveal it)."""
+    if not grant.can_publish_data:
+        raise AuthError(AuthCode.PERMISSION_DENIED, f"the token does not allow sending {what} (canPublishData)")
+    if grant.hidden:
+        raise AuthError(AuthCode.PERMISSION_DENIED, f"hidden participants cannot send {what}")

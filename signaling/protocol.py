@@ -15,7 +15,11 @@ from sfu.slots import MAX_AUDIO_SLOTS, MAX_VIDEO_SLOTS
 
 PROTOCOL_VERSION = 1
 
-RequestId = Union[int, str]
+#: Longest string ``id`` a request may carry (longer: ``bad_message``); an
+#: integer id must be a safe JavaScript integer.  The server echoes ids.
+MAX_ID_CHARS = 64
+MAX_ID = 2**53 - 1
+RequestId = Union[Annotated[int, Field(ge=-MAX_ID, le=MAX_ID)], Annotated[str, Field(max_length=MAX_ID_CHARS)]]
 TrackSource = Literal["camera", "microphone", "screen_share", "unknown"]
 ParticipantStateName = Literal["active", "reconnecting"]
 QualityName = Literal["excellent", "good", "poor", "lost"]
@@ -52,6 +56,9 @@ class ErrorCode:
     TOO_MANY_TRACKS = "too_many_tracks"
     TOO_MANY_JOINS = "too_many_joins"
     SERVER_DRAINING = "server_draining"
+    #: HTTP answers to a WebSocket upgrade when the connection caps are reached.
+    SERVER_FULL = "server_full"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
 
     # Many nodes through Redis (issue 7, signaling/cluster.py).
     CLUSTER_UNAVAILABLE = "cluster_unavailable"
@@ -64,6 +71,18 @@ class ErrorCode:
 
     # Recording.
     TOO_MANY_RECORDINGS = "too_many_recordings"
+
+
+class CloseCode:
+    """WebSocket close codes the server ends a session with (the close
+    reason is the name in lower case)."""
+
+    #: No ``join`` or ``resume`` within ``limits.join_timeout`` seconds.
+    JOIN_TIMEOUT = 4001
+    #: The client read too slowly: its messages overflowed ``limits.outbox_bytes``.
+    SLOW_CONSUMER = 4002
+
+    REASONS = {JOIN_TIMEOUT: "join_timeout", SLOW_CONSUMER: "slow_consumer"}
 
 
 class _Message(BaseModel):
@@ -167,6 +186,16 @@ class Resume(_Message):
     room: str = Field(min_length=1, max_length=128)
     token: str = Field(min_length=1, max_length=1024)
     version: int = PROTOCOL_VERSION
+
+
+class RefreshToken(_Message):
+    """A new access token for this participant (same identity, room and
+    ``hidden`` grant), before the one it joined with expires: ``resume`` is
+    refused after the token's ``exp``.  Its grants apply to later requests."""
+
+    type: Literal["refresh_token"]
+    id: RequestId
+    token: str = Field(min_length=1, max_length=8192)
 
 
 class Publish(_Message):
@@ -389,6 +418,7 @@ Request = Annotated[
     Union[
         Join,
         Resume,
+        RefreshToken,
         Publish,
         Unpublish,
         Mute,

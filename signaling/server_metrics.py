@@ -29,6 +29,11 @@ class ServerMetrics:
         self.errors = PromCounter(
             "pysfu_signaling_errors", "error messages sent to clients, by code", ["code"], registry=registry,
         )
+        self.outbox_overflows = PromCounter(
+            "pysfu_signaling_outbox_overflows",
+            "messages that did not fit a slow reader's outbox: event dropped, or the connection closed",
+            ["outcome"], registry=registry,
+        )
         self.loop_lag = 0.0
         self._lag_task: Optional[asyncio.Task] = None
         registry.register(_LoopAndWebhooks(self, webhook_stats))

@@ -2,7 +2,9 @@
 
 Messages are handled one at a time in arrival order; everything the server
 sends (responses and events) goes through one outbound queue so that the
-client sees them in the order they happened.
+client sees them in the order they happened.  The queue is bounded
+(signaling/outbox.py): a client that reads too slowly first loses the
+droppable events (DROPPABLE), then its socket (close code 4002).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import time
 from typing import Any, Callable, Optional
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ValidationError
 
 from sfu.layer_selector import TrackSettings
@@ -29,7 +31,8 @@ from .config import ServerConfig
 from .ice_servers import ice_servers_for
 from .limits import JoinLimiter, TokenBucket, answer_limit, answer_message_limit
 from .logs import bind_log_context
-from .permissions import check_publish, check_subscribe
+from .outbox import Outbox
+from .permissions import check_publish, check_publish_data, check_subscribe
 from .resume import ResumeError, ResumeTokens
 from .server_metrics import ServerMetrics
 from .tickets import create_ticket
@@ -66,6 +69,13 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "slots_changed": p.SlotsChanged,
 }
 
+#: Events a slow reader may lose (signaling/outbox.py): what they say is
+#: either momentary or repeated later.  Everything else (responses, roster,
+#: tracks, offers, slots, layers, hands, leave) is essential.
+DROPPABLE = frozenset({"data", "chat_message", "reaction", "speakers_changed", "connection_quality"})
+#: Seconds a close handshake may take before the socket is cut.
+CLOSE_TIMEOUT = 2.0
+
 
 class SignalingError(Exception):
     def __init__(self, code: str, message: str) -> None:
@@ -86,14 +96,18 @@ class Session:
         metrics: Optional[ServerMetrics] = None,
         cluster: Optional[Cluster] = None,
         resumes: Optional[ResumeTokens] = None,
+        abort: Callable[[], None] = lambda: None,
     ) -> None:
+        """``abort`` cuts the connection at once (no close handshake)."""
         self.ws = ws
         self.rooms = rooms
         self.participant: Optional[Participant] = None
-        self._outbox: asyncio.Queue[Optional[str]] = asyncio.Queue()
-        self._closing = False
-        # --- access control and limits (tokens, grants, rate limits) ---
         self.config = config or ServerConfig()
+        self.outbox = Outbox(self.config.limits.outbox_bytes)
+        self._closing = False
+        self._closer: Optional[asyncio.Future] = None
+        self._abort = abort
+        # --- access control and limits (tokens, grants, rate limits) ---
         self.address = address
         self.claims: Optional[Claims] = None
         limits = self.config.limits
@@ -106,42 +120,36 @@ class Session:
 
     async def run(self) -> None:
         writer = asyncio.ensure_future(self._write())
+        deadline = asyncio.get_running_loop().call_later(self.config.limits.join_timeout, self._join_deadline)
         try:
             async for message in self.ws:
-                if message.type == WSMsgType.TEXT:
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     await self.handle(message.data)
-                elif message.type == WSMsgType.BINARY:
-                    self._error(None, p.ErrorCode.BAD_MESSAGE, "binary messages are not supported")
                 elif message.type == WSMsgType.ERROR:
                     self._closing = True  # a protocol violation ends the session: no resume
                 if self._closing:
                     break
         finally:
+            deadline.cancel()
             await self._detach()
-            self._outbox.put_nowait(None)
-            try:
-                await asyncio.wait_for(writer, 2)
-            except (asyncio.TimeoutError, Exception):
+            self.outbox.close()
+            if not await finished_within(writer, CLOSE_TIMEOUT):
+                self._abort()  # the client does not read: the rest is not sent
+                await finished_within(writer, CLOSE_TIMEOUT)  # the lost connection wakes it
                 writer.cancel()
-            await self.ws.close()
+            await self._close()
 
     # --- input ----------------------------------------------------------------
 
-    async def handle(self, text: str) -> None:
-        limit = self._message_limit()
-        if len(text) > limit or len(text.encode()) > limit:
-            self._error(None, p.ErrorCode.MESSAGE_TOO_LARGE, f"messages are limited to {limit} bytes")
-            return
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            self._error(None, p.ErrorCode.BAD_JSON, f"invalid JSON: {exc}")
-            return
-        request_id = data.get("id") if isinstance(data, dict) else None
-        if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
-            request_id = None
-        if not self._bucket.take():
+    async def handle(self, text: str | bytes) -> None:
+        allowed = self._bucket.take()  # every message costs a token, valid or not
+        data, problem = self._parse(text)
+        request_id = _request_id(data)
+        if not allowed:
             self._error(request_id, p.ErrorCode.RATE_LIMITED, "too many messages: slow down")
+            return
+        if problem is not None:
+            self._error(request_id, *problem)
             return
         try:
             request = p.REQUEST_ADAPTER.validate_python(data)
@@ -164,6 +172,24 @@ class Session:
         if request.type == "join" and self._metrics is not None:
             self._metrics.join_seconds.observe(time.perf_counter() - started)
         self._send(response)
+
+    def _parse(self, text: str | bytes) -> tuple[Any, Optional[tuple[str, str]]]:
+        """The message's JSON value, or the error code and text refusing it."""
+        if isinstance(text, bytes):
+            return None, (p.ErrorCode.BAD_MESSAGE, "binary messages are not supported")
+        limit = self._message_limit()
+        if len(text) > limit or len(text.encode()) > limit:
+            return None, (p.ErrorCode.MESSAGE_TOO_LARGE, f"messages are limited to {limit} bytes")
+        try:
+            data = json.loads(text)
+            json.dumps(data, ensure_ascii=False).encode()  # what we echo must encode
+        except RecursionError:
+            return None, (p.ErrorCode.BAD_JSON, "invalid JSON: nested too deeply")
+        except UnicodeEncodeError:
+            return None, (p.ErrorCode.BAD_MESSAGE, "a string holds a lone surrogate (\\ud800-\\udfff)")
+        except ValueError as exc:
+            return None, (p.ErrorCode.BAD_JSON, f"invalid JSON: {exc}")
+        return data, None
 
     def _require_participant(self) -> Participant:
         if self.participant is None:
@@ -219,6 +245,7 @@ class Session:
             participant = self._resumes.check(request.token, request.room, self.rooms)
         except ResumeError as exc:
             raise SignalingError(exc.code, exc.message) from None
+        _check_not_expired(participant.attachment)
         room = participant.room
         await room.suspend(participant, "resumed")  # still active: its old socket is stale
         if not await room.resume(participant, self._notify):
@@ -228,6 +255,20 @@ class Session:
         bind_log_context(room=room.name, participant=participant.id)
         log.info("resumed as %r", participant.identity)
         return self._join_response(request.id, resumed=True)
+
+    async def _on_refresh_token(self, request: p.RefreshToken) -> p.Ok:
+        """Later requests and a resume use the new token's grants and expiry."""
+        participant = self._require_participant()
+        if self.config.open:
+            return p.Ok(id=request.id)  # nothing expires on an open server
+        claims = verify_token(request.token, self.config.keys)
+        check_join(claims, participant.room.name)
+        if claims.identity != self.claims.identity or claims.video.hidden != self.claims.video.hidden:
+            raise SignalingError(
+                p.ErrorCode.PERMISSION_DENIED, "the new token must name the same identity and hidden grant"
+            )
+        self.claims = participant.attachment = claims
+        return p.Ok(id=request.id)
 
     def _join_response(self, request_id, resumed: bool = False) -> p.JoinResponse:
         participant, room = self.participant, self.participant.room
@@ -345,41 +386,32 @@ class Session:
         return p.Pong(id=request.id)
 
     async def _on_send_data(self, request: p.SendData) -> p.Ok:
-        participant = self._require_data_sender("sending data")
+        participant = self._require_data_sender("data")
         participant.room.send_data(request.payload, request.topic, request.destination_identities, sender=participant)
         return p.Ok(id=request.id)
 
     def _require_data_sender(self, what: str) -> Participant:
-        """The participant, if its token has the canPublishData grant."""
+        """The participant, if it may send ``what`` to the room (canPublishData, not hidden)."""
         participant = self._require_participant()
-        if not self.claims.video.can_publish_data:
-            raise SignalingError(p.ErrorCode.PERMISSION_DENIED, f"the token does not allow {what} (canPublishData)")
+        check_publish_data(self.claims.video, what)
         return participant
 
     # --- meeting features: chat, reactions, raise hand (issue 8) ----------------
 
     async def _on_chat(self, request: p.Chat) -> p.Ok:
-        participant = self._require_data_sender("chat")
+        participant = self._require_data_sender("chat messages")
         participant.room.chat(participant, request.text)
         return p.Ok(id=request.id)
 
     async def _on_reaction(self, request: p.Reaction) -> p.Ok:
         participant = self._require_data_sender("reactions")
-        self._refuse_hidden(participant, "react")
         participant.room.react(participant, request.emoji)
         return p.Ok(id=request.id)
 
     async def _on_raise_hand(self, request: p.RaiseHand) -> p.Ok:
-        participant = self._require_data_sender("raising a hand")
-        self._refuse_hidden(participant, "raise a hand")
+        participant = self._require_data_sender("a raised hand")
         participant.room.raise_hand(participant, request.raised)
         return p.Ok(id=request.id)
-
-    @staticmethod
-    def _refuse_hidden(participant: Participant, what: str) -> None:
-        # a hidden participant has no tile: a reaction or hand would reveal it
-        if participant.hidden:
-            raise SignalingError(p.ErrorCode.PERMISSION_DENIED, f"hidden participants cannot {what}")
 
     # --- recording (issue 8) ----------------------------------------------------
 
@@ -449,10 +481,37 @@ class Session:
 
     async def _close_soon(self) -> None:
         await asyncio.sleep(0.1)
-        await self.ws.close()
+        await self._close()
+
+    async def _close(self, code: int = WSCloseCode.OK, reason: str = "") -> None:
+        """Close the socket; one whose client does not read is cut after CLOSE_TIMEOUT.
+
+        Not cancelled on timeout: aiohttp's writers share one drain future,
+        and cancelling one waiter would cancel it for the others."""
+        closing = asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()))
+        if not await finished_within(closing, CLOSE_TIMEOUT):
+            self._abort()
+
+    def _close_session(self, code: int) -> None:
+        if self._closer is None:
+            reason = p.CloseCode.REASONS[code]
+            log.info("closing the connection: %s", reason)
+            self._closer = asyncio.ensure_future(self._close(code, reason))
+
+    def _join_deadline(self) -> None:
+        if self.participant is None and not self._closing:
+            self._closing = True
+            self._close_session(p.CloseCode.JOIN_TIMEOUT)
 
     def _send(self, message: BaseModel) -> None:
-        self._outbox.put_nowait(message.model_dump_json(exclude_none=True))
+        droppable = message.type in DROPPABLE
+        if self.outbox.put(message.model_dump_json(exclude_none=True), droppable):
+            return
+        if self._metrics is not None:
+            self._metrics.outbox_overflows.labels("dropped" if droppable else "closed").inc()
+        if not droppable:
+            # the client cannot keep up: as if its connection dropped (it may resume)
+            self._close_session(p.CloseCode.SLOW_CONSUMER)
 
     def _error(self, request_id, code: str, message: str) -> None:
         if self._metrics is not None:
@@ -461,7 +520,7 @@ class Session:
 
     async def _write(self) -> None:
         while True:
-            text = await self._outbox.get()
+            text = await self.outbox.get()
             if text is None or self.ws.closed:
                 return
             try:
@@ -487,13 +546,45 @@ class Session:
             await self.rooms.leave(participant, reason)
 
 
+async def finished_within(task: asyncio.Future, timeout: float) -> bool:
+    """Wait up to ``timeout`` for ``task`` without cancelling it (a send or
+    close blocked on a client that does not read is cut, not cancelled)."""
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    return bool(done)
+
+
+def _request_id(data: Any) -> p.RequestId | None:
+    """The id to echo in an error about ``data``: a valid request id, or None."""
+    request_id = data.get("id") if isinstance(data, dict) else None
+    if isinstance(request_id, bool) or not isinstance(request_id, (int, str)):
+        return None
+    if isinstance(request_id, str) and len(request_id) > p.MAX_ID_CHARS:
+        return None
+    if isinstance(request_id, int) and abs(request_id) > p.MAX_ID:
+        return None
+    return request_id
+
+
+def _check_not_expired(claims: Optional[Claims]) -> None:
+    """A resume needs the participant's access token to be still valid."""
+    if claims is not None and claims.expires_at is not None and time.time() >= claims.expires_at:
+        raise SignalingError(
+            p.ErrorCode.TOKEN_EXPIRED, "the participant's access token has expired: join again with a new one"
+        )
+
+
 def _unknown_track(track_id: str) -> SignalingError:
     return SignalingError(p.ErrorCode.UNKNOWN_TRACK, f"no track {track_id!r} in this room")
 
 
 def _describe(exc: ValidationError) -> str:
+    """What is wrong, short: field names and tags come from the client."""
     parts = []
-    for error in exc.errors()[:5]:
+    for error in exc.errors(include_input=False)[:5]:
         where = ".".join(str(x) for x in error["loc"]) or "message"
-        parts.append(f"{where}: {error['msg']}")
+        parts.append(f"{_clip(where)}: {_clip(error['msg'])}")
     return "; ".join(parts)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."

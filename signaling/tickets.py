@@ -25,7 +25,7 @@ def create_ticket(token: str, claims: Claims, keys: Mapping[str, str], ttl: floa
     lifetime = min(ttl, expires - now)
     return create_token(
         claims.api_key, keys[claims.api_key], claims.identity, claims.video,
-        name=claims.name, metadata=claims.metadata, ttl=lifetime, now=now,
+        name=claims.name, metadata=claims.metadata, ttl=lifetime, now=now, session_exp=claims.expires_at,
     )
 
 

@@ -35,13 +35,18 @@ async def raw_exchange(client, text: str) -> dict:
         pytest.param('{"type": "publish", "id": 1}', "bad_message", id="publish-missing-sdp"),
         pytest.param('{"type": "join", "id": 1, "room": "r", "extra": 1}', "bad_message", id="unknown-field"),
         pytest.param('{"type": "ping"}', "bad_message", id="request-without-id"),
+        pytest.param("[" * 5000, "bad_json", id="deeply-nested-unclosed"),
+        pytest.param("[" * 5000 + "]" * 5000, "bad_json", id="deeply-nested"),
+        pytest.param('{"type": "ping", "id": "\\ud800"}', "bad_message", id="lone-surrogate-id"),
+        pytest.param('{"type": "ping", "id": 1, "x": "\\udfff"}', "bad_message", id="lone-surrogate-value"),
+        pytest.param('{"type": "' + "t" * 100_000 + '", "id": 1}', "bad_message", id="huge-type"),
     ],
 )
 async def test_malformed_messages_get_error_codes(clients, text, code):
     client = await clients()
     response = await raw_exchange(client, text)
     assert response["type"] == "error" and response["code"] == code
-    assert response["message"]
+    assert response["message"] and len(response["message"]) < 2000
     assert (await client.request({"type": "ping"}))["type"] == "pong"
 
 
