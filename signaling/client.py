@@ -29,6 +29,8 @@ from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 from sfu.config import IceConfig
 from sfu.transport import restrict_ice
 
+from .protocol import DROPPED as DROPPED_CLOSE
+
 log = logging.getLogger(__name__)
 
 
@@ -359,7 +361,7 @@ class Client:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         if self._ws is not None:
-            await self._ws.close()
+            await self._ws.close(code=DROPPED_CLOSE)  # a clean close would be a leave
         if self.publisher is not None:
             await self.publisher.close()
             self.publisher = None

@@ -17,7 +17,7 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ValidationError
 
 from sfu.layer_selector import TrackSettings
-from sfu.participant import Participant
+from sfu.participant import RECONNECTING, Participant
 from sfu.room import RoomFull, RoomRegistry
 from sfu.media_section import SdpError
 
@@ -34,6 +34,8 @@ from .server_metrics import ServerMetrics
 from .tickets import create_ticket
 
 log = logging.getLogger(__name__)
+
+ENDED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
 
 EVENT_MODELS: dict[str, type[BaseModel]] = {
     "participant_joined": p.ParticipantJoined,
@@ -91,6 +93,10 @@ class Session:
         self.participant: Optional[Participant] = None
         self._outbox: asyncio.Queue[Optional[str]] = asyncio.Queue()
         self._closing = False
+        #: Suspended by the core (its PC closed) while this socket was still open:
+        #: a ``leave`` already on its way must still end it, not leave it reconnecting.
+        self._suspended: Optional[tuple[Participant, int]] = None
+        self._client_left = False
         # --- access control and limits (tokens, grants, rate limits) ---
         self.config = config or ServerConfig()
         self.address = address
@@ -106,15 +112,20 @@ class Session:
     async def run(self) -> None:
         writer = asyncio.ensure_future(self._write())
         try:
-            async for message in self.ws:
+            while True:
+                message = await self.ws.receive()
+                if message.type == WSMsgType.CLOSE:  # its close frame: did it leave on purpose?
+                    self._client_left = message.data in p.CLIENT_LEFT
+                if message.type in ENDED:
+                    break
                 if message.type == WSMsgType.TEXT:
                     await self.handle(message.data)
                 elif message.type == WSMsgType.BINARY:
                     self._error(None, p.ErrorCode.BAD_MESSAGE, "binary messages are not supported")
                 elif message.type == WSMsgType.ERROR:
                     self._closing = True  # a protocol violation ends the session: no resume
-                if self._closing:
-                    break
+                if self._closing and self._suspended is None:
+                    break  # (once suspended: read on, until the socket we close ends)
         finally:
             await self._detach()
             self._outbox.put_nowait(None)
@@ -337,6 +348,10 @@ class Session:
 
     async def _on_leave(self, request: p.Leave) -> p.Ok:
         self._closing = True
+        if self.participant is None and self._suspended is not None:
+            participant, generation = self._suspended
+            if participant.state == RECONNECTING and participant.generation == generation:
+                self.participant = participant  # not resumed elsewhere: this leave is its own
         await self._leave("left")
         return p.Ok(id=request.id)
 
@@ -432,6 +447,8 @@ class Session:
         self._send(EVENT_MODELS[event](**payload))
         if event in ("leave", "reconnect"):
             self._closing = True
+            if event == "reconnect" and self.participant is not None:
+                self._suspended = (self.participant, self.participant.generation)
             self.participant = None
             asyncio.ensure_future(self._close_soon())
 
@@ -463,6 +480,9 @@ class Session:
         participant = self.participant
         if participant is None or self._closing or self.rooms.config.resume_grace <= 0:
             await self._leave("disconnected")
+            return
+        if self._client_left:  # its own close frame said so
+            await self._leave("left")
             return
         self.participant = None
         log.info("connection lost: reconnecting")
