@@ -437,8 +437,10 @@ async def run_scenario(scenario: Scenario, driver: ServerDriver, options: RunOpt
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def wait_empty(driver: ServerDriver, timeout: float = 15.0) -> Optional[int]:
-    """Participants the SFU still holds once everyone left (None: not exposed)."""
+async def wait_empty(driver: ServerDriver, timeout: float = 30.0) -> Optional[int]:
+    """Participants the SFU still holds once everyone left (None: not exposed).
+    Longer than the 20 s resume grace: a leave whose socket was reset before a
+    busy server read it can only end with the grace."""
     live = getattr(driver, "live_participants", None)
     if live is None:
         return None

@@ -200,6 +200,8 @@ class Participant:
             notify("reconnect", {"reason": reason, "grace": self.config.resume_grace})
             self._resubscribe = {t.id: (t, settings) for t, settings in self.subscriber.subscriptions()}
             await asyncio.gather(self.publisher.suspend(), self.subscriber.close(), return_exceptions=True)
+            if self.closed:  # it left meanwhile: nothing to wait for
+                return False
             self._grace_task = asyncio.ensure_future(self._expire(reason))
             log.info("participant %s: reconnecting (%s)", self.id, reason)
             return True

@@ -5,8 +5,11 @@
         await client.publish([audio_track, video_track])
         track = await client.wait_track(kind="video")
 
-Remote tracks are ordinary aiortc MediaStreamTracks: ``await track.recv()``
-gives decoded frames.
+Remote tracks are MediaStreamTracks: ``await track.recv()`` gives frames
+decoded by aiortc.  The server recycles subscriber m-lines, and aiortc raises
+one "track" per transceiver only, so the client maps each offer's mids to the
+server's track ids itself and gives every track carried on an m-line its own
+RemoteTrack, fed from that m-line's receiver while it carries that track.
 """
 
 from __future__ import annotations
@@ -15,14 +18,18 @@ import asyncio
 import itertools
 import json
 import logging
+import time
 from typing import Any, Optional
 
 import aiohttp
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 from sfu.config import IceConfig
 from sfu.transport import restrict_ice
+
+from .protocol import DROPPED as DROPPED_CLOSE
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +54,88 @@ class ClientError(Exception):
         self.code = code
 
 
-class RemoteTrack:
-    """A track received from the SFU, with what the server said about it."""
+#: Decoded frames a remote track holds for a reader that is behind; older ones
+#: are dropped (a bot that never reads a track must not grow without bound).
+MAX_QUEUED_FRAMES = 60
 
-    def __init__(self, track: MediaStreamTrack, track_id: str, participant_id: str) -> None:
-        self.track = track
+
+class FeedTrack(MediaStreamTrack):
+    """The frames of one remote track, as the m-line's feed hands them on."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._frames: asyncio.Queue = asyncio.Queue()
+
+    def push(self, frame) -> None:
+        if self._frames.qsize() >= MAX_QUEUED_FRAMES:
+            self._frames.get_nowait()
+        self._frames.put_nowait(frame)
+
+    def end(self) -> None:
+        self._frames.put_nowait(None)
+
+    async def recv(self):
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame = await self._frames.get()
+        if frame is None:
+            self.stop()
+            raise MediaStreamError
+        return frame
+
+
+class RemoteTrack:
+    """A track received from the SFU, with what the server said about it.
+    ``track`` ends when the server no longer sends it on ``mid``."""
+
+    def __init__(self, receiver, mid: str, track_id: str, participant_id: str) -> None:
+        self.receiver = receiver  # aiortc RTCRtpReceiver of the m-line (getStats)
+        self.mid = mid
+        self.track = FeedTrack(receiver.track.kind)
         self.track_id = track_id
         self.participant_id = participant_id
-        self.kind = track.kind
+        self.kind = self.track.kind
+
+
+class Feed:
+    """One subscriber m-line: reads its receiver's frames and hands them to the
+    RemoteTrack it carries now (none while inactive: those frames are dropped).
+
+    aiortc's jitter buffer lets out a track's last frame only when the next
+    packet comes, which on a recycled m-line is the next track's: a frame
+    whose media time is from before the switch (the server's numbering runs on
+    with the wall clock across it) is the previous track's and is dropped."""
+
+    def __init__(self, receiver) -> None:
+        self.receiver = receiver
+        self.remote: Optional[RemoteTrack] = None
+        self._last: Optional[tuple[float, float]] = None  # (media time, arrival) of the newest frame
+        self._stale_before: Optional[float] = None
+        self.task = asyncio.ensure_future(self._pump())
+
+    def carry(self, remote: Optional[RemoteTrack]) -> None:
+        if self.remote is not None:
+            self.remote.track.end()
+        self.remote = remote
+        if remote is not None and self._last is not None:
+            media_time, arrival = self._last
+            self._stale_before = media_time + (time.monotonic() - arrival) / 2
+
+    async def _pump(self) -> None:
+        try:
+            while True:
+                frame = await self.receiver.track.recv()
+                media_time = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+                if media_time is not None:
+                    self._last = (media_time, time.monotonic())
+                stale = None not in (media_time, self._stale_before) and media_time < self._stale_before
+                if self.remote is not None and not stale:
+                    self.remote.track.push(frame)
+        except MediaStreamError:
+            pass
+        finally:
+            self.carry(None)
 
 
 class Client:
@@ -78,7 +159,10 @@ class Client:
         self.participant_id: Optional[str] = None
         self.roster: dict[str, dict] = {}
         self.events: list[dict] = []
+        #: The tracks the server sends us now, by track id (see _follow_offer).
         self.remote_tracks: dict[str, RemoteTrack] = {}
+        self._feeds: dict[str, Feed] = {}  # by mid
+        self._gone: set[str] = set()  # track ids announced gone, maybe still in a queued offer
         #: Slot subscription (join with ``slots``): the track received on each
         #: slot m-line, and what each slot carries now (from slots_changed).
         self.slot_tracks: dict[str, MediaStreamTrack] = {}
@@ -87,7 +171,6 @@ class Client:
         self.subscriber = self._new_subscriber()
         self._ids = itertools.count(1)
         self._pending: dict[Any, asyncio.Future] = {}
-        self._mids: dict[str, dict] = {}
         self._offers: asyncio.Queue = asyncio.Queue()
         self._event_waiters: list[tuple[str, asyncio.Future]] = []
         self._track_arrived = asyncio.Event()
@@ -214,7 +297,14 @@ class Client:
         elif kind == "participant_joined":
             self.roster[event["participant"]["id"]] = event["participant"]
         elif kind == "participant_left":
-            self.roster.pop(event["participant_id"], None)
+            left = self.roster.pop(event["participant_id"], None)
+            self._forget(t.track_id for t in list(self.remote_tracks.values())
+                         if t.participant_id == event["participant_id"])
+            self._forget(t["id"] for t in (left or {}).get("tracks", []))
+        elif kind == "track_unpublished":
+            owner = self.roster.get(event.get("participant_id"), {})
+            owner["tracks"] = [t for t in owner.get("tracks", []) if t["id"] != event["track_id"]]
+            self._forget([event["track_id"]])
         elif kind == "slots_changed":
             self.slots = event["slots"]
         elif kind == "track_published":
@@ -271,11 +361,12 @@ class Client:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         if self._ws is not None:
-            await self._ws.close()
+            await self._ws.close(code=DROPPED_CLOSE)  # a clean close would be a leave
         if self.publisher is not None:
             await self.publisher.close()
             self.publisher = None
         await self.subscriber.close()
+        await self._stop_feeds()
 
     async def resume(self, tracks: Optional[list[MediaStreamTrack]] = None) -> dict:
         """Come back as the same participant on a new socket with fresh peer
@@ -286,8 +377,8 @@ class Client:
             await self.disconnect()
         self.subscriber = self._new_pc()
         self.subscriber.on("track", self._on_track)
-        self.remote_tracks.clear()
-        self._mids.clear()
+        await self._stop_feeds()
+        self._gone.clear()
         self._offers = asyncio.Queue()
         self.closed.clear()
         await self.connect()
@@ -339,14 +430,49 @@ class Client:
         while not self.closed.is_set():
             offer = await self._offers.get()
             try:
-                self._mids.update({t["mid"]: t for t in offer["tracks"]})
                 await self.subscriber.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+                self._follow_offer(offer["tracks"])
                 self._restrict(self.subscriber)
                 await self.subscriber.setLocalDescription(await self.subscriber.createAnswer())
                 await self.request({"type": "subscriber_answer", "sdp": self.subscriber.localDescription.sdp})
             except (ClientError, ConnectionError, asyncio.TimeoutError) as exc:
                 if not self.closed.is_set():
                     log.warning("subscriber negotiation failed: %s", exc)
+
+    def _follow_offer(self, mapping: list[dict]) -> None:
+        """Make remote_tracks what the offer's complete mid → track mapping
+        says. A recycled mid with another track id gets a new RemoteTrack (the
+        old one ends); a mid no longer listed carries nothing."""
+        by_mid = {t["mid"]: t for t in mapping if t["track_id"] not in self._gone}
+        self._gone &= {t["track_id"] for t in mapping}  # later offers cannot list the rest
+        for transceiver in self.subscriber.getTransceivers():
+            receiver, info = transceiver.receiver, by_mid.get(transceiver.mid)
+            feed = self._feeds.get(transceiver.mid)
+            if info is None:
+                if feed is not None:
+                    feed.carry(None)
+                continue
+            if receiver.track is None:
+                continue
+            if feed is None or feed.receiver is not receiver:
+                feed = self._feeds[transceiver.mid] = Feed(receiver)
+            if feed.remote is None or feed.remote.track_id != info["track_id"]:
+                feed.carry(RemoteTrack(receiver, transceiver.mid, info["track_id"], info["participant_id"]))
+        self._publish_remote_tracks()
+
+    def _forget(self, track_ids) -> None:
+        """Tracks the server announced gone: drop them now, and from any offer
+        already queued that still lists them."""
+        track_ids = set(track_ids)
+        self._gone |= track_ids
+        for feed in self._feeds.values():
+            if feed.remote is not None and feed.remote.track_id in track_ids:
+                feed.carry(None)
+        self._publish_remote_tracks()
+
+    def _publish_remote_tracks(self) -> None:
+        self.remote_tracks = {f.remote.track_id: f.remote for f in self._feeds.values() if f.remote is not None}
+        self._track_arrived.set()
 
     def slot_of(self, participant_id: str, kind: str) -> Optional[MediaStreamTrack]:
         """The received track of the slot now carrying ``participant_id``'s ``kind``."""
@@ -359,15 +485,9 @@ class Client:
         for transceiver in self.subscriber.getTransceivers():
             if transceiver.receiver.track is track:
                 self.slot_tracks[transceiver.mid] = track
-                info = self._mids.get(transceiver.mid)
-                if info is not None:
-                    self.remote_tracks[info["track_id"]] = RemoteTrack(
-                        track, info["track_id"], info["participant_id"]
-                    )
-                    self._track_arrived.set()
 
     async def wait_tracks(self, count: int, timeout: float = 10) -> list[RemoteTrack]:
-        """Wait until at least ``count`` remote tracks have arrived."""
+        """Wait until at least ``count`` remote tracks are received."""
         async def until() -> None:
             while len(self.remote_tracks) < count:
                 self._track_arrived.clear()
@@ -375,6 +495,13 @@ class Client:
 
         await asyncio.wait_for(until(), timeout)
         return list(self.remote_tracks.values())
+
+    async def _stop_feeds(self) -> None:
+        feeds, self._feeds = list(self._feeds.values()), {}
+        for feed in feeds:
+            feed.task.cancel()
+        await asyncio.gather(*(feed.task for feed in feeds), return_exceptions=True)
+        self.remote_tracks = {}
 
     async def send_data(self, payload: str, topic: str = "", to: Optional[list[str]] = None) -> None:
         """Send a ``data`` event to the room (or only to the identities ``to``)."""
@@ -399,3 +526,4 @@ class Client:
         if self.publisher is not None:
             await self.publisher.close()
         await self.subscriber.close()
+        await self._stop_feeds()

@@ -230,7 +230,9 @@ class Relay:
                 await self.upstream.send_str(message.data)
             elif message.type == WSMsgType.BINARY:
                 await self.upstream.send_bytes(message.data)
-        await self.upstream.close()
+        # the worker tells a client that left (its close code) from one that dropped
+        left = self.client.close_code in p.CLIENT_LEFT
+        await self.upstream.close(code=self.client.close_code if left else p.DROPPED)
 
     async def _worker_to_client(self) -> None:
         async for message in self.upstream:

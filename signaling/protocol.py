@@ -747,3 +747,10 @@ ServerMessage = Annotated[
     Field(discriminator="type"),
 ]
 SERVER_MESSAGE_ADAPTER: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
+
+
+#: Close codes a client sends when it ends its session (normal closure, going
+#: away). A dropped connection has none (1006); pysfu.js closes with DROPPED
+#: when it goes on to resume, and the front relays a drop to a worker so.
+CLIENT_LEFT = (1000, 1001)
+DROPPED = 4000

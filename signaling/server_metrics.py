@@ -54,6 +54,13 @@ class ServerMetrics:
             self.loop_lag = max(0.0, time.perf_counter() - start - LAG_INTERVAL)
 
 
+def _live_tasks() -> int:
+    try:
+        return sum(1 for task in asyncio.all_tasks() if not task.done())
+    except RuntimeError:  # collected outside the event loop's thread
+        return 0
+
+
 class _LoopAndWebhooks(Collector):
     def __init__(self, metrics: ServerMetrics, webhook_stats: Callable[[], Counter]) -> None:
         self._metrics = metrics
@@ -63,6 +70,9 @@ class _LoopAndWebhooks(Collector):
         yield GaugeMetricFamily(
             "pysfu_event_loop_lag_seconds", "how late the event loop woke a 250 ms sleep, last sample",
             value=self._metrics.loop_lag,
+        )
+        yield GaugeMetricFamily(
+            "pysfu_asyncio_tasks", "asyncio tasks not yet done (a leak grows it)", value=_live_tasks(),
         )
         family = CounterMetricFamily("pysfu_webhooks", "webhook deliveries by outcome", labels=["outcome"])
         stats = self._webhook_stats()

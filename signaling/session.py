@@ -19,7 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ValidationError
 
 from sfu.layer_selector import TrackSettings
-from sfu.participant import Participant
+from sfu.participant import RECONNECTING, Participant
 from sfu.recorder import TooManyRecordings
 from sfu.room import RoomFull, RoomRegistry
 from sfu.media_section import SdpError
@@ -38,6 +38,8 @@ from .server_metrics import ServerMetrics
 from .tickets import create_ticket
 
 log = logging.getLogger(__name__)
+
+ENDED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
 
 EVENT_MODELS: dict[str, type[BaseModel]] = {
     "participant_joined": p.ParticipantJoined,
@@ -102,9 +104,13 @@ class Session:
         self.ws = ws
         self.rooms = rooms
         self.participant: Optional[Participant] = None
+        self._closing = False
+        #: Suspended by the core (its PC closed) while this socket was still open:
+        #: a ``leave`` already on its way must still end it, not leave it reconnecting.
+        self._suspended: Optional[tuple[Participant, int]] = None
+        self._client_left = False
         self.config = config or ServerConfig()
         self.outbox = Outbox(self.config.limits.outbox_bytes)
-        self._closing = False
         self._closer: Optional[asyncio.Future] = None
         self._abort = abort
         # --- access control and limits (tokens, grants, rate limits) ---
@@ -122,13 +128,18 @@ class Session:
         writer = asyncio.ensure_future(self._write())
         deadline = asyncio.get_running_loop().call_later(self.config.limits.join_timeout, self._join_deadline)
         try:
-            async for message in self.ws:
+            while True:
+                message = await self.ws.receive()
+                if message.type == WSMsgType.CLOSE:  # its close frame: did it leave on purpose?
+                    self._client_left = message.data in p.CLIENT_LEFT
+                if message.type in ENDED:
+                    break
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     await self.handle(message.data)
                 elif message.type == WSMsgType.ERROR:
                     self._closing = True  # a protocol violation ends the session: no resume
-                if self._closing:
-                    break
+                if self._closing and self._suspended is None:
+                    break  # (once suspended: read on, until the socket we close ends)
         finally:
             deadline.cancel()
             await self._detach()
@@ -379,6 +390,10 @@ class Session:
 
     async def _on_leave(self, request: p.Leave) -> p.Ok:
         self._closing = True
+        if self.participant is None and self._suspended is not None:
+            participant, generation = self._suspended
+            if participant.state == RECONNECTING and participant.generation == generation:
+                self.participant = participant  # not resumed elsewhere: this leave is its own
         await self._leave("left")
         return p.Ok(id=request.id)
 
@@ -476,6 +491,8 @@ class Session:
         self._send(EVENT_MODELS[event](**payload))
         if event in ("leave", "reconnect"):
             self._closing = True
+            if event == "reconnect" and self.participant is not None:
+                self._suspended = (self.participant, self.participant.generation)
             self.participant = None
             asyncio.ensure_future(self._close_soon())
 
@@ -534,6 +551,9 @@ class Session:
         participant = self.participant
         if participant is None or self._closing or self.rooms.config.resume_grace <= 0:
             await self._leave("disconnected")
+            return
+        if self._client_left:  # its own close frame said so
+            await self._leave("left")
             return
         self.participant = None
         log.info("connection lost: reconnecting")

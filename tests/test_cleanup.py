@@ -6,6 +6,8 @@ import asyncio
 import gc
 import os
 
+from signaling.protocol import DROPPED
+
 from .conftest import client_factory, eventually
 from .media import PatternVideoTrack, ToneAudioTrack
 
@@ -100,7 +102,7 @@ async def _socket_loss(server, clients) -> None:
     await leaver.join("drop", "leaver")
     await leaver.publish([ToneAudioTrack(), PatternVideoTrack(320, 240)])
     await viewer.wait_tracks(2)
-    await leaver._ws.close()  # no leave message: the socket just goes away
+    await leaver._ws.close(code=DROPPED)  # no leave message: the socket just goes away
 
     left = await viewer.wait_event("participant_left")
     assert left["participant_id"] == leaver.participant_id

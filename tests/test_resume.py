@@ -12,6 +12,7 @@ import pytest
 
 from signaling.auth import VideoGrant, create_token
 from signaling.client import ClientError
+from signaling.protocol import DROPPED
 
 from .conftest import API_KEY, API_SECRET, KEYS, client_factory, eventually
 from .media import PatternVideoTrack, ToneAudioTrack
@@ -118,7 +119,7 @@ async def test_others_see_reconnecting_then_left_after_the_grace(make_server):
         await leaver.join("grace", "leaver")
         await leaver.publish([ToneAudioTrack()])
         await viewer.wait_tracks(1)
-        await leaver._ws.close()  # only the socket goes: the server closes the PCs
+        await leaver._ws.close(code=DROPPED)  # only the socket goes (a 1000 close is a leave)
 
         await eventually(lambda: states_of(viewer, leaver.participant_id) == ["reconnecting"], timeout=5)
         assert not events(viewer, "participant_left")

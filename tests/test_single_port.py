@@ -52,8 +52,7 @@ async def inbound_packets(client: Client) -> dict[str, int]:
     """Packets received per remote participant, from the client's own RTP stats."""
     counts: dict[str, int] = {}
     for remote in client.remote_tracks.values():
-        transceiver = next(t for t in client.subscriber.getTransceivers() if t.receiver.track is remote.track)
-        stats = await transceiver.receiver.getStats()
+        stats = await remote.receiver.getStats()
         packets = sum(s.packetsReceived for s in stats.values() if s.type == "inbound-rtp")
         counts[remote.participant_id] = counts.get(remote.participant_id, 0) + packets
     return counts

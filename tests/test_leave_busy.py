@@ -1,0 +1,71 @@
+"""Everyone who leaves is gone at once, even when the server is seconds
+behind: a clean close of the socket is a leave, and a ``leave`` that comes
+after the server saw the peer connections close still ends the participant
+(not ``reconnecting`` for the resume grace)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import time
+import urllib.request
+
+from .conftest import start_server_process, stop_server_process
+from .media import ToneAudioTrack
+from signaling.client import Client
+
+CLIENTS = 10
+#: Far under the 20 s resume grace: a participant kept as reconnecting fails.
+BOUND = 8.0
+STALL = 2.0  # seconds the server process is stopped while everyone goes
+
+
+def participants(server) -> int:
+    with urllib.request.urlopen(f"{server.http}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = re.search(r"^pysfu_participants (\S+)$", text, re.M)
+    return int(float(found.group(1))) if found else 0
+
+
+async def leave_then_close_pcs(client: Client) -> None:
+    """As loadgen's peers do when the leave's answer is slow: leave, close the
+    PCs (their DTLS close reaches the server too), then the socket."""
+    await client.send_raw(json.dumps({"type": "leave", "id": "bye"}))
+    await client.publisher.close()
+    await client.subscriber.close()
+    await client.close()
+
+
+async def test_room_empties_when_all_go_while_the_server_is_behind():
+    server = start_server_process()
+    clients = [Client(server.url, ice_addresses=["127.0.0.1"]) for _ in range(CLIENTS)]
+    try:
+        for index, client in enumerate(clients):
+            await client.connect()
+            await client.join("busy", f"p{index}")
+            await client.publish([ToneAudioTrack()])
+        await asyncio.gather(*(c.wait_tracks(CLIENTS - 1, timeout=30) for c in clients))
+        assert await asyncio.to_thread(participants, server) == CLIENTS
+
+        os.kill(server.proc.pid, signal.SIGSTOP)  # the server falls seconds behind
+        try:
+            half = CLIENTS // 2
+            going = [leave_then_close_pcs(c) for c in clients[:half]]  # leave, then PCs close
+            going += [c.close() for c in clients[half:]]  # a clean close, no leave
+            gone = asyncio.gather(*going, return_exceptions=True)
+            await asyncio.sleep(STALL)
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        started = time.monotonic()
+        await gone
+        deadline = started + BOUND
+        while (left := await asyncio.to_thread(participants, server)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert left == 0, f"{left} participants still counted {BOUND} s after everyone went"
+    finally:
+        for client in clients:
+            await client.close()
+        stop_server_process(server)
