@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -59,7 +59,29 @@ class SfuConfig(BaseModel):
     #: in the room ("reconnecting") waiting to resume; 0: it leaves at once.
     resume_grace: float = Field(default=20.0, ge=0, le=600)
 
-    @field_validator("recording_dir")
+    # --- transcription (sfu/transcription/, the ``transcription`` extra) ---
+    #: "whisper" (faster-whisper, the default) or "pocketsphinx" (light, far less accurate).
+    transcription_engine: Literal["whisper", "pocketsphinx"] = "whisper"
+    #: A CTranslate2 Whisper model directory (e.g. a multilingual or larger
+    #: model for French); empty: the tiny.en model the extra installs.
+    transcription_model_dir: str = ""
+    #: Language of a room's speech when ``start_transcription`` names none.
+    transcription_language: str = Field(default="en", pattern=r"^[a-z]{2,3}$")
+    #: Rooms transcribed at once in this process, one transcription process
+    #: each (``too_many_transcriptions`` beyond).
+    max_transcriptions: int = Field(default=2, ge=0)
+    #: Audio chunks (20 ms each) queued for a transcription process that falls
+    #: behind; more are dropped, never waited for.
+    transcription_queue: int = Field(default=500, ge=10, le=100_000)
+    #: Where transcripts are written (one directory each, 0700; files 0600).
+    transcript_dir: str = Field(default="transcripts", validate_default=True)
+
+    @field_validator("recording_dir", "transcript_dir")
     @classmethod
     def _absolute(cls, value: str) -> str:
         return os.path.abspath(os.path.expanduser(value))
+
+    @field_validator("transcription_model_dir")
+    @classmethod
+    def _absolute_if_set(cls, value: str) -> str:
+        return os.path.abspath(os.path.expanduser(value)) if value else value
