@@ -77,6 +77,7 @@ class Transcription:
         self.language = language
         self.started_at = time.time()
         self.captions = 0
+        self.ready = False  # the engine has loaded its model
         self.error: Optional[str] = None
         self.transcript = Transcript(config.transcript_dir, self.id, room.name, language)
         self.taps: dict[str, tuple[AudioTap, str]] = {}  # track id -> (tap, participant id)
@@ -119,6 +120,7 @@ class Transcription:
             self.error = message[1]
             log.warning("transcription %s of %s cannot run: %s", self.id, self.room.name, message[1])
         elif message[0] == "ready":
+            self.ready = True
             log.info("transcription %s of %s: engine ready", self.id, self.room.name)
 
     def _caption(self, participant_id: str, text: str, start: float, end: float, final: bool) -> None:

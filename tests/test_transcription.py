@@ -1,0 +1,183 @@
+"""Live captions and transcripts (sfu/transcription/): espeak-ng speaks known
+sentences into a participant's microphone; the shipped Whisper model must
+caption them for everyone, and a killed transcription process must not take
+the room down."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from signaling.client import ClientError
+
+from .conftest import eventually
+from .media import SpeechAudioTrack
+
+pytest.importorskip("faster_whisper", reason="the transcription extra is not installed (make transcription)")
+pytest.importorskip("webrtcvad", reason="the transcription extra is not installed (make transcription)")
+
+SENTENCES = [
+    "Please open the window in the kitchen.",
+    "We will meet again next week on Monday.",
+    "Thank you for joining the meeting this morning.",
+]
+PAUSE = 1.2  # seconds of silence after each sentence
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word-level Levenshtein distance over the reference's length."""
+    ref, hyp = words(reference), words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        diagonal, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (r != h))
+    return row[-1] / max(1, len(ref))
+
+
+def test_word_error_rate():
+    assert word_error_rate("the cat sat", "the cat sat") == 0
+    assert word_error_rate("the cat sat", "the bat sat down") == pytest.approx(2 / 3)
+    assert word_error_rate("a b", "") == 1
+
+
+@pytest.fixture(scope="module")
+def speech_wav(tmp_path_factory) -> Path:
+    """SENTENCES spoken by espeak-ng, each followed by PAUSE seconds of silence (16 kHz mono)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng missing (make espeak-ng, or apt-get install espeak-ng)")
+    import av
+
+    directory = tmp_path_factory.mktemp("speech")
+    parts = []
+    for i, sentence in enumerate(SENTENCES):
+        path = directory / f"{i}.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(path), sentence], check=True)
+        with av.open(str(path)) as container:
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
+            parts += [f.to_ndarray().reshape(-1) for frame in container.decode(audio=0)
+                      for f in resampler.resample(frame)]
+        parts.append(np.zeros(int(PAUSE * 16000), np.int16))
+    out = directory / "speech.wav"
+    import wave
+
+    with wave.open(str(out), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(np.concatenate(parts).tobytes())
+    return out
+
+
+def finals(client, participant_id: str) -> list[dict]:
+    return [e for e in client.events if e["type"] == "caption" and e["final"] and e["participant_id"] == participant_id]
+
+
+async def transcribed_room(make_server, tmp_path, speech_wav, clients_of):
+    server = await make_server(sfu={"transcript_dir": str(tmp_path / "transcripts")})
+    speaker, listener = await clients_of(server), await clients_of(server)
+    await speaker.join("captions", "alice")
+    track = SpeechAudioTrack(speech_wav)
+    await speaker.publish([track])
+    await listener.join("captions", "bob")
+    return server, speaker, listener, track
+
+
+@pytest.fixture
+async def clients_of():
+    made = []
+
+    async def make(server):
+        client = server.client()
+        await client.connect()
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+@pytest.mark.timeout(240)
+async def test_spoken_sentences_become_captions_and_a_transcript(make_server, tmp_path, speech_wav, clients_of):
+    server, speaker, listener, track = await transcribed_room(make_server, tmp_path, speech_wav, clients_of)
+    response = await listener.request({"type": "start_transcription", "language": "en"})
+    info = response["transcription"]
+    assert info["language"] == "en"
+    started = await speaker.wait_event("transcription_started", 10) if not any(
+        e["type"] == "transcription_started" for e in speaker.events) else None
+    assert started is None or started["transcription_id"] == info["transcription_id"]
+    transcription = server.rooms.rooms["captions"].transcriptions.active
+    await eventually(lambda: transcription.ready, 90, 0.2, "the Whisper model did not load")
+
+    track.speak()
+    reference = " ".join(SENTENCES)
+    alice = speaker.participant_id
+
+    def heard() -> str:
+        return " ".join(c["text"] for c in finals(listener, alice))
+
+    await asyncio.wait_for(track.spoken.wait(), track.duration + 30)
+    # every sentence captioned (or the deadline passes and the WER below says how far off)
+    try:
+        await eventually(lambda: word_error_rate(reference, heard()) < 0.3, 90, 0.2)
+    except AssertionError:
+        pass
+    wer = word_error_rate(reference, heard())
+    assert wer < 0.3, f"WER {wer:.2f}: heard {heard()!r}"
+    for caption in finals(listener, alice):
+        assert 0 <= caption["start"] < caption["end"], caption
+
+    assert (await listener.request({"type": "stop_transcription"}))["type"] == "ok"
+    stopped = await listener.wait_event("transcription_stopped", 15) if not any(
+        e["type"] == "transcription_stopped" for e in listener.events) else None
+    assert stopped is None or stopped["reason"] == "stopped"
+    directory = tmp_path / "transcripts" / info["transcription_id"]
+    text = (directory / "transcript.txt").read_text()
+    vtt = (directory / "transcript.vtt").read_text()
+    assert vtt.startswith("WEBVTT\n") and "<v alice>" in vtt
+    spoken = " ".join(line.split(": ", 1)[1] for line in text.splitlines())
+    assert word_error_rate(reference, spoken) < 0.3, text
+    assert oct(directory.stat().st_mode & 0o777) == "0o700"
+    assert oct((directory / "transcript.vtt").stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.timeout(240)
+async def test_a_killed_transcription_process_stops_captions_not_the_room(make_server, tmp_path, speech_wav, clients_of):
+    server, speaker, listener, track = await transcribed_room(make_server, tmp_path, speech_wav, clients_of)
+    await listener.request({"type": "start_transcription"})
+    room = server.rooms.rooms["captions"]
+    transcription = room.transcriptions.active
+    await eventually(lambda: transcription.ready, 90, 0.2, "the Whisper model did not load")
+
+    os.kill(transcription.process.pid, signal.SIGKILL)
+    stopped = await listener.wait_event("transcription_stopped", 15)
+    assert stopped["reason"] == "failed" and stopped["transcription_id"] == transcription.id
+    assert "unexpectedly" in stopped["message"]
+    await eventually(lambda: any(e["type"] == "transcription_stopped" for e in speaker.events), 5)
+    assert room.transcriptions.active is None and not transcription.taps
+
+    # the room goes on: media still reaches bob, and captions can be started again
+    bob = room.participants[listener.participant_id]
+    sent = bob.counters()[("packets_out", "audio")]
+    await eventually(lambda: bob.counters()[("packets_out", "audio")] > sent + 50, 10,
+                     message="alice's audio stopped reaching bob")
+    again = await speaker.request({"type": "start_transcription"})
+    assert again["transcription"]["transcription_id"] != transcription.id
+    await eventually(lambda: room.transcriptions.active.ready, 90, 0.2)
+    track.speak()
+    await eventually(lambda: finals(listener, speaker.participant_id), 90, 0.2,
+                     "no caption after the restart")
+    await speaker.request({"type": "stop_transcription"})
