@@ -181,3 +181,77 @@ async def test_a_killed_transcription_process_stops_captions_not_the_room(make_s
     await eventually(lambda: finals(listener, speaker.participant_id), 90, 0.2,
                      "no caption after the restart")
     await speaker.request({"type": "stop_transcription"})
+
+
+@pytest.mark.timeout(240)
+async def test_admin_api_transcribes_and_serves_the_transcript_after_the_meeting(make_server, tmp_path, speech_wav):
+    import aiohttp
+
+    from signaling.auth import VideoGrant, create_token
+    from signaling.client import Client
+
+    from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK
+    from .test_webhooks import Receiver
+
+    admin = {"Authorization": "Bearer " + create_token(API_KEY, API_SECRET, "ops", VideoGrant(roomAdmin=True))}
+    async with Receiver() as receiver, aiohttp.ClientSession(headers=admin) as http:
+        server = await make_server(keys=KEYS, webhooks={"urls": [receiver.url]},
+                                   sfu={"transcript_dir": str(tmp_path / "transcripts")})
+        api = f"{server.http}/api/rooms/standup"
+        alice = Client(server.url, ice_addresses=LOOPBACK)
+        await alice.connect()
+        try:
+            await alice.join("standup", "alice", token=create_token(
+                API_KEY, API_SECRET, "alice", VideoGrant(room="standup", roomJoin=True)))
+            track = SpeechAudioTrack(speech_wav)
+            await alice.publish([track])
+            async with http.post(f"{api}/transcription", json={"language": "de"}) as response:
+                assert response.status == 201
+            # tiny.en cannot do German: the room hears why, the operator can start again in English
+            stopped = await alice.wait_event("transcription_stopped", 90)
+            assert stopped["reason"] == "failed" and "English-only" in stopped["message"], stopped
+            async with http.post(f"{api}/transcription", json={"language": "en"}) as response:
+                assert response.status == 201
+                started = await response.json()
+            async with http.post(f"{api}/transcription", json={}) as response:
+                assert (response.status, (await response.json())["error"]["code"]) == (409, "already_transcribing")
+            room = server.rooms.rooms["standup"]
+            await eventually(lambda: room.transcriptions.active.ready, 90, 0.2, "the Whisper model did not load")
+            track.speak()
+            await eventually(lambda: finals(alice, alice.participant_id), 90, 0.2, "no caption")
+            async with http.delete(f"{api}/transcription") as response:
+                assert response.status == 200
+                info = await response.json()
+            assert info["id"] == started["id"] and info["captions"] >= 1
+            await alice.leave()
+        finally:
+            await alice.close()
+        await eventually(lambda: "standup" not in server.rooms.rooms, 10)
+
+        async with http.get(server.http + info["files"][0]) as response:  # the room is gone; its transcript is not
+            assert response.status == 200 and response.content_type == "text/vtt"
+            assert "<v alice>" in await response.text()
+        async with http.get(f"{api}/transcripts/{info['id']}/meta.json") as response:
+            assert response.status == 404  # only the two transcript files are served
+        async with http.get(f"{server.http}/api/rooms/other/transcripts/{info['id']}/transcript.txt") as response:
+            assert response.status == 404  # another room's name does not reach it
+        await eventually(lambda: [e for e in receiver.events() if e["event"] == "transcript_ready"], 10)
+        ready = [e for e in receiver.events() if e["event"] == "transcript_ready"]
+        assert [e["transcript"]["reason"] for e in ready] == ["failed", "stopped"]
+        assert ready[1]["transcript"]["id"] == info["id"] and ready[1]["transcript"]["captions"] == info["captions"]
+
+
+async def test_a_server_without_a_model_says_transcription_is_unavailable(make_server, tmp_path, clients_of):
+    server = await make_server(sfu={"transcription_model_dir": str(tmp_path / "no-model")})
+    client = await clients_of(server)
+    await client.join("r", "alice")
+    with pytest.raises(ClientError) as caught:
+        await client.request({"type": "start_transcription"})
+    assert caught.value.code == "transcription_unavailable" and "no Whisper model" in str(caught.value)
+    with pytest.raises(ClientError) as caught:
+        await client.request({"type": "stop_transcription"})
+    assert caught.value.code == "not_transcribing"
+    with pytest.raises(ClientError) as caught:
+        await client.request({"type": "start_transcription", "language": "../../etc"})
+    assert caught.value.code == "bad_message"
+    assert server.rooms.rooms["r"].transcriptions.slots.in_use == 0
