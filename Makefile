@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 CHROMIUM ?= /usr/lib/chromium/chromium
 
-.PHONY: run test install install-test chromium coturn janus redis-server unit bench bench-janus loadgen loadgen-janus clean
+.PHONY: run test install install-test transcription espeak-ng chromium coturn janus redis-server unit bench bench-janus loadgen loadgen-janus clean
 
 $(BIN)/pysfu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,26 @@ $(VENV)/.test-deps: $(BIN)/pysfu
 	touch $@
 
 install-test: $(VENV)/.test-deps
+
+# The `transcription` extra (live captions), every package pinned by version
+# and sha256; nothing is downloaded at run time.
+$(VENV)/.transcription: $(BIN)/pysfu requirements-transcription.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements-transcription.txt
+	touch $@
+
+transcription: $(VENV)/.transcription
+
+# Debian's espeak-ng speaks known sentences into the transcription tests:
+# installed when missing and we are root.
+espeak-ng:
+	@if command -v espeak-ng >/dev/null; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian espeak-ng for the transcription tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null) \
+		|| echo "espeak-ng install failed: transcription tests will be skipped"; \
+	else \
+		echo "espeak-ng missing: transcription tests will be skipped (run 'sudo apt-get install espeak-ng')"; \
+	fi
 
 # Debian's Chromium for the browser tests: installed when missing and we are root.
 chromium:
@@ -81,7 +101,7 @@ redis-server:
 		echo "redis-server missing: cluster tests will be skipped (run 'sudo apt-get install redis-server')"; \
 	fi
 
-test: install-test chromium coturn janus redis-server
+test: install-test transcription espeak-ng chromium coturn janus redis-server
 	$(BIN)/python -m pytest -q -rs tests
 
 unit: install-test
