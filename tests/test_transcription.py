@@ -255,3 +255,46 @@ async def test_a_server_without_a_model_says_transcription_is_unavailable(make_s
         await client.request({"type": "start_transcription", "language": "../../etc"})
     assert caught.value.code == "bad_message"
     assert server.rooms.rooms["r"].transcriptions.slots.in_use == 0
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(240)
+async def test_demo_page_shows_the_caption_line(make_server, tmp_path, speech_wav):
+    """Chromium's fake microphone plays the spoken sentences (looped); a
+    listener's page shows what was said, under the speaker's name."""
+    from .browser import chromium, save_artifact
+
+    server = await make_server(sfu={"transcript_dir": str(tmp_path / "transcripts")})
+    async with chromium(tmp_path, [f"--use-file-for-fake-audio-capture={speech_wav}"]) as browser:
+        speaker, listener = await browser.new_page(), await browser.new_page()
+        await speaker.goto(f"{server.http}/?room=cc&name=ana&video=0&autojoin=1")
+        await listener.goto(f"{server.http}/?room=cc&name=ben&video=0&audio=0&autojoin=1")
+        for page in (speaker, listener):
+            await page.wait_for_selector("body[data-state=joined]", timeout=20000)
+        await listener.click("#captions-btn")
+        await speaker.wait_for_selector("#captions-state:not([hidden])", timeout=15000)
+        assert "transcribed" in await speaker.text_content("#captions-state")
+        transcription = server.rooms.rooms["cc"].transcriptions.active
+        await eventually(lambda: transcription.ready, 90, 0.2, "the Whisper model did not load")
+
+        reference = {w for sentence in SENTENCES for w in words(sentence)}
+
+        async def caption_line() -> tuple[str, str]:
+            if await listener.is_hidden("#captions"):
+                return "", ""
+            return (await listener.text_content("#captions .caption-name"),
+                    await listener.text_content("#captions .caption-text"))
+
+        async def heard_a_sentence() -> bool:
+            name, text = await caption_line()
+            said = words(text)
+            return name == "ana" and len(said) >= 4 and sum(w in reference for w in said) >= 0.7 * len(said)
+
+        deadline = asyncio.get_running_loop().time() + 90
+        while not await heard_a_sentence():
+            assert asyncio.get_running_loop().time() < deadline, f"caption line: {await caption_line()}"
+            await asyncio.sleep(0.25)
+        await listener.screenshot(path=str(save_artifact("captions-ben.png")))
+        await listener.click("#captions-btn")  # stop
+        await speaker.wait_for_selector("#captions-state", state="hidden", timeout=20000)
+        assert server.rooms.rooms["cc"].transcriptions.active is None
