@@ -298,3 +298,54 @@ async def test_demo_page_shows_the_caption_line(make_server, tmp_path, speech_wa
         await listener.click("#captions-btn")  # stop
         await speaker.wait_for_selector("#captions-state", state="hidden", timeout=20000)
         assert server.rooms.rooms["cc"].transcriptions.active is None
+
+
+def read_pcm(path: Path) -> np.ndarray:
+    import wave
+
+    with wave.open(str(path)) as wav:
+        return np.frombuffer(wav.readframes(wav.getnframes()), np.int16)
+
+
+def test_the_cutter_finds_each_sentence_between_pauses(speech_wav):
+    from sfu.transcription.vad import UtteranceCutter
+
+    pcm = read_pcm(speech_wav)
+    cutter = UtteranceCutter()
+    utterances = [u for i in range(0, len(pcm), 320) for u in cutter.accept(pcm[i:i + 320])]
+    utterances += cutter.flush()
+    assert len(utterances) == len(SENTENCES), [(u.start, u.end) for u in utterances]
+    for before, after in zip(utterances, utterances[1:]):
+        assert after.start - before.end > PAUSE / 2  # the pause is between them, not inside
+    assert all(1.0 < u.end - u.start < 5.0 for u in utterances)
+    assert utterances[-1].end < len(pcm) / 16000 - PAUSE / 2
+
+
+def test_pocketsphinx_engine_captions_each_utterance(speech_wav):
+    from sfu.transcription.engine import make_engine
+
+    engine = make_engine("pocketsphinx", "", "en")
+    pcm = read_pcm(speech_wav)
+    captions = [c for i in range(0, len(pcm), 320) for c in engine.accept(pcm[i:i + 320])] + engine.flush()
+    assert len(captions) == len(SENTENCES) and all(c.text and c.final for c in captions), captions
+
+
+async def test_a_process_that_falls_behind_loses_audio_never_time():
+    """While the process is still loading (reading nothing), feeding goes on
+    at full speed: chunks beyond the queue are dropped, not waited for."""
+    import time
+
+    from sfu.transcription.service import TranscriptionProcess
+
+    exited = []
+    process = TranscriptionProcess({"engine": "pocketsphinx", "model_dir": "", "language": "en"}, 20,
+                                   lambda message: None, exited.append)
+    chunk = np.zeros(320, np.int16)
+    slowest = 0.0
+    for _ in range(3000):
+        started = time.perf_counter()
+        process.feed("PA_x", chunk)
+        slowest = max(slowest, time.perf_counter() - started)
+    assert process.dropped > 2000 and slowest < 0.05, (process.dropped, slowest)
+    await process.stop()
+    assert exited == [True] and not process.running
