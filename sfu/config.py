@@ -72,7 +72,7 @@ class SfuConfig(BaseModel):
     max_transcriptions: int = Field(default=2, ge=0)
     #: Audio chunks (20 ms each) queued for a transcription process that falls
     #: behind; more are dropped, never waited for.
-    transcription_queue: int = Field(default=500, ge=10, le=100_000)
+    transcription_queue: int = Field(default=3000, ge=10, le=100_000)
     #: Where transcripts are written (one directory each, 0700; files 0600).
     transcript_dir: str = Field(default="transcripts", validate_default=True)
 

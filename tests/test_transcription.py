@@ -81,6 +81,10 @@ def speech_wav(tmp_path_factory) -> Path:
     return out
 
 
+def events_of(client, kind: str) -> list[dict]:
+    return [e for e in client.events if e["type"] == kind]
+
+
 def finals(client, participant_id: str) -> list[dict]:
     return [e for e in client.events if e["type"] == "caption" and e["final"] and e["participant_id"] == participant_id]
 
@@ -116,9 +120,8 @@ async def test_spoken_sentences_become_captions_and_a_transcript(make_server, tm
     response = await listener.request({"type": "start_transcription", "language": "en"})
     info = response["transcription"]
     assert info["language"] == "en"
-    started = await speaker.wait_event("transcription_started", 10) if not any(
-        e["type"] == "transcription_started" for e in speaker.events) else None
-    assert started is None or started["transcription_id"] == info["transcription_id"]
+    await eventually(lambda: events_of(speaker, "transcription_started"), 10)
+    assert events_of(speaker, "transcription_started")[0]["transcription_id"] == info["transcription_id"]
     transcription = server.rooms.rooms["captions"].transcriptions.active
     await eventually(lambda: transcription.ready, 90, 0.2, "the Whisper model did not load")
 
@@ -136,14 +139,12 @@ async def test_spoken_sentences_become_captions_and_a_transcript(make_server, tm
     except AssertionError:
         pass
     wer = word_error_rate(reference, heard())
-    assert wer < 0.3, f"WER {wer:.2f}: heard {heard()!r}"
+    assert wer < 0.3, f"WER {wer:.2f}: heard {heard()!r} ({transcription.process.dropped} chunks dropped)"
     for caption in finals(listener, alice):
         assert 0 <= caption["start"] < caption["end"], caption
 
     assert (await listener.request({"type": "stop_transcription"}))["type"] == "ok"
-    stopped = await listener.wait_event("transcription_stopped", 15) if not any(
-        e["type"] == "transcription_stopped" for e in listener.events) else None
-    assert stopped is None or stopped["reason"] == "stopped"
+    assert [e["reason"] for e in events_of(listener, "transcription_stopped")] == ["stopped"]
     directory = tmp_path / "transcripts" / info["transcription_id"]
     text = (directory / "transcript.txt").read_text()
     vtt = (directory / "transcript.vtt").read_text()
@@ -326,8 +327,10 @@ def test_pocketsphinx_engine_captions_each_utterance(speech_wav):
 
     engine = make_engine("pocketsphinx", "", "en")
     pcm = read_pcm(speech_wav)
+    pcm = pcm[:int(len(pcm) / len(SENTENCES) * 2)]  # two sentences: it decodes slowly
     captions = [c for i in range(0, len(pcm), 320) for c in engine.accept(pcm[i:i + 320])] + engine.flush()
-    assert len(captions) == len(SENTENCES) and all(c.text and c.final for c in captions), captions
+    assert len(captions) == 2 and all(c.text and c.final for c in captions), captions
+    assert captions[0].end < captions[1].start
 
 
 async def test_a_process_that_falls_behind_loses_audio_never_time():

@@ -203,5 +203,7 @@ class Transcriptions:
         self.room._emit("transcript_ready", transcript={
             "id": transcription.id, "language": transcription.language, "captions": transcription.captions,
             "files": [path.name for path in transcription.transcript.files()],
-            "reason": reason, **({"message": transcription.error} if transcription.error else {})})
-        log.info("transcription %s of %s ended (%s)", transcription.id, self.room.name, transcription.error or "ok")
+            "reason": reason, "audio_dropped": transcription.process.dropped,
+            **({"message": transcription.error} if transcription.error else {})})
+        log.info("transcription %s of %s ended (%s; %d audio chunks dropped)", transcription.id, self.room.name,
+                 transcription.error or "ok", transcription.process.dropped)
