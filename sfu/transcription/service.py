@@ -44,7 +44,8 @@ class TranscriptionProcess:
         self._origin = time.monotonic()
         self._input = context.Queue(queue_size)
         self._reader, writer = context.Pipe(duplex=False)
-        self._process = context.Process(target=run, args=({**settings, "origin": self._origin}, self._input, writer),
+        settings = {**settings, "origin": self._origin, "parent": os.getpid()}
+        self._process = context.Process(target=run, args=(settings, self._input, writer),
                                         name="pysfu-transcription", daemon=True)
         self._process.start()
         writer.close()  # the child holds the only write end: its exit is our end of file
@@ -68,6 +69,8 @@ class TranscriptionProcess:
         self._put(("flush", participant_id))
 
     def _put(self, message) -> None:
+        if self._exited.done():
+            return
         try:
             self._input.put_nowait(message)
         except (queue.Full, ValueError, OSError):  # full, or already closed
@@ -165,7 +168,7 @@ def run(settings: dict, inbox, outbox) -> None:
             message = inbox.get(timeout=0.25)
         except queue.Empty:
             message = ()
-        if message is None:
+        if message is None or os.getppid() != settings["parent"]:  # asked to stop, or orphaned
             break
         now = time.monotonic() - origin
         if message and message[0] == "pcm":
