@@ -352,3 +352,25 @@ async def test_a_process_that_falls_behind_loses_audio_never_time():
     assert process.dropped > 2000 and slowest < 0.05, (process.dropped, slowest)
     await process.stop()
     assert exited == [True] and not process.running
+
+
+async def test_a_process_behind_on_its_backlog_does_not_cut_utterances(speech_wav):
+    """Two speakers' audio arrives all at once (a burst the process needs
+    seconds to decode): every sentence still comes out whole, once."""
+    from sfu.transcription.service import TranscriptionProcess
+
+    captions, exited = [], asyncio.Event()
+    process = TranscriptionProcess({"engine": "whisper", "model_dir": "", "language": "en"}, 3000,
+                                   lambda m: captions.append(m) if m[0] == "caption" else None,
+                                   lambda asked: exited.set())
+    pcm = read_pcm(speech_wav)
+    for i in range(0, len(pcm), 320):
+        for speaker in ("PA_a", "PA_b"):
+            process.feed(speaker, pcm[i:i + 320])
+    await eventually(lambda: len(captions) >= 2 * len(SENTENCES), 90, 0.2)
+    await asyncio.sleep(1.5)  # nothing more may come
+    await process.stop()
+    for speaker in ("PA_a", "PA_b"):
+        said = [c[2] for c in captions if c[1] == speaker]
+        assert len(said) == len(SENTENCES), said
+        assert word_error_rate(" ".join(SENTENCES), " ".join(said)) < 0.3, said

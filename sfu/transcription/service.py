@@ -180,8 +180,9 @@ def run(settings: dict, inbox, outbox) -> None:
             send(participant_id, speaker, speaker.accept(at, np.frombuffer(data, np.int16)))
         elif message and message[0] == "flush" and message[1] in speakers:
             send(message[1], speakers[message[1]], speakers.pop(message[1]).flush())
-        for participant_id, speaker in speakers.items():
-            if now - speaker.last > GAP and speaker.engine.in_utterance:
-                send(participant_id, speaker, speaker.flush())
+        if message == ():  # caught up: a speaker silent this long stopped sending (muted, gone)
+            for participant_id, speaker in speakers.items():
+                if now - speaker.last > GAP and speaker.engine.in_utterance:
+                    send(participant_id, speaker, speaker.flush())
     for participant_id, speaker in speakers.items():
         send(participant_id, speaker, speaker.flush())
