@@ -123,6 +123,9 @@ async def test_spoken_sentences_become_captions_and_a_transcript(make_server, tm
     await eventually(lambda: events_of(speaker, "transcription_started"), 10)
     assert events_of(speaker, "transcription_started")[0]["transcription_id"] == info["transcription_id"]
     transcription = server.rooms.rooms["captions"].transcriptions.active
+    late = await clients_of(server)
+    await late.join("captions", "cleo")  # a late joiner hears that captions are on
+    await eventually(lambda: events_of(late, "transcription_started"), 10)
     await eventually(lambda: transcription.ready, 90, 0.2, "the Whisper model did not load")
 
     track.speak()

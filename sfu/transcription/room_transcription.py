@@ -12,6 +12,7 @@ No audio is kept.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 import os
@@ -187,9 +188,14 @@ class Transcriptions:
             self.active.untap(track_id)
 
     def greet(self, participant) -> None:
-        """A participant joined a transcribed room: tell it captions are on."""
+        """A participant joined a transcribed room: tell it captions are on
+        (on the next loop turn, so that it comes after the join's answer)."""
         if self.active is not None:
-            participant.notify("transcription_started", {"room": self.room.name, **self.active.info()})
+            asyncio.get_running_loop().call_soon(self._greet, participant, self.active)
+
+    def _greet(self, participant, transcription: Transcription) -> None:
+        if self.active is transcription and self.room.participants.get(participant.id) is participant:
+            participant.notify("transcription_started", {"room": self.room.name, **transcription.info()})
 
     def _ended(self, transcription: Transcription) -> None:
         if self.active is not transcription:
