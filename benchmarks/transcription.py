@@ -85,13 +85,13 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def bench_engines(names: list[str]) -> None:
-    from sfu.transcription.engine import make_engine
+    from sfu.transcription.engine import BASE_MODEL_DIR, make_engine
 
     pcm, reference = speech()
     print(f"engines: {len(SENTENCES)} espeak-ng sentences, {len(pcm) / RATE:.1f} s of audio, 20 ms chunks, 1 thread")
     for name in names:
         started = time.process_time()
-        engine = make_engine(name, "", "en")
+        engine = make_engine("whisper", BASE_MODEL_DIR, "en") if name == "whisper-base" else make_engine(name, "", "en")
         load = time.process_time() - started
         started = time.process_time()
         captions = [c for i in range(0, len(pcm), 320) for c in engine.accept(pcm[i:i + 320])] + engine.flush()
@@ -257,7 +257,8 @@ async def bench_forwarding(subscribers: int, rate: int, duration: float, repeat:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", default="engines,captions,forwarding")
-    parser.add_argument("--engines", default="whisper,pocketsphinx")
+    parser.add_argument("--engines", default="whisper,whisper-base,pocketsphinx",
+                        help="whisper: tiny.en; whisper-base: make transcription-base's model")
     parser.add_argument("--speakers", default="1,2", help="active speakers per room (captions part)")
     parser.add_argument("--subscribers", type=int, default=20)
     parser.add_argument("--rate", type=int, default=500, help="packets/s into the stream (forwarding part)")
