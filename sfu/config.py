@@ -74,6 +74,9 @@ class SfuConfig(BaseModel):
     #: Audio chunks (20 ms each) queued for a transcription process that falls
     #: behind; more are dropped, never waited for.
     transcription_queue: int = Field(default=3000, ge=10, le=100_000)
+    #: Partial captions: an utterance still going on is decoded again every
+    #: this many seconds of it (more CPU per speaker); 0: final captions only.
+    transcription_partial_interval: float = Field(default=0.0, ge=0, le=30)
     #: Where transcripts are written (one directory each, 0700; files 0600).
     transcript_dir: str = Field(default="transcripts", validate_default=True)
 

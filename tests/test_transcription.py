@@ -426,3 +426,17 @@ def test_the_base_model_is_joined_only_when_its_hash_matches(tmp_path, monkeypat
     monkeypatch.undo()
     joined = models.prepare_base(tmp_path / "good")
     assert sorted(p.name for p in joined.iterdir()) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.json"]
+
+
+def test_partial_captions_come_while_speaking_and_the_final_replaces_them(speech_wav):
+    from sfu.transcription.engine import make_engine
+
+    engine = make_engine("whisper", "", "en", partial_interval=1.0)
+    pcm = read_pcm(speech_wav)
+    captions = [c for i in range(0, len(pcm), 320) for c in engine.accept(pcm[i:i + 320])] + engine.flush()
+    finals = [c for c in captions if c.final]
+    assert len(finals) == len(SENTENCES)
+    for final in finals:  # each sentence (over a second long) had partials before its final
+        partials = [c for c in captions if not c.final and c.start == final.start]
+        assert partials and captions.index(partials[-1]) < captions.index(final)
+        assert all(p.end < final.end + 0.7 for p in partials)  # a partial ends where the audio ended then

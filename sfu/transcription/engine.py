@@ -38,13 +38,35 @@ class EngineError(Exception):
 
 
 class Engine:
-    """Base: utterances from the cutter, text from ``_decode``."""
+    """Base: utterances from the cutter, text from ``_decode``.
 
-    def __init__(self, end_silence: float = 0.6, max_utterance: float = 15.0) -> None:
+    With ``partial_interval`` > 0, an utterance still going on is decoded
+    again every that many seconds of it, as a partial caption (``final``
+    false) that the final one replaces.
+    """
+
+    def __init__(self, end_silence: float = 0.6, max_utterance: float = 15.0, partial_interval: float = 0.0) -> None:
         self._cutter = UtteranceCutter(end_silence=end_silence, max_length=max_utterance)
+        self._partial_interval = partial_interval
+        self._partial_of = -1.0  # start of the utterance the last partial was of
+        self._partial_at = 0.0  # and its length then
 
     def accept(self, pcm: np.ndarray) -> list[Caption]:
-        return self._captions(self._cutter.accept(pcm))
+        captions = self._captions(self._cutter.accept(pcm))
+        if self._partial_interval > 0 and self._cutter.in_utterance:
+            captions += self._partial()
+        return captions
+
+    def _partial(self) -> list[Caption]:
+        utterance = self._cutter.current()
+        if utterance.start != self._partial_of:
+            self._partial_of, self._partial_at = utterance.start, 0.0
+        length = utterance.end - utterance.start
+        if length - self._partial_at < self._partial_interval:
+            return []
+        self._partial_at = length
+        text = self._decode(utterance.pcm).strip()
+        return [Caption(text, round(utterance.start, 3), round(utterance.end, 3), final=False)] if text else []
 
     def flush(self) -> list[Caption]:
         return self._captions(self._cutter.flush())

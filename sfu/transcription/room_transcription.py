@@ -84,7 +84,7 @@ class Transcription:
         self.taps: dict[str, tuple[AudioTap, str]] = {}  # track id -> (tap, participant id)
         self.names: dict[str, str] = {}  # participant id -> name, kept after they leave
         settings = {"engine": config.transcription_engine, "model_dir": config.transcription_model_dir,
-                    "language": language}
+                    "language": language, "partial_interval": config.transcription_partial_interval}
         self.process = TranscriptionProcess(settings, config.transcription_queue, self._message, self._exited)
 
     def info(self) -> dict:

@@ -144,7 +144,8 @@ def run(settings: dict, inbox, outbox) -> None:
 
     def engine():
         return make_engine(settings["engine"], settings["model_dir"], settings["language"],
-                           end_silence=settings.get("end_silence", 0.6))
+                           end_silence=settings.get("end_silence", 0.6),
+                           partial_interval=settings.get("partial_interval", 0.0))
 
     try:
         engine()  # loads the model once (shared by every speaker's engine) and checks the language

@@ -46,6 +46,13 @@ class UtteranceCutter:
     def in_utterance(self) -> bool:
         return self._speaking
 
+    def current(self) -> Utterance | None:
+        """The utterance still open (for a partial decode), if any."""
+        if not self._speaking:
+            return None
+        pcm = np.concatenate(self._frames)
+        return Utterance(pcm, self._start / RATE, (self._start + len(pcm)) / RATE)
+
     def accept(self, pcm: np.ndarray) -> list[Utterance]:
         """Feed samples; returns the utterances they closed."""
         data = np.concatenate((self._pending, pcm)) if len(self._pending) else pcm
