@@ -608,12 +608,13 @@ function clearChat() {
 const CAPTION_SHOWN_MS = 8000;
 
 /** The caption line: the latest thing said, with the speaker's name. */
-function showCaption({ participant_id, text }) {
+function showCaption({ participant_id, text, final }) {
   const line = $("captions");
   const who = participantInfo(participant_id);
   const mine = demo.client && participant_id === demo.client.participantId;
   line.replaceChildren(el("span", "caption-name", mine ? "You" : (who && who.name) || "Guest"), el("span", "caption-text", text));
   line.dataset.participantId = participant_id;
+  line.classList.toggle("partial", final === false); // still being said: the final replaces it
   line.hidden = false;
   clearTimeout(demo.captionTimer);
   demo.captionTimer = setTimeout(() => { line.hidden = true; }, CAPTION_SHOWN_MS);
