@@ -349,12 +349,13 @@ async def test_a_process_that_falls_behind_loses_audio_never_time():
     process = TranscriptionProcess({"engine": "pocketsphinx", "model_dir": "", "language": "en"}, 20,
                                    lambda message: None, exited.append)
     chunk = np.zeros(320, np.int16)
-    slowest = 0.0
-    for _ in range(3000):
+    took = []
+    for _ in range(3000):  # a minute of audio
         started = time.perf_counter()
         process.feed("PA_x", chunk)
-        slowest = max(slowest, time.perf_counter() - started)
-    assert process.dropped > 2000 and slowest < 0.05, (process.dropped, slowest)
+        took.append(time.perf_counter() - started)
+    # a feeder that waited would have dropped nothing
+    assert process.dropped > 2000 and sorted(took)[1500] < 0.001, (process.dropped, sorted(took)[1500])
     await process.stop()
     assert exited == [True] and not process.running
 
