@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 CHROMIUM ?= /usr/lib/chromium/chromium
 
-.PHONY: run test install install-test transcription transcription-base espeak-ng chromium coturn janus redis-server unit bench bench-janus loadgen loadgen-janus clean
+.PHONY: run test install install-test chromium coturn janus redis-server unit bench bench-janus loadgen loadgen-janus clean
 
 $(BIN)/pysfu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ $(BASE_MODEL)/model.bin: $(VENV)/.transcription requirements-transcription-base.
 	$(BIN)/python -m sfu.transcription.models $(BASE_MODEL)
 
 transcription-base: $(BASE_MODEL)/model.bin
+
+.PHONY: transcription transcription-base espeak-ng
+test: transcription transcription-base espeak-ng  # the caption tests need them
 
 # Debian's espeak-ng speaks known sentences into the transcription tests:
 # installed when missing and we are root.
@@ -111,7 +114,7 @@ redis-server:
 		echo "redis-server missing: cluster tests will be skipped (run 'sudo apt-get install redis-server')"; \
 	fi
 
-test: install-test transcription transcription-base espeak-ng chromium coturn janus redis-server
+test: install-test chromium coturn janus redis-server
 	$(BIN)/python -m pytest -q -rs tests
 
 unit: install-test
