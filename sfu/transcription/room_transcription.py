@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Optional
 
 from ..ids import new_id
 from ..taps import AudioTap
-from .engine import ENGINES, shipped_model_dir
+from .engine import shipped_model_dir
 from .service import TranscriptionProcess
 from .transcript import Transcript
 
@@ -95,7 +95,7 @@ class Transcription:
             return
         try:
             tap = AudioTap(track, lambda pcm, pid=track.participant_id: self.process.feed(pid, pcm))
-        except ValueError as exc:  # a codec taps cannot decode
+        except Exception as exc:  # a codec taps cannot decode: the others are still transcribed
             log.warning("transcription %s: track %s not transcribed: %s", self.id, track.id, exc)
             return
         self.taps[track.id] = (tap, track.participant_id)
