@@ -157,9 +157,6 @@ class SphinxEngine(Engine):
         return hypothesis.hypstr if hypothesis is not None else ""
 
 
-ENGINES = ("whisper", "pocketsphinx")
-
-
 def make_engine(engine: str, model_dir: str, language: str, **cut) -> Engine:
     """Raises EngineError when the engine cannot run as asked."""
     if engine == "pocketsphinx":
