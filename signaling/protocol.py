@@ -72,6 +72,12 @@ class ErrorCode:
     # Recording.
     TOO_MANY_RECORDINGS = "too_many_recordings"
 
+    # Transcription (the ``transcription`` extra).
+    TRANSCRIPTION_UNAVAILABLE = "transcription_unavailable"
+    TOO_MANY_TRANSCRIPTIONS = "too_many_transcriptions"
+    ALREADY_TRANSCRIBING = "already_transcribing"
+    NOT_TRANSCRIBING = "not_transcribing"
+
 
 class CloseCode:
     """WebSocket close codes the server ends a session with (the close
@@ -414,6 +420,72 @@ class RecordingStopped(_Message):
     track_ids: list[str] = []
 
 
+# --- transcription: live captions and a transcript ------------------------------
+
+#: A language as Whisper names it: ISO 639-1 ("en", "fr"), a few 639-3 ("haw").
+Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]
+
+
+class StartTranscription(_Message):
+    """Caption the room's speech (everyone sees ``caption`` events); roomAdmin."""
+
+    type: Literal["start_transcription"]
+    id: RequestId
+    #: The room's spoken language; absent: the server's transcription_language.
+    language: Optional[Language] = None
+
+
+class StopTranscription(_Message):
+    """Stop captioning the room; the transcript is complete when the answer comes; roomAdmin."""
+
+    type: Literal["stop_transcription"]
+    id: RequestId
+
+
+class TranscriptionInfo(BaseModel):
+    transcription_id: str
+    language: str
+
+
+class TranscriptionResponse(_Message):
+    type: Literal["transcription_response"] = "transcription_response"
+    id: RequestId
+    transcription: TranscriptionInfo
+
+
+class TranscriptionStarted(_Message):
+    """The room is being transcribed: captions will follow (sent to everyone, and to late joiners)."""
+
+    type: Literal["transcription_started"] = "transcription_started"
+    room: str
+    transcription_id: str
+    language: str
+
+
+class TranscriptionStopped(_Message):
+    """Captions ended: ``stopped`` when asked, ``failed`` when the engine could not
+    start or its process died (``message`` says why)."""
+
+    type: Literal["transcription_stopped"] = "transcription_stopped"
+    room: str
+    transcription_id: str
+    language: str
+    reason: Literal["stopped", "failed"]
+    message: Optional[str] = None
+
+
+class CaptionEvent(_Message):
+    """What a participant said; times in seconds since the transcription started.
+    A final caption replaces the partial ones of the same participant before it."""
+
+    type: Literal["caption"] = "caption"
+    participant_id: str
+    text: str
+    start: float
+    end: float
+    final: bool
+
+
 Request = Annotated[
     Union[
         Join,
@@ -436,6 +508,8 @@ Request = Annotated[
         RaiseHand,
         StartRecording,
         StopRecording,
+        StartTranscription,
+        StopTranscription,
     ],
     Field(discriminator="type"),
 ]
@@ -743,6 +817,10 @@ ServerMessage = Annotated[
         ReconnectEvent,
         ConnectionQuality,
         SlotsChanged,
+        TranscriptionResponse,
+        TranscriptionStarted,
+        TranscriptionStopped,
+        CaptionEvent,
     ],
     Field(discriminator="type"),
 ]

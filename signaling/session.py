@@ -23,6 +23,7 @@ from sfu.participant import RECONNECTING, Participant
 from sfu.recorder import TooManyRecordings
 from sfu.room import RoomFull, RoomRegistry
 from sfu.media_section import SdpError
+from sfu.transcription.room_transcription import TranscriptionError
 
 from . import protocol as p
 from .auth import AuthError, Claims, check_join, open_claims, verify_token
@@ -69,6 +70,10 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "reconnect": p.ReconnectEvent,
     "connection_quality": p.ConnectionQuality,
     "slots_changed": p.SlotsChanged,
+    # transcription
+    "transcription_started": p.TranscriptionStarted,
+    "transcription_stopped": p.TranscriptionStopped,
+    "caption": p.CaptionEvent,
 }
 
 #: Events a slow reader may lose (signaling/outbox.py): what they say is
@@ -457,6 +462,28 @@ class Session:
         participant = self._require_participant()
         if not self.config.open and not self.claims.video.room_admin:
             raise SignalingError(p.ErrorCode.PERMISSION_DENIED, "recording needs the roomAdmin grant")
+        return participant.room
+
+    # --- transcription: live captions and a transcript ---------------------------
+
+    async def _on_start_transcription(self, request: p.StartTranscription) -> p.TranscriptionResponse:
+        room = self._require_transcription_admin()
+        try:
+            transcription = room.transcriptions.start(request.language)
+        except TranscriptionError as exc:
+            raise SignalingError(exc.code, exc.message) from None
+        return p.TranscriptionResponse(id=request.id, transcription=p.TranscriptionInfo(**transcription.info()))
+
+    async def _on_stop_transcription(self, request: p.StopTranscription) -> p.Ok:
+        room = self._require_transcription_admin()
+        if await room.transcriptions.stop() is None:
+            raise SignalingError(p.ErrorCode.NOT_TRANSCRIBING, "the room is not being transcribed")
+        return p.Ok(id=request.id)
+
+    def _require_transcription_admin(self):
+        participant = self._require_participant()
+        if not self.config.open and not self.claims.video.room_admin:
+            raise SignalingError(p.ErrorCode.PERMISSION_DENIED, "transcription needs the roomAdmin grant")
         return participant.room
 
     # --- access control and limits --------------------------------------------

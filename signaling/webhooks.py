@@ -44,6 +44,7 @@ EVENTS = (
     "room_started", "room_finished", "participant_joined", "participant_left",
     "track_published", "track_unpublished",
     "recording_finished",
+    "transcript_ready",
 )
 
 

@@ -610,7 +610,52 @@ function clearChat() {
   showChatError(null);
 }
 
+// --- live captions -------------------------------------------------------------
+
+const CAPTION_SHOWN_MS = 8000;
+
+/** The caption line: the latest thing said, with the speaker's name. */
+function showCaption({ participant_id, text, final }) {
+  const line = $("captions");
+  const who = participantInfo(participant_id);
+  const mine = demo.client && participant_id === demo.client.participantId;
+  line.replaceChildren(el("span", "caption-name", mine ? "You" : (who && who.name) || "Guest"), el("span", "caption-text", text));
+  line.dataset.participantId = participant_id;
+  line.classList.toggle("partial", final === false); // still being said: the final replaces it
+  line.hidden = false;
+  clearTimeout(demo.captionTimer);
+  demo.captionTimer = setTimeout(() => { line.hidden = true; }, CAPTION_SHOWN_MS);
+}
+
+function showTranscriptionState(on, note) {
+  $("captions-btn").textContent = on ? "Stop captions" : "Captions";
+  $("captions-btn").setAttribute("aria-pressed", String(on));
+  const state = $("captions-state");
+  state.textContent = note || (on ? "Captions on: this meeting is transcribed" : "");
+  state.hidden = !state.textContent;
+  if (!on) $("captions").hidden = true;
+}
+
+async function toggleCaptions() {
+  const client = demo.client;
+  if (!client) return;
+  try {
+    if (client.transcription) await client.stopTranscription();
+    else await client.startTranscription();
+  } catch (err) {
+    showTranscriptionState(Boolean(client.transcription), `Captions: ${err.code || err.message}`);
+  }
+}
+
+function wireCaptions(client) {
+  client.on("caption", showCaption);
+  client.on("transcription_started", () => showTranscriptionState(true));
+  client.on("transcription_stopped", ({ reason, message }) =>
+    showTranscriptionState(false, reason === "failed" ? `Captions stopped: ${message || "failed"}` : ""));
+}
+
 function wireMeeting() {
+  $("captions-btn").addEventListener("click", toggleCaptions);
   $("share-btn").addEventListener("click", toggleScreenShare);
   $("hand-btn").addEventListener("click", () => raiseHand().catch((err) => console.warn("raise hand failed", err)));
   for (const button of $("reactions").querySelectorAll("button[data-emoji]")) {
@@ -894,6 +939,7 @@ function wireClient(client) {
   client.on("disconnected", ({ reason }) => endCall("error", `Disconnected: ${describeError({ code: reason })}`, reason));
   client.on("error", (detail) => console.warn("pysfu:", detail.code, detail.message));
   wireConnectivity(client);
+  wireCaptions(client);
 }
 
 function newClient() {
@@ -1083,6 +1129,7 @@ function endCall(state, text, code) {
   demo.screen = null;
   stopLocalMedia();
   showCall(false);
+  showTranscriptionState(false);
   updateButtons();
   if (client && client.state !== "closed") client.leave();
   if (text) setState(state, text, code);

@@ -221,6 +221,10 @@ function plainParticipant(p) {
  *  - `connection_quality` {updates: [{participant_id, quality: "excellent"|"good"|"poor"|"lost", ...}]}
  *                         (ours too; also in `Participant.quality`)
  *  - `speakers_changed`   {speakers: [{participant_id, level, dominant?}]}  dominant first (also in `speakers`)
+ *  - `transcription_started` {room, transcription_id, language}  captions are on (also in `transcription`)
+ *  - `transcription_stopped` {room, transcription_id, language, reason: "stopped"|"failed", message?}
+ *  - `caption`            {participant_id, text, start, end, final}  what someone said (a final
+ *                         replaces that participant's partials)
  *  - `slots_changed`      {slots: [{mid, kind, participant_id, track_id}]}  slot subscription only
  *                         (also in `slots`); each change also comes as `trackremoved` / `track`
  * Client events:
@@ -323,6 +327,8 @@ export class PysfuClient extends EventTarget {
     this._dynacastQueue = new SerialQueue();
     /** @type {ChatMessage[]} the room's chat, oldest first (history from join, then new messages) */
     this.chat = [];
+    /** The room's transcription while captions are on: {id, language}, else null. */
+    this.transcription = null;
   }
 
   // --- events ---------------------------------------------------------------
@@ -482,6 +488,10 @@ export class PysfuClient extends EventTarget {
       participant_state: () => this._onParticipantState(msg),
       connection_quality: () => this._onConnectionQuality(msg),
       reconnect: () => {}, // the server lost our media: the socket closes next, we resume
+      // live captions
+      transcription_started: () => { this.transcription = { id: msg.transcription_id, language: msg.language }; },
+      transcription_stopped: () => { this.transcription = null; },
+      caption: () => {},
     }[msg.type];
     if (!handler) return;
     if (handler() === REJOINING) return; // not a leave for the app: we come back by ourselves
@@ -633,6 +643,21 @@ export class PysfuClient extends EventTarget {
    */
   raiseHand(raised = true) {
     return this.request({ type: "raise_hand", raised: Boolean(raised) });
+  }
+
+  /**
+   * Start live captions of the room (needs the roomAdmin grant); everyone gets
+   * `transcription_started`, then `caption` events.
+   * @param {string} [language] the room's language, e.g. "fr" (default: the server's)
+   * @returns {Promise<Object>} the `transcription_response`
+   */
+  startTranscription(language) {
+    return this.request(language ? { type: "start_transcription", language } : { type: "start_transcription" });
+  }
+
+  /** Stop live captions; resolves once the transcript is complete. @returns {Promise<Object>} */
+  stopTranscription() {
+    return this.request({ type: "stop_transcription" });
   }
 
   _onChatMessage({ type, ...message }) {

@@ -65,3 +65,42 @@ class ToneAudioTrack(MediaStreamTrack):
         frame.pts, frame.time_base = self._sent, fractions.Fraction(1, self.RATE)
         self._sent += self.SAMPLES
         return frame
+
+
+class SpeechAudioTrack(ToneAudioTrack):
+    """Recorded speech (a WAV file) in 20 ms frames of 48 kHz mono, paced in
+    real time: silence until ``speak()``, then the file once, then silence."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(amplitude=0)
+        import av
+
+        with av.open(str(path)) as container:
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=self.RATE)
+            chunks = [f.to_ndarray().reshape(-1) for frame in container.decode(audio=0)
+                      for f in resampler.resample(frame)]
+        self._speech = np.concatenate(chunks)
+        self._position: int | None = None  # sample of the speech being sent, once speaking
+        self.spoken = asyncio.Event()  # set when the whole file has been sent
+        self.spoke_at: float | None = None  # monotonic time the speech started
+
+    @property
+    def duration(self) -> float:
+        return len(self._speech) / self.RATE
+
+    def speak(self) -> None:
+        self._position, self.spoke_at = 0, time.monotonic()
+
+    async def recv(self) -> AudioFrame:
+        frame = await super().recv()
+        if self._position is not None and self._position < len(self._speech):
+            pcm = np.zeros(self.SAMPLES, np.int16)
+            part = self._speech[self._position:self._position + self.SAMPLES]
+            pcm[:len(part)] = part
+            self._position += self.SAMPLES
+            if self._position >= len(self._speech):
+                self.spoken.set()
+            pts, time_base = frame.pts, frame.time_base
+            frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = self.RATE, pts, time_base
+        return frame

@@ -25,8 +25,9 @@ BODIES = {
     "mute_track": {"muted": True},
     "send_data": {"payload": "hi"},
     "start_recording": {},
+    "start_transcription": {},
 }
-VALUES = {"room": "r", "identity": "alice", "track_id": "TR_x"}
+VALUES = {"room": "r", "identity": "alice", "track_id": "TR_x", "transcript_id": "TR_y", "file": "transcript.vtt"}
 
 
 @pytest.fixture
