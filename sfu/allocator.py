@@ -19,6 +19,8 @@ UP_HEADROOM = 1.25  # the estimate must exceed the upgraded total by this factor
 KEEP_TOLERANCE = 1.1  # what is being sent may exceed the estimate by this much
 NOMINAL_BITRATES = (150_000, 500_000, 1_500_000)  # until a layer has been measured
 LAYER_RATIO_FLOOR = 2.0  # a measured layer costs at least this times the one below
+COST_WEIGHT = 0.08  # weight of one rate measurement in a layer's slow cost average
+RISE_SAMPLES = 3  # measurements in a row above the cost that make a rise real
 
 
 @dataclass
@@ -69,6 +71,19 @@ class Allocator:
         self.caps.pop(key, None)
         self.last_up.pop(key, None)
         self.limited.pop(key, None)
+
+
+def next_cost(cost: float, recent: Sequence[float]) -> float:
+    """A flowing layer's cost after one more rate measurement (``recent``: the
+    last RISE_SAMPLES at most, newest last). A slow average, so a keyframe burst barely moves
+    it; but a rise that lasts RISE_SAMPLES measurements (the publisher's
+    ramp-up) is taken at once: a layer whose rate has outgrown the estimate
+    must not be kept for seconds because its average lags."""
+    if cost == 0:
+        return recent[-1]
+    if len(recent) >= RISE_SAMPLES and min(recent) > cost:
+        return min(recent)
+    return (1 - COST_WEIGHT) * cost + COST_WEIGHT * recent[-1]
 
 
 def layer_bitrate(demand: Demand, layer: int) -> float:

@@ -8,10 +8,11 @@ from it. The per-packet path is a straight line over bytes and ints.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import TYPE_CHECKING, Callable, Optional
 
 from . import rtcp
+from .allocator import RISE_SAMPLES, next_cost
 from .buffer import PacketCache, ReceiveStats
 from .codecs import KeyframeTest
 from .codecs.vp8 import Descriptor, parse_descriptor
@@ -72,6 +73,7 @@ class ReceivedStream:
         self.descriptor: Optional[Descriptor] = None
         self.bitrate = 0.0  # bits/s, smoothed
         self.cost = 0.0  # bits/s the layer needs when flowing (for allocation)
+        self._rates: deque = deque(maxlen=RISE_SAMPLES)  # its latest rates while flowing
         self._frame_size = frame_size
         self._bytes_seen = 0
         self._rate_time = 0.0
@@ -134,10 +136,13 @@ class ReceivedStream:
             instant = (self.stats.bytes - self._bytes_seen) * 8 / elapsed
             self.bitrate = instant if self.bitrate == 0 else 0.7 * self.bitrate + 0.3 * instant
             if self.flowing(now):
-                # what the layer costs when it flows: a slow average (keyframe bursts
-                # barely move it), frozen while the layer is paused so that its
-                # silence, or its ramp-up once resumed, never makes it look cheap
-                self.cost = instant if self.cost == 0 else 0.92 * self.cost + 0.08 * instant
+                # what the layer costs when it flows (allocator.next_cost), frozen
+                # while the layer is paused so that its silence, or its ramp-up
+                # once resumed, never makes it look cheap
+                self._rates.append(instant)
+                self.cost = next_cost(self.cost, self._rates)
+            else:
+                self._rates.clear()
         self._bytes_seen = self.stats.bytes
         self._rate_time = now
 

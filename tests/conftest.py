@@ -116,7 +116,7 @@ async def clients(server):
         yield make
 
 
-def wait_for_http(url: str, timeout: float = 15) -> None:
+def wait_for_http(url: str, timeout: float = 30) -> None:
     import urllib.request
 
     deadline = time.monotonic() + timeout

@@ -88,3 +88,60 @@ def test_new_wish_with_room_jumps_straight_up():
     allocator = Allocator()
     assert allocator.allocate([demand("a", wanted=0)], 5_000_000, 0.0) == {"a": 0}
     assert allocator.allocate([demand("a", wanted=2)], 5_000_000, 0.25) == {"a": 2}
+
+
+# --- layer costs measured from real RTP, as the publisher's streams see them ---
+
+TICK = 0.25  # the participant's tick: one rate measurement per layer
+
+
+def feed(streams, rates, now, seqs):
+    """One tick of RTP into each layer's stream, at the given bits/s."""
+    for layer, (stream, rate) in enumerate(zip(streams, rates)):
+        packets = max(1, int(rate * TICK / 8 / 1000))
+        for i in range(packets):
+            seqs[layer] += 1
+            header = bytes([0x80, 96]) + (seqs[layer] & 0xFFFF).to_bytes(2, "big")
+            header += (seqs[layer] * 300).to_bytes(4, "big") + stream.ssrc.to_bytes(4, "big")
+            stream.on_rtp(header + bytes(1000 - 12), now - TICK + (i + 1) * TICK / packets)
+        stream.update_bitrate(now)
+
+
+def simulcast_streams():
+    from sfu.stream import ReceivedStream
+
+    return [ReceivedStream("video", 1000 + layer, 90000, None, lambda p: None, 1, 64, 1.0, layer=layer)
+            for layer in range(3)]
+
+
+def layers_over_time(rate_ticks, estimate, warmup=4):
+    """Caps chosen each tick while the layers send at these rates; the
+    estimate applies after ``warmup`` ticks (no estimate before)."""
+    streams, seqs, allocator, caps = simulcast_streams(), [0, 0, 0], Allocator(), []
+    for tick, rates in enumerate(rate_ticks):
+        now = 100.0 + tick * TICK
+        feed(streams, rates, now, seqs)
+        bitrates = [s.cost for s in streams]
+        caps.append(allocator.allocate([demand("a", rates=bitrates)], estimate if tick >= warmup else None, now)["a"])
+    return caps
+
+
+def test_a_layer_ramping_past_the_estimate_is_left_within_a_second():
+    # the publisher's ramp-up (Chromium, measured under load): the middle layer
+    # fits 200 kbps when the estimate comes, then outgrows it
+    ramp = [(40_000 + 4_000 * t, 100_000 + 14_000 * t, 300_000 + 35_000 * t) for t in range(24)]
+    caps = layers_over_time(ramp, 200_000)
+    over = next(t for t, (_, medium, _) in enumerate(ramp) if medium > 200_000 * 1.1)
+    assert caps[4] == 1, caps  # it did fit when the estimate came
+    within_a_second = over + int(1.0 / TICK)
+    assert caps[within_a_second] == 0, (
+        f"medium sent at {ramp[within_a_second][1] // 1000} kbps for 1 s under a 200 kbps estimate: {caps}")
+
+
+@pytest.mark.parametrize("burst", [[3.0], [2.0, 2.0]], ids=["one-tick", "two-ticks"])
+def test_a_keyframe_burst_does_not_drop_a_layer(burst):
+    steady = [(120_000, 300_000, 800_000)] * 20
+    factors = [1.0] * 12 + burst + [1.0] * (20 - 12 - len(burst))
+    ticks = [(low, medium * f, high) for (low, medium, high), f in zip(steady, factors)]
+    caps = layers_over_time(ticks, 330_000)
+    assert set(caps[4:]) == {1}, caps

@@ -83,6 +83,22 @@ async def scrape(server) -> dict[str, float]:
     return values
 
 
+async def steady_rates(server, ordered, samples: int = 4, tries: int = 80) -> dict[str, float]:
+    """Each layer's received rate, once all three stayed within 10 % for
+    ``samples`` scrapes 0.5 s apart and ``ordered(low, medium, high)`` holds."""
+    steady, last = 0, (0.0, 0.0, 0.0)
+    for _ in range(tries):
+        await asyncio.sleep(0.5)
+        metrics = await scrape(server)
+        rates = tuple(metrics[f'pysfu_layer_bitrate_bps{{quality="{q}"}}'] for q in ("low", "medium", "high"))
+        close = all(abs(now - before) < 0.1 * now for now, before in zip(rates, last))
+        steady = steady + 1 if ordered(*rates) and close else 0
+        if steady >= samples:
+            return dict(zip(("low", "medium", "high"), rates))
+        last = rates
+    raise AssertionError(f"layer rates never settled: {[round(r) for r in rates]}")
+
+
 async def test_subscriber_asks_low_high_low(server_process, tmp_path):
     async with chromium(tmp_path) as browser:
         _, publisher_id, _ = await publish_camera(browser, server_process, "sim")
@@ -122,28 +138,25 @@ async def test_bandwidth_estimate_chooses_layers_without_flapping(server_process
         try:
             await subscriber.join("bwe")
             await wait_for_width(page, subscriber, 1280, 20, "high layer never came")
-
-            subscriber.report_remb(200_000)
-            await wait_for_width(page, subscriber, 320, 3, "not on low within 3 s")
+            # the publisher ramps its layers up for seconds after the first key
+            # frames: an estimate given before that is judged against rates that
+            # are still growing (the middle layer fits, then outgrows it)
+            rates = await steady_rates(server_process, lambda low, medium, high: 0 < low < medium < high)
+            switches = len(subscriber.events)
+            subscriber.report_remb(int((rates["low"] * rates["medium"]) ** 0.5))  # between low and medium
+            await wait_for_width(page, subscriber, 320, 5, "not on low within 5 s")
+            changes = lambda: [e["quality"] for e in subscriber.events[switches:] if e["type"] == "layer_changed"]
+            await eventually(changes, timeout=2)  # the event follows its key frame over another socket
+            assert changes()[0] == "low", f"not straight to low with layers at {rates}: {changes()}"
 
             subscriber.report_remb(5_000_000)
             await wait_for_width(page, subscriber, 1280, 10, "not back on high in 10 s")
 
-            steady, last = 0, (0.0, 0.0)
-            for _ in range(80):  # layers just resumed by dynacast: wait until both rates settle
-                await asyncio.sleep(0.5)
-                rates = await scrape(server_process)
-                medium = rates['pysfu_layer_bitrate_bps{quality="medium"}']
-                high = rates['pysfu_layer_bitrate_bps{quality="high"}']
-                close = all(abs(now - before) < 0.1 * now for now, before in zip((medium, high), last))
-                steady = steady + 1 if high > 2 * medium > 0 and close else 0
-                if steady >= 4:
-                    break
-                last = (medium, high)
-            assert steady >= 4, f"layer rates never settled: medium {medium:.0f}, high {high:.0f}"
+            # layers just resumed by dynacast: wait until their rates settle
+            rates = await steady_rates(server_process, lambda low, medium, high: high > 2 * medium > 0)
             # room for the middle layer with headroom (keyframe bursts, the encoder's
             # drift), not for the top one
-            estimate = int(min(2 * medium, 0.7 * high))
+            estimate = int(min(2 * rates["medium"], 0.7 * rates["high"]))
             subscriber.report_remb(estimate)
             await wait_for_width(page, subscriber, 640, 5, "not on medium")
             layer_events = lambda: [e for e in subscriber.events if e["type"] == "layer_changed"]
