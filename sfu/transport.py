@@ -165,11 +165,12 @@ class PeerTransport:
         try:
             with _creating_bypassed_receivers():
                 await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            self._rids = sdp_text.offered_rids(offer_sdp)
+            self._prepare()
+            # aiortc checks some of the offer only here (e.g. an m-line without a direction)
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
         except (ValueError, KeyError, AttributeError, TypeError) as exc:
             raise SdpError(f"offer rejected: {exc}") from exc
-        self._rids = sdp_text.offered_rids(offer_sdp)
-        self._prepare()
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
         return sdp_text.answer_extras(
             self.pc.localDescription.sdp, self._rids, self._start_bitrate_kbps
         )
