@@ -45,6 +45,7 @@ from aiortc import (
 from aiortc import rtcrtpreceiver
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.codecs import HEADER_EXTENSIONS
+from aiortc.exceptions import OperationError
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 from aiortc.sdp import candidate_from_sdp
 
@@ -52,7 +53,7 @@ from . import sdp_text, udp_mux
 from .config import IceConfig
 from .media_section import (
     URI_REPAIRED_RID, URI_RID, CodecInfo, MediaSection, SdpError, capabilities_for, matching_codec,
-    media_for_mid, parse_sdp, require_bundle,
+    media_for_mid, parse_sdp, require_bundle, require_known_mids,
 )
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ class PeerTransport:
         """Apply a remote offer (recvonly on our side) and return our answer."""
         description = parse_sdp(offer_sdp)
         require_bundle(description)
+        require_known_mids(description)
         try:
             with _creating_bypassed_receivers():
                 await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
@@ -169,7 +171,7 @@ class PeerTransport:
             self._prepare()
             # aiortc checks some of the offer only here (e.g. an m-line without a direction)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
-        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+        except (ValueError, KeyError, AttributeError, TypeError, OperationError) as exc:
             raise SdpError(f"offer rejected: {exc}") from exc
         return sdp_text.answer_extras(
             self.pc.localDescription.sdp, self._rids, self._start_bitrate_kbps

@@ -14,7 +14,7 @@ from collections import Counter
 
 from hypothesis import HealthCheck, settings
 
-EXAMPLES = 400
+EXAMPLES = 250
 
 settings.register_profile(
     "fuzz",

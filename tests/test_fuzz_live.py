@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from sfu import rtcp, rtp
+from signaling.client import ClientError
 
 from .conftest import eventually
 from .fuzz import counted
 from .test_forwarding import count_frames, publish_camera_and_mic
 from .test_fuzz_packets import BLOCKS, GARBAGE, U16, U32, rtcp_like, rtp_like
+from .test_fuzz_text import CHROME_OFFER
 
 
 @st.composite
@@ -108,3 +111,28 @@ async def test_fuzzed_rtp_and_rtcp_in_a_live_call_raise_nothing_and_the_call_flo
         raise AssertionError("video stopped after the fuzzing")
     assert publisher_client.publisher.connectionState == "connected"
     assert subscriber_client.subscriber.connectionState == "connected"
+
+
+@pytest.mark.parametrize(
+    "offer",
+    [
+        pytest.param(CHROME_OFFER.replace("a=sendonly\r\na=msid:stream video", "a=msid:stream video"),
+                     id="m-line-without-direction"),
+        pytest.param(CHROME_OFFER.replace("a=rtpmap:96 VP8/90000\r\n", ""), id="payload-type-without-codec"),
+        pytest.param(CHROME_OFFER.replace("a=mid:0", "a=mid:0\r\na=mid:1"), id="two-m-lines-one-mid"),
+        pytest.param(CHROME_OFFER.replace("m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n", ""), id="bundle-names-a-lost-mid"),
+    ],
+)
+async def test_offers_the_fuzzer_found_get_bad_sdp_and_the_room_is_freed(server, clients, offer):
+    """Offers aiortc refuses late (or half-applies) are ``bad_sdp``, not an
+    internal error; the session carries on and leaving frees everything."""
+    client = await clients()
+    await client.join("badoffer", "mallory")
+    with pytest.raises(ClientError) as error:
+        await client.request({"type": "publish", "sdp": offer})
+    assert error.value.code == "bad_sdp"
+    assert (await client.request({"type": "ping"}))["type"] == "pong"
+    participant = server.rooms.rooms["badoffer"].participants[client.participant_id]
+    await client.request({"type": "leave"})
+    await eventually(lambda: "badoffer" not in server.rooms.rooms, message="the room was not freed")
+    assert participant.publisher.transport.pc.connectionState == "closed"

@@ -136,10 +136,13 @@ def test_sdp_parse_raises_only_sdp_error(sdp):
 
 
 @pytest.mark.timeout(240)
-@settings(max_examples=60)
+@settings(max_examples=max(10, settings.default.max_examples // 6))  # a peer connection each
 @given(mutated_offer())
 @example(CHROME_OFFER)
 @example(CHROME_OFFER.replace("a=sendonly\r\na=msid:stream video", "a=msid:stream video"))  # no direction
+@example(CHROME_OFFER.replace("a=rtpmap:96 VP8/90000\r\n", ""))  # a payload type without its codec
+@example(CHROME_OFFER.replace("a=mid:0", "a=mid:0\r\na=mid:1"))  # two m-lines end up with mid 1
+@example(CHROME_OFFER.replace("m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n", ""))  # BUNDLE names a lost mid
 def test_publish_negotiation_answers_or_raises_sdp_error(offer):
     """A publisher's whole negotiation (aiortc's setRemoteDescription, our
     reads of the result): an answer, or SdpError (``bad_sdp``), nothing else."""
