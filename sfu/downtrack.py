@@ -273,9 +273,10 @@ class DownTrack:
         offset = payload_offset(packet)
         if offset < 0:
             return
-        payload = packet[offset : payload_end(packet)]
+        end = payload_end(packet)
+        payload = packet[offset:end]
         if self.vp8 is not None:
-            descriptor = parse_descriptor(packet, offset)
+            descriptor = parse_descriptor(packet, offset, end)
             if descriptor is None:
                 return
             payload = bytearray(payload)

@@ -75,6 +75,18 @@ def require_bundle(description: SessionDescription) -> None:
         raise SdpError("offer must use BUNDLE")
 
 
+def require_known_mids(description: SessionDescription) -> None:
+    """aiortc half-builds a connection from m-lines that share a mid, or from
+    a BUNDLE group naming a mid no m-line has (and then cannot close it):
+    refuse those first."""
+    mids = [m.rtp.muxId for m in description.media]
+    if len(mids) != len(set(mids)):
+        raise SdpError("every m-line needs its own a=mid")
+    for group in description.group:
+        if group.semantic == "BUNDLE" and not set(group.items) <= set(mids):
+            raise SdpError("a=group:BUNDLE names a mid that no m-line has")
+
+
 def media_for_mid(description: SessionDescription, mid: Optional[str]):
     for media in description.media:
         if media.rtp.muxId == mid:

@@ -106,9 +106,10 @@ class ReceivedStream:
         if self.is_keyframe is not None and self.is_keyframe(packet, offset):
             keyframe = True
             self._on_keyframe(packet, offset)
+        end = payload_end(packet)
         if self.parse_vp8:  # simulcast VP8: every reader rewrites picture IDs
-            self.descriptor = parse_descriptor(packet, offset)
-        payload = packet[offset : payload_end(packet)]  # sliced once for every subscriber
+            self.descriptor = parse_descriptor(packet, offset, end)
+        payload = packet[offset:end]  # sliced once for every subscriber
         layer = self.layer
         if self.stats.received & 15:
             for downtrack in self.downtracks:

@@ -50,6 +50,7 @@ from aiortc import (
 from aiortc import rtcrtpreceiver
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.codecs import HEADER_EXTENSIONS
+from aiortc.exceptions import OperationError
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 from aiortc.sdp import candidate_from_sdp
 
@@ -58,7 +59,7 @@ from .candidates import CandidatePolicy, offers_loopback
 from .config import IceConfig
 from .media_section import (
     URI_REPAIRED_RID, URI_RID, CodecInfo, MediaSection, SdpError, capabilities_for, matching_codec,
-    media_for_mid, parse_sdp, require_bundle,
+    media_for_mid, parse_sdp, require_bundle, require_known_mids,
 )
 from .metrics import DATAGRAMS_DROPPED
 
@@ -172,15 +173,17 @@ class PeerTransport:
         """Apply a remote offer (recvonly on our side) and return our answer."""
         description = parse_sdp(offer_sdp)
         require_bundle(description)
+        require_known_mids(description)
         offer_sdp = self._candidates.filter_sdp(offer_sdp)
         try:
             with _creating_bypassed_receivers():
                 await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+            self._rids = sdp_text.offered_rids(offer_sdp)
+            self._prepare()
+            # aiortc checks some of the offer only here (e.g. an m-line without a direction)
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except (ValueError, KeyError, AttributeError, TypeError, OperationError) as exc:
             raise SdpError(f"offer rejected: {exc}") from exc
-        self._rids = sdp_text.offered_rids(offer_sdp)
-        self._prepare()
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
         return sdp_text.answer_extras(
             self.pc.localDescription.sdp, self._rids, self._start_bitrate_kbps
         )

@@ -192,3 +192,11 @@ async def eventually_async(probe, timeout: float = 10, interval: float = 0.1):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many examples each fuzzed parser ran (tests/fuzz.py), even under -q."""
+    fuzz = sys.modules.get("tests.fuzz")
+    line = fuzz.summary() if fuzz is not None else ""
+    if line:
+        terminalreporter.write_line(line)

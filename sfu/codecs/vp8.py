@@ -43,9 +43,10 @@ class Descriptor:
         self.start = False  # first packet of a frame (S=1, partition 0)
 
 
-def parse_descriptor(packet: bytes, offset: int) -> Descriptor | None:
-    """The descriptor of the payload at ``offset``; None when malformed."""
-    size = len(packet)
+def parse_descriptor(packet: bytes, offset: int, end: int | None = None) -> Descriptor | None:
+    """The descriptor of the payload at ``offset`` (ending at ``end``, before
+    any RTP padding); None when malformed."""
+    size = len(packet) if end is None else end
     if offset >= size:
         return None
     first = packet[offset]
