@@ -48,6 +48,11 @@ class TooManyRecordings(Exception):
     """The room's or the process's cap on recordings in progress is reached."""
 
 
+def recording_kind(kind: Optional[str], track_ids: Optional[list[str]]) -> str:
+    """The kind asked for; by default "composite", or "tracks" when tracks are named."""
+    return kind or ("tracks" if track_ids is not None else "composite")
+
+
 class RecordingSlots:
     """Recordings in progress in the whole process, shared by its rooms."""
 
@@ -73,6 +78,8 @@ class _TrackState:
 
 class Recording:
     """One recording of one or more tracks into one file."""
+
+    kind = "tracks"
 
     def __init__(self, room_name: str, tracks: list[PublishedTrack], directory: str | os.PathLike,
                  on_finished: Callable[[Recording], None] = lambda r: None) -> None:
@@ -102,7 +109,8 @@ class Recording:
         self._done: Optional[asyncio.Future] = None
 
     def info(self) -> dict:
-        return {"id": self.id, "room": self.room, "path": str(self.path), "track_ids": self.track_ids}
+        return {"id": self.id, "room": self.room, "path": str(self.path), "track_ids": self.track_ids,
+                "kind": self.kind}
 
     # --- control (event loop) ---------------------------------------------------
 
@@ -298,13 +306,20 @@ class Recordings:
         self.slots = slots
         self.active: dict[str, Recording] = {}
 
-    def start(self, tracks: list[PublishedTrack]) -> Recording:
-        """Raises TooManyRecordings when a cap is reached."""
+    def start(self, tracks: list[PublishedTrack], kind: str = "tracks") -> Recording:
+        """Start a recording of ``kind``: "tracks" (these tracks, one file,
+        no transcoding) or "composite" (the whole room as one MP4, see
+        sfu/composite.py). Raises TooManyRecordings when a cap is reached."""
         if len(self.active) >= self.per_room:
             raise TooManyRecordings(f"this room has {len(self.active)} recordings in progress (the limit)")
         if self.slots.in_use >= self.slots.limit:
             raise TooManyRecordings(f"the server has {self.slots.in_use} recordings in progress (the limit)")
-        recording = Recording(self.room.name, tracks, self.directory, self._finished)
+        if kind == "composite":
+            from .composite import CompositeRecording
+
+            recording = CompositeRecording(self.room, self.directory, self._finished)
+        else:
+            recording = Recording(self.room.name, tracks, self.directory, self._finished)
         self.active[recording.id] = recording
         self.slots.in_use += 1
         recording.start()

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Optional
+from typing import Awaitable, Callable, Literal, Optional
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
-from sfu.recorder import TooManyRecordings
+from sfu.recorder import TooManyRecordings, recording_kind
 from sfu.room import Room, RoomRegistry
 
 from .auth import AuthCode, AuthError, Claims, verify_token
@@ -283,7 +283,10 @@ async def send_data(request: web.Request, body: SendData) -> web.Response:
 
 
 class StartRecording(BaseModel):
-    #: Only these tracks; absent: every track published in the room now.
+    #: "composite": the meeting as one MP4 (the default); "tracks": the tracks
+    #: as they are, in one WebM/Matroska (the default when track_ids is given).
+    kind: Optional[Literal["composite", "tracks"]] = None
+    #: Only these tracks ("tracks" only); absent: every track published in the room now.
     track_ids: Optional[list[str]] = None
 
 
@@ -292,6 +295,7 @@ class RecordingInfo(BaseModel):
     room: str
     path: str
     track_ids: list[str]
+    kind: str = "tracks"
 
 
 class RecordingList(BaseModel):
@@ -308,7 +312,7 @@ async def start_recording(request: web.Request, body: StartRecording) -> web.Res
     if not tracks:
         raise ApiError(409, "nothing_to_record", "no track is published in this room")
     try:
-        recording = room.recordings.start(tracks)
+        recording = room.recordings.start(tracks, recording_kind(body.kind, body.track_ids))
     except TooManyRecordings as exc:
         raise ApiError(409, "too_many_recordings", str(exc)) from None
     return _json(RecordingInfo(**recording.info()), 201)

@@ -338,10 +338,13 @@ class ChatMessageInfo(BaseModel):
 
 
 class StartRecording(_Message):
-    """Record the room's tracks (or only ``track_ids``) into one file; roomAdmin."""
+    """Record the room; roomAdmin. ``kind`` "composite" (the default): the
+    meeting as one MP4; "tracks": the tracks (or only ``track_ids``) into one
+    WebM/Matroska without transcoding (the default when ``track_ids`` is given)."""
 
     type: Literal["start_recording"]
     id: RequestId
+    kind: Optional[Literal["composite", "tracks"]] = None
     track_ids: Optional[list[str]] = None
 
 
@@ -359,6 +362,7 @@ class RecordingInfo(BaseModel):
     recording_id: str
     path: str
     track_ids: list[str]
+    kind: str = "tracks"
 
 
 class RecordingResponse(_Message):

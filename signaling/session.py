@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from sfu.layer_selector import TrackSettings
 from sfu.participant import Participant
-from sfu.recorder import TooManyRecordings
+from sfu.recorder import TooManyRecordings, recording_kind
 from sfu.room import RoomFull, RoomRegistry
 from sfu.media_section import SdpError
 
@@ -394,11 +394,11 @@ class Session:
         if not tracks:
             raise SignalingError(p.ErrorCode.NOT_ALLOWED, "nothing to record: no track is published")
         try:
-            recording = room.recordings.start(tracks)
+            recording = room.recordings.start(tracks, recording_kind(request.kind, request.track_ids))
         except TooManyRecordings as exc:
             raise SignalingError(p.ErrorCode.TOO_MANY_RECORDINGS, str(exc)) from None
         return p.RecordingResponse(id=request.id, recording=p.RecordingInfo(
-            recording_id=recording.id, path=str(recording.path), track_ids=recording.track_ids))
+            recording_id=recording.id, path=str(recording.path), track_ids=recording.track_ids, kind=recording.kind))
 
     async def _on_stop_recording(self, request: p.StopRecording) -> p.Ok:
         room = self._require_recording_admin()

@@ -1,0 +1,360 @@
+"""The composite recorder's own process: decode, lay out, mix, encode.
+
+``main`` runs in a process started by ``sfu/composite.py`` (multiprocessing,
+spawn). It reads batches of items from one queue and writes one MP4: H.264
+(libx264, ultrafast) + AAC, ``movflags=+faststart``. Items, in order:
+
+- ``("track", key, kind, codec, clock_rate, group)``: a stream to read under
+  ``key``; ``group`` (the participant) shares one clock for A/V alignment.
+- ``("reset", key)``: the key's stream changed (another simulcast layer):
+  start over at its next keyframe.
+- ``("sr", key, rtp_ts, ntp_seconds)``: a sender report of the key's stream.
+- ``("rtp", key, seq, ts, marker, payload, arrival)``: one packet
+  (``arrival``: ``time.monotonic()`` when the SFU received it).
+- ``("layout", {"stage": tile|None, "strip": [tile...]})``; a tile is
+  ``{"key": key|None, "name": str}`` (no key: a placeholder).
+- ``("stop", monotonic_time)``: render up to that instant and close the file.
+
+Timing: a frame's instant is its RTP timestamp mapped to its publisher's
+clock by sender reports, shifted by one offset per group (the smallest
+"arrival minus capture" seen) onto this machine's monotonic clock, so that
+a participant's voice and picture keep the relation the publisher gave
+them. Until a stream's first sender report, its first arrival stands in.
+Output instant t of the file is ``origin + t``; a video frame for instant T
+is rendered once the clock is ``PLAYOUT_DELAY`` past T.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .depacketizer import Depacketizer
+
+log = logging.getLogger(__name__)
+
+AUDIO_RATE = 48000
+PLAYOUT_DELAY = 0.6  # seconds behind the clock: batching, jitter and retransmissions
+MAX_AHEAD = 10 * AUDIO_RATE  # samples of mixed audio held ahead of the output
+BACKGROUND = (24, 24, 28)
+PLACEHOLDER = (60, 62, 70)
+_DECODERS = {"OPUS": "opus", "VP8": "vp8", "H264": "h264"}
+
+
+# --- layout -----------------------------------------------------------------------
+
+
+Rect = tuple[int, int, int, int]  # x, y, width, height
+
+
+def speaker_layout(width: int, height: int, strip_tiles: int) -> tuple[Rect, list[Rect]]:
+    """The stage and the filmstrip below it (16:9 tiles, centred)."""
+    if strip_tiles == 0:
+        return (0, 0, width, height), []
+    strip_h = height // 5
+    tile_w = strip_h * 16 // 9
+    count = min(strip_tiles, max(1, width // tile_w))
+    left = (width - count * tile_w) // 2
+    strip = [(left + i * tile_w, height - strip_h, tile_w, strip_h) for i in range(count)]
+    return (0, 0, width, height - strip_h), strip
+
+
+def fit(frame_w: int, frame_h: int, rect: Rect) -> Rect:
+    """The largest rectangle of the frame's aspect centred in ``rect`` (even sizes)."""
+    x, y, w, h = rect
+    scale = min(w / frame_w, h / frame_h)
+    fw, fh = max(2, int(frame_w * scale) // 2 * 2), max(2, int(frame_h * scale) // 2 * 2)
+    return x + (w - fw) // 2, y + (h - fh) // 2, fw, fh
+
+
+# --- audio mix ----------------------------------------------------------------------
+
+
+class Mixer:
+    """Every voice summed at its sample position, clipped to 16 bits on the way out."""
+
+    def __init__(self) -> None:
+        self.base = 0  # sample index of buffer[0]: everything before it is out
+        self.buffer = np.zeros(0, np.int32)
+
+    def add(self, index: int, samples: np.ndarray) -> None:
+        if index < self.base:  # late: its start is already out
+            samples = samples[self.base - index:]
+            index = self.base
+        start = index - self.base
+        end = start + len(samples)
+        if end > MAX_AHEAD or len(samples) == 0:
+            return
+        if end > len(self.buffer):
+            self.buffer = np.concatenate([self.buffer, np.zeros(end - len(self.buffer), np.int32)])
+        self.buffer[start:end] += samples
+
+    def take(self, upto: int) -> np.ndarray:
+        """Samples from ``base`` up to ``upto`` (silence where nobody spoke)."""
+        count = max(0, upto - self.base)
+        out = np.zeros(count, np.int32)
+        have = min(count, len(self.buffer))
+        out[:have] = self.buffer[:have]
+        self.buffer = self.buffer[have:]
+        self.base += count
+        return np.clip(out, -32768, 32767).astype(np.int16)
+
+
+# --- one stream -----------------------------------------------------------------------
+
+
+@dataclass
+class _Stream:
+    key: str
+    kind: str
+    codec: str
+    clock_rate: int
+    group: str
+    depacketizer: Depacketizer = None
+    decoder: object = None
+    resampler: object = None
+    origin: Optional[tuple[int, float, bool]] = None  # (unwrapped RTP ts, seconds, from a sender report)
+    frames: deque = field(default_factory=deque)  # (instant, av.VideoFrame), video
+    current: object = None  # the frame on screen
+    last_instant: float = 0.0
+
+    def reset(self) -> None:
+        import av
+
+        self.depacketizer = Depacketizer(self.codec)
+        self.decoder = av.CodecContext.create(_DECODERS[self.codec], "r")
+        self.origin = None
+
+
+class Compositor:
+    """All the state of one composite recording (see the module docstring)."""
+
+    def __init__(self, path: str, origin: float, width: int = 1280, height: int = 720, fps: int = 15) -> None:
+        self.path = path
+        self.origin = origin
+        self.width, self.height, self.fps = width, height, fps
+        self.streams: dict[str, _Stream] = {}
+        self.offsets: dict[str, float] = {}  # group -> monotonic minus publisher clock
+        self.layout: dict = {"stage": None, "strip": []}
+        self.mixer = Mixer()
+        self.frame_index = 0
+        self.samples_out = 0
+        self.stop_at: Optional[float] = None
+        self.container = None
+        self.video = None
+        self.audio = None
+
+    # --- input ---------------------------------------------------------------------
+
+    def handle(self, item: tuple) -> None:
+        what = item[0]
+        if what == "rtp":
+            self._packet(*item[1:])
+        elif what == "sr":
+            self._sender_report(*item[1:])
+        elif what == "track":
+            _, key, kind, codec, clock_rate, group = item
+            stream = _Stream(key, kind, codec.upper(), clock_rate, group)
+            stream.reset()
+            self.streams[key] = stream
+        elif what == "reset" and item[1] in self.streams:
+            self.streams[item[1]].reset()
+        elif what == "layout":
+            self.layout = item[1]
+        elif what == "stop":
+            self.stop_at = item[1]
+
+    def _sender_report(self, key: str, rtp_ts: int, ntp: float) -> None:
+        stream = self.streams.get(key)
+        if stream is not None and (stream.origin is None or not stream.origin[2]):
+            stream.origin = (stream.depacketizer.unwrap_timestamp(rtp_ts), ntp, True)
+
+    def _packet(self, key, seq, ts, marker, payload, arrival) -> None:
+        stream = self.streams.get(key)
+        if stream is None:
+            return
+        for frame in stream.depacketizer.push(seq, ts, bool(marker), payload):
+            instant = self._instant(stream, frame.timestamp, arrival)
+            self._decode(stream, frame.data, instant)
+
+    def _instant(self, stream: _Stream, timestamp: int, arrival: float) -> float:
+        if stream.origin is None:
+            stream.origin = (timestamp, arrival, False)
+        rtp, seconds, reported = stream.origin
+        at = seconds + (timestamp - rtp) / stream.clock_rate
+        if not reported:
+            return at
+        offset = min(self.offsets.get(stream.group, arrival - at), arrival - at)
+        self.offsets[stream.group] = offset
+        return at + offset
+
+    def _decode(self, stream: _Stream, data: bytes, instant: float) -> None:
+        import av
+
+        try:
+            decoded = stream.decoder.decode(av.Packet(data))
+        except av.FFmpegError:
+            return  # damaged: the next keyframe repairs it
+        for media in decoded:
+            if stream.kind == "audio":
+                self._mix(stream, media, instant)
+            else:
+                stream.frames.append((max(instant, stream.last_instant), media))
+                stream.last_instant = max(instant, stream.last_instant)
+
+    def _mix(self, stream: _Stream, frame, instant: float) -> None:
+        import av
+
+        if stream.resampler is None:
+            stream.resampler = av.AudioResampler(format="s16", layout="mono", rate=AUDIO_RATE)
+        for out in stream.resampler.resample(frame):
+            index = round((instant - self.origin) * AUDIO_RATE)
+            self.mixer.add(index, out.to_ndarray().reshape(-1).astype(np.int32))
+
+    # --- output --------------------------------------------------------------------
+
+    def open(self) -> None:
+        import av
+
+        # Created 0600 (and never through a link left there) before PyAV writes it.
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        self.container = av.open(self.path, "w", format="mp4", options={"movflags": "+faststart"})
+        self.video = self.container.add_stream("libx264", rate=self.fps, options={"preset": "ultrafast"})
+        self.video.width, self.video.height, self.video.pix_fmt = self.width, self.height, "yuv420p"
+        self.audio = self.container.add_stream("aac", rate=AUDIO_RATE, layout="mono")
+
+    def next_instant(self) -> float:
+        return self.origin + self.frame_index / self.fps
+
+    def due(self, now: float) -> bool:
+        """Whether the next video frame can be rendered (or the end is reached)."""
+        instant = self.next_instant()
+        if self.stop_at is not None:
+            return instant < self.stop_at
+        return instant + PLAYOUT_DELAY <= now
+
+    def render_next(self) -> None:
+        import av
+
+        instant = self.next_instant()
+        picture = self.compose(instant)
+        frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+        frame.pts = self.frame_index
+        self._mux(self.video.encode(frame))
+        self.frame_index += 1
+        self._audio_until(round(self.frame_index * AUDIO_RATE / self.fps))
+
+    def _audio_until(self, sample: int) -> None:
+        import av
+
+        samples = self.mixer.take(sample)
+        if len(samples) == 0:
+            return
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = self.samples_out
+        self.samples_out += len(samples)
+        self._mux(self.audio.encode(frame))
+
+    def _mux(self, packets) -> None:
+        for packet in packets:
+            self.container.mux(packet)
+
+    def close(self) -> float:
+        """Flush the encoders and finish the file; returns its duration in seconds."""
+        if self.container is None:
+            return 0.0
+        self._mux(self.video.encode(None))
+        self._mux(self.audio.encode(None))
+        self.container.close()
+        return self.frame_index / self.fps
+
+    # --- the picture -----------------------------------------------------------------
+
+    def compose(self, instant: float) -> np.ndarray:
+        canvas = np.empty((self.height, self.width, 3), np.uint8)
+        canvas[:] = BACKGROUND
+        stage, strip = self.layout["stage"], self.layout["strip"]
+        stage_rect, strip_rects = speaker_layout(self.width, self.height, len(strip))
+        if stage is not None:
+            self._tile(canvas, stage, stage_rect, instant)
+        for tile, rect in zip(strip, strip_rects):
+            self._tile(canvas, tile, _inset(rect, 4), instant)
+        for stream in self.streams.values():  # frames of streams off screen
+            if stream.kind == "video":
+                self._advance(stream, instant)
+        return canvas
+
+    def _tile(self, canvas: np.ndarray, tile: dict, rect: Rect, instant: float) -> None:
+        stream = self.streams.get(tile.get("key") or "")
+        frame = self._advance(stream, instant) if stream is not None else None
+        x, y, w, h = rect
+        if frame is None:
+            canvas[y:y + h, x:x + w] = PLACEHOLDER
+            return
+        fx, fy, fw, fh = fit(frame.width, frame.height, rect)
+        canvas[fy:fy + fh, fx:fx + fw] = frame.reformat(width=fw, height=fh, format="rgb24").to_ndarray()
+
+    @staticmethod
+    def _advance(stream: _Stream, instant: float):
+        """The stream's frame on screen at ``instant``."""
+        while stream.frames and stream.frames[0][0] <= instant:
+            stream.current = stream.frames.popleft()[1]
+        return stream.current
+
+
+def _inset(rect: Rect, margin: int) -> Rect:
+    x, y, w, h = rect
+    return x + margin, y + margin, w - 2 * margin, h - 2 * margin
+
+
+# --- the process -----------------------------------------------------------------------
+
+
+def main(items, results, path: str, origin: float, width: int, height: int, fps: int) -> None:
+    """Entry point of the recorder process: run until ``stop``, report, exit."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    compositor = Compositor(path, origin, width, height, fps)
+    error = None
+    duration = 0.0
+    try:
+        compositor.open()
+        run(compositor, items)
+    except Exception as exc:
+        log.exception("composite recording %s failed", path)
+        error = str(exc) or type(exc).__name__
+    finally:
+        try:
+            duration = compositor.close()
+        except Exception as exc:
+            log.exception("composite recording %s: closing the file failed", path)
+            error = error or str(exc)
+        results.put({"duration": duration, "error": error})
+
+
+def run(compositor: Compositor, items) -> None:
+    """Take every batch waiting, then render what is due; until stopped."""
+    while True:
+        try:
+            batch = items.get(timeout=1 / compositor.fps)
+        except queue.Empty:
+            batch = None
+        while batch is not None:
+            for item in batch:
+                compositor.handle(item)
+            try:
+                batch = items.get_nowait()
+            except queue.Empty:
+                batch = None
+        now = time.monotonic()
+        while compositor.due(now):
+            compositor.render_next()
+        if compositor.stop_at is not None:
+            return
