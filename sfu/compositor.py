@@ -45,6 +45,7 @@ PLAYOUT_DELAY = 0.6  # seconds behind the clock: batching, jitter and retransmis
 MAX_AHEAD = 10 * AUDIO_RATE  # samples of mixed audio held ahead of the output
 BACKGROUND = (24, 24, 28)
 PLACEHOLDER = (60, 62, 70)
+LABEL_BACKGROUND = (0, 0, 0)
 _DECODERS = {"OPUS": "opus", "VP8": "vp8", "H264": "h264"}
 
 
@@ -144,6 +145,7 @@ class Compositor:
         self.offsets: dict[str, float] = {}  # group -> monotonic minus publisher clock
         self.layout: dict = {"stage": None, "strip": []}
         self.mixer = Mixer()
+        self.labels = Labels()
         self.frame_index = 0
         self.samples_out = 0
         self.stop_at: Optional[float] = None
@@ -298,9 +300,11 @@ class Compositor:
         x, y, w, h = rect
         if frame is None:
             canvas[y:y + h, x:x + w] = PLACEHOLDER
-            return
-        fx, fy, fw, fh = fit(frame.width, frame.height, rect)
-        canvas[fy:fy + fh, fx:fx + fw] = frame.reformat(width=fw, height=fh, format="rgb24").to_ndarray()
+        else:
+            rect = fx, fy, fw, fh = fit(frame.width, frame.height, rect)
+            canvas[fy:fy + fh, fx:fx + fw] = frame.reformat(width=fw, height=fh, format="rgb24").to_ndarray()
+        if tile.get("name"):
+            self.labels.draw(canvas, tile["name"], rect)  # on the picture's bottom left
 
     @staticmethod
     def _advance(stream: _Stream, instant: float):
@@ -308,6 +312,34 @@ class Compositor:
         while stream.frames and stream.frames[0][0] <= instant:
             stream.current = stream.frames.popleft()[1]
         return stream.current
+
+
+class Labels:
+    """Names under the tiles: white text on a dark band, rendered once per name and size."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, int], np.ndarray] = {}
+
+    def draw(self, canvas: np.ndarray, name: str, rect: Rect) -> None:
+        x, y, w, h = rect
+        size = max(10, min(28, h // 9))
+        picture = self._render(name, size)[:, : w - 8]
+        ph, pw = picture.shape[:2]
+        if ph + 8 > h or pw == 0:
+            return
+        canvas[y + h - ph - 4 : y + h - 4, x + 4 : x + 4 + pw] = picture
+
+    def _render(self, name: str, size: int) -> np.ndarray:
+        key = (name, size)
+        if key not in self._cache:
+            from PIL import Image, ImageDraw, ImageFont
+
+            font = ImageFont.load_default(size)
+            left, top, right, bottom = font.getbbox(name or " ")
+            image = Image.new("RGB", (right - left + size, size + size // 2), LABEL_BACKGROUND)
+            ImageDraw.Draw(image).text((size // 2 - left, size // 4 - top // 2), name, font=font, fill=(255, 255, 255))
+            self._cache[key] = np.asarray(image)
+        return self._cache[key]
 
 
 def _inset(rect: Rect, margin: int) -> Rect:

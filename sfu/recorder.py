@@ -306,7 +306,7 @@ class Recordings:
         self.slots = slots
         self.active: dict[str, Recording] = {}
 
-    def start(self, tracks: list[PublishedTrack], kind: str = "tracks") -> Recording:
+    def start(self, tracks: list[PublishedTrack], kind: str = "composite") -> Recording:
         """Start a recording of ``kind``: "tracks" (these tracks, one file,
         no transcoding) or "composite" (the whole room as one MP4, see
         sfu/composite.py). Raises TooManyRecordings when a cap is reached."""

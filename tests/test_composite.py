@@ -47,8 +47,8 @@ async def test_two_aiortc_peers_recorded_as_one_mp4_with_both_voices(server, cli
     path = Path(response["recording"]["path"])
     started = time.monotonic()
     await asyncio.sleep(8)
+    wall = time.monotonic() - started  # what was asked for: stopping finishes the file
     assert (await alice.request({"type": "stop_recording"}))["type"] == "ok"
-    wall = time.monotonic() - started
     assert path.suffix == ".mp4" and stat.S_IMODE(os.stat(path).st_mode) == 0o600
     with av.open(str(path)) as container:
         assert container.streams.video[0].codec_context.name == "h264"
@@ -62,4 +62,147 @@ async def test_two_aiortc_peers_recorded_as_one_mp4_with_both_voices(server, cli
     last = frames[-1]
     stage, strip = speaker_layout(1280, 720, 1)
     assert last[stage[1] + stage[3] // 2, stage[0] + stage[2] // 2].std() >= 0  # placeholder for now
+
+
+
+# --- a Chromium meeting recorded as composite ---------------------------------------
+
+ROOM = "composite"
+COLOURS = {"ana": (220, 40, 40), "ben": (40, 200, 60), "cho": (40, 60, 220)}
+TONES = {"ana": 440, "ben": 660, "cho": 880}
+SCREEN = (230, 0, 230)
+CHROMIUM_EXTRA = ["--autoplay-policy=no-user-gesture-required", "--disable-background-timer-throttling",
+                  "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows"]
+
+PUBLISH_JS = """
+async ({room, name, colour, frequency}) => {
+  // a "camera" of one colour with a moving white square, and a steady tone
+  const canvas = document.createElement("canvas");
+  canvas.width = 640;
+  canvas.height = 360;
+  const ctx = canvas.getContext("2d");
+  let n = 0;
+  const draw = () => {
+    ctx.fillStyle = colour;
+    ctx.fillRect(0, 0, 640, 360);
+    ctx.fillStyle = "#fff";
+    ctx.fillRect((n * 8) % 600, 300, 40, 40);
+    n += 1;
+  };
+  draw();
+  setInterval(draw, 66);
+  const audio = new AudioContext();
+  await audio.resume();
+  const oscillator = audio.createOscillator();
+  oscillator.frequency.value = frequency;
+  const gain = audio.createGain();
+  gain.gain.value = 0.25;
+  const out = audio.createMediaStreamDestination();
+  oscillator.connect(gain).connect(out);
+  oscillator.start();
+  const stream = new MediaStream([...out.stream.getAudioTracks(), ...canvas.captureStream(15).getVideoTracks()]);
+  const { PysfuClient } = await import("/pysfu.js");
+  const client = new PysfuClient();
+  window.testClient = client;
+  await client.join(room, name, {autoSubscribe: false});
+  await client.publish(stream);
+  return client.participantId;
+}
+"""
+
+SHARE_JS = """
+async ({colour}) => {
+  const canvas = document.createElement("canvas");
+  canvas.width = 1280;
+  canvas.height = 720;
+  const ctx = canvas.getContext("2d");
+  let n = 0;
+  const draw = () => {
+    ctx.fillStyle = colour;
+    ctx.fillRect(0, 0, 1280, 720);
+    ctx.fillStyle = "#000";
+    ctx.fillRect(40 + (n % 60), 40, 200, 20);
+    n += 1;
+  };
+  draw();
+  setInterval(draw, 66);
+  const infos = await window.testClient.publish(canvas.captureStream(15), {source: "screen_share", simulcast: false});
+  return infos.map((info) => info.source);
+}
+"""
+
+
+def region_colour(frame: np.ndarray, rect) -> np.ndarray:
+    """Median colour of the middle of a tile (away from edges and the moving square)."""
+    x, y, w, h = rect
+    return np.median(frame[y + h // 4 : y + h // 2, x + w // 4 : x + 3 * w // 4].reshape(-1, 3), axis=0)
+
+
+def colour_name(colour: np.ndarray, palette: dict) -> str | None:
+    for name, expected in palette.items():
+        if np.abs(colour - np.array(expected)).max() < 45:
+            return name
+    return None
+
+
+def layout_of(frame: np.ndarray, strip_tiles: int) -> tuple:
+    """(whose colour is on the stage, whose colours are in the filmstrip), as seen."""
+    palette = {**COLOURS, "screen": SCREEN}
+    stage, strip = speaker_layout(1280, 720, strip_tiles)
+    on_stage = colour_name(region_colour(frame, fit(16, 9, stage)), palette)
+    in_strip = [colour_name(region_colour(frame, fit(16, 9, rect)), palette) for rect in strip]
+    return on_stage, in_strip
+
+
+def frame_at(frames: list, seconds: float) -> np.ndarray:
+    return min(frames, key=lambda f: abs(f[0] - seconds))[1]
+
+
+async def test_chromium_meeting_recorded_as_one_mp4_with_layout_share_and_every_voice(make_server, tmp_path):
+    from .browser import chromium, save_artifact
+
+    server = await make_server(sfu={"recording_dir": str(tmp_path / "recordings")})
+    async with chromium(tmp_path, CHROMIUM_EXTRA) as browser:
+        pages = {}
+        for name in COLOURS:
+            page = pages[name] = await browser.new_page()
+            await page.goto(f"{server.http}/")
+            colour = "rgb({}, {}, {})".format(*COLOURS[name])
+            await page.evaluate(PUBLISH_JS, {"room": ROOM, "name": name, "colour": colour, "frequency": TONES[name]})
+        room = server.rooms.rooms[ROOM]
+
+        def flowing() -> bool:
+            now = time.monotonic()
+            streams = [s for t in room.tracks() for s in t.layers if s is not None]
+            return len(room.tracks()) == 6 and sum(s.flowing(now) for s in streams) >= 6
+
+        await eventually(flowing, timeout=30, message="three pages publishing")
+        recording = room.recordings.start(room.tracks())
+        started = time.monotonic()
+        await asyncio.sleep(10)
+        shared = time.monotonic() - started
+        assert await pages["cho"].evaluate(SHARE_JS, {"colour": "rgb({}, {}, {})".format(*SCREEN)}) == ["screen_share"]
+        await asyncio.sleep(max(0.0, 20 - (time.monotonic() - started)))
+        wall = time.monotonic() - started  # what was asked for: stopping finishes the file
+        await room.recordings.stop()
+
+    assert recording.error is None and recording.path.suffix == ".mp4"
+    with av.open(str(recording.path)) as container:
+        duration = container.duration / 1e6
+        stream = container.streams.video[0]
+        frames = [(float(f.pts * stream.time_base), f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
+    assert abs(duration - wall) < 1.0, (duration, wall)
+
+    samples, rate = read_audio(recording.path)
+    levels = tone_levels(samples[rate * 3:].astype(np.float64), rate, TONES.values())
+    assert min(levels.values()) > 20, levels
+
+    before = frame_at(frames, shared - 1.5)
+    after = frame_at(frames, wall - 1.0)
+    for name, frame in (("before", before), ("after", after)):
+        av.VideoFrame.from_ndarray(frame, format="rgb24").to_image().save(save_artifact(f"composite-{name}-share.png"))
+    on_stage, in_strip = layout_of(before, 2)
+    assert on_stage in COLOURS and sorted([on_stage, *in_strip]) == sorted(COLOURS), (on_stage, in_strip)
+    on_stage, in_strip = layout_of(after, 3)
+    assert on_stage == "screen" and sorted(in_strip) == sorted(COLOURS), (on_stage, in_strip)
 

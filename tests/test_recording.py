@@ -37,7 +37,7 @@ async def test_ten_seconds_of_a_call_recorded_in_sync(server, clients, tmp_path)
     await admin.join("rec", "operator")
     await asyncio.sleep(1.0)
 
-    response = await admin.request({"type": "start_recording"})
+    response = await admin.request({"type": "start_recording", "kind": "tracks"})
     assert response["type"] == "recording_response", response
     started = await event_of(publisher, "recording_started")
     assert started["recording_id"] == response["recording"]["recording_id"]
