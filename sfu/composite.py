@@ -148,6 +148,10 @@ class CompositeRecording:
         return {"id": self.id, "room": self.room, "path": str(self.path), "track_ids": self.track_ids,
                 "kind": self.kind}
 
+    def layers(self) -> dict[str, int]:
+        """The layer each track is read at now (OFF: waiting for its keyframe)."""
+        return {track_id: reader.current for track_id, reader in self._readers.items()}
+
     @property
     def complete(self) -> bool:
         return self._done is not None and self._done.done()

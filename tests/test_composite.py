@@ -82,8 +82,9 @@ async ({room, name, colour, frequency}) => {
   canvas.height = 360;
   const ctx = canvas.getContext("2d");
   let n = 0;
+  let flashUntil = 0;
   const draw = () => {
-    ctx.fillStyle = colour;
+    ctx.fillStyle = performance.now() < flashUntil ? "#fff" : colour;
     ctx.fillRect(0, 0, 640, 360);
     ctx.fillStyle = "#fff";
     ctx.fillRect((n * 8) % 600, 300, 40, 40);
@@ -100,7 +101,21 @@ async ({room, name, colour, frequency}) => {
   const out = audio.createMediaStreamDestination();
   oscillator.connect(gain).connect(out);
   oscillator.start();
-  const stream = new MediaStream([...out.stream.getAudioTracks(), ...canvas.captureStream(15).getVideoTracks()]);
+  // a flash and a beep at the same instant, for the A/V offset
+  const beep = audio.createOscillator();
+  beep.frequency.value = 3000;
+  const beepGain = audio.createGain();
+  beepGain.gain.value = 0;
+  beep.connect(beepGain).connect(out);
+  beep.start();
+  window.flash = () => {
+    const now = audio.currentTime;
+    beepGain.gain.setValueAtTime(0.5, now);
+    beepGain.gain.setValueAtTime(0, now + 0.3);
+    flashUntil = performance.now() + 300;
+    draw();
+  };
+  const stream = new MediaStream([...out.stream.getAudioTracks(), ...canvas.captureStream().getVideoTracks()]);
   const { PysfuClient } = await import("/pysfu.js");
   const client = new PysfuClient();
   window.testClient = client;
@@ -154,6 +169,26 @@ def layout_of(frame: np.ndarray, strip_tiles: int) -> tuple:
     return on_stage, in_strip
 
 
+def flash_onset(frames: list) -> float:
+    """Instant of the first frame with a whole tile white (the flash)."""
+    for instant, frame in frames:
+        if (frame.min(axis=2) > 230).sum() > 25000:
+            return instant
+    raise AssertionError("no flash in the video")
+
+
+def beep_onset(samples: np.ndarray, rate: int) -> float:
+    """Instant the 3 kHz beep starts, to 5 ms."""
+    step = rate // 200
+    t = np.arange(step * 2) / rate
+    probe = np.exp(-2j * np.pi * 3000 * t)
+    energy = np.array([abs(np.dot(samples[i : i + 2 * step].astype(np.float64), probe))
+                       for i in range(0, len(samples) - 2 * step, step)])
+    onset = int(np.argmax(energy > energy.max() / 2))
+    assert energy.max() > 50 * np.median(energy), "no beep in the audio"
+    return onset * step / rate
+
+
 def frame_at(frames: list, seconds: float) -> np.ndarray:
     return min(frames, key=lambda f: abs(f[0] - seconds))[1]
 
@@ -163,12 +198,13 @@ async def test_chromium_meeting_recorded_as_one_mp4_with_layout_share_and_every_
 
     server = await make_server(sfu={"recording_dir": str(tmp_path / "recordings")})
     async with chromium(tmp_path, CHROMIUM_EXTRA) as browser:
-        pages = {}
+        pages, ids = {}, {}
         for name in COLOURS:
             page = pages[name] = await browser.new_page()
             await page.goto(f"{server.http}/")
             colour = "rgb({}, {}, {})".format(*COLOURS[name])
-            await page.evaluate(PUBLISH_JS, {"room": ROOM, "name": name, "colour": colour, "frequency": TONES[name]})
+            ids[name] = await page.evaluate(
+                PUBLISH_JS, {"room": ROOM, "name": name, "colour": colour, "frequency": TONES[name]})
         room = server.rooms.rooms[ROOM]
 
         def flowing() -> bool:
@@ -179,7 +215,11 @@ async def test_chromium_meeting_recorded_as_one_mp4_with_layout_share_and_every_
         await eventually(flowing, timeout=30, message="three pages publishing")
         recording = room.recordings.start(room.tracks())
         started = time.monotonic()
-        await asyncio.sleep(10)
+        await asyncio.sleep(5)
+        await pages["ana"].evaluate("window.flash()")
+        await asyncio.sleep(3)
+        layers = recording.layers()  # the stage's camera at its best layer, the filmstrip's at their lowest
+        await asyncio.sleep(max(0.0, 10 - (time.monotonic() - started)))
         shared = time.monotonic() - started
         assert await pages["cho"].evaluate(SHARE_JS, {"colour": "rgb({}, {}, {})".format(*SCREEN)}) == ["screen_share"]
         await asyncio.sleep(max(0.0, 20 - (time.monotonic() - started)))
@@ -203,6 +243,16 @@ async def test_chromium_meeting_recorded_as_one_mp4_with_layout_share_and_every_
         av.VideoFrame.from_ndarray(frame, format="rgb24").to_image().save(save_artifact(f"composite-{name}-share.png"))
     on_stage, in_strip = layout_of(before, 2)
     assert on_stage in COLOURS and sorted([on_stage, *in_strip]) == sorted(COLOURS), (on_stage, in_strip)
+    cameras = {t.participant_id: t.id for t in room.tracks() if t.kind == "video" and t.source == "camera"}
+    stage_camera = cameras[ids[on_stage]]
+    assert layers[stage_camera] == 1 and all(layers[t] == 0 for t in cameras.values() if t != stage_camera), layers
+
+    flash = flash_onset(frames)
+    beep = beep_onset(samples, rate)
+    # a frame shows what was captured up to its instant: on average half a frame late
+    offset = flash - 1 / (2 * 15) - beep
+    print(f"A/V offset {offset * 1000:.0f} ms (flash at {flash:.3f} s, beep at {beep:.3f} s)")
+    assert abs(offset) < 0.1, (flash, beep)
     on_stage, in_strip = layout_of(after, 3)
     assert on_stage == "screen" and sorted(in_strip) == sorted(COLOURS), (on_stage, in_strip)
 
