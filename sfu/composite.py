@@ -148,6 +148,11 @@ class CompositeRecording:
         return {"id": self.id, "room": self.room, "path": str(self.path), "track_ids": self.track_ids,
                 "kind": self.kind}
 
+    @property
+    def pid(self) -> Optional[int]:
+        """The recorder process (for the operator's ps and top)."""
+        return self._process.pid if self._process is not None else None
+
     def layers(self) -> dict[str, int]:
         """The layer each track is read at now (OFF: waiting for its keyframe)."""
         return {track_id: reader.current for track_id, reader in self._readers.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import stat
 import time
 from pathlib import Path
@@ -31,6 +32,39 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
         stream = container.streams.audio[0]
         frames = [f.to_ndarray().reshape(-1) for f in container.decode(stream)]
         return np.concatenate(frames), stream.rate
+
+
+# --- the pure parts -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strip_tiles, stage, strip", [
+    (0, (0, 0, 1280, 720), []),
+    (1, (0, 0, 1280, 576), [(512, 576, 256, 144)]),
+    (3, (0, 0, 1280, 576), [(256, 576, 256, 144), (512, 576, 256, 144), (768, 576, 256, 144)]),
+    (9, (0, 0, 1280, 576), [(i * 256, 576, 256, 144) for i in range(5)]),  # as many as fit
+], ids=["alone", "one-other", "three-others", "more-than-fit"])
+def test_speaker_layout(strip_tiles, stage, strip):
+    assert speaker_layout(1280, 720, strip_tiles) == (stage, strip)
+
+
+@pytest.mark.parametrize("size, rect, fitted", [
+    ((1280, 720), (0, 0, 1280, 576), (128, 0, 1024, 576)),  # pillarboxed
+    ((640, 480), (0, 0, 256, 144), (32, 0, 192, 144)),
+    ((1920, 200), (0, 0, 640, 360), (0, 147, 640, 66)),  # letterboxed, even sizes
+], ids=["16:9-on-stage", "4:3-thumbnail", "wide"])
+def test_fit_keeps_the_aspect(size, rect, fitted):
+    assert fit(*size, rect) == fitted
+
+
+def test_mixer_sums_voices_at_their_positions_and_clips():
+    mixer = Mixer()
+    mixer.add(0, np.full(4, 20000, np.int32))
+    mixer.add(2, np.full(4, 20000, np.int32))  # overlaps the first by two samples
+    mixer.add(10, np.full(2, -30000, np.int32))
+    assert mixer.take(6).tolist() == [20000, 20000, 32767, 32767, 20000, 20000]
+    mixer.add(4, np.full(4, 1000, np.int32))  # late: only what is not out yet counts
+    assert mixer.take(12).tolist() == [1000, 1000, 0, 0, -30000, -30000]
+    assert mixer.take(14).tolist() == [0, 0]  # nobody spoke: silence
 
 
 async def test_two_aiortc_peers_recorded_as_one_mp4_with_both_voices(server, clients, tmp_path):
@@ -63,6 +97,43 @@ async def test_two_aiortc_peers_recorded_as_one_mp4_with_both_voices(server, cli
     stage, strip = speaker_layout(1280, 720, 1)
     assert last[stage[1] + stage[3] // 2, stage[0] + stage[2] // 2].std() >= 0  # placeholder for now
 
+
+
+async def test_a_stalled_recorder_process_never_holds_up_forwarding(server, clients, tmp_path):
+    """The recorder process frozen (SIGSTOP) for longer than its queue holds:
+    the subscriber keeps getting video, the recording drops batches, and once
+    the process runs again the file is finished and plays."""
+    server.rooms.config.recording_dir = str(tmp_path)
+    alice = await clients()
+    await alice.join("stall", "alice")
+    await alice.publish([ToneAudioTrack(), PatternVideoTrack(320, 240)])
+    bob = await clients()
+    await bob.join("stall", "bob")
+    video = next(t for t in await bob.wait_tracks(2, timeout=20) if t.track.kind == "video")
+    received = 0
+
+    async def count_frames() -> None:
+        nonlocal received
+        while True:
+            await video.track.recv()
+            received += 1
+
+    counter = asyncio.ensure_future(count_frames())
+    room = server.rooms.rooms["stall"]
+    recording = room.recordings.start(room.tracks(), "composite")
+    await eventually(recording.path.exists, timeout=30, message="the recorder process writing")
+    os.kill(recording.pid, signal.SIGSTOP)
+    try:
+        before = received
+        await eventually(lambda: recording.batches_dropped > 10, timeout=30, message="batches dropped")
+        assert received - before > 60, f"only {received - before} frames while the recorder was stalled"
+    finally:
+        os.kill(recording.pid, signal.SIGCONT)
+        counter.cancel()
+    await asyncio.wait_for(room.recordings.stop(), 60)
+    assert recording.error is None
+    with av.open(str(recording.path)) as container:
+        assert len(list(container.decode(video=0))) > 0
 
 
 # --- a Chromium meeting recorded as composite ---------------------------------------
