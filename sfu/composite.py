@@ -111,18 +111,18 @@ class LayerReader:
 
 
 class CompositeRecording:
-    """One composite recording of one room into one MP4 file."""
-
-    kind = "composite"
+    """One composite recording of one room into one MP4 file (kind
+    "composite"), or of its voices only into one .m4a (kind "audio")."""
 
     def __init__(self, room: Room, directory, on_finished: Callable[[CompositeRecording], None] = lambda r: None,
-                 width: int = 1280, height: int = 720, fps: int = 15) -> None:
+                 width: int = 1280, height: int = 720, fps: int = 15, kind: str = "composite") -> None:
         self.id = new_id("RC")
+        self.kind = kind
         self.room = room.name
         self._room = room
         safe_room = "".join(c if c.isalnum() or c in "-_" else "_" for c in room.name)[:64]
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.path = Path(directory) / f"{safe_room}-{stamp}-{self.id}.mp4"
+        self.path = Path(directory) / f"{safe_room}-{stamp}-{self.id}.{'m4a' if kind == 'audio' else 'mp4'}"
         self.size = (width, height)
         self.fps = fps
         self.started_at = time.time()
@@ -170,7 +170,8 @@ class CompositeRecording:
         self._done = self._loop.create_future()
         self._process = self._context.Process(
             target=compositor.main, name=f"recorder-{self.id}", daemon=True,
-            args=(self._items, self._results, str(self.path), time.monotonic(), *self.size, self.fps),
+            args=(self._items, self._results, str(self.path), time.monotonic(), *self.size, self.fps,
+                  self.kind != "audio"),
         )
         self._process.start()
         self._follow_room()
@@ -264,6 +265,9 @@ class CompositeRecording:
             strip_ids = [pid for pid in order if pid != first]
         strip = [{"track": cameras.get(pid), "name": names[pid]} for pid in strip_ids[:MAX_STRIP]]
         wanted = {t.id: 0 for t in tracks if t.kind == "audio"}
+        if self.kind == "audio":
+            self._read(tracks, wanted)
+            return
         for tile in strip:
             if tile["track"] is not None and not tile["track"].muted:
                 wanted[tile["track"].id] = 0

@@ -137,8 +137,10 @@ class _Stream:
 class Compositor:
     """All the state of one composite recording (see the module docstring)."""
 
-    def __init__(self, path: str, origin: float, width: int = 1280, height: int = 720, fps: int = 15) -> None:
+    def __init__(self, path: str, origin: float, width: int = 1280, height: int = 720, fps: int = 15,
+                 video: bool = True) -> None:
         self.path = path
+        self.with_video = video  # False: audio only (the mix in an .m4a)
         self.origin = origin
         self.width, self.height, self.fps = width, height, fps
         self.streams: dict[str, _Stream] = {}
@@ -228,8 +230,9 @@ class Compositor:
         # Created 0600 (and never through a link left there) before PyAV writes it.
         os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self.container = av.open(self.path, "w", format="mp4", options={"movflags": "+faststart"})
-        self.video = self.container.add_stream("libx264", rate=self.fps, options={"preset": "ultrafast"})
-        self.video.width, self.video.height, self.video.pix_fmt = self.width, self.height, "yuv420p"
+        if self.with_video:
+            self.video = self.container.add_stream("libx264", rate=self.fps, options={"preset": "ultrafast"})
+            self.video.width, self.video.height, self.video.pix_fmt = self.width, self.height, "yuv420p"
         self.audio = self.container.add_stream("aac", rate=AUDIO_RATE, layout="mono")
 
     def next_instant(self) -> float:
@@ -245,11 +248,10 @@ class Compositor:
     def render_next(self) -> None:
         import av
 
-        instant = self.next_instant()
-        picture = self.compose(instant)
-        frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
-        frame.pts = self.frame_index
-        self._mux(self.video.encode(frame))
+        if self.with_video:
+            frame = av.VideoFrame.from_ndarray(self.compose(self.next_instant()), format="rgb24")
+            frame.pts = self.frame_index
+            self._mux(self.video.encode(frame))
         self.frame_index += 1
         self._audio_until(round(self.frame_index * AUDIO_RATE / self.fps))
 
@@ -273,7 +275,8 @@ class Compositor:
         """Flush the encoders and finish the file; returns its duration in seconds."""
         if self.container is None:
             return 0.0
-        self._mux(self.video.encode(None))
+        if self.with_video:
+            self._mux(self.video.encode(None))
         self._mux(self.audio.encode(None))
         self.container.close()
         return self.frame_index / self.fps
@@ -350,10 +353,10 @@ def _inset(rect: Rect, margin: int) -> Rect:
 # --- the process -----------------------------------------------------------------------
 
 
-def main(items, results, path: str, origin: float, width: int, height: int, fps: int) -> None:
+def main(items, results, path: str, origin: float, width: int, height: int, fps: int, video: bool = True) -> None:
     """Entry point of the recorder process: run until ``stop``, report, exit."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    compositor = Compositor(path, origin, width, height, fps)
+    compositor = Compositor(path, origin, width, height, fps, video)
     error = None
     duration = 0.0
     try:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
+from . import recording_files
 from .depacketizer import Depacketizer, Frame, StreamReader, h264_parameter_sets
 from .ids import new_id
 
@@ -307,17 +308,18 @@ class Recordings:
         self.active: dict[str, Recording] = {}
 
     def start(self, tracks: list[PublishedTrack], kind: str = "composite") -> Recording:
-        """Start a recording of ``kind``: "tracks" (these tracks, one file,
-        no transcoding) or "composite" (the whole room as one MP4, see
-        sfu/composite.py). Raises TooManyRecordings when a cap is reached."""
+        """Start a recording of ``kind``: "composite" (the whole room as one
+        MP4, see sfu/composite.py), "audio" (every voice mixed into one .m4a)
+        or "tracks" (these tracks, one file, no transcoding). Raises
+        TooManyRecordings when a cap is reached."""
         if len(self.active) >= self.per_room:
             raise TooManyRecordings(f"this room has {len(self.active)} recordings in progress (the limit)")
         if self.slots.in_use >= self.slots.limit:
             raise TooManyRecordings(f"the server has {self.slots.in_use} recordings in progress (the limit)")
-        if kind == "composite":
+        if kind in ("composite", "audio"):
             from .composite import CompositeRecording
 
-            recording = CompositeRecording(self.room, self.directory, self._finished)
+            recording = CompositeRecording(self.room, self.directory, self._finished, kind=kind)
         else:
             recording = Recording(self.room.name, tracks, self.directory, self._finished)
         self.active[recording.id] = recording
@@ -347,9 +349,14 @@ class Recordings:
         self._forget(recording)
         self.room._broadcast("recording_stopped", {"room": self.room.name, **_event(recording)})
         if recording.path.exists():
-            self.room._emit("recording_finished", recording={
-                **recording.info(), "duration": round(recording.duration, 3), "size": recording.path.stat().st_size,
-            })
+            info = {**recording.info(), "duration": round(recording.duration, 3), "size": recording.path.stat().st_size,
+                    "started_at": round(recording.started_at, 3), "finished_at": round(time.time(), 3)}
+            try:
+                recording_files.write_sidecar(recording.path, {k: v for k, v in info.items() if k != "path"})
+            except OSError:
+                log.exception("recording %s: its description could not be written", recording.id)
+            self.room._emit("recording_finished", recording=info)
+        recording_files.expire(self.directory, self.room.config.recording_retention_days)
         log.info("recording %s finished (%s)", recording.id, recording.error or "ok")
 
 

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Awaitable, Callable, Literal, Optional
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
+from sfu import recording_files
 from sfu.recorder import TooManyRecordings, recording_kind
 from sfu.room import Room, RoomRegistry
 
@@ -285,7 +287,7 @@ async def send_data(request: web.Request, body: SendData) -> web.Response:
 class StartRecording(BaseModel):
     #: "composite": the meeting as one MP4 (the default); "tracks": the tracks
     #: as they are, in one WebM/Matroska (the default when track_ids is given).
-    kind: Optional[Literal["composite", "tracks"]] = None
+    kind: Optional[Literal["composite", "audio", "tracks"]] = None
     #: Only these tracks ("tracks" only); absent: every track published in the room now.
     track_ids: Optional[list[str]] = None
 
@@ -326,6 +328,62 @@ async def stop_recording(request: web.Request, body: None) -> web.Response:
     return _json(RecordingList(recordings=[RecordingInfo(**r.info()) for r in stopped]))
 
 
+class RecordingFile(BaseModel):
+    """A finished recording of the room, on this server's disk."""
+
+    id: str
+    room: str
+    kind: str
+    file: str  # its name in the recording directory
+    track_ids: list[str] = []
+    duration: float = 0
+    size: int = 0
+    started_at: float = 0  # Unix seconds
+    finished_at: float = 0
+
+
+class RecordingFileList(BaseModel):
+    recordings: list[RecordingFile]
+    #: Recordings of the room still in progress (listed once finished).
+    in_progress: list[str] = []
+
+
+def _recording_dir(request: web.Request) -> str:
+    return request.app[ADMIN_STATE].rooms.config.recording_dir
+
+
+async def list_recordings(request: web.Request, body: None) -> web.Response:
+    config = request.app[ADMIN_STATE].rooms.config
+    recording_files.expire(config.recording_dir, config.recording_retention_days)
+    name = request.match_info["room"]
+    room = request.app[ADMIN_STATE].rooms.rooms.get(name)
+    return _json(RecordingFileList(
+        recordings=[RecordingFile(**info) for info in recording_files.of_room(config.recording_dir, name)],
+        in_progress=list(room.recordings.active) if room is not None else [],
+    ))
+
+
+def _finished_recording(request: web.Request) -> tuple[dict, Path]:
+    found = recording_files.find(_recording_dir(request), request.match_info["room"], request.match_info["recording_id"])
+    if found is None:
+        room = request.app[ADMIN_STATE].rooms.rooms.get(request.match_info["room"])
+        if room is not None and request.match_info["recording_id"] in room.recordings.active:
+            raise ApiError(409, "recording_in_progress", "the recording is still in progress")
+        raise ApiError(404, "recording_not_found", "no finished recording with this id in this room")
+    return found
+
+
+async def download_recording(request: web.Request, body: None) -> web.StreamResponse:
+    info, path = _finished_recording(request)
+    return web.FileResponse(path, headers={"Content-Disposition": f'attachment; filename="{info["file"]}"'})
+
+
+async def delete_recording(request: web.Request, body: None) -> web.Response:
+    info, _ = _finished_recording(request)
+    recording_files.delete(_recording_dir(request), info)
+    return web.Response(status=204)
+
+
 ROOM = "/api/rooms/{room}"
 PARTICIPANT = ROOM + "/participants/{identity}"
 ROUTES = [
@@ -355,6 +413,12 @@ ROUTES = [
     Route("DELETE", ROOM + "/recording", stop_recording, "roomAdmin",
           "Stop the room's recordings; answers when the files are complete",
           response=RecordingList, errors=(404,)),
+    Route("GET", ROOM + "/recordings", list_recordings, "roomAdmin",
+          "List the room's finished recordings (and the ids of those in progress)", response=RecordingFileList),
+    Route("GET", ROOM + "/recordings/{recording_id}", download_recording, "roomAdmin",
+          "Download a finished recording's file", errors=(404, 409)),
+    Route("DELETE", ROOM + "/recordings/{recording_id}", delete_recording, "roomAdmin",
+          "Delete a finished recording's file", status=204, errors=(404, 409)),
 ]
 
 
@@ -473,7 +537,7 @@ def openapi_document() -> dict:
 def _operation(route: Route, schemas: dict) -> dict:
     params = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in ("room", "identity", "track_id") if "{" + name + "}" in route.path
+        for name in ("room", "identity", "track_id", "recording_id") if "{" + name + "}" in route.path
     ]
     ok: dict = {"description": "Success"}
     if route.response is not None:

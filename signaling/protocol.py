@@ -344,7 +344,7 @@ class StartRecording(_Message):
 
     type: Literal["start_recording"]
     id: RequestId
-    kind: Optional[Literal["composite", "tracks"]] = None
+    kind: Optional[Literal["composite", "audio", "tracks"]] = None
     track_ids: Optional[list[str]] = None
 
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import av
@@ -15,7 +16,7 @@ import pytest
 from sfu.config import SfuConfig
 from signaling.client import ClientError
 
-from .conftest import client_factory, eventually
+from .conftest import KEYS, client_factory, eventually
 from .media import PatternVideoTrack, ToneAudioTrack
 
 
@@ -111,3 +112,83 @@ async def test_recordings_are_capped_private_and_pathless_for_participants(make_
         # the slots are free again once stopped
         response = await publishers["c"].request({"type": "start_recording"})
         assert response["type"] == "recording_response"
+
+
+# --- operating recordings: the admin API, the webhook, retention ----------------------
+
+
+async def test_audio_recording_listed_downloaded_and_deleted_through_the_admin_api(make_server, tmp_path):
+    """Kind "audio": every voice mixed into one .m4a; once finished it is in
+    the room's list (even after the room is gone), downloadable, deletable,
+    and the recording_finished webhook gives its size and duration."""
+    import io
+
+    import aiohttp
+
+    from .test_admin import ADMIN, Api
+    from .test_composite import tone_levels
+    from .test_webhooks import Receiver
+
+    async with Receiver() as receiver, aiohttp.ClientSession() as http:
+        server = await make_server(keys=KEYS, sfu={"recording_dir": str(tmp_path)},
+                                   webhooks={"urls": [receiver.url]})
+        api = Api(server, http)
+        speakers = [await api.client("minutes", name) for name in ("ana", "ben")]
+        for speaker, frequency in zip(speakers, (440, 660)):
+            await speaker.publish([ToneAudioTrack(frequency)])
+        await eventually(lambda: all(t.stream is not None for t in server.rooms.rooms["minutes"].tracks()))
+        status, started = await api.call("POST", "/api/rooms/minutes/recording", {"kind": "audio"})
+        assert status == 201 and started["kind"] == "audio" and started["path"].endswith(".m4a"), started
+        begun = asyncio.get_running_loop().time()
+        await asyncio.sleep(6)
+        wall = asyncio.get_running_loop().time() - begun
+        status, _ = await api.call("DELETE", "/api/rooms/minutes/recording")
+        assert status == 200
+        for speaker in speakers:
+            await speaker.leave()
+            await speaker.close()
+        await eventually(lambda: "minutes" not in server.rooms.rooms)
+
+        finished = await eventually(
+            lambda: [e for e in receiver.events() if e["event"] == "recording_finished"], timeout=10)
+        hooked = finished[0]["recording"]
+        assert hooked["id"] == started["id"] and hooked["kind"] == "audio"
+        assert hooked["size"] == os.path.getsize(started["path"]) and abs(hooked["duration"] - wall) < 1.0, hooked
+
+        status, listed = await api.call("GET", "/api/rooms/minutes/recordings")
+        assert status == 200 and [r["id"] for r in listed["recordings"]] == [started["id"]], listed
+        assert listed["recordings"][0]["size"] == hooked["size"] and "path" not in listed["recordings"][0]
+        url = f"{server.http}/api/rooms/minutes/recordings/{started['id']}"
+        headers = {"Authorization": f"Bearer {ADMIN}"}
+        async with http.get(url, headers=headers) as response:
+            assert response.status == 200
+            data = await response.read()
+        assert data == Path(started["path"]).read_bytes()
+        with av.open(io.BytesIO(data)) as container:
+            assert not container.streams.video and container.streams.audio[0].codec_context.name == "aac"
+            samples = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
+        assert min(tone_levels(samples[48000 * 2:].astype(np.float64), 48000, (440, 660)).values()) > 20
+
+        # another room's admin path cannot reach it
+        status, data = await api.call("GET", "/api/rooms/other/recordings")
+        assert status == 200 and data["recordings"] == []
+        async with http.get(f"{server.http}/api/rooms/other/recordings/{started['id']}", headers=headers) as response:
+            assert response.status == 404
+        status, _ = await api.call("DELETE", f"/api/rooms/minutes/recordings/{started['id']}")
+        assert status == 204 and not os.path.exists(started["path"])
+        status, data = await api.call("DELETE", f"/api/rooms/minutes/recordings/{started['id']}")
+        assert (status, data["error"]["code"]) == (404, "recording_not_found")
+
+
+async def test_recordings_older_than_the_retention_are_deleted_at_start(make_server, tmp_path):
+    from sfu import recording_files
+
+    now = time.time()
+    for name, age_days in (("old", 3), ("recent", 0.5)):
+        path = tmp_path / f"{name}.mp4"
+        path.write_bytes(b"x")
+        recording_files.write_sidecar(path, {"id": name, "room": "r", "kind": "composite",
+                                             "started_at": now - age_days * 86400, "finished_at": now - age_days * 86400})
+    await make_server(sfu={"recording_dir": str(tmp_path), "recording_retention_days": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recent.mp4", "recent.mp4.json"]
+    assert [r["id"] for r in recording_files.of_room(tmp_path, "r")] == ["recent"]
