@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 from .ids import new_id
-from .layer_selector import OFF
+from .layer_reader import LayerReader
 
 if TYPE_CHECKING:
     from .published_track import PublishedTrack
@@ -40,74 +40,6 @@ QUEUE_BATCHES = 200  # batches the queue holds (10 s) before batches are dropped
 LAYOUT_INTERVAL = 0.5
 MAX_STRIP = 5  # filmstrip tiles at 1280 wide
 STOP_TIMEOUT = 120.0  # seconds the process gets to finish the file once stopped
-
-
-class LayerReader:
-    """Reads one track for the recorder like a down-track: one layer at a
-    time, switching to the wanted layer at its first keyframe."""
-
-    def __init__(self, track: PublishedTrack, sink: Callable[[tuple], None]) -> None:
-        self.track = track
-        self.key = track.id
-        self.kind = track.kind
-        self._sink = sink
-        self.desired = OFF  # the layer wanted (dynacast reads it)
-        self.current = OFF  # the layer being read
-        self.bound = True
-        track.add_downtrack(self)
-
-    def want(self, layer: int) -> None:
-        layer = min(layer, len(self.track.layers) - 1)
-        if layer == self.desired:
-            return
-        self.desired = layer
-        self.sync_streams()
-
-    # --- the down-track interface of PublishedTrack and ReceivedStream ----------
-
-    def sync_streams(self) -> None:
-        """Be a reader of exactly the current and the wanted layers."""
-        wanted = {self.current, self.desired} - {OFF} if self.bound else set()
-        for index, stream in enumerate(self.track.layers):
-            if stream is None:
-                continue
-            present = self in stream.downtracks
-            if index in wanted and not present:
-                stream.downtracks.append(self)
-                stream.request_keyframe()
-            elif index not in wanted and present:
-                stream.downtracks.remove(self)
-        if self.current == OFF and self.kind == "audio" and self.desired != OFF:
-            self._switch(self.desired)
-
-    def source_replaced(self) -> None:
-        self.current = OFF
-        self.sync_streams()
-
-    def detach(self) -> None:
-        self.bound = False
-        self.sync_streams()
-        if self in self.track.downtracks:
-            self.track.downtracks.remove(self)
-
-    def write(self, packet, payload, seq, ts, offset, keyframe, now, layer=0) -> None:
-        if layer != self.current:
-            if layer != self.desired or not keyframe:
-                return
-            self._switch(layer)
-        self._sink(("rtp", self.key, seq, ts, packet[1] & 0x80, payload, now))
-
-    def send_sender_report(self, report, layer: int = 0) -> None:
-        if layer == self.current:
-            self._sink(("sr", self.key, report.rtp_ts, report.ntp / 2**32))
-
-    def _switch(self, layer: int) -> None:
-        self.current = layer
-        self._sink(("reset", self.key))
-        stream = self.track.layers[layer]
-        if stream is not None and stream.sender_report is not None:
-            self.send_sender_report(stream.sender_report, layer)
-        self.sync_streams()
 
 
 class CompositeRecording:
@@ -138,6 +70,7 @@ class CompositeRecording:
         context = multiprocessing.get_context("spawn")
         self._items = context.Queue(QUEUE_BATCHES)
         self._results = context.Queue()
+        self._keyframe_requests = context.Queue()
         self._process = None
         self._context = context
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -170,7 +103,7 @@ class CompositeRecording:
         self._done = self._loop.create_future()
         self._process = self._context.Process(
             target=compositor.main, name=f"recorder-{self.id}", daemon=True,
-            args=(self._items, self._results, str(self.path), time.monotonic(), *self.size, self.fps,
+            args=(self._items, self._results, self._keyframe_requests, str(self.path), time.monotonic(), *self.size, self.fps,
                   self.kind != "audio"),
         )
         self._process.start()
@@ -226,8 +159,8 @@ class CompositeRecording:
         else:
             self.duration = result["duration"]
             self.error = self.error or result["error"]
-        self._items.close()
-        self._results.close()
+        for channel in (self._items, self._results, self._keyframe_requests):
+            channel.close()
 
     # --- the room, twice a second ----------------------------------------------------
 
@@ -311,6 +244,16 @@ class CompositeRecording:
                 self.batches_dropped += 1
                 self._batch = [item for item in batch if item[0] != "rtp"]
         self._timers["flush"] = self._loop.call_later(BATCH_INTERVAL, self._flush)
+        self._forward_keyframe_requests()
+
+    def _forward_keyframe_requests(self) -> None:
+        while True:
+            try:
+                key = self._keyframe_requests.get_nowait()
+            except queue.Empty:
+                return
+            if key in self._readers:
+                self._readers[key].request_keyframe()
 
 
 def _tile(tile: Optional[dict], wanted: dict[str, int]) -> Optional[dict]:

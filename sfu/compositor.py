@@ -15,6 +15,9 @@ spawn). It reads batches of items from one queue and writes one MP4: H.264
   ``{"key": key|None, "name": str}`` (no key: a placeholder).
 - ``("stop", monotonic_time)``: render up to that instant and close the file.
 
+A stream that lost a packet waits for its next keyframe; its key goes to
+``keyframe_requests`` for the SFU to ask the publisher for one.
+
 Timing: a frame's instant is its RTP timestamp mapped to its publisher's
 clock by sender reports, shifted by one offset per group (the smallest
 "arrival minus capture" seen) onto this machine's monotonic clock, so that
@@ -32,7 +35,7 @@ import queue
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -126,10 +129,10 @@ class _Stream:
     current: object = None  # the frame on screen
     last_instant: float = 0.0
 
-    def reset(self) -> None:
+    def reset(self, on_keyframe_needed: Callable[[], None]) -> None:
         import av
 
-        self.depacketizer = Depacketizer(self.codec)
+        self.depacketizer = Depacketizer(self.codec, on_keyframe_needed)
         self.decoder = av.CodecContext.create(_DECODERS[self.codec], "r")
         self.origin = None
 
@@ -138,8 +141,10 @@ class Compositor:
     """All the state of one composite recording (see the module docstring)."""
 
     def __init__(self, path: str, origin: float, width: int = 1280, height: int = 720, fps: int = 15,
-                 video: bool = True) -> None:
+                 video: bool = True, keyframe_requests=None) -> None:
         self.path = path
+        #: Where the keys of streams that lost a packet go (the SFU asks their publisher for a keyframe).
+        self.keyframe_requests = keyframe_requests if keyframe_requests is not None else queue.SimpleQueue()
         self.with_video = video  # False: audio only (the mix in an .m4a)
         self.origin = origin
         self.width, self.height, self.fps = width, height, fps
@@ -166,14 +171,17 @@ class Compositor:
         elif what == "track":
             _, key, kind, codec, clock_rate, group = item
             stream = _Stream(key, kind, codec.upper(), clock_rate, group)
-            stream.reset()
+            stream.reset(self._keyframe_request(key))
             self.streams[key] = stream
         elif what == "reset" and item[1] in self.streams:
-            self.streams[item[1]].reset()
+            self.streams[item[1]].reset(self._keyframe_request(item[1]))
         elif what == "layout":
             self.layout = item[1]
         elif what == "stop":
             self.stop_at = item[1]
+
+    def _keyframe_request(self, key: str) -> Callable[[], None]:
+        return lambda: self.keyframe_requests.put(key)
 
     def _sender_report(self, key: str, rtp_ts: int, ntp: float) -> None:
         stream = self.streams.get(key)
@@ -353,10 +361,11 @@ def _inset(rect: Rect, margin: int) -> Rect:
 # --- the process -----------------------------------------------------------------------
 
 
-def main(items, results, path: str, origin: float, width: int, height: int, fps: int, video: bool = True) -> None:
+def main(items, results, keyframe_requests, path: str, origin: float, width: int, height: int, fps: int,
+         video: bool = True) -> None:
     """Entry point of the recorder process: run until ``stop``, report, exit."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    compositor = Compositor(path, origin, width, height, fps, video)
+    compositor = Compositor(path, origin, width, height, fps, video, keyframe_requests)
     error = None
     duration = 0.0
     try:
