@@ -79,7 +79,10 @@ class CompositeRecording:
 
     def info(self) -> dict:
         return {"id": self.id, "room": self.room, "path": str(self.path), "track_ids": self.track_ids,
-                "kind": self.kind}
+                "kind": self.kind, "files": [p.name for p in self.files()]}
+
+    def files(self) -> list[Path]:
+        return [self.path] if self.path.exists() else []
 
     @property
     def pid(self) -> Optional[int]:

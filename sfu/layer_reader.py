@@ -26,10 +26,10 @@ class LayerReader:
     """Reads one track for the recorder like a down-track: one layer at a
     time, switching to the wanted layer at its first keyframe."""
 
-    def __init__(self, track: PublishedTrack, sink: Callable[[tuple], None]) -> None:
+    def __init__(self, track: PublishedTrack, sink: Callable[[tuple], None], key=None) -> None:
         self.track = track
         self._loop = asyncio.get_running_loop()
-        self.key = track.id
+        self.key = track.id if key is None else key
         self.kind = track.kind
         self._sink = sink
         self.desired = OFF  # the layer wanted (dynacast reads it)

@@ -31,17 +31,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 from . import recording_files
-from .depacketizer import Depacketizer, Frame, StreamReader, h264_parameter_sets
+from .depacketizer import Depacketizer, Frame, h264_parameter_sets
 from .ids import new_id
+from .layer_reader import LayerReader
 
 if TYPE_CHECKING:
     from .published_track import PublishedTrack
+    from .room import Room
 
 log = logging.getLogger(__name__)
 
 TIME_BASE = fractions.Fraction(1, 1000)  # Matroska's own resolution
 START_TIMEOUT = 4.0  # seconds to wait for every track's first keyframe and sender report
 MAX_PENDING = 1000  # frames held per track while its sender report is awaited
+FOLLOW_INTERVAL = 0.5  # seconds between looks for tracks published after the start
 _STOP = object()
 
 
@@ -83,7 +86,8 @@ class Recording:
     kind = "tracks"
 
     def __init__(self, room_name: str, tracks: list[PublishedTrack], directory: str | os.PathLike,
-                 on_finished: Callable[[Recording], None] = lambda r: None) -> None:
+                 on_finished: Callable[[Recording], None] = lambda r: None, follow: Optional[Room] = None,
+                 path: Optional[Path] = None) -> None:
         self.id = new_id("RC")
         self.room = room_name
         self.track_ids = [t.id for t in tracks]
@@ -91,27 +95,36 @@ class Recording:
         self.format = "matroska" if h264 else "webm"
         safe_room = "".join(c if c.isalnum() or c in "-_" else "_" for c in room_name)[:64]
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.path = Path(directory) / f"{safe_room}-{stamp}-{self.id}.{'mkv' if h264 else 'webm'}"
+        self.path = path or Path(directory) / f"{safe_room}-{stamp}-{self.id}.{'mkv' if h264 else 'webm'}"
         self.started_at = time.time()
         self.error: Optional[str] = None
         self.duration = 0.0
+        #: Recordings of the tracks published after the start, one file each (``follow``).
+        self.later: list[Recording] = []
+        self._follow = follow
+        self._follow_timer: Optional[asyncio.TimerHandle] = None
+        self._tracks = tracks
         self._on_finished = on_finished
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
-        self._readers = [StreamReader(t, i, self._queue, self._loop) for i, t in enumerate(tracks)]
+        self._readers: list[LayerReader] = []
         self._states = [
-            _TrackState(t.id, t.kind, t.codec.name.upper(), t.codec.clock_rate,
-                        Depacketizer(t.codec.name, reader.request_keyframe))
-            for t, reader in zip(tracks, self._readers)
+            _TrackState(t.id, t.kind, t.codec.name.upper(), t.codec.clock_rate, Depacketizer(t.codec.name))
+            for t in tracks
         ]
         self._thread = threading.Thread(target=self._run, name=f"recorder-{self.id}", daemon=True)
         self._container = None
         self._origin = 0.0  # wall-clock time of pts 0
         self._done: Optional[asyncio.Future] = None
+        self._stopped: Optional[asyncio.Future] = None
 
     def info(self) -> dict:
         return {"id": self.id, "room": self.room, "path": str(self.path), "track_ids": self.track_ids,
-                "kind": self.kind}
+                "kind": self.kind, "files": [p.name for p in self.files()]}
+
+    def files(self) -> list[Path]:
+        """This recording's files: the one of the tracks at the start, then one per later track."""
+        return [r.path for r in [self, *self.later] if r.path.exists()]
 
     # --- control (event loop) ---------------------------------------------------
 
@@ -119,23 +132,54 @@ class Recording:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._done = self._loop.create_future()
         self._thread.start()
-        for reader in self._readers:
-            reader.attach()
+        for key, track in enumerate(self._tracks):
+            reader = LayerReader(track, self._queue.put, key)
+            self._states[key].depacketizer = Depacketizer(track.codec.name, reader.request_keyframe)
+            self._readers.append(reader)
+            reader.want(len(track.layers) - 1)  # a simulcast track at its best layer
+        if self._follow is not None:
+            self._follow_timer = self._loop.call_later(FOLLOW_INTERVAL, self._add_later_tracks)
+
+    def _add_later_tracks(self) -> None:
+        """Each track published since the start gets a file of its own beside this one."""
+        for track in self._follow.tracks():
+            if track.id in self.track_ids:
+                continue
+            self.track_ids.append(track.id)
+            path = self.path.with_name(f"{self.path.stem}-{track.id}{self.path.suffix}")
+            if track.codec.name.upper() == "H264":
+                path = path.with_suffix(".mkv")
+            later = Recording(self.room, [track], self.path.parent, path=path)
+            self.later.append(later)
+            later.start()
+        self._follow_timer = self._loop.call_later(FOLLOW_INTERVAL, self._add_later_tracks)
 
     def detach_track(self, track_id: str) -> None:
         """A recorded track went away: stop reading it (the file goes on)."""
         for reader in self._readers:
             if reader.track.id == track_id:
                 reader.detach()
+        for later in self.later:
+            later.detach_track(track_id)
 
     async def stop(self) -> None:
-        """Stop reading, let the worker finish the file; returns when it is complete."""
+        """Stop reading, let the workers finish the files; returns when they are complete."""
         if self._done is None:
             return
+        if self._stopped is None:
+            self._stopped = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopped)
+
+    async def _stop(self) -> None:
+        if self._follow_timer is not None:
+            self._follow_timer.cancel()
         for reader in self._readers:
             reader.detach()
         self._queue.put(_STOP)
+        await asyncio.gather(*(later.stop() for later in self.later))
         await asyncio.shield(self._done)
+        self.duration = max([self.duration, *(later.duration for later in self.later)])
+        self._on_finished(self)
 
     @property
     def complete(self) -> bool:
@@ -156,7 +200,8 @@ class Recording:
     def _finished(self) -> None:
         if not self._done.done():
             self._done.set_result(None)
-        self._on_finished(self)
+        if self._stopped is None:  # the worker failed: end the later files too
+            asyncio.ensure_future(self.stop())
 
     def _work(self) -> None:
         started = time.monotonic()
@@ -178,18 +223,23 @@ class Recording:
             self._open()
 
     def _handle(self, item: tuple) -> None:
-        state = self._states[item[0]]
-        if len(item) == 2:
-            report = item[1]
+        what, key = item[0], item[1]
+        state = self._states[key]
+        if what == "rtp":
+            _, _, seq, ts, marker, payload, _ = item
+            for frame in state.depacketizer.push(seq, ts, bool(marker), payload):
+                self._frame(state, frame)
+        elif what == "sr":
             if state.origin is None:
-                state.origin = (state.depacketizer.unwrap_timestamp(report.rtp_ts), report.ntp / 2**32)
+                state.origin = (state.depacketizer.unwrap_timestamp(item[2]), item[3])
                 for frame in state.waiting:
                     self._timed(state, frame)
                 state.waiting.clear()
-            return
-        _, seq, ts, marker, payload = item
-        for frame in state.depacketizer.push(seq, ts, bool(marker), payload):
-            self._frame(state, frame)
+        elif what == "reset":  # (another) layer from here: new numbering and timestamps
+            for frame in state.depacketizer.flush():
+                self._frame(state, frame)
+            state.depacketizer = Depacketizer(state.codec, self._readers[key].request_keyframe)
+            state.origin = None
 
     def _frame(self, state: _TrackState, frame: Frame) -> None:
         if state.origin is None:
@@ -307,11 +357,12 @@ class Recordings:
         self.slots = slots
         self.active: dict[str, Recording] = {}
 
-    def start(self, tracks: list[PublishedTrack], kind: str = "composite") -> Recording:
+    def start(self, tracks: list[PublishedTrack], kind: str = "composite", follow: bool = True) -> Recording:
         """Start a recording of ``kind``: "composite" (the whole room as one
         MP4, see sfu/composite.py), "audio" (every voice mixed into one .m4a)
-        or "tracks" (these tracks, one file, no transcoding). Raises
-        TooManyRecordings when a cap is reached."""
+        or "tracks" (these tracks in one file, no transcoding; with
+        ``follow``, each track published later in a file of its own).
+        Raises TooManyRecordings when a cap is reached."""
         if len(self.active) >= self.per_room:
             raise TooManyRecordings(f"this room has {len(self.active)} recordings in progress (the limit)")
         if self.slots.in_use >= self.slots.limit:
@@ -321,7 +372,8 @@ class Recordings:
 
             recording = CompositeRecording(self.room, self.directory, self._finished, kind=kind)
         else:
-            recording = Recording(self.room.name, tracks, self.directory, self._finished)
+            recording = Recording(self.room.name, tracks, self.directory, self._finished,
+                                  follow=self.room if follow else None)
         self.active[recording.id] = recording
         self.slots.in_use += 1
         recording.start()
@@ -349,7 +401,8 @@ class Recordings:
         self._forget(recording)
         self.room._broadcast("recording_stopped", {"room": self.room.name, **_event(recording)})
         if recording.path.exists():
-            info = {**recording.info(), "duration": round(recording.duration, 3), "size": recording.path.stat().st_size,
+            size = sum(path.stat().st_size for path in recording.files())
+            info = {**recording.info(), "duration": round(recording.duration, 3), "size": size,
                     "started_at": round(recording.started_at, 3), "finished_at": round(time.time(), 3)}
             try:
                 recording_files.write_sidecar(recording.path, {k: v for k, v in info.items() if k != "path"})

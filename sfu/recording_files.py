@@ -1,8 +1,9 @@
 """Finished recordings on disk: found, listed, deleted and expired by room.
 
-Each finished recording file has a sidecar ``<file>.json`` (0600, like the
-file) saying what it is: its id, room, kind, start and end (Unix seconds),
-duration and size. The sidecars make a recording findable after its room is
+Each finished recording has a sidecar ``<file>.json`` (0600, like the file)
+saying what it is: its id, room, kind, start and end (Unix seconds),
+duration, total size and its ``files`` (a "tracks" recording has one more
+file per track published after its start). The sidecars make a recording findable after its room is
 gone, without a database. Retention (``recording_retention_days``) deletes
 files whose recording ended longer ago than that; it is applied when a
 recording finishes, when recordings are listed, and when the server starts.
@@ -59,8 +60,10 @@ def find(directory: str | os.PathLike, room: str, recording_id: str) -> Optional
 
 
 def delete(directory: str | os.PathLike, info: dict) -> None:
+    """The recording's files (all of them) and its sidecar."""
     path = Path(directory) / info["file"]
-    for victim in (path, path.with_name(path.name + SIDECAR)):
+    files = [Path(directory) / Path(name).name for name in info.get("files") or [info["file"]]]
+    for victim in (*files, path.with_name(path.name + SIDECAR)):
         try:
             victim.unlink()
         except FileNotFoundError:

@@ -298,6 +298,8 @@ class RecordingInfo(BaseModel):
     path: str
     track_ids: list[str]
     kind: str = "tracks"
+    #: Names of its files so far, in the same directory ("tracks": one more per later track).
+    files: list[str] = []
 
 
 class RecordingList(BaseModel):
@@ -334,7 +336,8 @@ class RecordingFile(BaseModel):
     id: str
     room: str
     kind: str
-    file: str  # its name in the recording directory
+    file: str  # its (main) file's name in the recording directory
+    files: list[str] = []  # all its files' names (download one with ?file=)
     track_ids: list[str] = []
     duration: float = 0
     size: int = 0
@@ -374,8 +377,12 @@ def _finished_recording(request: web.Request) -> tuple[dict, Path]:
 
 
 async def download_recording(request: web.Request, body: None) -> web.StreamResponse:
+    """The main file, or with ``?file=NAME`` another of the recording's files."""
     info, path = _finished_recording(request)
-    return web.FileResponse(path, headers={"Content-Disposition": f'attachment; filename="{info["file"]}"'})
+    name = request.query.get("file", info["file"])
+    if name not in (info.get("files") or [info["file"]]):
+        raise ApiError(404, "recording_not_found", "the recording has no such file")
+    return web.FileResponse(path.with_name(name), headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 async def delete_recording(request: web.Request, body: None) -> web.Response:
@@ -416,7 +423,7 @@ ROUTES = [
     Route("GET", ROOM + "/recordings", list_recordings, "roomAdmin",
           "List the room's finished recordings (and the ids of those in progress)", response=RecordingFileList),
     Route("GET", ROOM + "/recordings/{recording_id}", download_recording, "roomAdmin",
-          "Download a finished recording's file", errors=(404, 409)),
+          "Download a finished recording's file (?file=NAME: another of its files)", errors=(404, 409)),
     Route("DELETE", ROOM + "/recordings/{recording_id}", delete_recording, "roomAdmin",
           "Delete a finished recording's file", status=204, errors=(404, 409)),
 ]

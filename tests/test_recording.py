@@ -192,3 +192,71 @@ async def test_recordings_older_than_the_retention_are_deleted_at_start(make_ser
     await make_server(sfu={"recording_dir": str(tmp_path), "recording_retention_days": 2})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["recent.mp4", "recent.mp4.json"]
     assert [r["id"] for r in recording_files.of_room(tmp_path, "r")] == ["recent"]
+
+
+# --- a Chromium publisher: simulcast at its best layer, a track published later ------
+
+SIMULCAST_CAMERA_JS = """
+async ({room}) => {
+  const canvas = document.createElement("canvas");
+  canvas.width = 1280;
+  canvas.height = 720;
+  const ctx = canvas.getContext("2d");
+  let n = 0;
+  setInterval(() => {
+    ctx.fillStyle = "#3060c0";
+    ctx.fillRect(0, 0, 1280, 720);
+    ctx.fillStyle = "#fff";
+    ctx.fillRect((n * 16) % 1200, 300, 80, 80);
+    n += 1;
+  }, 66);
+  const { PysfuClient } = await import("/pysfu.js");
+  const client = new PysfuClient();
+  window.testClient = client;
+  await client.join(room, "cam", {autoSubscribe: false});
+  const infos = await client.publish(canvas.captureStream(15));
+  window.shareLater = async () => {
+    const screen = document.createElement("canvas");
+    screen.width = 960;
+    screen.height = 540;
+    const sctx = screen.getContext("2d");
+    setInterval(() => { sctx.fillStyle = `hsl(${(n * 7) % 360}, 60%, 50%)`; sctx.fillRect(0, 0, 960, 540); }, 66);
+    return (await client.publish(screen.captureStream(15), {source: "screen_share", simulcast: false})).map((i) => i.id);
+  };
+  return infos.map((i) => i.id);
+}
+"""
+
+
+async def test_track_recording_takes_the_best_simulcast_layer_and_later_tracks(make_server, tmp_path):
+    """A 1280x720 simulcast camera is recorded at 1280 wide (not its 320 layer),
+    and a screen share published after the start gets a file of its own."""
+    from .browser import chromium
+
+    server = await make_server(sfu={"recording_dir": str(tmp_path / "recordings")})
+    async with chromium(tmp_path) as browser:
+        page = await browser.new_page()
+        await page.goto(f"{server.http}/")
+        [camera_id] = await page.evaluate(SIMULCAST_CAMERA_JS, {"room": "tracks"})
+        room = server.rooms.rooms["tracks"]
+        camera = room.find_track(camera_id)
+        assert camera.simulcast and len(camera.layers) == 3
+        await eventually(lambda: all(s is not None and s.flowing(time.monotonic()) for s in camera.layers),
+                         timeout=30, message="every simulcast layer flowing")
+        recording = room.recordings.start(room.tracks(), "tracks")
+        await asyncio.sleep(2)
+        [share_id] = await page.evaluate("window.shareLater()")
+        await asyncio.sleep(6)
+        await room.recordings.stop()
+
+    assert share_id in recording.track_ids and len(recording.later) == 1
+    with av.open(str(recording.path)) as container:
+        widths = [f.width for f in container.decode(video=0)]
+    assert len(widths) > 50 and set(widths) == {1280}, (len(widths), set(widths))
+    later = recording.later[0].path
+    assert later.name == f"{recording.path.stem}-{share_id}.webm"
+    assert stat.S_IMODE(os.stat(later).st_mode) == 0o600
+    with av.open(str(later)) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) > 20 and frames[0].width == 960
+    assert sorted(recording.info()["files"]) == sorted([recording.path.name, later.name])
