@@ -1,7 +1,7 @@
 """Recording: tracks of a room muxed into a file without transcoding.
 
-A ``Recording`` reads each recorded track's stream like a down-track (see
-``depacketizer.StreamReader``) and hands the packets to one worker thread,
+A ``Recording`` reads each recorded track like a down-track (see
+``layer_reader.LayerReader``) and hands the packets to one worker thread,
 which depacketizes them into frames, maps RTP timestamps to wall-clock time
 through the publisher's sender reports (so that audio and video stay in
 sync), and muxes them with PyAV: WebM for VP8 + Opus, Matroska for H.264.
@@ -9,8 +9,11 @@ Video starts at a keyframe; audio before the first video frame is dropped;
 a frame with a lost packet is dropped and video resumes at the next
 keyframe, timestamps untouched (the file has a gap, not a shift).
 
-Tracks published after the start are not added (start another recording);
-a simulcast track is recorded at its lowest layer.
+A simulcast track is read at its best layer (moving up at a keyframe, the
+file's video then changes size). When it follows the room, each track
+published after the start is recorded by a ``Recording`` of its own into a
+file beside the first one (``later``). ``Recordings`` also starts the other
+kinds: "composite" and "audio" (sfu/composite.py).
 
 Recordings are private to the operator: the directory is created 0700 and
 each file 0600, participants learn a recording's id but never its path, and
