@@ -316,7 +316,8 @@ async def start_recording(request: web.Request, body: StartRecording) -> web.Res
     if not tracks:
         raise ApiError(409, "nothing_to_record", "no track is published in this room")
     try:
-        recording = room.recordings.start(tracks, recording_kind(body.kind, body.track_ids))
+        recording = room.recordings.start(tracks, recording_kind(body.kind, body.track_ids),
+                                          follow=body.track_ids is None)
     except TooManyRecordings as exc:
         raise ApiError(409, "too_many_recordings", str(exc)) from None
     return _json(RecordingInfo(**recording.info()), 201)

@@ -394,7 +394,8 @@ class Session:
         if not tracks:
             raise SignalingError(p.ErrorCode.NOT_ALLOWED, "nothing to record: no track is published")
         try:
-            recording = room.recordings.start(tracks, recording_kind(request.kind, request.track_ids))
+            recording = room.recordings.start(tracks, recording_kind(request.kind, request.track_ids),
+                                             follow=request.track_ids is None)
         except TooManyRecordings as exc:
             raise SignalingError(p.ErrorCode.TOO_MANY_RECORDINGS, str(exc)) from None
         return p.RecordingResponse(id=request.id, recording=p.RecordingInfo(

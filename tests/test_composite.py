@@ -269,6 +269,7 @@ def frame_at(frames: list, seconds: float) -> np.ndarray:
     return min(frames, key=lambda f: abs(f[0] - seconds))[1]
 
 
+@pytest.mark.browser
 async def test_chromium_meeting_recorded_as_one_mp4_with_layout_share_and_every_voice(make_server, tmp_path):
     from .browser import chromium, save_artifact
 

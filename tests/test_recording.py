@@ -228,6 +228,7 @@ async ({room}) => {
 """
 
 
+@pytest.mark.browser
 async def test_track_recording_takes_the_best_simulcast_layer_and_later_tracks(make_server, tmp_path):
     """A 1280x720 simulcast camera is recorded at 1280 wide (not its 320 layer),
     and a screen share published after the start gets a file of its own."""
