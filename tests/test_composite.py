@@ -13,7 +13,10 @@ import av
 import numpy as np
 import pytest
 
-from sfu.compositor import Mixer, fit, speaker_layout
+from aiortc import VideoStreamTrack
+from av import VideoFrame
+
+from sfu.compositor import PLACEHOLDER, Mixer, fit, speaker_layout
 
 from .conftest import eventually
 from .media import PatternVideoTrack, ToneAudioTrack
@@ -97,6 +100,72 @@ async def test_two_aiortc_peers_recorded_as_one_mp4_with_both_voices(server, cli
     stage, strip = speaker_layout(1280, 720, 1)
     assert last[stage[1] + stage[3] // 2, stage[0] + stage[2] // 2].std() >= 0  # placeholder for now
 
+
+
+class SolidVideoTrack(VideoStreamTrack):
+    """A camera of one colour (with a small moving square, so frames differ)."""
+
+    def __init__(self, colour: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.picture = np.empty((180, 320, 3), np.uint8)
+        self.picture[:] = colour
+        self.count = 0
+
+    async def recv(self) -> VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        picture = self.picture.copy()
+        x = (self.count * 4) % 300
+        picture[150:170, x:x + 20] = 255
+        self.count += 1
+        frame = VideoFrame.from_ndarray(picture, format="rgb24")
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
+
+async def test_joining_muting_and_leaving_show_in_the_recording_as_they_happen(make_server, tmp_path):
+    server = await make_server(sfu={"recording_dir": str(tmp_path)})
+    people, videos = {}, {}
+    for name in ("ana", "ben"):
+        people[name] = server.client()
+        await people[name].connect()
+        await people[name].join("life", name)
+        [videos[name]] = await people[name].publish([SolidVideoTrack(COLOURS[name])])
+    room = server.rooms.rooms["life"]
+    await eventually(lambda: all(t.stream is not None and t.stream.flowing(time.monotonic()) for t in room.tracks()),
+                     timeout=20)
+    recording = room.recordings.start(room.tracks())
+    started = time.monotonic()
+    samples = []  # (file instant, people on screen then, as seen)
+
+    async def phase(expected: list[str]) -> None:
+        await asyncio.sleep(4)  # the layout follows within a second, a new camera at its keyframe
+        samples.append((time.monotonic() - started - 1.0, expected))
+
+    try:
+        await phase(["ana", "ben"])
+        people["cho"] = server.client()
+        await people["cho"].connect()
+        await people["cho"].join("life", "cho")
+        await people["cho"].publish([SolidVideoTrack(COLOURS["cho"])])
+        await phase(["ana", "ben", "cho"])
+        await people["ben"].request({"type": "mute", "track_id": videos["ben"]["id"], "muted": True})
+        await phase(["ana", "cho", "placeholder"])
+        await people["ana"].leave()
+        await phase(["cho", "placeholder"])
+        await room.recordings.stop()
+    finally:
+        for client in people.values():
+            await client.close()
+
+    with av.open(str(recording.path)) as container:
+        stream = container.streams.video[0]
+        frames = [(float(f.pts * stream.time_base), f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
+    palette = {**COLOURS, "placeholder": PLACEHOLDER}
+    for instant, expected in samples:
+        frame = frame_at(frames, instant)
+        stage, strip = speaker_layout(1280, 720, len(expected) - 1)
+        seen = [colour_name(region_colour(frame, fit(16, 9, rect)), palette) for rect in [stage, *strip]]
+        assert sorted(seen) == expected, (instant, seen, expected)
 
 
 async def test_a_stalled_recorder_process_never_holds_up_forwarding(server, clients, tmp_path):
