@@ -168,6 +168,32 @@ async def test_joining_muting_and_leaving_show_in_the_recording_as_they_happen(m
         assert sorted(seen) == expected, (instant, seen, expected)
 
 
+async def test_composite_recording_from_a_server_started_as_pysfu_serve(tmp_path, monkeypatch):
+    """As deployed (``python -m signaling serve``): the recorder process is
+    spawned beside the server (multiprocessing skips a ``__main__`` module
+    named ``pkg.__main__``) and the file plays."""
+    from signaling.client import Client
+
+    from .conftest import LOOPBACK, start_server_process, stop_server_process
+
+    monkeypatch.setenv("PYSFU_SFU__RECORDING_DIR", str(tmp_path))
+    server = start_server_process()
+    try:
+        async with Client(server.url, ice_addresses=LOOPBACK) as alice:
+            await alice.join("served", "alice")
+            await alice.publish([ToneAudioTrack(440), PatternVideoTrack(320, 240)])
+            await asyncio.sleep(1)
+            response = await alice.request({"type": "start_recording"})
+            assert response["recording"]["kind"] == "composite"
+            await asyncio.sleep(4)
+            assert (await alice.request({"type": "stop_recording"}))["type"] == "ok"
+        assert server.proc.poll() is None, "the server died"
+        with av.open(response["recording"]["path"]) as container:
+            assert container.duration / 1e6 > 3 and len(list(container.decode(video=0))) > 40
+    finally:
+        stop_server_process(server)
+
+
 async def test_a_stalled_recorder_process_never_holds_up_forwarding(server, clients, tmp_path):
     """The recorder process frozen (SIGSTOP) for longer than its queue holds:
     the subscriber keeps getting video, the recording drops batches, and once
