@@ -189,7 +189,8 @@ async def main() -> None:
         print(f"  {label:14s} µs per forwarded packet: event-loop thread median {statistics.median(loop):.2f} "
               f"(runs {', '.join(f'{v:.2f}' for v in loop)}); whole process median {statistics.median(whole):.2f}")
     base = statistics.median(v[0] for v in results["none"])
-    print(f"  ratio with/without (event-loop thread): {statistics.median(v[0] for v in results['one recording']) / base:.3f}")
+    recorded = statistics.median(v[0] for v in results["one recording"])
+    print(f"  ratio with/without (event-loop thread): {recorded / base:.3f}")
     print(f"  recorder process (720p, 15 fps, one camera on the stage + its voice): "
           f"{statistics.median(recorder_cores):.2f} cores (runs {', '.join(f'{c:.2f}' for c in recorder_cores)})")
 

@@ -106,8 +106,8 @@ class CompositeRecording:
         self._done = self._loop.create_future()
         self._process = self._context.Process(
             target=compositor.main, name=f"recorder-{self.id}", daemon=True,
-            args=(self._items, self._results, self._keyframe_requests, str(self.path), time.monotonic(), *self.size, self.fps,
-                  self.kind != "audio"),
+            args=(self._items, self._results, self._keyframe_requests, str(self.path), time.monotonic(),
+                  *self.size, self.fps, self.kind != "audio"),
         )
         self._process.start()
         self._follow_room()

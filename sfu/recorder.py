@@ -377,9 +377,9 @@ class Recordings:
         else:
             recording = Recording(self.room.name, tracks, self.directory, self._finished,
                                   follow=self.room if follow else None)
+        recording.start()
         self.active[recording.id] = recording
         self.slots.in_use += 1
-        recording.start()
         self.room._broadcast("recording_started", {"room": self.room.name, **_event(recording)})
         log.info("recording %s of %s started: %s", recording.id, self.room.name, recording.path)
         return recording

@@ -368,10 +368,11 @@ async def list_recordings(request: web.Request, body: None) -> web.Response:
 
 
 def _finished_recording(request: web.Request) -> tuple[dict, Path]:
-    found = recording_files.find(_recording_dir(request), request.match_info["room"], request.match_info["recording_id"])
+    room, recording_id = request.match_info["room"], request.match_info["recording_id"]
+    found = recording_files.find(_recording_dir(request), room, recording_id)
     if found is None:
-        room = request.app[ADMIN_STATE].rooms.rooms.get(request.match_info["room"])
-        if room is not None and request.match_info["recording_id"] in room.recordings.active:
+        live = request.app[ADMIN_STATE].rooms.rooms.get(room)
+        if live is not None and recording_id in live.recordings.active:
             raise ApiError(409, "recording_in_progress", "the recording is still in progress")
         raise ApiError(404, "recording_not_found", "no finished recording with this id in this room")
     return found

@@ -140,6 +140,10 @@ async def test_audio_recording_listed_downloaded_and_deleted_through_the_admin_a
         status, started = await api.call("POST", "/api/rooms/minutes/recording", {"kind": "audio"})
         assert status == 201 and started["kind"] == "audio" and started["path"].endswith(".m4a"), started
         begun = asyncio.get_running_loop().time()
+        status, listed = await api.call("GET", "/api/rooms/minutes/recordings")
+        assert (status, listed["recordings"], listed["in_progress"]) == (200, [], [started["id"]])
+        status, data = await api.call("DELETE", f"/api/rooms/minutes/recordings/{started['id']}")
+        assert (status, data["error"]["code"]) == (409, "recording_in_progress")
         await asyncio.sleep(6)
         wall = asyncio.get_running_loop().time() - begun
         status, _ = await api.call("DELETE", "/api/rooms/minutes/recording")
@@ -164,6 +168,8 @@ async def test_audio_recording_listed_downloaded_and_deleted_through_the_admin_a
             assert response.status == 200
             data = await response.read()
         assert data == Path(started["path"]).read_bytes()
+        async with http.get(url, headers=headers, params={"file": "../../etc/passwd"}) as response:
+            assert response.status == 404  # only the recording's own files
         with av.open(io.BytesIO(data)) as container:
             assert not container.streams.video and container.streams.audio[0].codec_context.name == "aac"
             samples = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
@@ -187,8 +193,9 @@ async def test_recordings_older_than_the_retention_are_deleted_at_start(make_ser
     for name, age_days in (("old", 3), ("recent", 0.5)):
         path = tmp_path / f"{name}.mp4"
         path.write_bytes(b"x")
+        ended = now - age_days * 86400
         recording_files.write_sidecar(path, {"id": name, "room": "r", "kind": "composite",
-                                             "started_at": now - age_days * 86400, "finished_at": now - age_days * 86400})
+                                             "started_at": ended, "finished_at": ended})
     await make_server(sfu={"recording_dir": str(tmp_path), "recording_retention_days": 2})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["recent.mp4", "recent.mp4.json"]
     assert [r["id"] for r in recording_files.of_room(tmp_path, "r")] == ["recent"]
@@ -221,7 +228,8 @@ async ({room}) => {
     screen.height = 540;
     const sctx = screen.getContext("2d");
     setInterval(() => { sctx.fillStyle = `hsl(${(n * 7) % 360}, 60%, 50%)`; sctx.fillRect(0, 0, 960, 540); }, 66);
-    return (await client.publish(screen.captureStream(15), {source: "screen_share", simulcast: false})).map((i) => i.id);
+    const infos = await client.publish(screen.captureStream(15), {source: "screen_share", simulcast: false});
+    return infos.map((i) => i.id);
   };
   return infos.map((i) => i.id);
 }
