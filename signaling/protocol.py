@@ -437,6 +437,8 @@ class JoinResponse(_Message):
     resume_grace: Optional[float] = None
     #: True when answering ``resume``: same participant, fresh peer connections.
     resumed: bool = False
+    #: Recordings of the room in progress (their ids): it is being recorded.
+    recordings: list[str] = []
 
 
 class Redirect(_Message):

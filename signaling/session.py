@@ -242,6 +242,7 @@ class Session:
             resume_token=self._resumes.issue(room.name, participant) if grace > 0 else None,
             resume_grace=grace if grace > 0 else None,
             resumed=resumed,
+            recordings=list(room.recordings.active),
         )
 
     async def _redirect(self, request: p.Join, claims: Claims) -> Optional[p.Redirect]:

@@ -100,11 +100,15 @@ async def test_recordings_are_capped_private_and_pathless_for_participants(make_
         path = Path(first["path"])
         assert path.parent == directory
         await eventually(path.exists, timeout=15)
+        early = await connect()  # a late joiner learns that the room is being recorded
+        assert (await early.join("a", "early"))["recordings"] == [first["recording_id"]]
         for room in ("a", "b"):
             assert (await publishers[room].request({"type": "stop_recording"}))["type"] == "ok"
         await eventually(lambda: any(e["type"] == "recording_stopped" for e in viewer.events))
         assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        late = await connect()  # a late joiner learns that the room is no longer being recorded
+        assert (await late.join("a", "late"))["recordings"] == []
         seen = [e for e in viewer.events if e["type"].startswith("recording_")]
         assert [e["type"] for e in seen] == ["recording_started", "recording_stopped"]
         assert all(str(directory) not in json.dumps(e) and "path" not in e for e in seen), seen
