@@ -223,6 +223,8 @@ function plainParticipant(p) {
  *  - `speakers_changed`   {speakers: [{participant_id, level, dominant?}]}  dominant first (also in `speakers`)
  *  - `slots_changed`      {slots: [{mid, kind, participant_id, track_id}]}  slot subscription only
  *                         (also in `slots`); each change also comes as `trackremoved` / `track`
+ *  - `recording_started`, `recording_stopped` {room, recording_id, track_ids}  the room is
+ *                         being recorded while `recordings` (ids, from join_response too) is not empty
  * Client events:
  *  - `track`        {track, trackInfo, participantId, trackId, mid, kind, streams}
  *  - `trackremoved` {track, trackInfo, participantId, trackId, mid, kind}
@@ -323,6 +325,8 @@ export class PysfuClient extends EventTarget {
     this._dynacastQueue = new SerialQueue();
     /** @type {ChatMessage[]} the room's chat, oldest first (history from join, then new messages) */
     this.chat = [];
+    /** Ids of the room's recordings in progress (non-empty: the room is being recorded). */
+    this.recordings = new Set();
   }
 
   // --- events ---------------------------------------------------------------
@@ -482,6 +486,9 @@ export class PysfuClient extends EventTarget {
       participant_state: () => this._onParticipantState(msg),
       connection_quality: () => this._onConnectionQuality(msg),
       reconnect: () => {}, // the server lost our media: the socket closes next, we resume
+      // recording (issue 15): `recordings` holds the ids in progress
+      recording_started: () => { this.recordings.add(msg.recording_id); },
+      recording_stopped: () => { this.recordings.delete(msg.recording_id); },
     }[msg.type];
     if (!handler) return;
     if (handler() === REJOINING) return; // not a leave for the app: we come back by ourselves
@@ -585,6 +592,7 @@ export class PysfuClient extends EventTarget {
     this.roster.clear();
     res.participants.forEach((p) => this._addParticipant(p));
     this.chat = (res.chat_history || []).slice(-CHAT_HISTORY).map((m) => ({ ...m }));
+    this.recordings = new Set(res.recordings || []);
     // STUN/TURN servers (TURN credentials minted for us) for both PCs, made just below
     if (!this._ownIceServers) this.rtcConfig.iceServers = res.ice_servers || [];
     this._keepResumeToken(res);

@@ -18,7 +18,7 @@ from av import VideoFrame
 
 from sfu.compositor import PLACEHOLDER, Mixer, fit, speaker_layout
 
-from .conftest import eventually
+from .conftest import eventually, eventually_async
 from .media import PatternVideoTrack, ToneAudioTrack
 
 
@@ -428,3 +428,33 @@ async def test_chromium_meeting_recorded_as_one_mp4_with_layout_share_and_every_
     on_stage, in_strip = layout_of(after, 3)
     assert on_stage == "screen" and sorted(in_strip) == sorted(COLOURS), (on_stage, in_strip)
 
+
+
+@pytest.mark.browser
+async def test_everyone_in_the_room_sees_that_it_is_being_recorded(make_server, tmp_path):
+    """The demo page shows "Recording" while the room is recorded: to those
+    in it when it starts, to whoever joins meanwhile, and not after."""
+    from .browser import chromium
+
+    server = await make_server(sfu={"recording_dir": str(tmp_path / "recordings")})
+    badge = "!document.getElementById('recording').hidden"
+
+    async def open_page(browser, name: str, video: int):
+        page = await browser.new_page()
+        await page.goto(f"{server.http}/?room=shown&name={name}&autojoin=1&audio=0&video={video}")
+        await page.wait_for_selector("body[data-state=joined]", timeout=20000)
+        return page
+
+    async with chromium(tmp_path) as browser:
+        ana = await open_page(browser, "ana", 1)
+        ben = await open_page(browser, "ben", 0)
+        assert not await ana.evaluate(badge)
+        room = server.rooms.rooms["shown"]
+        room.recordings.start(room.tracks())
+        await eventually_async(lambda: ana.evaluate(badge), timeout=10)
+        await eventually_async(lambda: ben.evaluate(badge), timeout=10)
+        late = await open_page(browser, "late", 0)
+        assert await late.evaluate(badge)
+        await room.recordings.stop()
+        for page in (ana, ben, late):
+            await eventually_async(lambda: page.evaluate(f"!({badge})"), timeout=10)
