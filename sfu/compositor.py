@@ -384,8 +384,15 @@ def main(items, results, keyframe_requests, path: str, origin: float, width: int
 
 
 def run(compositor: Compositor, items) -> None:
-    """Take every batch waiting, then render what is due; until stopped."""
+    """Take every batch waiting, then render what is due; until stopped (or
+    the SFU's process is gone: then the file is finished where it is)."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
     while True:
+        if parent is not None and compositor.stop_at is None and not parent.is_alive():
+            log.warning("the SFU's process is gone: finishing %s", compositor.path)
+            compositor.stop_at = time.monotonic() - PLAYOUT_DELAY
         try:
             batch = items.get(timeout=1 / compositor.fps)
         except queue.Empty:

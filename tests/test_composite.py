@@ -194,6 +194,56 @@ async def test_composite_recording_from_a_server_started_as_pysfu_serve(tmp_path
         stop_server_process(server)
 
 
+def children_of(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry))
+            except OSError:
+                pass
+    return out
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def test_a_killed_server_leaves_a_finished_composite_file(tmp_path, monkeypatch):
+    """The SFU's process killed outright mid-recording: the recorder process
+    notices, finishes the file where it is (it plays) and exits."""
+    from signaling.client import Client
+
+    from .conftest import LOOPBACK, start_server_process
+
+    monkeypatch.setenv("PYSFU_SFU__RECORDING_DIR", str(tmp_path))
+    server = start_server_process()
+    try:
+        async with Client(server.url, ice_addresses=LOOPBACK) as alice:
+            await alice.join("killed", "alice")
+            await alice.publish([ToneAudioTrack(440), PatternVideoTrack(320, 240)])
+            await asyncio.sleep(1)
+            path = (await alice.request({"type": "start_recording"}))["recording"]["path"]
+            await eventually(lambda: os.path.exists(path), timeout=30)
+            recorders = children_of(server.proc.pid)
+            assert recorders, "no recorder process"
+            await asyncio.sleep(4)
+            server.proc.kill()
+            server.proc.wait(10)
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+    await eventually(lambda: not any(map(running, recorders)), timeout=30, message="the recorder process exits")
+    with av.open(path) as container:
+        assert container.duration / 1e6 > 2 and len(list(container.decode(video=0))) > 20
+
+
 async def test_a_stalled_recorder_process_never_holds_up_forwarding(server, clients, tmp_path):
     """The recorder process frozen (SIGSTOP) for longer than its queue holds:
     the subscriber keeps getting video, the recording drops batches, and once
