@@ -17,6 +17,7 @@ from aiortc import VideoStreamTrack
 from av import VideoFrame
 
 from sfu.compositor import PLACEHOLDER, Mixer, fit, speaker_layout
+from sfu.layer_reader import LayerReader
 
 from .conftest import eventually, eventually_async
 from .media import PatternVideoTrack, ToneAudioTrack
@@ -84,8 +85,14 @@ async def test_two_aiortc_peers_recorded_as_one_mp4_with_both_voices(server, cli
     path = Path(response["recording"]["path"])
     started = time.monotonic()
     await asyncio.sleep(8)
+    room = server.rooms.rooms["comp"]
+    [recording] = room.recordings.active.values()
     wall = time.monotonic() - started  # what was asked for: stopping finishes the file
     assert (await alice.request({"type": "stop_recording"}))["type"] == "ok"
+    # nothing left behind: the process is gone, no track has a reader of it
+    assert not running(recording.pid)
+    assert not any(isinstance(d, LayerReader) for t in room.tracks() for d in t.downtracks)
+    assert not any(isinstance(d, LayerReader) for t in room.tracks() for s in t.layers for d in s.downtracks)
     assert path.suffix == ".mp4" and stat.S_IMODE(os.stat(path).st_mode) == 0o600
     with av.open(str(path)) as container:
         assert container.streams.video[0].codec_context.name == "h264"
