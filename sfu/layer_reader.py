@@ -14,6 +14,7 @@ at that layer's first keyframe. Items given to ``sink``:
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Callable
 
 from .layer_selector import OFF
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
 
 class LayerReader:
     """Reads one track for the recorder like a down-track: one layer at a
-    time, switching to the wanted layer at its first keyframe."""
+    time, switching at a keyframe to the target: the wanted layer if it
+    flows, else the best one that does (call ``want`` again to re-check)."""
 
     def __init__(self, track: PublishedTrack, sink: Callable[[tuple], None], key=None) -> None:
         self.track = track
@@ -33,31 +35,40 @@ class LayerReader:
         self.kind = track.kind
         self._sink = sink
         self.desired = OFF  # the layer wanted (dynacast reads it)
+        self.target = OFF  # the layer to read: the wanted one, or the best flowing under it
         self.current = OFF  # the layer being read
         self.bound = True
         track.add_downtrack(self)
 
     def want(self, layer: int) -> None:
-        layer = min(layer, len(self.track.layers) - 1)
-        if layer == self.desired:
-            return
-        self.desired = layer
-        self.sync_streams()
+        self.desired = min(layer, len(self.track.layers) - 1)
+        target = self._best_flowing(self.desired)
+        if target != self.target:
+            self.target = target
+            self.sync_streams()
+
+    def _best_flowing(self, layer: int) -> int:
+        now = time.monotonic()
+        for index in range(layer, -1, -1):
+            stream = self.track.layers[index]
+            if stream is not None and stream.flowing(now):
+                return index
+        return layer  # nothing flows yet: wait for the wanted one
 
     def request_keyframe(self) -> None:
         """Thread-safe: ask for a keyframe of the layer read (or wanted)."""
         self._loop.call_soon_threadsafe(self._request_keyframe)
 
     def _request_keyframe(self) -> None:
-        layer = self.desired if self.desired != OFF else self.current
+        layer = self.target if self.target != OFF else self.current
         if self.bound and layer != OFF and self.track.layers[layer] is not None:
             self.track.layers[layer].request_keyframe()
 
     # --- the down-track interface of PublishedTrack and ReceivedStream ----------
 
     def sync_streams(self) -> None:
-        """Be a reader of exactly the current and the wanted layers."""
-        wanted = {self.current, self.desired} - {OFF} if self.bound else set()
+        """Be a reader of exactly the current and the target layers."""
+        wanted = {self.current, self.target} - {OFF} if self.bound else set()
         for index, stream in enumerate(self.track.layers):
             if stream is None:
                 continue
@@ -67,8 +78,8 @@ class LayerReader:
                 stream.request_keyframe()
             elif index not in wanted and present:
                 stream.downtracks.remove(self)
-        if self.current == OFF and self.kind == "audio" and self.desired != OFF:
-            self._switch(self.desired)
+        if self.current == OFF and self.kind == "audio" and self.target != OFF:
+            self._switch(self.target)
 
     def source_replaced(self) -> None:
         self.current = OFF
@@ -82,7 +93,7 @@ class LayerReader:
 
     def write(self, packet, payload, seq, ts, offset, keyframe, now, layer=0) -> None:
         if layer != self.current:
-            if layer != self.desired or not keyframe:
+            if layer != self.target or not keyframe:
                 return
             self._switch(layer)
         self._sink(("rtp", self.key, seq, ts, packet[1] & 0x80, payload, now))

@@ -140,12 +140,14 @@ class Recording:
             self._states[key].depacketizer = Depacketizer(track.codec.name, reader.request_keyframe)
             self._readers.append(reader)
             reader.want(len(track.layers) - 1)  # a simulcast track at its best layer
-        if self._follow is not None:
-            self._follow_timer = self._loop.call_later(FOLLOW_INTERVAL, self._add_later_tracks)
+        self._follow_timer = self._loop.call_later(FOLLOW_INTERVAL, self._follow_tracks)
 
-    def _add_later_tracks(self) -> None:
-        """Each track published since the start gets a file of its own beside this one."""
-        for track in self._follow.tracks():
+    def _follow_tracks(self) -> None:
+        """Move up to the best layer once it flows; with ``follow``, each track
+        published since the start gets a file of its own beside this one."""
+        for reader in self._readers:
+            reader.want(len(reader.track.layers) - 1)
+        for track in self._follow.tracks() if self._follow is not None else ():
             if track.id in self.track_ids:
                 continue
             self.track_ids.append(track.id)
@@ -155,7 +157,7 @@ class Recording:
             later = Recording(self.room, [track], self.path.parent, path=path)
             self.later.append(later)
             later.start()
-        self._follow_timer = self._loop.call_later(FOLLOW_INTERVAL, self._add_later_tracks)
+        self._follow_timer = self._loop.call_later(FOLLOW_INTERVAL, self._follow_tracks)
 
     def detach_track(self, track_id: str) -> None:
         """A recorded track went away: stop reading it (the file goes on)."""
