@@ -60,6 +60,8 @@ class SfuConfig(BaseModel):
     #: (``too_many_recordings`` beyond).
     max_recordings_per_room: int = Field(default=2, ge=0)
     max_recordings: int = Field(default=10, ge=0)
+    #: Days a finished recording is kept (sfu/recording_files.py); 0: forever.
+    recording_retention_days: float = Field(default=0, ge=0)
     #: Seconds a participant whose signaling or media connection dropped stays
     #: in the room ("reconnecting") waiting to resume; 0: it leaves at once.
     resume_grace: float = Field(default=20.0, ge=0, le=600)

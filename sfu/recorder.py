@@ -1,7 +1,7 @@
 """Recording: tracks of a room muxed into a file without transcoding.
 
-A ``Recording`` reads each recorded track's stream like a down-track (see
-``depacketizer.StreamReader``) and hands the packets to one worker thread,
+A ``Recording`` reads each recorded track like a down-track (see
+``layer_reader.LayerReader``) and hands the packets to one worker thread,
 which depacketizes them into frames, maps RTP timestamps to wall-clock time
 through the publisher's sender reports (so that audio and video stay in
 sync), and muxes them with PyAV: WebM for VP8 + Opus, Matroska for H.264.
@@ -9,8 +9,11 @@ Video starts at a keyframe; audio before the first video frame is dropped;
 a frame with a lost packet is dropped and video resumes at the next
 keyframe, timestamps untouched (the file has a gap, not a shift).
 
-Tracks published after the start are not added (start another recording);
-a simulcast track is recorded at its lowest layer.
+A simulcast track is read at its best layer (moving up at a keyframe, the
+file's video then changes size). When it follows the room, each track
+published after the start is recorded by a ``Recording`` of its own into a
+file beside the first one (``later``). ``Recordings`` also starts the other
+kinds: "composite" and "audio" (sfu/composite.py).
 
 Recordings are private to the operator: the directory is created 0700 and
 each file 0600, participants learn a recording's id but never its path, and
@@ -30,22 +33,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
-from .depacketizer import Depacketizer, Frame, StreamReader, h264_parameter_sets
+from . import recording_files
+from .depacketizer import Depacketizer, Frame, h264_parameter_sets
 from .ids import new_id
+from .layer_reader import LayerReader
 
 if TYPE_CHECKING:
     from .published_track import PublishedTrack
+    from .room import Room
 
 log = logging.getLogger(__name__)
 
 TIME_BASE = fractions.Fraction(1, 1000)  # Matroska's own resolution
 START_TIMEOUT = 4.0  # seconds to wait for every track's first keyframe and sender report
 MAX_PENDING = 1000  # frames held per track while its sender report is awaited
+FOLLOW_INTERVAL = 0.5  # seconds between looks for tracks published after the start
 _STOP = object()
 
 
 class TooManyRecordings(Exception):
     """The room's or the process's cap on recordings in progress is reached."""
+
+
+def recording_kind(kind: Optional[str], track_ids: Optional[list[str]]) -> str:
+    """The kind asked for; by default "composite", or "tracks" when tracks are named."""
+    return kind or ("tracks" if track_ids is not None else "composite")
 
 
 class RecordingSlots:
@@ -74,8 +86,11 @@ class _TrackState:
 class Recording:
     """One recording of one or more tracks into one file."""
 
+    kind = "tracks"
+
     def __init__(self, room_name: str, tracks: list[PublishedTrack], directory: str | os.PathLike,
-                 on_finished: Callable[[Recording], None] = lambda r: None) -> None:
+                 on_finished: Callable[[Recording], None] = lambda r: None, follow: Optional[Room] = None,
+                 path: Optional[Path] = None) -> None:
         self.id = new_id("RC")
         self.room = room_name
         self.track_ids = [t.id for t in tracks]
@@ -83,26 +98,36 @@ class Recording:
         self.format = "matroska" if h264 else "webm"
         safe_room = "".join(c if c.isalnum() or c in "-_" else "_" for c in room_name)[:64]
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.path = Path(directory) / f"{safe_room}-{stamp}-{self.id}.{'mkv' if h264 else 'webm'}"
+        self.path = path or Path(directory) / f"{safe_room}-{stamp}-{self.id}.{'mkv' if h264 else 'webm'}"
         self.started_at = time.time()
         self.error: Optional[str] = None
         self.duration = 0.0
+        #: Recordings of the tracks published after the start, one file each (``follow``).
+        self.later: list[Recording] = []
+        self._follow = follow
+        self._follow_timer: Optional[asyncio.TimerHandle] = None
+        self._tracks = tracks
         self._on_finished = on_finished
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
-        self._readers = [StreamReader(t, i, self._queue, self._loop) for i, t in enumerate(tracks)]
+        self._readers: list[LayerReader] = []
         self._states = [
-            _TrackState(t.id, t.kind, t.codec.name.upper(), t.codec.clock_rate,
-                        Depacketizer(t.codec.name, reader.request_keyframe))
-            for t, reader in zip(tracks, self._readers)
+            _TrackState(t.id, t.kind, t.codec.name.upper(), t.codec.clock_rate, Depacketizer(t.codec.name))
+            for t in tracks
         ]
         self._thread = threading.Thread(target=self._run, name=f"recorder-{self.id}", daemon=True)
         self._container = None
         self._origin = 0.0  # wall-clock time of pts 0
         self._done: Optional[asyncio.Future] = None
+        self._stopped: Optional[asyncio.Future] = None
 
     def info(self) -> dict:
-        return {"id": self.id, "room": self.room, "path": str(self.path), "track_ids": self.track_ids}
+        return {"id": self.id, "room": self.room, "path": str(self.path), "track_ids": self.track_ids,
+                "kind": self.kind, "files": [p.name for p in self.files()]}
+
+    def files(self) -> list[Path]:
+        """This recording's files: the one of the tracks at the start, then one per later track."""
+        return [r.path for r in [self, *self.later] if r.path.exists()]
 
     # --- control (event loop) ---------------------------------------------------
 
@@ -110,23 +135,56 @@ class Recording:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._done = self._loop.create_future()
         self._thread.start()
+        for key, track in enumerate(self._tracks):
+            reader = LayerReader(track, self._queue.put, key)
+            self._states[key].depacketizer = Depacketizer(track.codec.name, reader.request_keyframe)
+            self._readers.append(reader)
+            reader.want(len(track.layers) - 1)  # a simulcast track at its best layer
+        self._follow_timer = self._loop.call_later(FOLLOW_INTERVAL, self._follow_tracks)
+
+    def _follow_tracks(self) -> None:
+        """Move up to the best layer once it flows; with ``follow``, each track
+        published since the start gets a file of its own beside this one."""
         for reader in self._readers:
-            reader.attach()
+            reader.want(len(reader.track.layers) - 1)
+        for track in self._follow.tracks() if self._follow is not None else ():
+            if track.id in self.track_ids:
+                continue
+            self.track_ids.append(track.id)
+            path = self.path.with_name(f"{self.path.stem}-{track.id}{self.path.suffix}")
+            if track.codec.name.upper() == "H264":
+                path = path.with_suffix(".mkv")
+            later = Recording(self.room, [track], self.path.parent, path=path)
+            self.later.append(later)
+            later.start()
+        self._follow_timer = self._loop.call_later(FOLLOW_INTERVAL, self._follow_tracks)
 
     def detach_track(self, track_id: str) -> None:
         """A recorded track went away: stop reading it (the file goes on)."""
         for reader in self._readers:
             if reader.track.id == track_id:
                 reader.detach()
+        for later in self.later:
+            later.detach_track(track_id)
 
     async def stop(self) -> None:
-        """Stop reading, let the worker finish the file; returns when it is complete."""
+        """Stop reading, let the workers finish the files; returns when they are complete."""
         if self._done is None:
             return
+        if self._stopped is None:
+            self._stopped = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopped)
+
+    async def _stop(self) -> None:
+        if self._follow_timer is not None:
+            self._follow_timer.cancel()
         for reader in self._readers:
             reader.detach()
         self._queue.put(_STOP)
+        await asyncio.gather(*(later.stop() for later in self.later))
         await asyncio.shield(self._done)
+        self.duration = max([self.duration, *(later.duration for later in self.later)])
+        self._on_finished(self)
 
     @property
     def complete(self) -> bool:
@@ -147,7 +205,8 @@ class Recording:
     def _finished(self) -> None:
         if not self._done.done():
             self._done.set_result(None)
-        self._on_finished(self)
+        if self._stopped is None:  # the worker failed: end the later files too
+            asyncio.ensure_future(self.stop())
 
     def _work(self) -> None:
         started = time.monotonic()
@@ -169,18 +228,23 @@ class Recording:
             self._open()
 
     def _handle(self, item: tuple) -> None:
-        state = self._states[item[0]]
-        if len(item) == 2:
-            report = item[1]
+        what, key = item[0], item[1]
+        state = self._states[key]
+        if what == "rtp":
+            _, _, seq, ts, marker, payload, _ = item
+            for frame in state.depacketizer.push(seq, ts, bool(marker), payload):
+                self._frame(state, frame)
+        elif what == "sr":
             if state.origin is None:
-                state.origin = (state.depacketizer.unwrap_timestamp(report.rtp_ts), report.ntp / 2**32)
+                state.origin = (state.depacketizer.unwrap_timestamp(item[2]), item[3])
                 for frame in state.waiting:
                     self._timed(state, frame)
                 state.waiting.clear()
-            return
-        _, seq, ts, marker, payload = item
-        for frame in state.depacketizer.push(seq, ts, bool(marker), payload):
-            self._frame(state, frame)
+        elif what == "reset":  # (another) layer from here: new numbering and timestamps
+            for frame in state.depacketizer.flush():
+                self._frame(state, frame)
+            state.depacketizer = Depacketizer(state.codec, self._readers[key].request_keyframe)
+            state.origin = None
 
     def _frame(self, state: _TrackState, frame: Frame) -> None:
         if state.origin is None:
@@ -298,16 +362,26 @@ class Recordings:
         self.slots = slots
         self.active: dict[str, Recording] = {}
 
-    def start(self, tracks: list[PublishedTrack]) -> Recording:
-        """Raises TooManyRecordings when a cap is reached."""
+    def start(self, tracks: list[PublishedTrack], kind: str = "composite", follow: bool = True) -> Recording:
+        """Start a recording of ``kind``: "composite" (the whole room as one
+        MP4, see sfu/composite.py), "audio" (every voice mixed into one .m4a)
+        or "tracks" (these tracks in one file, no transcoding; with
+        ``follow``, each track published later in a file of its own).
+        Raises TooManyRecordings when a cap is reached."""
         if len(self.active) >= self.per_room:
             raise TooManyRecordings(f"this room has {len(self.active)} recordings in progress (the limit)")
         if self.slots.in_use >= self.slots.limit:
             raise TooManyRecordings(f"the server has {self.slots.in_use} recordings in progress (the limit)")
-        recording = Recording(self.room.name, tracks, self.directory, self._finished)
+        if kind in ("composite", "audio"):
+            from .composite import CompositeRecording
+
+            recording = CompositeRecording(self.room, self.directory, self._finished, kind=kind)
+        else:
+            recording = Recording(self.room.name, tracks, self.directory, self._finished,
+                                  follow=self.room if follow else None)
+        recording.start()
         self.active[recording.id] = recording
         self.slots.in_use += 1
-        recording.start()
         self.room._broadcast("recording_started", {"room": self.room.name, **_event(recording)})
         log.info("recording %s of %s started: %s", recording.id, self.room.name, recording.path)
         return recording
@@ -332,9 +406,15 @@ class Recordings:
         self._forget(recording)
         self.room._broadcast("recording_stopped", {"room": self.room.name, **_event(recording)})
         if recording.path.exists():
-            self.room._emit("recording_finished", recording={
-                **recording.info(), "duration": round(recording.duration, 3), "size": recording.path.stat().st_size,
-            })
+            size = sum(path.stat().st_size for path in recording.files())
+            info = {**recording.info(), "duration": round(recording.duration, 3), "size": size,
+                    "started_at": round(recording.started_at, 3), "finished_at": round(time.time(), 3)}
+            try:
+                recording_files.write_sidecar(recording.path, {k: v for k, v in info.items() if k != "path"})
+            except OSError:
+                log.exception("recording %s: its description could not be written", recording.id)
+            self.room._emit("recording_finished", recording=info)
+        recording_files.expire(self.directory, self.room.config.recording_retention_days)
         log.info("recording %s finished (%s)", recording.id, recording.error or "ok")
 
 

@@ -8,7 +8,7 @@ import time
 from collections import Counter, deque
 from typing import Callable, Optional
 
-from . import lastn
+from . import lastn, recording_files
 from .config import SfuConfig
 from .ids import new_id
 from .participant import EventSink, Participant
@@ -413,6 +413,7 @@ class RoomRegistry:
         self._gone: Counter = Counter()
         self.recording_slots = RecordingSlots(config.max_recordings)
         self.transcription_slots = TranscriptionSlots(config.max_transcriptions)
+        recording_files.expire(config.recording_dir, config.recording_retention_days)
 
     def get_or_create(self, name: str) -> Room:
         room = self.rooms.get(name)

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Optional
+from pathlib import Path
+from typing import Awaitable, Callable, Literal, Optional
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
-from sfu.recorder import TooManyRecordings
+from sfu import recording_files
+from sfu.recorder import TooManyRecordings, recording_kind
 from sfu.room import Room, RoomRegistry
 from sfu.transcription.room_transcription import TranscriptionError
 from sfu.transcription.transcript import FILES as TRANSCRIPT_FILES, find_transcript_file
@@ -285,7 +287,10 @@ async def send_data(request: web.Request, body: SendData) -> web.Response:
 
 
 class StartRecording(BaseModel):
-    #: Only these tracks; absent: every track published in the room now.
+    #: "composite": the meeting as one MP4 (the default); "tracks": the tracks
+    #: as they are, in one WebM/Matroska (the default when track_ids is given).
+    kind: Optional[Literal["composite", "audio", "tracks"]] = None
+    #: Only these tracks ("tracks" only); absent: every track published in the room now.
     track_ids: Optional[list[str]] = None
 
 
@@ -294,6 +299,9 @@ class RecordingInfo(BaseModel):
     room: str
     path: str
     track_ids: list[str]
+    kind: str = "tracks"
+    #: Names of its files so far, in the same directory ("tracks": one more per later track).
+    files: list[str] = []
 
 
 class RecordingList(BaseModel):
@@ -310,7 +318,8 @@ async def start_recording(request: web.Request, body: StartRecording) -> web.Res
     if not tracks:
         raise ApiError(409, "nothing_to_record", "no track is published in this room")
     try:
-        recording = room.recordings.start(tracks)
+        recording = room.recordings.start(tracks, recording_kind(body.kind, body.track_ids),
+                                          follow=body.track_ids is None)
     except TooManyRecordings as exc:
         raise ApiError(409, "too_many_recordings", str(exc)) from None
     return _json(RecordingInfo(**recording.info()), 201)
@@ -381,6 +390,66 @@ async def download_transcript(request: web.Request, body: None) -> web.StreamRes
 
 
 STATUS_TEXT_TRANSCRIPTION = {501: "Transcription is not installed on this server"}
+class RecordingFile(BaseModel):
+    """A finished recording of the room, on this server's disk."""
+
+    id: str
+    room: str
+    kind: str
+    file: str  # its (main) file's name in the recording directory
+    files: list[str] = []  # all its files' names (download one with ?file=)
+    track_ids: list[str] = []
+    duration: float = 0
+    size: int = 0
+    started_at: float = 0  # Unix seconds
+    finished_at: float = 0
+
+
+class RecordingFileList(BaseModel):
+    recordings: list[RecordingFile]
+    #: Recordings of the room still in progress (listed once finished).
+    in_progress: list[str] = []
+
+
+def _recording_dir(request: web.Request) -> str:
+    return request.app[ADMIN_STATE].rooms.config.recording_dir
+
+
+async def list_recordings(request: web.Request, body: None) -> web.Response:
+    config = request.app[ADMIN_STATE].rooms.config
+    recording_files.expire(config.recording_dir, config.recording_retention_days)
+    name = request.match_info["room"]
+    room = request.app[ADMIN_STATE].rooms.rooms.get(name)
+    return _json(RecordingFileList(
+        recordings=[RecordingFile(**info) for info in recording_files.of_room(config.recording_dir, name)],
+        in_progress=list(room.recordings.active) if room is not None else [],
+    ))
+
+
+def _finished_recording(request: web.Request) -> tuple[dict, Path]:
+    room, recording_id = request.match_info["room"], request.match_info["recording_id"]
+    found = recording_files.find(_recording_dir(request), room, recording_id)
+    if found is None:
+        live = request.app[ADMIN_STATE].rooms.rooms.get(room)
+        if live is not None and recording_id in live.recordings.active:
+            raise ApiError(409, "recording_in_progress", "the recording is still in progress")
+        raise ApiError(404, "recording_not_found", "no finished recording with this id in this room")
+    return found
+
+
+async def download_recording(request: web.Request, body: None) -> web.StreamResponse:
+    """The main file, or with ``?file=NAME`` another of the recording's files."""
+    info, path = _finished_recording(request)
+    name = request.query.get("file", info["file"])
+    if name not in (info.get("files") or [info["file"]]):
+        raise ApiError(404, "recording_not_found", "the recording has no such file")
+    return web.FileResponse(path.with_name(name), headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+async def delete_recording(request: web.Request, body: None) -> web.Response:
+    info, _ = _finished_recording(request)
+    recording_files.delete(_recording_dir(request), info)
+    return web.Response(status=204)
 
 
 ROOM = "/api/rooms/{room}"
@@ -421,6 +490,12 @@ ROUTES = [
     Route("GET", ROOM + "/transcripts/{transcript_id}/{file}", download_transcript, "roomAdmin",
           "Download a transcript (transcript.vtt or transcript.txt), also after the room ended",
           errors=(404,)),
+    Route("GET", ROOM + "/recordings", list_recordings, "roomAdmin",
+          "List the room's finished recordings (and the ids of those in progress)", response=RecordingFileList),
+    Route("GET", ROOM + "/recordings/{recording_id}", download_recording, "roomAdmin",
+          "Download a finished recording's file (?file=NAME: another of its files)", errors=(404, 409)),
+    Route("DELETE", ROOM + "/recordings/{recording_id}", delete_recording, "roomAdmin",
+          "Delete a finished recording's file", status=204, errors=(404, 409)),
 ]
 
 
@@ -540,7 +615,8 @@ def openapi_document() -> dict:
 def _operation(route: Route, schemas: dict) -> dict:
     params = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in ("room", "identity", "track_id", "transcript_id", "file") if "{" + name + "}" in route.path
+        for name in ("room", "identity", "track_id", "transcript_id", "file", "recording_id")
+        if "{" + name + "}" in route.path
     ]
     ok: dict = {"description": "Success"}
     if route.response is not None:

@@ -373,10 +373,13 @@ class ChatMessageInfo(BaseModel):
 
 
 class StartRecording(_Message):
-    """Record the room's tracks (or only ``track_ids``) into one file; roomAdmin."""
+    """Record the room; roomAdmin. ``kind`` "composite" (the default): the
+    meeting as one MP4; "tracks": the tracks (or only ``track_ids``) into one
+    WebM/Matroska without transcoding (the default when ``track_ids`` is given)."""
 
     type: Literal["start_recording"]
     id: RequestId
+    kind: Optional[Literal["composite", "audio", "tracks"]] = None
     track_ids: Optional[list[str]] = None
 
 
@@ -394,6 +397,7 @@ class RecordingInfo(BaseModel):
     recording_id: str
     path: str
     track_ids: list[str]
+    kind: str = "tracks"
 
 
 class RecordingResponse(_Message):
@@ -537,6 +541,8 @@ class JoinResponse(_Message):
     resume_grace: Optional[float] = None
     #: True when answering ``resume``: same participant, fresh peer connections.
     resumed: bool = False
+    #: Recordings of the room in progress (their ids): it is being recorded.
+    recordings: list[str] = []
 
 
 class Redirect(_Message):

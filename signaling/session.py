@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from sfu.layer_selector import TrackSettings
 from sfu.participant import RECONNECTING, Participant
-from sfu.recorder import TooManyRecordings
+from sfu.recorder import TooManyRecordings, recording_kind
 from sfu.room import RoomFull, RoomRegistry
 from sfu.media_section import SdpError
 from sfu.transcription.room_transcription import TranscriptionError
@@ -299,6 +299,7 @@ class Session:
             resume_token=self._resumes.issue(room.name, participant) if grace > 0 else None,
             resume_grace=grace if grace > 0 else None,
             resumed=resumed,
+            recordings=list(room.recordings.active),
         )
 
     async def _redirect(self, request: p.Join, claims: Claims) -> Optional[p.Redirect]:
@@ -446,11 +447,12 @@ class Session:
         if not tracks:
             raise SignalingError(p.ErrorCode.NOT_ALLOWED, "nothing to record: no track is published")
         try:
-            recording = room.recordings.start(tracks)
+            recording = room.recordings.start(tracks, recording_kind(request.kind, request.track_ids),
+                                             follow=request.track_ids is None)
         except TooManyRecordings as exc:
             raise SignalingError(p.ErrorCode.TOO_MANY_RECORDINGS, str(exc)) from None
         return p.RecordingResponse(id=request.id, recording=p.RecordingInfo(
-            recording_id=recording.id, path=str(recording.path), track_ids=recording.track_ids))
+            recording_id=recording.id, path=str(recording.path), track_ids=recording.track_ids, kind=recording.kind))
 
     async def _on_stop_recording(self, request: p.StopRecording) -> p.Ok:
         room = self._require_recording_admin()

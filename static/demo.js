@@ -932,6 +932,8 @@ function wireClient(client) {
   client.on("reaction", floatReaction);
   client.on("hand_raised", onHandRaised);
   client.on("speakers_changed", onSpeakersChanged);
+  client.on("recording_started", showRecording);
+  client.on("recording_stopped", showRecording);
   for (const type of ["track_published", "track_unpublished", "track_muted"]) {
     client.on(type, ({ track, participant_id }) => refreshIndicators(participant_id || track.participant_id));
   }
@@ -1058,8 +1060,14 @@ function prepareClient() {
   return demo.client;
 }
 
+/** The room is being recorded: everyone in it sees so. */
+function showRecording() {
+  $("recording").hidden = !(demo.client && demo.client.recordings.size > 0);
+}
+
 function showJoinedRoom(res, name) {
   showCall(true);
+  showRecording();
   ensureTile(res.participant.id, name, true);
   for (const p of res.participants) {
     if (p.id !== res.participant.id) ensureTile(p.id, p.name);
@@ -1122,6 +1130,7 @@ async function join(room, name, wanted = { audio: true, video: true }) {
 function endCall(state, text, code) {
   const client = demo.client;
   demo.isJoined = false;
+  $("recording").hidden = true;
   clearTiles();
   clearShares();
   resetLayout();

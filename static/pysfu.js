@@ -227,6 +227,8 @@ function plainParticipant(p) {
  *                         replaces that participant's partials)
  *  - `slots_changed`      {slots: [{mid, kind, participant_id, track_id}]}  slot subscription only
  *                         (also in `slots`); each change also comes as `trackremoved` / `track`
+ *  - `recording_started`, `recording_stopped` {room, recording_id, track_ids}  the room is
+ *                         being recorded while `recordings` (ids, from join_response too) is not empty
  * Client events:
  *  - `track`        {track, trackInfo, participantId, trackId, mid, kind, streams}
  *  - `trackremoved` {track, trackInfo, participantId, trackId, mid, kind}
@@ -329,6 +331,8 @@ export class PysfuClient extends EventTarget {
     this.chat = [];
     /** The room's transcription while captions are on: {id, language}, else null. */
     this.transcription = null;
+    /** Ids of the room's recordings in progress (non-empty: the room is being recorded). */
+    this.recordings = new Set();
   }
 
   // --- events ---------------------------------------------------------------
@@ -492,6 +496,9 @@ export class PysfuClient extends EventTarget {
       transcription_started: () => { this.transcription = { id: msg.transcription_id, language: msg.language }; },
       transcription_stopped: () => { this.transcription = null; },
       caption: () => {},
+      // recording (issue 15): `recordings` holds the ids in progress
+      recording_started: () => { this.recordings.add(msg.recording_id); },
+      recording_stopped: () => { this.recordings.delete(msg.recording_id); },
     }[msg.type];
     if (!handler) return;
     if (handler() === REJOINING) return; // not a leave for the app: we come back by ourselves
@@ -595,6 +602,7 @@ export class PysfuClient extends EventTarget {
     this.roster.clear();
     res.participants.forEach((p) => this._addParticipant(p));
     this.chat = (res.chat_history || []).slice(-CHAT_HISTORY).map((m) => ({ ...m }));
+    this.recordings = new Set(res.recordings || []);
     // STUN/TURN servers (TURN credentials minted for us) for both PCs, made just below
     if (!this._ownIceServers) this.rtcConfig.iceServers = res.ice_servers || [];
     this._keepResumeToken(res);

@@ -27,7 +27,8 @@ BODIES = {
     "start_recording": {},
     "start_transcription": {},
 }
-VALUES = {"room": "r", "identity": "alice", "track_id": "TR_x", "transcript_id": "TR_y", "file": "transcript.vtt"}
+VALUES = {"room": "r", "identity": "alice", "track_id": "TR_x", "transcript_id": "TR_y", "file": "transcript.vtt",
+          "recording_id": "RC_x"}
 
 
 @pytest.fixture
@@ -74,7 +75,11 @@ async def test_every_route_needs_a_valid_admin_token(api, route):
     assert (status, data["error"]["code"]) == (403, "permission_denied")
 
 
-@pytest.mark.parametrize("route", [r for r in ROUTES if "{room}" in r.path], ids=lambda r: f"{r.method} {r.path}")
+# A room's finished recordings outlive it: those routes answer without the room.
+ROOM_ROUTES = [r for r in ROUTES if "{room}" in r.path and "/recordings" not in r.path]
+
+
+@pytest.mark.parametrize("route", ROOM_ROUTES, ids=lambda r: f"{r.method} {r.path}")
 async def test_unknown_room_is_404(api, route):
     status, data = await api.call(route.method, _path(route), BODIES.get(route.handler.__name__))
     assert (status, data["error"]["code"]) == (404, "room_not_found")
