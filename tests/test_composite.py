@@ -448,6 +448,7 @@ async def test_chromium_meeting_recorded_as_one_mp4_with_layout_share_and_every_
         await pages["ana"].evaluate("window.flash()")
         await asyncio.sleep(3)
         layers = recording.layers()  # the stage's camera at its best layer, the filmstrip's at their lowest
+        cameras = {t.participant_id: t.id for t in room.tracks() if t.kind == "video" and t.source == "camera"}
         await asyncio.sleep(max(0.0, 10 - (time.monotonic() - started)))
         shared = time.monotonic() - started
         assert await pages["cho"].evaluate(SHARE_JS, {"colour": "rgb({}, {}, {})".format(*SCREEN)}) == ["screen_share"]
@@ -472,7 +473,6 @@ async def test_chromium_meeting_recorded_as_one_mp4_with_layout_share_and_every_
         av.VideoFrame.from_ndarray(frame, format="rgb24").to_image().save(save_artifact(f"composite-{name}-share.png"))
     on_stage, in_strip = layout_of(before, 2)
     assert on_stage in COLOURS and sorted([on_stage, *in_strip]) == sorted(COLOURS), (on_stage, in_strip)
-    cameras = {t.participant_id: t.id for t in room.tracks() if t.kind == "video" and t.source == "camera"}
     stage_camera = cameras[ids[on_stage]]
     assert layers[stage_camera] == 1 and all(layers[t] == 0 for t in cameras.values() if t != stage_camera), layers
 
