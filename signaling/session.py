@@ -396,10 +396,7 @@ class Session:
 
     async def _on_leave(self, request: p.Leave) -> p.Ok:
         self._closing = True
-        if self.participant is None and self._suspended is not None:
-            participant, generation = self._suspended
-            if participant.state == RECONNECTING and participant.generation == generation:
-                self.participant = participant  # not resumed elsewhere: this leave is its own
+        self._take_back_suspended()
         await self._leave("left")
         return p.Ok(id=request.id)
 
@@ -577,6 +574,9 @@ class Session:
     async def _detach(self) -> None:
         """The socket is gone without a ``leave``: the participant waits for
         its client to resume (or leaves at once when resuming is off)."""
+        if self._client_left and self._take_back_suspended():
+            await self._leave("left")  # its PCs closed first, but its close frame says it left
+            return
         participant = self.participant
         if participant is None or self._closing or self.rooms.config.resume_grace <= 0:
             await self._leave("disconnected")
@@ -587,6 +587,19 @@ class Session:
         self.participant = None
         log.info("connection lost: reconnecting")
         await participant.room.suspend(participant, "disconnected")
+
+    def _take_back_suspended(self) -> bool:
+        """The core suspended this socket's participant (its PCs closed) just
+        before the server read the client's ``leave`` or clean close: that
+        leave is still its own, unless it resumed elsewhere meanwhile.  True
+        if it took the participant back."""
+        if self.participant is not None or self._suspended is None:
+            return False
+        participant, generation = self._suspended
+        if participant.state != RECONNECTING or participant.generation != generation:
+            return False
+        self.participant = participant
+        return True
 
     async def _leave(self, reason: str) -> None:
         participant, self.participant = self.participant, None
