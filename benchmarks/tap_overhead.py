@@ -68,6 +68,34 @@ def opus_packets(count: int) -> list[bytes]:
             for i, p in enumerate(payloads)]
 
 
+def fan_out(subscribers: int) -> tuple[PublishedTrack, ReceivedStream, socket.socket]:
+    """An Opus track whose one stream is forwarded to ``subscribers`` raw
+    subscribers; (track, stream, the loopback socket they all send to)."""
+    codec = CodecInfo("audio/opus", 48000, 111, channels=2)
+    track = PublishedTrack("TR_bench", "PA_bench", "audio", "0", codec, "microphone")
+    stream = ReceivedStream("audio", 1234, 48000, None, lambda b: None, 1, 512, 0.5)
+    track.set_layer(0, stream)
+    drain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    drain.bind(("127.0.0.1", 0))
+    drain.setblocking(False)
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for i in range(subscribers):
+        downtrack = DownTrack(track, RawSubscriber(out, drain.getsockname()))
+        downtrack.bind(MediaSection(str(i), "audio", CodecInfo("audio/opus", 48000, 111), {}, [5000 + i]))
+        track.add_downtrack(downtrack)
+        downtrack.set_target(0)
+    return track, stream, drain
+
+
+def numbered(packets: list[bytes]):
+    """``packets`` over and over, with rising sequence numbers and timestamps."""
+    seq = 0
+    while True:
+        for packet in packets:
+            seq += 1
+            yield packet[:2] + struct.pack("!HI", seq & 0xFFFF, (seq * 960) & 0xFFFFFFFF) + packet[8:]
+
+
 async def run(stream: ReceivedStream, packets, rate: int, duration: float) -> tuple[float, int]:
     """Feed packets at ``rate``/s for ``duration``; (CPU s in on_rtp, packets forwarded).
 
@@ -96,28 +124,8 @@ async def main() -> None:
     args = parser.parse_args()
 
     packets = opus_packets(500)
-    codec = CodecInfo("audio/opus", 48000, 111, channels=2)
-    track = PublishedTrack("TR_bench", "PA_bench", "audio", "0", codec, "microphone")
-    stream = ReceivedStream("audio", 1234, 48000, None, lambda b: None, 1, 512, 0.5)
-    track.set_layer(0, stream)
-    drain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    drain.bind(("127.0.0.1", 0))
-    drain.setblocking(False)
-    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    for i in range(args.subscribers):
-        downtrack = DownTrack(track, RawSubscriber(out, drain.getsockname()))
-        downtrack.bind(MediaSection(str(i), "audio", CodecInfo("audio/opus", 48000, 111), {}, [5000 + i]))
-        track.add_downtrack(downtrack)
-        downtrack.set_target(0)
-
-    def numbered():
-        seq = 0
-        while True:
-            for packet in packets:
-                seq += 1
-                yield packet[:2] + struct.pack("!HI", seq & 0xFFFF, (seq * 960) & 0xFFFFFFFF) + packet[8:]
-
-    source = numbered()
+    track, stream, drain = fan_out(args.subscribers)
+    source = numbered(packets)
 
     results: dict[str, list[float]] = {"without tap": [], "with tap": []}
     await run(stream, source, args.rate, 1.0)  # warm-up

@@ -177,41 +177,15 @@ async def lag_probe(samples: list[float], stop: asyncio.Event) -> None:
 
 
 async def bench_forwarding(subscribers: int, rate: int, duration: float, repeat: int) -> None:
-    import socket
-
-    from sfu.downtrack import DownTrack
-    from sfu.media_section import CodecInfo, MediaSection
-    from sfu.published_track import PublishedTrack
-    from sfu.stream import ReceivedStream
     from sfu.taps import AudioTap
     from sfu.transcription.service import TranscriptionProcess
 
-    from .tap_overhead import RawSubscriber, run
+    from .tap_overhead import fan_out, numbered, run
 
     pcm, _ = speech()
     packets = opus_rtp(pcm)
-    codec = CodecInfo("audio/opus", 48000, 111, channels=2)
-    track = PublishedTrack("TR_bench", "PA_bench", "audio", "0", codec, "microphone")
-    stream = ReceivedStream("audio", 1234, 48000, None, lambda b: None, 1, 512, 0.5)
-    track.set_layer(0, stream)
-    drain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    drain.bind(("127.0.0.1", 0))
-    drain.setblocking(False)
-    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    for i in range(subscribers):
-        downtrack = DownTrack(track, RawSubscriber(out, drain.getsockname()))
-        downtrack.bind(MediaSection(str(i), "audio", CodecInfo("audio/opus", 48000, 111), {}, [5000 + i]))
-        track.add_downtrack(downtrack)
-        downtrack.set_target(0)
-
-    def numbered():
-        seq = 0
-        while True:
-            for packet in packets:
-                seq += 1
-                yield packet[:2] + struct.pack("!HI", seq & 0xFFFF, (seq * 960) & 0xFFFFFFFF) + packet[8:]
-
-    source = numbered()
+    track, stream, drain = fan_out(subscribers)
+    source = numbered(packets)
     ready = asyncio.Event()
     captions = []
 
