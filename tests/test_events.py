@@ -86,13 +86,19 @@ def doc_field_table(section: str) -> set[str] | None:
     return names - {"type"}
 
 
+def doc_table(text: str, header: str) -> str:
+    """The table of ``text`` under ``header``, up to the blank line after it."""
+    assert header in text, header
+    return text.split(header, 1)[1].split("\n\n", 1)[0]
+
+
 def doc_heading_names(section: str) -> list[str]:
     return re.findall(r"`(\w+)`", section.splitlines()[0])
 
 
 EVENTS_PART = doc_sections(doc_part(7))
 RESPONSES_PART = doc_sections(doc_part(6))
-WHO_GETS_WHAT = set(re.findall(r"^\| `(\w+)` \|", doc_part(7), re.M))
+WHO_GETS_WHAT = set(re.findall(r"^\| `(\w+)` \|", doc_table(doc_part(7), "| Event | Sent to | When |"), re.M))
 
 
 # --- the checks ---------------------------------------------------------------
