@@ -227,7 +227,8 @@ class SpeakersChanged(Event):
 
 @dataclass(frozen=True)
 class RecordingStarted(Event):
-    """Someone started recording the room (sent to everyone in it)."""
+    """Someone started recording the room (sent to everyone in it; never the
+    file's path, which only the roomAdmin who started it is told)."""
 
     type: ClassVar[str] = "recording_started"
     room: str
