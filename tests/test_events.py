@@ -105,6 +105,7 @@ WHO_GETS_WHAT = set(re.findall(r"^\| `(\w+)` \|", doc_table(doc_part(7), "| Even
 
 
 def test_every_core_event_has_a_wire_model_with_its_fields():
+    assert set(events.Event.__subclasses__()) == set(events.EVENTS), "an event class is missing from EVENTS"
     assert set(p.EVENT_MESSAGES) == set(events.EVENTS)
     for event, model in p.EVENT_MESSAGES.items():
         assert list(model.model_fields) == ["type", *event_fields(event)], event.__name__
