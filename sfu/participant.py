@@ -10,9 +10,11 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Optional
 
+from . import events
 from .config import SfuConfig
+from .events import Event, EventSink
 from .ids import new_id
 from .layer_selector import TrackSettings
 from .published_track import PublishedTrack
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EventSink = Callable[[str, dict], None]
 TICK = 0.25  # seconds between layer decisions
 REPORT_EVERY = 4  # ticks between receiver reports to publishers
 QUALITY_EVERY = 4  # ticks between connection quality evaluations
@@ -34,7 +35,7 @@ QUALITY_EVERY = 4  # ticks between connection quality evaluations
 ACTIVE, RECONNECTING = "active", "reconnecting"
 
 
-def _nobody(event: str, payload: dict) -> None:
+def _nobody(event: Event) -> None:
     """Where events go while a participant has no client (reconnecting)."""
 
 
@@ -82,7 +83,7 @@ class Participant:
         if self.slots:  # slot subscription (sfu/slots.py): a fixed set of m-lines
             return SlotSubscriber(
                 self.id, self.config, self._send_offer, self._transport_state, self._layer_changed,
-                self.slots, lambda mapping: self.notify("slots_changed", {"slots": mapping}),
+                self.slots, lambda mapping: self.notify(events.SlotsChanged(mapping)),
             )
         return Subscriber(self.id, self.config, self._send_offer, self._transport_state, self._layer_changed)
 
@@ -160,18 +161,17 @@ class Participant:
     def _layer_changed(self, downtrack) -> None:
         layer = downtrack.current
         stream = downtrack.track.layers[layer] if layer >= 0 else None
-        payload = {"track_id": downtrack.track_id, "quality": downtrack.track.quality_of(layer)}
-        if downtrack.track.rid_of(layer):
-            payload["rid"] = downtrack.track.rid_of(layer)
-        if stream is not None and stream.width:
-            payload.update(width=stream.width, height=stream.height)
-        self.notify("layer_changed", payload)
+        sized = stream is not None and stream.width
+        self.notify(events.LayerChanged(
+            downtrack.track_id, downtrack.track.quality_of(layer), downtrack.track.rid_of(layer) or None,
+            stream.width if sized else None, stream.height if sized else None,
+        ))
 
     def _dynacast(self, track: PublishedTrack, qualities: list[dict]) -> None:
-        self.notify("subscribed_quality_update", {"track_id": track.id, "qualities": qualities})
+        self.notify(events.SubscribedQualityUpdate(track.id, qualities))
 
     def _send_offer(self, sdp: str, tracks: list[dict]) -> None:
-        self.notify("subscriber_offer", {"sdp": sdp, "tracks": tracks})
+        self.notify(events.SubscriberOffer(sdp, tracks))
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -183,7 +183,7 @@ class Participant:
         if self.config.resume_grace > 0:
             asyncio.ensure_future(self.room.suspend(self, reason))
         else:
-            self.notify("leave", {"reason": reason})
+            self.notify(events.Leave(reason))
             asyncio.ensure_future(self.room.leave(self, reason=reason))
 
     # --- reconnect and resume -------------------------------------------------
@@ -197,7 +197,7 @@ class Participant:
                 return False
             self.state = RECONNECTING
             notify, self.notify = self.notify, _nobody
-            notify("reconnect", {"reason": reason, "grace": self.config.resume_grace})
+            notify(events.Reconnect(reason, self.config.resume_grace))
             self._resubscribe = {t.id: (t, settings) for t, settings in self.subscriber.subscriptions()}
             await asyncio.gather(self.publisher.suspend(), self.subscriber.close(), return_exceptions=True)
             if self.closed:  # it left meanwhile: nothing to wait for

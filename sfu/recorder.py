@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
-from . import recording_files
+from . import events, recording_files
 from .depacketizer import Depacketizer, Frame, h264_parameter_sets
 from .ids import new_id
 from .layer_reader import LayerReader
@@ -382,7 +382,7 @@ class Recordings:
         recording.start()
         self.active[recording.id] = recording
         self.slots.in_use += 1
-        self.room._broadcast("recording_started", {"room": self.room.name, **_event(recording)})
+        self.room._broadcast(events.RecordingStarted(self.room.name, recording.id, recording.track_ids))
         log.info("recording %s of %s started: %s", recording.id, self.room.name, recording.path)
         return recording
 
@@ -404,7 +404,7 @@ class Recordings:
 
     def _finished(self, recording: Recording) -> None:
         self._forget(recording)
-        self.room._broadcast("recording_stopped", {"room": self.room.name, **_event(recording)})
+        self.room._broadcast(events.RecordingStopped(self.room.name, recording.id, recording.track_ids))
         if recording.path.exists():
             size = sum(path.stat().st_size for path in recording.files())
             info = {**recording.info(), "duration": round(recording.duration, 3), "size": size,
@@ -416,8 +416,3 @@ class Recordings:
             self.room._emit("recording_finished", recording=info)
         recording_files.expire(self.directory, self.room.config.recording_retention_days)
         log.info("recording %s finished (%s)", recording.id, recording.error or "ok")
-
-
-def _event(recording: Recording) -> dict:
-    """What the room's participants learn of a recording: never its path."""
-    return {"recording_id": recording.id, "track_ids": recording.track_ids}

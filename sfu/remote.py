@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Optional
 
+from .events import Event
 from .published_track import PublishedTrack
 
 
@@ -51,7 +52,7 @@ class RemoteParticipant:
             "hand_raised": self.hand_raised,
         }
 
-    def notify(self, event: str, payload: dict) -> None:
+    def notify(self, event: Event) -> None:
         pass
 
     def subscribe(self, track: PublishedTrack) -> None:

@@ -8,10 +8,11 @@ import time
 from collections import Counter, deque
 from typing import Callable, Optional
 
-from . import lastn, recording_files
+from . import events, lastn, recording_files
 from .config import SfuConfig
 from .ids import new_id
-from .participant import EventSink, Participant
+from .events import EventSink
+from .participant import Participant
 from .published_track import PublishedTrack
 from .recorder import RecordingSlots, Recordings
 from .speaker import LevelMeter, SpeakerDetector
@@ -90,7 +91,7 @@ class Room:
         participant.metadata = metadata
         participant.hidden = hidden
         if not hidden:
-            self._broadcast("participant_joined", {"participant": participant.info()})
+            self._broadcast(events.ParticipantJoined(participant.info()))
         self.participants[participant.id] = participant
         self._emit("participant_joined", participant=participant.info())
         if self._speaker_task is None:
@@ -108,7 +109,7 @@ class Room:
             return
         self._on_participant_closed(participant)
         if not participant.hidden:
-            self._broadcast("participant_left", {"participant_id": participant.id, "reason": reason})
+            self._broadcast(events.ParticipantLeft(participant.id, reason))
         self._emit("participant_left", participant=participant.info(), reason=reason)
         self.apply_last_n()
         if not self.participants:
@@ -134,7 +135,7 @@ class Room:
     def add_remote(self, participant) -> None:
         """A participant of another worker joins this worker's part of the room."""
         if not participant.hidden:
-            self._broadcast("participant_joined", {"participant": participant.info()})
+            self._broadcast(events.ParticipantJoined(participant.info()))
         self.participants[participant.id] = participant
         self.apply_last_n()
 
@@ -153,7 +154,7 @@ class Room:
         if not await self._drop(participant):
             return
         if not participant.hidden:
-            self._broadcast("participant_left", {"participant_id": participant.id, "reason": reason})
+            self._broadcast(events.ParticipantLeft(participant.id, reason))
         self.apply_last_n()
         if not self.participants:
             self._stop_speaker_task()
@@ -185,10 +186,7 @@ class Room:
 
     def _announce_state(self, participant: Participant) -> None:
         if not participant.hidden:
-            self._broadcast(
-                "participant_state", {"participant_id": participant.id, "state": participant.state},
-                exclude=participant.id,
-            )
+            self._broadcast(events.ParticipantState(participant.id, participant.state), exclude=participant.id)
 
     def quality_changed(self, participant: Participant) -> None:
         """Tell the room (a hidden participant: only itself) its new quality."""
@@ -196,7 +194,7 @@ class Room:
                   **participant.quality.measure.info()}
         targets = [participant] if participant.hidden else list(self.participants.values())
         for target in targets:
-            target.notify("connection_quality", {"updates": [update]})
+            target.notify(events.ConnectionQuality([update]))
 
     def roster(self, exclude: Optional[str] = None) -> list[dict]:
         return [p.info() for p in self.participants.values() if p.id != exclude and not p.hidden]
@@ -220,7 +218,7 @@ class Room:
     # --- track changes ------------------------------------------------------
 
     def track_published(self, owner: Participant, track: PublishedTrack) -> None:
-        self._broadcast("track_published", {"track": track.info()}, exclude=owner.id)
+        self._broadcast(events.TrackPublished(track.info()), exclude=owner.id)
         self._emit("track_published", participant=owner.info(), track=track.info())
         for participant in self.participants.values():
             if participant is not owner and participant.auto_subscribe:
@@ -234,23 +232,15 @@ class Room:
         self.transcriptions.track_gone(track.id)
         self._emit("track_unpublished", participant=owner.info(), track=track.info())
         if announce:
-            self._broadcast(
-                "track_unpublished",
-                {"track_id": track.id, "participant_id": owner.id},
-                exclude=owner.id,
-            )
+            self._broadcast(events.TrackUnpublished(track.id, owner.id), exclude=owner.id)
 
     def track_muted(self, owner: Participant, track: PublishedTrack) -> None:
-        self._broadcast(
-            "track_muted",
-            {"track_id": track.id, "participant_id": owner.id, "muted": track.muted},
-            exclude=owner.id,
-        )
+        self._broadcast(events.TrackMuted(track.id, owner.id, track.muted), exclude=owner.id)
 
-    def _broadcast(self, event: str, payload: dict, exclude: Optional[str] = None) -> None:
+    def _broadcast(self, event: events.Event, exclude: Optional[str] = None) -> None:
         for participant in list(self.participants.values()):
             if participant.id != exclude:
-                participant.notify(event, payload)
+                participant.notify(event)
 
     # --- operator actions (admin API) ----------------------------------------
 
@@ -265,21 +255,22 @@ class Room:
 
     def set_metadata(self, metadata: str) -> None:
         self.metadata = metadata
-        self._broadcast("room_updated", {"room": {"name": self.name, "metadata": metadata}})
+        self._broadcast(events.RoomUpdated({"name": self.name, "metadata": metadata}))
 
     def update_participant(self, participant: Participant, name: Optional[str], metadata: Optional[str]) -> None:
         if name is not None:
             participant.name = name
         if metadata is not None:
             participant.metadata = metadata
+        event = events.ParticipantUpdated(participant.info())
         if participant.hidden:
-            participant.notify("participant_updated", {"participant": participant.info()})
+            participant.notify(event)
         else:
-            self._broadcast("participant_updated", {"participant": participant.info()})
+            self._broadcast(event)
 
     async def remove(self, participant: Participant, reason: str) -> None:
         """End a participant's session: it gets ``leave`` with ``reason``."""
-        participant.notify("leave", {"reason": reason})
+        participant.notify(events.Leave(reason))
         await self.leave(participant, reason)
 
     def send_data(
@@ -288,15 +279,13 @@ class Room:
     ) -> int:
         """Send a ``data`` event to everyone but the sender (or only to the
         given identities); returns how many got it."""
-        event = {"payload": payload, "topic": topic}
-        if sender is not None:
-            event["participant_id"] = sender.id
+        event = events.Data(payload, topic, sender.id if sender is not None else None)
         targets = [
             p for p in self.participants.values()
             if p is not sender and (not identities or p.identity in identities)
         ]
         for participant in targets:
-            participant.notify("data", event)
+            participant.notify(event)
         return len(targets)
 
     # --- meeting features: chat, reactions, raise hand (issue 8) -------------
@@ -310,19 +299,19 @@ class Room:
             "text": text, "ts": int(time.time() * 1000),
         }
         self.chat_history.append(message)
-        self._broadcast("chat_message", message)
+        self._broadcast(events.ChatMessage(**message))
         return message
 
     def react(self, sender: Participant, emoji: str) -> None:
         """A reaction: announced, not kept."""
-        self._broadcast("reaction", {"participant_id": sender.id, "emoji": emoji, "ts": int(time.time() * 1000)})
+        self._broadcast(events.Reaction(sender.id, emoji, int(time.time() * 1000)))
 
     def raise_hand(self, sender: Participant, raised: bool) -> None:
         """Raise or lower a hand; part of ParticipantInfo (``hand_raised``)."""
         if sender.hand_raised == raised:
             return
         sender.hand_raised = raised
-        self._broadcast("hand_raised", {"participant_id": sender.id, "raised": raised})
+        self._broadcast(events.HandRaised(sender.id, raised))
 
     # --- speaker detection (issue 4) ------------------------------------------
 
@@ -357,7 +346,7 @@ class Room:
         meter.end_tick()
         speakers = self.speakers.poll(now)
         if speakers is not None:
-            self._broadcast("speakers_changed", {"speakers": speakers})
+            self._broadcast(events.SpeakersChanged(speakers))
             for participant in self.participants.values():  # audio slots follow them
                 participant.subscriber.set_speakers([s["participant_id"] for s in speakers])
             if self.speech_order.heard([s["participant_id"] for s in speakers]):

@@ -22,7 +22,7 @@ from typing import Awaitable, Callable, Literal, Optional
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
-from sfu import recording_files
+from sfu import events, recording_files
 from sfu.recorder import TooManyRecordings, recording_kind
 from sfu.room import Room, RoomRegistry
 from sfu.transcription.room_transcription import TranscriptionError
@@ -274,7 +274,7 @@ async def mute_track(request: web.Request, body: MuteTrack) -> web.Response:
     if track.muted != body.muted:
         track.muted = body.muted
         room.track_muted(participant, track)
-        participant.notify("track_muted", {"track_id": track.id, "participant_id": participant.id, "muted": body.muted})
+        participant.notify(events.TrackMuted(track.id, participant.id, body.muted))
     return _json(TrackInfo(**track.info()))
 
 

@@ -7,10 +7,12 @@ union on ``type``; docs/protocol.md documents them with examples.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+import dataclasses
+from typing import Annotated, Any, Literal, Optional, Union, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model, field_validator, model_validator
 
+from sfu import events
 from sfu.slots import MAX_AUDIO_SLOTS, MAX_VIDEO_SLOTS
 
 PROTOCOL_VERSION = 1
@@ -406,22 +408,6 @@ class RecordingResponse(_Message):
     recording: RecordingInfo
 
 
-class RecordingStarted(_Message):
-    """Someone started recording the room (sent to everyone in it)."""
-
-    type: Literal["recording_started"] = "recording_started"
-    room: str
-    recording_id: str
-    track_ids: list[str] = []
-
-
-class RecordingStopped(_Message):
-    """A recording of the room ended; its file is complete."""
-
-    type: Literal["recording_stopped"] = "recording_stopped"
-    room: str
-    recording_id: str
-    track_ids: list[str] = []
 
 
 # --- transcription: live captions and a transcript ------------------------------
@@ -457,37 +443,7 @@ class TranscriptionResponse(_Message):
     transcription: TranscriptionInfo
 
 
-class TranscriptionStarted(_Message):
-    """The room is being transcribed: captions will follow (sent to everyone, and to late joiners)."""
 
-    type: Literal["transcription_started"] = "transcription_started"
-    room: str
-    transcription_id: str
-    language: str
-
-
-class TranscriptionStopped(_Message):
-    """Captions ended: ``stopped`` when asked, ``failed`` when the engine could not
-    start or its process died (``message`` says why)."""
-
-    type: Literal["transcription_stopped"] = "transcription_stopped"
-    room: str
-    transcription_id: str
-    language: str
-    reason: Literal["stopped", "failed"]
-    message: Optional[str] = None
-
-
-class CaptionEvent(_Message):
-    """What a participant said; times in seconds since the transcription started.
-    A final caption replaces the partial ones of the same participant before it."""
-
-    type: Literal["caption"] = "caption"
-    participant_id: str
-    text: str
-    start: float
-    end: float
-    final: bool
 
 
 Request = Annotated[
@@ -584,41 +540,10 @@ class Error(_Message):
 
 
 # --- server events ---------------------------------------------------------
-
-
-class ParticipantJoined(_Message):
-    type: Literal["participant_joined"] = "participant_joined"
-    participant: ParticipantInfo
-
-
-class ParticipantLeft(_Message):
-    type: Literal["participant_left"] = "participant_left"
-    participant_id: str
-    reason: str = ""
-
-
-class TrackPublished(_Message):
-    type: Literal["track_published"] = "track_published"
-    track: TrackInfo
-
-
-class TrackUnpublished(_Message):
-    type: Literal["track_unpublished"] = "track_unpublished"
-    track_id: str
-    participant_id: str
-
-
-class TrackMuted(_Message):
-    type: Literal["track_muted"] = "track_muted"
-    track_id: str
-    participant_id: str
-    muted: bool
-
-
-class SubscriberOffer(_Message):
-    type: Literal["subscriber_offer"] = "subscriber_offer"
-    sdp: str
-    tracks: list[SubscribedTrack]
+#
+# One model per core event (sfu/events.py), built from its dataclass: the
+# same fields, ``type`` first; the nested objects the core sends as dicts
+# are checked against the shared shapes below.
 
 
 class SlotInfo(BaseModel):
@@ -630,148 +555,22 @@ class SlotInfo(BaseModel):
     track_id: Optional[str] = None
 
 
-class SlotsChanged(_Message):
-    """Slot subscribers only: every slot and its occupant, sent once the
-    slots are negotiated and whenever an occupant changes (before its media)."""
-
-    type: Literal["slots_changed"] = "slots_changed"
-    slots: list[SlotInfo]
-
-
-class LayerChanged(_Message):
-    """The layer a subscriber now receives for a track ("off" when paused)."""
-
-    type: Literal["layer_changed"] = "layer_changed"
-    track_id: str
-    quality: Literal["low", "medium", "high", "off"]
-    rid: Optional[str] = None
-    width: Optional[int] = None
-    height: Optional[int] = None
-
-
 class QualityEnabled(BaseModel):
     quality: Quality
     rid: str
     enabled: bool
 
 
-class SubscribedQualityUpdate(_Message):
-    """Dynacast: which simulcast layers of your track anyone receives."""
-
-    type: Literal["subscribed_quality_update"] = "subscribed_quality_update"
-    track_id: str
-    qualities: list[QualityEnabled]
-
-
-class LeaveEvent(_Message):
-    """The server ends the session (kicked, server shutting down, ...)."""
-
-    type: Literal["leave"] = "leave"
-    reason: str
-
-
-# --- operator events (admin API) --------------------------------------------
-
-
-class RoomUpdated(_Message):
-    """The room's metadata changed (admin API)."""
-
-    type: Literal["room_updated"] = "room_updated"
-    room: dict
-
-
-class ParticipantUpdated(_Message):
-    """A participant's name or metadata changed (admin API)."""
-
-    type: Literal["participant_updated"] = "participant_updated"
-    participant: ParticipantInfo
-
-
-class DataEvent(_Message):
-    """Data sent to the room by a participant (send_data) or the operator (admin API)."""
-
-    type: Literal["data"] = "data"
-    payload: str
-    topic: str = ""
-    #: The sender; absent when the server's operator sent it.
-    participant_id: Optional[str] = None
-
-
-# --- meeting events: chat, reactions, raise hand (issue 8) ------------------------
-
-
-class ChatMessageEvent(ChatMessageInfo):
-    """A chat message posted to the room (the sender gets it too)."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["chat_message"] = "chat_message"
-
-
-class ReactionEvent(_Message):
-    """Someone reacted (the sender gets it too); nothing is kept."""
-
-    type: Literal["reaction"] = "reaction"
-    participant_id: str
-    emoji: str
-    ts: int
-
-
-class HandRaised(_Message):
-    """Someone raised or lowered their hand (the sender gets it too)."""
-
-    type: Literal["hand_raised"] = "hand_raised"
-    participant_id: str
-    raised: bool
-
-
-# ------------------------------------------------------------------------------
-
-
-# --- speaker detection (issue 4) ----------------------------------------------
-#
-# From the RFC 6464 audio-level header extension of published audio (nothing
-# is decoded); see sfu/speaker.py for the smoothing and hysteresis.
-
-
 class SpeakerInfo(BaseModel):
+    """From the RFC 6464 audio-level header extension of published audio
+    (nothing is decoded); see sfu/speaker.py for the smoothing and hysteresis."""
+
     model_config = ConfigDict(extra="forbid")
     participant_id: str
     #: Smoothed linear amplitude, 0..1 (1.0 = full scale, 0.1 = -20 dBov).
     level: float = Field(ge=0, le=1)
     #: Present (true) on the dominant speaker, who is always listed first.
     dominant: Optional[bool] = None
-
-
-class SpeakersChanged(_Message):
-    """The active speakers changed (sent to everyone, at most twice a second)."""
-
-    type: Literal["speakers_changed"] = "speakers_changed"
-    #: Active speakers, dominant first, then loudest first; empty when silent.
-    speakers: list[SpeakerInfo]
-
-
-# ------------------------------------------------------------------------------
-
-
-# --- reconnect and resume; connection quality (issue 6) -------------------------
-
-
-class ParticipantState(_Message):
-    """Someone's connection dropped ("reconnecting": keep the tile, it may
-    come back) or it resumed ("active")."""
-
-    type: Literal["participant_state"] = "participant_state"
-    participant_id: str
-    state: ParticipantStateName
-
-
-class ReconnectEvent(_Message):
-    """To the dropped client itself, when the server saw its media connection
-    fail: the socket closes next; ``resume`` within ``grace`` seconds."""
-
-    type: Literal["reconnect"] = "reconnect"
-    reason: str
-    grace: float
 
 
 class QualityUpdate(BaseModel):
@@ -785,48 +584,70 @@ class QualityUpdate(BaseModel):
     jitter_ms: Optional[float] = None
 
 
-class ConnectionQuality(_Message):
-    """Participants whose connection quality changed (yours included)."""
-
-    type: Literal["connection_quality"] = "connection_quality"
-    updates: list[QualityUpdate]
+#: The wire model of each core event class.
+EVENT_MESSAGES: dict[type[events.Event], type[_Message]] = {}
 
 
-# ------------------------------------------------------------------------------
+def _event_message(event: type[events.Event], name: str, **shapes: Any) -> type[_Message]:
+    """The message model of a core event: its dataclass fields, after ``type``;
+    ``shapes`` are the models of its fields that the core fills with dicts."""
+    hints = get_type_hints(event)
+    fields = {f.name: f for f in dataclasses.fields(event)}
+    unknown = set(shapes) - set(fields)
+    if unknown:
+        raise TypeError(f"{event.__name__} has no field {sorted(unknown)}")
+    definitions: dict[str, Any] = {"type": (Literal[event.type], event.type)}
+    for field_name, spec in fields.items():
+        if spec.default is not dataclasses.MISSING:
+            default = spec.default
+        elif spec.default_factory is not dataclasses.MISSING:
+            default = Field(default_factory=spec.default_factory)
+        else:
+            default = ...
+        definitions[field_name] = (shapes.get(field_name, hints[field_name]), default)
+    model = create_model(name, __base__=_Message, __module__=__name__, __doc__=event.__doc__, **definitions)
+    EVENT_MESSAGES[event] = model
+    return model
 
 
+def event_message(event: events.Event) -> _Message:
+    """The message for a core event (a ValidationError if the core filled it wrong)."""
+    return EVENT_MESSAGES[type(event)].model_validate(event, from_attributes=True)
+
+
+ParticipantJoined = _event_message(events.ParticipantJoined, "ParticipantJoined", participant=ParticipantInfo)
+ParticipantLeft = _event_message(events.ParticipantLeft, "ParticipantLeft")
+TrackPublished = _event_message(events.TrackPublished, "TrackPublished", track=TrackInfo)
+TrackUnpublished = _event_message(events.TrackUnpublished, "TrackUnpublished")
+TrackMuted = _event_message(events.TrackMuted, "TrackMuted")
+SubscriberOffer = _event_message(events.SubscriberOffer, "SubscriberOffer", tracks=list[SubscribedTrack])
+RoomUpdated = _event_message(events.RoomUpdated, "RoomUpdated")
+ParticipantUpdated = _event_message(events.ParticipantUpdated, "ParticipantUpdated", participant=ParticipantInfo)
+DataEvent = _event_message(events.Data, "DataEvent")
+ChatMessageEvent = _event_message(events.ChatMessage, "ChatMessageEvent")
+ReactionEvent = _event_message(events.Reaction, "ReactionEvent")
+HandRaised = _event_message(events.HandRaised, "HandRaised")
+SpeakersChanged = _event_message(events.SpeakersChanged, "SpeakersChanged", speakers=list[SpeakerInfo])
+SlotsChanged = _event_message(events.SlotsChanged, "SlotsChanged", slots=list[SlotInfo])
+LayerChanged = _event_message(events.LayerChanged, "LayerChanged")
+SubscribedQualityUpdate = _event_message(
+    events.SubscribedQualityUpdate, "SubscribedQualityUpdate", qualities=list[QualityEnabled])
+LeaveEvent = _event_message(events.Leave, "LeaveEvent")
+ParticipantState = _event_message(events.ParticipantState, "ParticipantState")
+ReconnectEvent = _event_message(events.Reconnect, "ReconnectEvent")
+ConnectionQuality = _event_message(events.ConnectionQuality, "ConnectionQuality", updates=list[QualityUpdate])
+RecordingStarted = _event_message(events.RecordingStarted, "RecordingStarted")
+RecordingStopped = _event_message(events.RecordingStopped, "RecordingStopped")
+TranscriptionStarted = _event_message(events.TranscriptionStarted, "TranscriptionStarted")
+TranscriptionStopped = _event_message(events.TranscriptionStopped, "TranscriptionStopped")
+CaptionEvent = _event_message(events.Caption, "CaptionEvent")
+
+
+#: Every message the server sends: the responses, then the events.
 ServerMessage = Annotated[
     Union[
-        JoinResponse,
-        Redirect,
-        PublishResponse,
-        Ok,
-        Pong,
-        Error,
-        ParticipantJoined,
-        ParticipantLeft,
-        TrackPublished,
-        TrackUnpublished,
-        TrackMuted,
-        SubscriberOffer,
-        LayerChanged,
-        SubscribedQualityUpdate,
-        LeaveEvent,
-        ChatMessageEvent,
-        ReactionEvent,
-        HandRaised,
-        RecordingResponse,
-        RecordingStarted,
-        RecordingStopped,
-        SpeakersChanged,
-        ParticipantState,
-        ReconnectEvent,
-        ConnectionQuality,
-        SlotsChanged,
-        TranscriptionResponse,
-        TranscriptionStarted,
-        TranscriptionStopped,
-        CaptionEvent,
+        (JoinResponse, Redirect, PublishResponse, Ok, Pong, Error, RecordingResponse, TranscriptionResponse,
+         *EVENT_MESSAGES.values())
     ],
     Field(discriminator="type"),
 ]

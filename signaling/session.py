@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ValidationError
 
+from sfu import events
 from sfu.layer_selector import TrackSettings
 from sfu.participant import RECONNECTING, Participant
 from sfu.recorder import TooManyRecordings, recording_kind
@@ -42,44 +43,11 @@ log = logging.getLogger(__name__)
 
 ENDED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
 
-EVENT_MODELS: dict[str, type[BaseModel]] = {
-    "participant_joined": p.ParticipantJoined,
-    "participant_left": p.ParticipantLeft,
-    "track_published": p.TrackPublished,
-    "track_unpublished": p.TrackUnpublished,
-    "track_muted": p.TrackMuted,
-    "subscriber_offer": p.SubscriberOffer,
-    "layer_changed": p.LayerChanged,
-    "subscribed_quality_update": p.SubscribedQualityUpdate,
-    "leave": p.LeaveEvent,
-    # operator events (admin API)
-    "room_updated": p.RoomUpdated,
-    "participant_updated": p.ParticipantUpdated,
-    "data": p.DataEvent,
-    # recording (issue 8)
-    "recording_started": p.RecordingStarted,
-    "recording_stopped": p.RecordingStopped,
-    # meeting events (issue 8)
-    "chat_message": p.ChatMessageEvent,
-    "reaction": p.ReactionEvent,
-    "hand_raised": p.HandRaised,
-    # speaker detection (issue 4)
-    "speakers_changed": p.SpeakersChanged,
-    # reconnect and resume; connection quality (issue 6)
-    "participant_state": p.ParticipantState,
-    "reconnect": p.ReconnectEvent,
-    "connection_quality": p.ConnectionQuality,
-    "slots_changed": p.SlotsChanged,
-    # transcription
-    "transcription_started": p.TranscriptionStarted,
-    "transcription_stopped": p.TranscriptionStopped,
-    "caption": p.CaptionEvent,
-}
-
 #: Events a slow reader may lose (signaling/outbox.py): what they say is
 #: either momentary or repeated later.  Everything else (responses, roster,
 #: tracks, offers, slots, layers, hands, leave) is essential.
-DROPPABLE = frozenset({"data", "chat_message", "reaction", "speakers_changed", "connection_quality"})
+DROPPABLE = frozenset(e.type for e in (
+    events.Data, events.ChatMessage, events.Reaction, events.SpeakersChanged, events.ConnectionQuality))
 #: Seconds a close handshake may take before the socket is cut.
 CLOSE_TIMEOUT = 2.0
 
@@ -512,12 +480,12 @@ class Session:
 
     # --- output ---------------------------------------------------------------
 
-    def _notify(self, event: str, payload: dict[str, Any]) -> None:
+    def _notify(self, event: events.Event) -> None:
         """Core events for this participant become protocol events."""
-        self._send(EVENT_MODELS[event](**payload))
-        if event in ("leave", "reconnect"):
+        self._send(p.event_message(event))
+        if isinstance(event, (events.Leave, events.Reconnect)):
             self._closing = True
-            if event == "reconnect" and self.participant is not None:
+            if isinstance(event, events.Reconnect) and self.participant is not None:
                 self._suspended = (self.participant, self.participant.generation)
             self.participant = None
             asyncio.ensure_future(self._close_soon())

@@ -19,6 +19,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Optional
 
+from .. import events
 from ..ids import new_id
 from ..taps import AudioTap
 from .engine import shipped_model_dir
@@ -128,8 +129,7 @@ class Transcription:
         participant = self.room.participants.get(participant_id)
         if participant is not None:
             self.names[participant_id] = participant.name or participant.identity
-        self.room._broadcast("caption", {"participant_id": participant_id, "text": text,
-                                         "start": start, "end": end, "final": final})
+        self.room._broadcast(events.Caption(participant_id, text, start, end, final))
         if final:
             self.captions += 1
             self.transcript.add(self.names.get(participant_id, participant_id), text, start, end)
@@ -166,7 +166,7 @@ class Transcriptions:
         self.slots.in_use += 1
         for track in self.room.tracks():
             transcription.tap(track)
-        self.room._broadcast("transcription_started", {"room": self.room.name, **transcription.info()})
+        self.room._broadcast(_started(self.room.name, transcription))
         log.info("transcription %s of %s started (%s, pid %s)", transcription.id, self.room.name,
                  transcription.language, transcription.process.pid)
         return transcription
@@ -195,7 +195,7 @@ class Transcriptions:
 
     def _greet(self, participant, transcription: Transcription) -> None:
         if self.active is transcription and self.room.participants.get(participant.id) is participant:
-            participant.notify("transcription_started", {"room": self.room.name, **transcription.info()})
+            participant.notify(_started(self.room.name, transcription))
 
     def _ended(self, transcription: Transcription) -> None:
         if self.active is not transcription:
@@ -203,9 +203,8 @@ class Transcriptions:
         self.active = None
         self.slots.in_use -= 1
         reason = "failed" if transcription.error else "stopped"
-        self.room._broadcast("transcription_stopped", {
-            "room": self.room.name, **transcription.info(), "reason": reason,
-            **({"message": transcription.error} if transcription.error else {})})
+        self.room._broadcast(events.TranscriptionStopped(
+            self.room.name, transcription.id, transcription.language, reason, transcription.error or None))
         self.room._emit("transcript_ready", transcript={
             "id": transcription.id, "language": transcription.language, "captions": transcription.captions,
             "files": [path.name for path in transcription.transcript.files()],
@@ -213,3 +212,7 @@ class Transcriptions:
             **({"message": transcription.error} if transcription.error else {})})
         log.info("transcription %s of %s ended (%s; %d audio chunks dropped)", transcription.id, self.room.name,
                  transcription.error or "ok", transcription.process.dropped)
+
+
+def _started(room: str, transcription: Transcription) -> events.TranscriptionStarted:
+    return events.TranscriptionStarted(room, transcription.id, transcription.language)
