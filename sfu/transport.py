@@ -459,10 +459,13 @@ SRTP_MAX = 1500
 
 
 def _checked(connection, addr) -> bool:
-    """Whether ``addr`` is the remote end of the connection's selected pair or
-    of a pair whose ICE check succeeded (a check proves the peer knows our
-    ICE password; a signaled candidate alone proves nothing)."""
-    addr = addr[:2]
+    """Whether ``addr`` is the remote end of the connection's selected pair, of
+    a pair whose ICE check succeeded, or the source of a verified incoming
+    check (a check proves the peer knows our ICE password; a signaled
+    candidate alone proves nothing)."""
+    addr = tuple(addr[:2])
+    if addr in getattr(connection, "_pysfu_verified_sources", ()):
+        return True
     for pair in connection._nominated.values():
         if pair.remote_addr == addr:
             return True
@@ -544,8 +547,7 @@ class _Gatherer:
             return
         connection._local_candidates_start = True
         _guard_consent(connection)
-        if self._shared:
-            _route_after_valid_checks(connection)
+        _note_valid_checks(connection, self._shared)
         addresses = local_addresses(self._ice)
         loop = asyncio.get_running_loop()
         for address in addresses:
@@ -649,18 +651,27 @@ def _guard_consent(connection) -> None:
     connection.query_consent = guarded
 
 
-def _route_after_valid_checks(connection) -> None:
-    """Single-port mode: aioice calls check_incoming only for a check whose
-    USERNAME and MESSAGE-INTEGRITY it verified; only then does the shared
-    socket route the check's source address to this connection."""
+def _note_valid_checks(connection, shared: bool) -> None:
+    """aioice calls check_incoming only for a check whose USERNAME and
+    MESSAGE-INTEGRITY it verified: its source knows our ICE password, so DTLS
+    and SRTP from it are accepted even while our own check towards it is
+    still in progress (under load Chromium's DTLS can arrive first). In
+    single-port mode the shared socket also routes that address to us."""
     check_incoming = connection.check_incoming
+    verified = connection._pysfu_verified_sources = set()
 
-    def routed(message, addr, protocol) -> None:
+    def noted(message, addr, protocol) -> None:
         check_incoming(message, addr, protocol)
-        if isinstance(protocol.transport, udp_mux.MuxEndpoint):
+        if len(verified) < MAX_VERIFIED_SOURCES:
+            verified.add(tuple(addr[:2]))
+        if shared and isinstance(protocol.transport, udp_mux.MuxEndpoint):
             protocol.transport.confirm(addr)
 
-    connection.check_incoming = routed
+    connection.check_incoming = noted
+
+
+#: Verified source addresses remembered per connection (a peer has a few candidates).
+MAX_VERIFIED_SOURCES = 16
 
 
 async def _park(*args, **kwargs) -> None:

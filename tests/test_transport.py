@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import socket
 import time
 
 import pytest
+from aioice import stun
 from aiortc import RTCPeerConnection
 
 from sfu import rtp
 from sfu.config import IceConfig
+from sfu.metrics import DATAGRAMS_DROPPED
 from sfu.media_section import CodecInfo, SdpError
 from sfu.transport import INTERNALS, PeerTransport
 
@@ -105,6 +108,71 @@ async def test_garbage_srtp_is_counted_and_dropped():
         await asyncio.sleep(0.2)
         assert len(received) == 1  # still working
     finally:
+        await sender.close()
+        await receiver.close()
+
+
+def signed_check(username: str, password: str) -> bytes:
+    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    request.attributes["USERNAME"] = username
+    request.attributes["PRIORITY"] = 1853824767
+    request.attributes["ICE-CONTROLLING"] = 1
+    request.add_message_integrity(password.encode())
+    request.add_fingerprint()
+    return bytes(request)
+
+
+async def test_dtls_from_an_address_that_passed_an_ice_check_is_not_dropped():
+    """Under load Chromium's DTLS can come from a candidate whose check we
+    answered (so it knows our ICE password) while our own check towards it
+    is still in progress: dropping it left the call stuck "connecting".
+    A stranger's DTLS from an address that never sent a valid check is
+    still dropped."""
+    received, rtcp_received = [], []
+    sender, receiver, _ = await connected_pair(received, rtcp_received)
+    connection = receiver._connection
+    dtls = receiver.pc.getTransceivers()[0].receiver.transport
+    port = connection._protocols[0].transport.get_extra_info("sockname")[:2]
+    username = f"{connection.local_username}:{connection.remote_username}"
+    record = bytes([23, 0xFE, 0xFD, 0, 9]) + bytes(6) + (16).to_bytes(2, "big") + bytes(16)  # epoch 9: ignored
+    peer, stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        peer.bind(("127.0.0.2", 0))
+        stranger.bind(("127.0.0.3", 0))
+        peer.setblocking(False)
+        peer.sendto(signed_check(username, connection.local_password), port)
+        stranger.sendto(signed_check(username, "not-the-password"), port)
+        deadline = time.monotonic() + 5
+        while True:  # our binding response proves aioice verified the check
+            try:
+                if peer.recv(1500):
+                    break
+            except BlockingIOError:
+                assert time.monotonic() < deadline, "no binding response to a signed check"
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+        pair = next(p for p in connection._check_list if p.remote_addr == peer.getsockname())
+        assert pair.state.name != "SUCCEEDED"  # our check towards it cannot succeed: it never answers
+
+        rx_before = dtls._RTCDtlsTransport__rx_packets
+        dropped_before = DATAGRAMS_DROPPED["unchecked_source"]
+        peer.sendto(record, port)
+        stranger.sendto(record, port)
+        deadline = time.monotonic() + 5
+        while dtls._RTCDtlsTransport__rx_packets == rx_before:
+            assert time.monotonic() < deadline, "DTLS from the verified address was dropped"
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+        assert dtls._RTCDtlsTransport__rx_packets == rx_before + 1  # the stranger's was not let in
+        assert DATAGRAMS_DROPPED["unchecked_source"] == dropped_before + 1
+        assert sender.send_rtp(rtp.HEADER.pack(0x80, 96, 1, 1, 1) + b"\x10\x00")
+        deadline = time.monotonic() + 3
+        while not received:
+            assert time.monotonic() < deadline, "the call stopped after the extra DTLS record"
+            await asyncio.sleep(0.02)
+    finally:
+        peer.close()
+        stranger.close()
         await sender.close()
         await receiver.close()
 
