@@ -49,6 +49,14 @@ TILE_JS = """
 }
 """
 
+#: ana's client state, with her socket's, for the failure message.
+SOCKET_JS = """
+() => {
+  const client = window.pysfuDemo.client;
+  return {state: client.state, socket: client.ws ? client.ws.readyState : null};
+}
+"""
+
 OFFLINE = {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
 ONLINE = {**OFFLINE, "offline": False}
 
@@ -83,9 +91,10 @@ async def test_a_page_cut_off_for_5_s_comes_back_by_itself(dev_server, tmp_path)
         network = await browser.new_cdp_session(ana)
         await network.send("Network.enable")
         await network.send("Network.emulateNetworkConditions", OFFLINE)
+        cut = time.monotonic()
         await ana.evaluate("window.pysfuDemo.client.ws.close()")  # the socket dies with the network
-        await eventually_async(lambda: ana.evaluate("window.pysfuDemo.client.state"),
-                               lambda state: state == "reconnecting", timeout=3)
+        await eventually_async(lambda: ana.evaluate(SOCKET_JS), lambda s: s["state"] == "reconnecting", timeout=20)
+        print(f"ana reconnecting {time.monotonic() - cut:.2f} s after her socket was closed")
         for page in watchers:
             await eventually_async(lambda page=page: page.evaluate(TILE_JS, ana_id),
                                    lambda tile: tile["connection"] == "reconnecting", timeout=5)
