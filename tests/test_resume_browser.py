@@ -97,7 +97,7 @@ async def test_a_page_cut_off_for_5_s_comes_back_by_itself(dev_server, tmp_path)
         print(f"ana reconnecting {time.monotonic() - cut:.2f} s after her socket was closed")
         for page in watchers:
             await eventually_async(lambda page=page: page.evaluate(TILE_JS, ana_id),
-                                   lambda tile: tile["connection"] == "reconnecting", timeout=5)
+                                   lambda tile: tile["connection"] == "reconnecting", timeout=15)
         await asyncio.sleep(1.0)
         stalled = [await frames_of(page, ana_id) for page in watchers]
         await asyncio.sleep(OUTAGE - 1.0)
