@@ -213,7 +213,7 @@ class CompositeRecording:
         layout = {"stage": _tile(stage, wanted), "strip": [_tile(t, wanted) for t in strip]}
         if layout != self._layout:
             self._layout = layout
-            self._batch.append(("layout", layout))
+            self._batch.append(("layout", layout, time.monotonic()))
 
     def _read(self, tracks: list[PublishedTrack], wanted: dict[str, int]) -> None:
         """Readers for exactly the wanted tracks, each at its wanted layer."""

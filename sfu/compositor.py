@@ -11,8 +11,9 @@ spawn). It reads batches of items from one queue and writes one MP4: H.264
 - ``("sr", key, rtp_ts, ntp_seconds)``: a sender report of the key's stream.
 - ``("rtp", key, seq, ts, marker, payload, arrival)``: one packet
   (``arrival``: ``time.monotonic()`` when the SFU received it).
-- ``("layout", {"stage": tile|None, "strip": [tile...]})``; a tile is
-  ``{"key": key|None, "name": str}`` (no key: a placeholder).
+- ``("layout", {"stage": tile|None, "strip": [tile...]}, monotonic_time)``; a
+  tile is ``{"key": key|None, "name": str}`` (no key: a placeholder). It shows
+  from that instant of the file on, however late a busy recorder reads it.
 - ``("stop", monotonic_time)``: render up to that instant and close the file.
 
 A stream that lost a packet waits for its next keyframe; its key goes to
@@ -151,6 +152,7 @@ class Compositor:
         self.streams: dict[str, _Stream] = {}
         self.offsets: dict[str, float] = {}  # group -> monotonic minus publisher clock
         self.layout: dict = {"stage": None, "strip": []}
+        self.layouts: deque = deque()  # (monotonic time, layout) not shown yet
         self.mixer = Mixer()
         self.labels = Labels()
         self.frame_index = 0
@@ -176,7 +178,7 @@ class Compositor:
         elif what == "reset" and item[1] in self.streams:
             self.streams[item[1]].reset(self._keyframe_request(item[1]))
         elif what == "layout":
-            self.layout = item[1]
+            self.layouts.append((item[2], item[1]))
         elif what == "stop":
             self.stop_at = item[1]
 
@@ -292,6 +294,8 @@ class Compositor:
     # --- the picture -----------------------------------------------------------------
 
     def compose(self, instant: float) -> np.ndarray:
+        while self.layouts and self.layouts[0][0] <= instant:
+            self.layout = self.layouts.popleft()[1]
         canvas = np.empty((self.height, self.width, 3), np.uint8)
         canvas[:] = BACKGROUND
         stage, strip = self.layout["stage"], self.layout["strip"]

@@ -16,7 +16,7 @@ import pytest
 from aiortc import VideoStreamTrack
 from av import VideoFrame
 
-from sfu.compositor import PLACEHOLDER, Mixer, fit, speaker_layout
+from sfu.compositor import BACKGROUND, PLACEHOLDER, Compositor, Mixer, fit, speaker_layout
 from sfu.layer_reader import LayerReader
 
 from .conftest import eventually, eventually_async
@@ -69,6 +69,24 @@ def test_mixer_sums_voices_at_their_positions_and_clips():
     mixer.add(4, np.full(4, 1000, np.int32))  # late: only what is not out yet counts
     assert mixer.take(12).tolist() == [1000, 1000, 0, 0, -30000, -30000]
     assert mixer.take(14).tolist() == [0, 0]  # nobody spoke: silence
+
+
+def test_a_layout_shows_from_its_instant_however_late_the_recorder_reads_it():
+    """A recorder behind the clock reads a mute seconds after it happened:
+    the frames before that instant must still show the layout of then."""
+    compositor = Compositor("unused.mp4", origin=100.0)
+    compositor.handle(("layout", {"stage": {"key": None, "name": ""}, "strip": []}, 102.0))
+    compositor.handle(("layout", {"stage": None, "strip": []}, 105.0))
+    stage = speaker_layout(1280, 720, 0)[0]
+    x, y = stage[0] + stage[2] // 2, stage[1] + stage[3] // 2
+
+    def stage_colour(instant: float) -> tuple:
+        return tuple(compositor.compose(instant)[y, x])
+
+    assert stage_colour(101.9) == tuple(BACKGROUND)  # nothing on stage yet
+    assert stage_colour(102.0) == tuple(PLACEHOLDER)
+    assert stage_colour(104.9) == tuple(PLACEHOLDER)
+    assert stage_colour(105.0) == tuple(BACKGROUND)
 
 
 async def test_two_aiortc_peers_recorded_as_one_mp4_with_both_voices(server, clients, tmp_path):
