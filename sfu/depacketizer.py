@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 START_CODE = b"\x00\x00\x00\x01"
+#: Frames that arrive while waiting for a keyframe before it is asked for again
+#: (the first request, or the keyframe itself, may be lost too).
+KEYFRAME_RETRY_FRAMES = 30
 VIDEO_WINDOW = 128  # packets held back waiting for a missing one (≈ a keyframe or two)
 AUDIO_WINDOW = 8
 
@@ -128,6 +131,7 @@ class Depacketizer:
         self._frame_ts: Optional[int] = None
         self._frame_ok = False
         self.waiting_keyframe = not self.audio
+        self._waited_frames = 0  # frames seen since the last keyframe request
         self.frames_dropped = 0
         self.packets_lost = 0
 
@@ -198,8 +202,7 @@ class Depacketizer:
             return
         self._frame_ok = False  # the gap may be inside the current frame
         if not self.waiting_keyframe:  # or a whole frame is gone: references are broken
-            self.waiting_keyframe = True
-            self._on_keyframe_needed()
+            self._need_keyframe()
 
     def _packet(self, ts: int, marker: bool, payload: bytes, frames: list[Frame]) -> None:
         if self.audio:
@@ -229,15 +232,22 @@ class Depacketizer:
         if not ok or not data:
             self.frames_dropped += 1
             if not self.waiting_keyframe:
-                self.waiting_keyframe = True
-                self._on_keyframe_needed()
+                self._need_keyframe()
             return
         keyframe = self._is_keyframe(data)
         if self.waiting_keyframe:
             if not keyframe:
+                self._waited_frames += 1
+                if self._waited_frames >= KEYFRAME_RETRY_FRAMES:
+                    self._need_keyframe()
                 return
             self.waiting_keyframe = False
         frames.append(Frame(data, ts, keyframe))
+
+    def _need_keyframe(self) -> None:
+        self.waiting_keyframe = True
+        self._waited_frames = 0
+        self._on_keyframe_needed()
 
 
 def _signed32(delta: int) -> int:

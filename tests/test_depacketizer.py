@@ -9,7 +9,7 @@ import pytest
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 
-from sfu.depacketizer import Depacketizer
+from sfu.depacketizer import KEYFRAME_RETRY_FRAMES, Depacketizer
 
 from .media import PatternVideoTrack
 
@@ -54,3 +54,15 @@ async def test_a_lost_packet_drops_frames_until_the_next_keyframe():
     assert asked == [1]
     assert all(f.timestamp < packets[lost][1] for f in frames)  # nothing after the loss: no keyframe came
     assert len(decode("vp8", frames)) == len(frames)
+
+
+async def test_a_keyframe_that_does_not_come_is_asked_for_again():
+    """The first request (or the keyframe it brought) can be lost as well:
+    waiting must not last until the publisher happens to send one."""
+    packets = await encoded_packets(Vp8Encoder(), 2 + 2 * KEYFRAME_RETRY_FRAMES)
+    asked = []
+    depacketizer = Depacketizer("VP8", lambda: asked.append(1))
+    second = next(i for i, p in enumerate(packets) if p[1] != packets[0][1])
+    frames = [f for i, p in enumerate(packets) if i != second for f in depacketizer.push(*p)] + depacketizer.flush()
+    assert len(frames) == 1  # only the first keyframe: everything after the loss waits
+    assert len(asked) == 3  # the loss, then again after each KEYFRAME_RETRY_FRAMES frames without a keyframe (60 follow)
