@@ -21,6 +21,9 @@ START_CODE = b"\x00\x00\x00\x01"
 KEYFRAME_RETRY_FRAMES = 30
 VIDEO_WINDOW = 128  # packets held back waiting for a missing one (≈ a keyframe or two)
 AUDIO_WINDOW = 8
+#: Video: how long a missing packet is waited for (a retransmission's time),
+#: in RTP ticks of 90 kHz. A low-rate stream takes seconds to fill the window.
+VIDEO_HOLD_TICKS = 90000 // 2
 
 
 @dataclass
@@ -148,10 +151,15 @@ class Depacketizer:
         self._pending[ext_seq] = (ext_ts, marker, payload)
         frames: list[Frame] = []
         self._drain(frames)
-        if len(self._pending) > self._window:  # give up on what is missing
+        if self._pending and self._held_too_long(ext_ts):  # give up on what is missing
             self._skip_to(min(self._pending), frames)
             self._drain(frames)
         return frames
+
+    def _held_too_long(self, newest_ts: int) -> bool:
+        if len(self._pending) > self._window:
+            return True
+        return not self.audio and newest_ts - self._pending[min(self._pending)][0] > VIDEO_HOLD_TICKS
 
     def flush(self) -> list[Frame]:
         """Everything still held (at the end of a recording)."""

@@ -9,7 +9,7 @@ import pytest
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 
-from sfu.depacketizer import KEYFRAME_RETRY_FRAMES, Depacketizer
+from sfu.depacketizer import KEYFRAME_RETRY_FRAMES, VIDEO_HOLD_TICKS, Depacketizer
 
 from .media import PatternVideoTrack
 
@@ -66,3 +66,21 @@ async def test_a_keyframe_that_does_not_come_is_asked_for_again():
     frames = [f for i, p in enumerate(packets) if i != second for f in depacketizer.push(*p)] + depacketizer.flush()
     assert len(frames) == 1  # only the first keyframe: everything after the loss waits
     assert len(asked) == 3  # the loss, then again after each KEYFRAME_RETRY_FRAMES frames without a keyframe (60 follow)
+
+
+async def test_a_low_rate_stream_gives_up_on_a_lost_packet_after_half_a_second():
+    """320x240 is one packet a frame: waiting for the reorder window's 128
+    packets would freeze a recording's tile for four seconds before it even
+    asks for a keyframe."""
+    packets = await encoded_packets(Vp8Encoder(), 40)
+    asked = []
+    depacketizer = Depacketizer("VP8", lambda: asked.append(1))
+    second = next(i for i, p in enumerate(packets) if p[1] != packets[0][1])
+    for i, packet in enumerate(packets):
+        if i != second:
+            depacketizer.push(*packet)
+        if asked:
+            break
+    assert asked, "no keyframe asked for within 40 frames"
+    waited = packet[1] - packets[second][1]
+    assert waited <= VIDEO_HOLD_TICKS + 9000, f"gave up after {waited / 90000:.2f} s of media"
