@@ -13,9 +13,12 @@ from typing import Callable, Optional
 
 
 class KeyframeRequester:
-    def __init__(self, send_pli: Callable[[], None], interval: float = 0.5) -> None:
+    def __init__(self, send_pli: Callable[[], None], interval: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic, call_later=None) -> None:
         self._send_pli = send_pli
         self._interval = interval
+        self._clock = clock
+        self._call_later = call_later  # None: the running loop's (tests pass a clock of their own)
         self._last_sent = -1e9
         self._pending: Optional[asyncio.TimerHandle] = None
         self.sent = 0
@@ -25,15 +28,16 @@ class KeyframeRequester:
         self.requested += 1
         if self._pending is not None:
             return
-        wait = self._last_sent + self._interval - time.monotonic()
+        wait = self._last_sent + self._interval - self._clock()
         if wait <= 0:
             self._send()
         else:
-            self._pending = asyncio.get_running_loop().call_later(wait, self._send)
+            call_later = self._call_later or asyncio.get_running_loop().call_later
+            self._pending = call_later(wait, self._send)
 
     def _send(self) -> None:
         self._pending = None
-        self._last_sent = time.monotonic()
+        self._last_sent = self._clock()
         self.sent += 1
         self._send_pli()
 

@@ -1,13 +1,14 @@
 """sfu.keyframes.KeyframeRequester: one PLI per interval, none lost, none duplicated.
 
-Times in the tables are in units of the interval. Checkpoints sit at least
-0.4 interval away from any send so scheduler jitter cannot flip them.
+Times in the tables are in units of the interval, on a clock of the test's
+own: no sleeps, so a loaded machine cannot move a send across a checkpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import heapq
+import itertools
 
 import pytest
 
@@ -17,24 +18,57 @@ P = pytest.param
 INTERVAL = 0.05
 
 
-async def drive(requests: list[float], checkpoints: list[tuple[float, int]]):
+class FakeTime:
+    """A clock and call_later that run only when the test advances them."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._timers: list = []
+        self._order = itertools.count()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, callback) -> "Timer":
+        timer = Timer(callback)
+        heapq.heappush(self._timers, (self.now + delay, next(self._order), timer))
+        return timer
+
+    def advance_to(self, at: float) -> None:
+        while self._timers and self._timers[0][0] <= at:
+            when, _, timer = heapq.heappop(self._timers)
+            self.now = when
+            if not timer.cancelled:
+                timer.callback()
+        self.now = max(self.now, at)
+
+
+class Timer:
+    def __init__(self, callback) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def requester_on(clock: FakeTime, sent: list) -> KeyframeRequester:
+    return KeyframeRequester(lambda: sent.append(clock.now), INTERVAL, clock=clock, call_later=clock.call_later)
+
+
+def drive(requests: list[float], checkpoints: list[tuple[float, int]]) -> list[float]:
     """Issue requests at the given times, asserting the PLI count at each checkpoint."""
-    sent_at: list[float] = []
-    start = time.monotonic()
-    requester = KeyframeRequester(lambda: sent_at.append(time.monotonic() - start), INTERVAL)
+    clock, sent_at = FakeTime(), []
+    requester = requester_on(clock, sent_at)
     # at equal times a request happens before the checkpoint that observes it
     events = sorted([(t, 0, None) for t in requests] + [(t, 1, n) for t, n in checkpoints])
-    try:
-        for at, kind, count in events:
-            delay = start + at * INTERVAL - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if kind == 0:
-                requester.request()
-            else:
-                assert requester.sent == count == len(sent_at), f"at {at} intervals: sent {sent_at}"
-    finally:
-        requester.close()
+    for at, kind, count in events:
+        clock.advance_to(at * INTERVAL)
+        if kind == 0:
+            requester.request()
+        else:
+            assert requester.sent == count == len(sent_at), f"at {at} intervals: sent {sent_at}"
+    requester.close()
     assert requester.requested == len(requests)
     return sent_at
 
@@ -50,14 +84,14 @@ async def drive(requests: list[float], checkpoints: list[tuple[float, int]]):
         P([0, 0.5, 2.5], [(0.5, 1), (1.5, 2), (2.5, 3), (4, 3)], id="request-after-quiet-interval-sent-at-once"),
     ],
 )
-async def test_schedule(requests, checkpoints):
-    await drive(requests, checkpoints)
+def test_schedule(requests, checkpoints):
+    drive(requests, checkpoints)
 
 
-async def test_sends_are_at_least_one_interval_apart():
-    sent_at = await drive([0, 0.1, 0.6, 0.9, 1.1, 1.2, 1.9, 2.05], [(3.5, 4)])
+def test_sends_are_at_least_one_interval_apart():
+    sent_at = drive([0, 0.1, 0.6, 0.9, 1.1, 1.2, 1.9, 2.05], [(3.5, 4)])
     gaps = [b - a for a, b in zip(sent_at, sent_at[1:])]
-    assert all(gap >= INTERVAL - 0.002 for gap in gaps), sent_at
+    assert all(gap >= INTERVAL - 1e-9 for gap in gaps), sent_at
 
 
 async def test_close_cancels_the_trailing_request():
