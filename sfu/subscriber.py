@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -20,6 +19,7 @@ from typing import Callable, Optional
 from . import rtcp
 from .allocator import Allocator, Demand
 from .config import SfuConfig
+from .downlink_estimate import DownlinkEstimate
 from .downtrack import DownTrack
 from .layer_selector import (
     OFF, TrackSettings, select_layer, temporal_limit, wanted_layer, wanted_more,
@@ -31,10 +31,6 @@ log = logging.getLogger(__name__)
 
 REOFFERS = 1  # fresh offers sent after an unanswered one, before waiting for the client
 BATCH_DELAY = 0.02  # changes within this window share one offer
-REMB_CLIMBING = 1.03  # REMB up this much within a second: still ramping, not a limit
-REMB_FALLING = 0.9  # REMB this far under its 2 s peak: congestion, it binds at once
-REMB_FRESH = 2.0  # seconds a REMB for some of our SSRCs counts toward the estimate
-WISH_GRACE = 4.0  # seconds a subscriber's new wish is not held back by a stale REMB
 
 
 @dataclass
@@ -66,10 +62,7 @@ class Subscriber:
         self._send_offer = send_offer
         self._on_layer_changed = on_layer_changed
         self.allocator = Allocator()
-        self._loss_estimate: Optional[float] = None
-        self._remb_history: deque = deque()
-        self._remb_parts: dict[frozenset, tuple[float, int]] = {}
-        self._wish_grace_until = 0.0
+        self.downlink = DownlinkEstimate()
         self.video_allowed: Optional[set[str]] = None  # last-N; None: everyone
         self.slots: list[Slot] = []
         self._by_track: dict[str, Slot] = {}
@@ -80,7 +73,6 @@ class Subscriber:
         #: The pending offer: its slots and the track each carried (None: answered)
         self._offered: Optional[dict[int, Optional[PublishedTrack]]] = None
         self._answered = asyncio.Event()
-        self.remb: Optional[int] = None
         self.gone: Counter = Counter()  # counters of down-tracks already ended
         self.offers_sent = 0
         self.offer_bytes = 0  # size of the last offer (its answer may be about as big)
@@ -264,26 +256,13 @@ class Subscriber:
                 downtrack = self._by_ssrc.get(block.ssrc)
                 if downtrack is not None:
                     downtrack.on_receiver_report(block, now)
-            self._update_loss_estimate()
+            self.downlink.on_receiver_report(
+                (d.fraction_lost, d.track.bitrates()[d.current])
+                for d in self.downtracks() if d.kind == "video" and d.current != OFF
+            )
         elif isinstance(item, rtcp.Remb):
-            previous, self.remb = self.remb, self._remb_total(item, now)
-            self._remb_history.append((now, item.bitrate))
-            while self._remb_history and self._remb_history[0][0] < now - 2:
-                self._remb_history.popleft()
-            if previous is None or item.bitrate < previous * 0.8:
+            if self.downlink.on_remb(item.ssrcs, item.bitrate, now):
                 self.allocate(now)  # congestion news: react now, not at the next tick
-
-    def _remb_total(self, item, now: float) -> int:
-        """Chromium sends one REMB for all our SSRCs; aiortc one per m-line for
-        its own SSRC: the estimate is the sum of the latest REMB of each set
-        of SSRCs (heard from within REMB_FRESH seconds). A set that shares an
-        SSRC with the new one is the same estimate, superseded."""
-        parts = self._remb_parts
-        ssrcs = frozenset(item.ssrcs)
-        for key in [k for k, (t, _) in parts.items() if now - t > REMB_FRESH or k & ssrcs]:
-            del parts[key]
-        parts[ssrcs] = (now, item.bitrate)
-        return sum(bitrate for _, bitrate in parts.values())
 
     # --- layer selection ------------------------------------------------------
 
@@ -307,7 +286,7 @@ class Subscriber:
 
     def _apply_settings(self, downtrack: DownTrack, settings: TrackSettings) -> None:
         if wanted_more(downtrack.settings, settings):
-            self._wish_grace_until = time.monotonic() + WISH_GRACE
+            self.downlink.wished_more(time.monotonic())
         downtrack.settings = settings
         # Screen share (issue 8): already sent at a low frame rate, so its
         # temporal layers are never dropped (a max_fps cap does not apply).
@@ -318,43 +297,6 @@ class Subscriber:
         if self.video_allowed is None or track.source == "screen_share":
             return True
         return track.participant_id in self.video_allowed
-
-    def estimate(self, now: float) -> Optional[float]:
-        """Downstream bandwidth: the REMB when it binds, lowered while receiver
-        reports show loss; None when nothing limits."""
-        remb = self._binding_remb(now)
-        estimates = [e for e in (remb, self._loss_estimate) if e is not None]
-        return min(estimates) if estimates else None
-
-    def _binding_remb(self, now: float) -> Optional[float]:
-        """A browser's REMB climbs slowly and never exceeds ~1.5x what it
-        receives. So it limits us when it falls (congestion), or when it has
-        settled; not while it is still climbing, nor for a few seconds after
-        the subscriber asked for more (its REMB cannot know yet)."""
-        if self.remb is None:
-            return None
-        peak = max((r for _, r in self._remb_history), default=self.remb)
-        if self.remb < REMB_FALLING * peak:
-            return self.remb
-        second_ago = next((r for t, r in self._remb_history if t >= now - 1.2), None)
-        if second_ago is not None and self.remb > second_ago * REMB_CLIMBING:
-            return None
-        if now < self._wish_grace_until:
-            return None
-        return self.remb
-
-    def _update_loss_estimate(self) -> None:
-        video = [d for d in self.downtracks() if d.kind == "video" and d.current != OFF]
-        if not video:
-            return
-        loss = max(d.fraction_lost for d in video) / 256
-        sending = sum(d.track.bitrates()[d.current] for d in video)
-        if loss > 0.10:
-            self._loss_estimate = sending * (1 - loss / 2)
-        elif loss < 0.02 and self._loss_estimate is not None:
-            self._loss_estimate *= 1.08  # recover gently; gone once it no longer binds
-            if self._loss_estimate > 2 * max(sending, 1):
-                self._loss_estimate = None
 
     def allocate(self, now: float) -> None:
         """Choose every down-track's layer from wishes, bandwidth and what flows."""
@@ -373,7 +315,7 @@ class Subscriber:
             chosen.append((downtrack, layers, wanted))
         video = [(d, layers, wanted) for d, layers, wanted in chosen if d.kind == "video"]
         demands = [Demand(d, wanted, d.track.bitrates(), _priority(d)) for d, _, wanted in video]
-        caps = self.allocator.allocate(demands, self.estimate(now), now)
+        caps = self.allocator.allocate(demands, self.downlink.estimate(now), now)
         for downtrack, layers, wanted in chosen:
             cap = caps.get(downtrack, wanted)
             downtrack.desired = min(wanted, cap)
