@@ -199,10 +199,7 @@ class SlotSubscriber(Subscriber):
         """Put ``track`` (or nothing) in a slot: same SSRC, numbering carried on."""
         old = slot.downtrack
         if slot.track is not None:
-            self.allocator.forget(old)
-            slot.track.remove_downtrack(old)
-            self.gone.update(old.counters())
-            self._by_ssrc.pop(old.ssrc, None)
+            self._end(slot)
         slot.track = track
         if track is None:
             return  # the old down-track stays as the keeper of the numbering
@@ -245,11 +242,6 @@ class SlotSubscriber(Subscriber):
         self.allocate(time.monotonic())
 
     async def close(self) -> None:
-        for slot in self.slots:
-            if slot.track is not None:
-                slot.track.remove_downtrack(slot.downtrack)
-                self.gone.update(slot.downtrack.counters())
-                slot.track = None
         self._tracks.clear()
         self._by_publisher.clear()
         await super().close()

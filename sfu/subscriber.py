@@ -113,15 +113,23 @@ class Subscriber:
         slot = self._by_track.pop(track_id, None)
         if slot is None:
             return
-        self.allocator.forget(slot.downtrack)
-        slot.track.remove_downtrack(slot.downtrack)
-        self.gone.update(slot.downtrack.counters())
-        self._by_ssrc.pop(slot.downtrack.ssrc, None)
-        slot.track = None
+        self._end(slot)
         slot.bound = False
         slot.reusable = False
         self.transport.deactivate(slot.transceiver)
         self.negotiate()
+
+    def _end(self, slot: Slot) -> None:
+        """The one way a down-track ends (unsubscribed, its track unpublished,
+        its slot given to another track, this subscriber closed): off its
+        track, out of allocation and RTCP, its counters kept. It stays with
+        the slot as the keeper of the m-line's SSRC numbering."""
+        downtrack = slot.downtrack
+        self.allocator.forget(downtrack)
+        slot.track.remove_downtrack(downtrack)
+        self.gone.update(downtrack.counters())
+        self._by_ssrc.pop(downtrack.ssrc, None)
+        slot.track = None
 
     def subscriptions(self) -> list[tuple[PublishedTrack, TrackSettings]]:
         """What this subscriber receives, and how (to restore after a resume)."""
@@ -327,11 +335,10 @@ class Subscriber:
             downtrack.retry_keyframe(now)
 
     async def close(self) -> None:
-        for track_id in list(self._by_track):
-            slot = self._by_track.pop(track_id)
-            slot.track.remove_downtrack(slot.downtrack)
-            self.gone.update(slot.downtrack.counters())
-            slot.track = None
+        for slot in self.slots:
+            if slot.track is not None:
+                self._end(slot)
+        self._by_track.clear()
         if self._task is not None:
             self._task.cancel()
         await self.transport.close()
