@@ -1,0 +1,134 @@
+"""The shapes that requests, responses and events share (a track, a
+participant, a recording...), and the base of every message."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PROTOCOL_VERSION = 1
+
+#: Longest string ``id`` a request may carry (longer: ``bad_message``); an
+#: integer id must be a safe JavaScript integer.  The server echoes ids.
+MAX_ID_CHARS = 64
+MAX_ID = 2**53 - 1
+RequestId = Union[Annotated[int, Field(ge=-MAX_ID, le=MAX_ID)], Annotated[str, Field(max_length=MAX_ID_CHARS)]]
+TrackSource = Literal["camera", "microphone", "screen_share", "unknown"]
+ParticipantStateName = Literal["active", "reconnecting"]
+QualityName = Literal["excellent", "good", "poor", "lost"]
+#: A simulcast layer by name (issue 3).
+Quality = Literal["low", "medium", "high"]
+
+
+class Message(BaseModel):
+    """A whole WebSocket message: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrackInfo(BaseModel):
+    id: str
+    participant_id: str
+    kind: Literal["audio", "video"]
+    source: TrackSource
+    muted: bool = False
+    codec: str = ""
+    #: The publisher-PC m-line carrying the track; only in publish_response.
+    mid: Optional[str] = None
+
+
+class ParticipantInfo(BaseModel):
+    id: str
+    name: str
+    #: From the access token (the participant id when the server runs open).
+    identity: str = ""
+    metadata: str = ""
+    tracks: list[TrackInfo] = []
+    #: Raise hand (issue 8): set with ``raise_hand``.
+    hand_raised: bool = False
+    #: "reconnecting" while its client is gone and may still resume.
+    state: ParticipantStateName = "active"
+    connection_quality: Optional[QualityName] = None
+
+
+class SubscribedTrack(BaseModel):
+    """Maps a subscriber-PC m-line (mid) to the published track it carries."""
+
+    mid: str
+    track_id: str
+    participant_id: str
+    kind: Literal["audio", "video"]
+
+
+class IceServerInfo(BaseModel):
+    """A STUN/TURN server for the client's peer connections (an RTCIceServer)."""
+
+    urls: list[str]
+    #: TURN only; minted per participant when the server shares a secret with it.
+    username: Optional[str] = None
+    credential: Optional[str] = None
+
+
+class ChatMessageInfo(BaseModel):
+    """One chat message, as in ``chat_message`` and ``join_response.chat_history``."""
+
+    #: Server-assigned message id ("CM_..."), not a request id.
+    id: str
+    participant_id: str
+    name: str
+    text: str
+    #: When the server received it: Unix time in milliseconds.
+    ts: int
+
+
+class RecordingInfo(BaseModel):
+    """Answered to the roomAdmin who started it, so ``path`` included."""
+
+    recording_id: str
+    path: str
+    track_ids: list[str]
+    kind: str = "tracks"
+
+
+class TranscriptionInfo(BaseModel):
+    transcription_id: str
+    language: str
+
+
+class SlotInfo(BaseModel):
+    """What one slot m-line carries now (no ids: nothing)."""
+
+    mid: str
+    kind: Literal["audio", "video"]
+    participant_id: Optional[str] = None
+    track_id: Optional[str] = None
+
+
+class QualityEnabled(BaseModel):
+    quality: Quality
+    rid: str
+    enabled: bool
+
+
+class SpeakerInfo(BaseModel):
+    """From the RFC 6464 audio-level header extension of published audio
+    (nothing is decoded); see sfu/speaker.py for the smoothing and hysteresis."""
+
+    model_config = ConfigDict(extra="forbid")
+    participant_id: str
+    #: Smoothed linear amplitude, 0..1 (1.0 = full scale, 0.1 = -20 dBov).
+    level: float = Field(ge=0, le=1)
+    #: Present (true) on the dominant speaker, who is always listed first.
+    dominant: Optional[bool] = None
+
+
+class QualityUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    participant_id: str
+    quality: QualityName
+    #: The worst figures behind it (percent, milliseconds), when measured.
+    upstream_loss: Optional[float] = None
+    downstream_loss: Optional[float] = None
+    rtt_ms: Optional[float] = None
+    jitter_ms: Optional[float] = None
