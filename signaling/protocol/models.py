@@ -3,7 +3,7 @@ participant, a recording...), and the base of every message."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Self, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -83,15 +83,24 @@ class ChatMessageInfo(BaseModel):
 
 
 class RecordingInfo(BaseModel):
-    """Answered to the roomAdmin who started it, so ``path`` included."""
+    """A recording just started, for the roomAdmin who started it (so ``path``
+    included); the admin API answers with it too, adding a few fields."""
 
     recording_id: str
     path: str
     track_ids: list[str]
     kind: str = "tracks"
 
+    @classmethod
+    def of(cls, recording: dict) -> Self:
+        """From ``Recording.info()``, whose ``id`` is the recording_id (what
+        the model has no field for is left out)."""
+        return cls(recording_id=recording["id"], **recording)
+
 
 class TranscriptionInfo(BaseModel):
+    """A transcription just started; the admin API answers with it too, adding a few fields."""
+
     transcription_id: str
     language: str
 
