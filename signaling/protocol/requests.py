@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from sfu.slots import MAX_AUDIO_SLOTS, MAX_VIDEO_SLOTS
 
@@ -183,19 +183,23 @@ class SendData(Message):
     destination_identities: list[str] = []
 
 
+def _not_blank(what: str) -> AfterValidator:
+    """Refuses a string of white space only, as ``what``."""
+
+    def check(text: str) -> str:
+        if not text.strip():
+            raise ValueError(f"{what} cannot be blank")
+        return text
+
+    return AfterValidator(check)
+
+
 class Chat(Message):
     """Post a chat message to the room: everyone (you too) gets ``chat_message``."""
 
     type: Literal["chat"]
     id: RequestId
-    text: str = Field(min_length=1, max_length=CHAT_MAX_CHARS)
-
-    @field_validator("text")
-    @classmethod
-    def _not_blank(cls, text: str) -> str:
-        if not text.strip():
-            raise ValueError("a chat message cannot be blank")
-        return text
+    text: Annotated[str, Field(min_length=1, max_length=CHAT_MAX_CHARS), _not_blank("a chat message")]
 
 
 class Reaction(Message):
@@ -203,14 +207,7 @@ class Reaction(Message):
 
     type: Literal["reaction"]
     id: RequestId
-    emoji: str = Field(min_length=1, max_length=REACTION_MAX_CHARS)
-
-    @field_validator("emoji")
-    @classmethod
-    def _not_blank(cls, emoji: str) -> str:
-        if not emoji.strip():
-            raise ValueError("a reaction cannot be blank")
-        return emoji
+    emoji: Annotated[str, Field(min_length=1, max_length=REACTION_MAX_CHARS), _not_blank("a reaction")]
 
 
 class RaiseHand(Message):
