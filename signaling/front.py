@@ -29,6 +29,8 @@ from typing import Callable, Optional
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from sfu import events
+
 from . import protocol as p
 from .app import (FORWARDED_FOR, FRONT_SECRET_HEADER, HARD_SIZE_FACTOR, _with_dev_key, aborter,
                   connection_limiter, handler_args, refuse_connection)
@@ -184,7 +186,7 @@ class Relay:
             except ValueError as exc:
                 await self._send_error(None, "bad_json", f"invalid JSON: {exc}")
                 continue
-            request_id = data.get("id") if isinstance(data, dict) else None
+            request_id = p.request_id_of(data)
             if isinstance(data, dict) and data.get("type") == "join" and isinstance(data.get("room"), str):
                 if self.app[STATE]["draining"]:
                     await self._send_error(request_id, "server_draining", "the server is shutting down")
@@ -193,8 +195,8 @@ class Relay:
                 if self.app[CLUSTER] is not None and await self._redirected(data):
                     return None
                 return message.data
-            if isinstance(data, dict) and data.get("type") == "ping":
-                await self.client.send_str(json.dumps({"type": "pong", "id": request_id}))
+            if isinstance(data, dict) and data.get("type") == "ping" and request_id is not None:
+                await self.client.send_str(p.Pong(id=request_id).model_dump_json())
                 continue
             await self._send_error(request_id, "not_joined", "join a room first")
         return None
@@ -206,8 +208,8 @@ class Relay:
     async def _redirected(self, join: dict) -> bool:
         """Answer ``redirect`` (or the error that stops the join) when another
         node owns the room; False when it is this node's."""
-        cluster, request_id = self.app[CLUSTER], join.get("id")
-        if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
+        cluster, request_id = self.app[CLUSTER], p.request_id_of(join)
+        if request_id is None:
             return False  # the worker answers bad_message
         try:
             owner = await cluster.place(self.room)
@@ -272,12 +274,13 @@ class Relay:
 
     async def _tell_rejoin(self) -> None:
         try:
-            await self.client.send_str(json.dumps({"type": "leave", "reason": WORKER_RESTARTED}))
+            await self.client.send_str(p.event_message(events.Leave(WORKER_RESTARTED)).model_dump_json())
         except (ConnectionError, RuntimeError):
             pass
 
     async def _send_error(self, request_id, code: str, message: str) -> None:
-        await self.client.send_str(json.dumps({"type": "error", "id": request_id, "code": code, "message": message}))
+        error = p.Error(id=request_id, code=code, message=message)
+        await self.client.send_str(error.model_dump_json(exclude_none=True))
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:

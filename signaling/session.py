@@ -128,7 +128,7 @@ class Session:
     async def handle(self, text: str | bytes) -> None:
         allowed = self._bucket.take()  # every message costs a token, valid or not
         data, problem = self._parse(text)
-        request_id = _request_id(data)
+        request_id = p.request_id_of(data)
         if not allowed:
             self._error(request_id, p.ErrorCode.RATE_LIMITED, "too many messages: slow down")
             return
@@ -575,18 +575,6 @@ async def finished_within(task: asyncio.Future, timeout: float) -> bool:
     close blocked on a client that does not read is cut, not cancelled)."""
     done, _ = await asyncio.wait({task}, timeout=timeout)
     return bool(done)
-
-
-def _request_id(data: Any) -> p.RequestId | None:
-    """The id to echo in an error about ``data``: a valid request id, or None."""
-    request_id = data.get("id") if isinstance(data, dict) else None
-    if isinstance(request_id, bool) or not isinstance(request_id, (int, str)):
-        return None
-    if isinstance(request_id, str) and len(request_id) > p.MAX_ID_CHARS:
-        return None
-    if isinstance(request_id, int) and abs(request_id) > p.MAX_ID:
-        return None
-    return request_id
 
 
 def _check_not_expired(claims: Optional[Claims]) -> None:

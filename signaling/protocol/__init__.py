@@ -70,6 +70,7 @@ from .models import (
     TrackInfo,
     TrackSource,
     TranscriptionInfo,
+    request_id_of,
 )
 from .requests import (
     CHAT_MAX_CHARS,

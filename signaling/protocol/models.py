@@ -3,7 +3,7 @@ participant, a recording...), and the base of every message."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Self, Union
+from typing import Annotated, Any, Literal, Optional, Self, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,19 @@ RequestId = Union[Annotated[int, Field(ge=-MAX_ID, le=MAX_ID)], Annotated[str, F
 TrackSource = Literal["camera", "microphone", "screen_share", "unknown"]
 ParticipantStateName = Literal["active", "reconnecting"]
 QualityName = Literal["excellent", "good", "poor", "lost"]
+
+
+def request_id_of(data: Any) -> Optional[RequestId]:
+    """The id to echo in an answer about ``data`` (a message read as JSON,
+    maybe not a request): its valid request id, or None."""
+    request_id = data.get("id") if isinstance(data, dict) else None
+    if isinstance(request_id, bool) or not isinstance(request_id, (int, str)):
+        return None
+    if isinstance(request_id, str) and len(request_id) > MAX_ID_CHARS:
+        return None
+    if isinstance(request_id, int) and abs(request_id) > MAX_ID:
+        return None
+    return request_id
 #: A simulcast layer by name (issue 3).
 Quality = Literal["low", "medium", "high"]
 
