@@ -32,6 +32,7 @@ from .auth import AuthCode, AuthError, Claims, verify_token
 from .cluster import Cluster, ClusterError, NodeInfo, api_url
 from .config import ServerConfig
 from .forward import Forwarder, forwarded
+from .http_errors import ErrorResponse, error_response
 from .protocol import ParticipantInfo, RecordingInfo, TrackInfo, TranscriptionInfo
 
 Handler = Callable[[web.Request, Optional[BaseModel]], Awaitable[web.StreamResponse]]
@@ -92,15 +93,6 @@ class DataSent(BaseModel):
     recipients: int
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
-
-
 # --- errors and authorization -----------------------------------------------
 
 
@@ -108,10 +100,6 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-
-
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
 def _claims(request: web.Request, config: ServerConfig) -> Claims:

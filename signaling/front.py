@@ -38,6 +38,7 @@ from .auth import AuthError
 from .cluster import Cluster, ClusterError, LocalLoad, NodeInfo, api_url
 from .config import ServerConfig
 from .forward import Forwarder, forwarded
+from .http_errors import error_response
 from .limits import ConnectionLimiter
 from .session import CLOSE_TIMEOUT, finished_within
 from .supervisor import Supervisor, Worker, place
@@ -389,7 +390,7 @@ async def _forward(app: web.Application, worker: Worker, request: web.Request, b
             kept = {k: v for k, v in response.headers.items() if k.lower() not in HOP_HEADERS}
             return web.Response(status=response.status, body=payload, headers=kept)
     except (aiohttp.ClientError, asyncio.TimeoutError):
-        return web.json_response({"error": {"code": "worker_unavailable", "message": "try again"}}, status=503)
+        return error_response(503, "worker_unavailable", "try again")
 
 
 def _from_front(supervisor: Supervisor, client_address: str) -> dict[str, str]:
@@ -404,7 +405,7 @@ def _any_worker(app: web.Application) -> Optional[Worker]:
 
 
 def _unavailable() -> web.Response:
-    return web.json_response({"error": {"code": "worker_unavailable", "message": "no worker is ready"}}, status=503)
+    return error_response(503, "worker_unavailable", "no worker is ready")
 
 
 async def proxy_any(request: web.Request) -> web.StreamResponse:
@@ -475,7 +476,7 @@ async def _other_node(request: web.Request, room: str, place_new: bool = False) 
 
 
 def _cluster_unavailable(exc: ClusterError) -> web.Response:
-    return web.json_response({"error": {"code": "cluster_unavailable", "message": str(exc)}}, status=503)
+    return error_response(503, "cluster_unavailable", str(exc))
 
 
 async def admin_nodes(request: web.Request) -> web.Response:
