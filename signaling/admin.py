@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable, Literal, Optional
+from typing import Awaitable, Callable, Optional
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
@@ -33,7 +33,7 @@ from .cluster import Cluster, ClusterError, NodeInfo, api_url
 from .config import ServerConfig
 from .forward import Forwarder, forwarded
 from .http_errors import ErrorResponse, error_response
-from .protocol import ParticipantInfo, RecordingInfo, TrackInfo, TranscriptionInfo
+from .protocol import Language, ParticipantInfo, RecordingInfo, RecordingKind, TrackInfo, TranscriptionInfo
 
 Handler = Callable[[web.Request, Optional[BaseModel]], Awaitable[web.StreamResponse]]
 
@@ -261,7 +261,7 @@ async def send_data(request: web.Request, body: SendData) -> web.Response:
 class StartRecording(BaseModel):
     #: "composite": the meeting as one MP4 (the default); "tracks": the tracks
     #: as they are, in one WebM/Matroska (the default when track_ids is given).
-    kind: Optional[Literal["composite", "audio", "tracks"]] = None
+    kind: Optional[RecordingKind] = None
     #: Only these tracks ("tracks" only); absent: every track published in the room now.
     track_ids: Optional[list[str]] = None
 
@@ -305,7 +305,7 @@ async def stop_recording(request: web.Request, body: None) -> web.Response:
 
 class StartTranscription(BaseModel):
     #: The room's spoken language (ISO 639-1, e.g. "fr"); absent: the server's default.
-    language: Optional[str] = Field(default=None, pattern=r"^[a-z]{2,3}$")
+    language: Optional[Language] = None
 
 
 class RoomTranscriptionInfo(TranscriptionInfo):

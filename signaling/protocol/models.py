@@ -32,6 +32,10 @@ def request_id_of(data: Any) -> Optional[RequestId]:
     return request_id
 #: A simulcast layer by name (issue 3).
 Quality = Literal["low", "medium", "high"]
+#: What a recording makes (``start_recording``, docs/protocol.md).
+RecordingKind = Literal["composite", "audio", "tracks"]
+#: A language as Whisper names it: ISO 639-1 ("en", "fr"), a few 639-3 ("haw").
+Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]
 
 
 class Message(BaseModel):

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 
 from sfu.slots import MAX_AUDIO_SLOTS, MAX_VIDEO_SLOTS
 
-from .models import PROTOCOL_VERSION, Message, Quality, RequestId, TrackSource
+from .models import PROTOCOL_VERSION, Language, Message, Quality, RecordingKind, RequestId, TrackSource
 
 # --- joining ----------------------------------------------------------------
 
@@ -228,7 +228,7 @@ class StartRecording(Message):
 
     type: Literal["start_recording"]
     id: RequestId
-    kind: Optional[Literal["composite", "audio", "tracks"]] = None
+    kind: Optional[RecordingKind] = None
     track_ids: Optional[list[str]] = None
 
 
@@ -238,10 +238,6 @@ class StopRecording(Message):
     type: Literal["stop_recording"]
     id: RequestId
     recording_id: Optional[str] = None
-
-
-#: A language as Whisper names it: ISO 639-1 ("en", "fr"), a few 639-3 ("haw").
-Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]
 
 
 class StartTranscription(Message):
