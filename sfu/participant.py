@@ -20,7 +20,6 @@ from .layer_selector import TrackSettings
 from .published_track import PublishedTrack
 from .publisher import Publisher
 from .quality import LOST, QualityMeter
-from .slots import SlotSubscriber
 from .subscriber import Subscriber
 
 if TYPE_CHECKING:
@@ -80,12 +79,10 @@ class Participant:
         self._tick_task = asyncio.ensure_future(self._tick())
 
     def _new_subscriber(self) -> Subscriber:
-        if self.slots:  # slot subscription (sfu/slots.py): a fixed set of m-lines
-            return SlotSubscriber(
-                self.id, self.config, self._send_offer, self._transport_state, self._layer_changed,
-                self.slots, lambda mapping: self.notify(events.SlotsChanged(mapping)),
-            )
-        return Subscriber(self.id, self.config, self._send_offer, self._transport_state, self._layer_changed)
+        return Subscriber(
+            self.id, self.config, self._send_offer, self._transport_state, self._layer_changed,
+            self.slots, lambda mapping: self.notify(events.SlotsChanged(mapping)),
+        )
 
     def info(self) -> dict:
         return {

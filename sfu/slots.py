@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence
 
-from .config import SfuConfig
-from .downtrack import DownTrack
 from .layer_selector import TrackSettings
 from .published_track import PublishedTrack
-from .subscriber import Slot, Subscriber
+from .send_lines import Slot
+
+if TYPE_CHECKING:
+    from .subscriber import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,9 @@ def assign(
     return result
 
 
-class SlotSubscriber(Subscriber):
-    """A subscriber with a fixed set of slots instead of one m-line per track.
+class FixedSlots:
+    """A fixed set of slots instead of one m-line per track (a subscriber's
+    :class:`~sfu.send_lines.Lines`, chosen at join).
 
     Subscriptions, track settings and layer_changed work by track id as for
     any subscriber; a subscribed track is forwarded only while it holds a
@@ -72,15 +74,11 @@ class SlotSubscriber(Subscriber):
 
     def __init__(
         self,
-        participant_id: str,
-        config: SfuConfig,
-        send_offer: Callable[[str, list[dict]], None],
-        on_state: Callable[[str], None],
-        on_layer_changed: Callable[[DownTrack], None],
+        subscriber: Subscriber,
         counts: dict[str, int],
         on_slots_changed: Callable[[list[dict]], None],
     ) -> None:
-        super().__init__(participant_id, config, send_offer, on_state, on_layer_changed)
+        self._subscriber = subscriber
         self._on_slots_changed = on_slots_changed
         self._tracks: dict[str, PublishedTrack] = {}  # subscribed, in a slot or not
         # the same tracks by publisher: a refill looks at the few last-N and
@@ -90,11 +88,12 @@ class SlotSubscriber(Subscriber):
         self._ranked: list[str] = []  # last-N publishers, in order
         self._speakers: list[str] = []
         self._negotiated = False
+        participant_id = subscriber.participant_id
         for kind in ("video", "audio"):
             for index in range(counts.get(kind, 0)):
-                transceiver = self.transport.add_slot(kind, f"slots-{participant_id}", f"{kind}-slot-{index}")
-                self.slots.append(Slot(transceiver, kind, ""))
-        self.negotiate()
+                transceiver = subscriber.transport.add_slot(kind, f"slots-{participant_id}", f"{kind}-slot-{index}")
+                subscriber.slots.append(Slot(transceiver, kind, ""))
+        subscriber.negotiate()
 
     # --- what the room and the client say -------------------------------------
 
@@ -122,16 +121,15 @@ class SlotSubscriber(Subscriber):
                 self._by_publisher.pop(track.participant_id, None)
             self.refill()
 
-    def set_video_allowed(self, publishers) -> None:
-        ranked = list(publishers)
+    def set_last_n(self, ranked: list[str]) -> None:
         if ranked != self._ranked:
             self._ranked = ranked
-            self.video_allowed = set(ranked)
+            self._subscriber.video_allowed = set(ranked)
             self.refill(("video",))
 
     def set_speakers(self, participant_ids: list[str]) -> None:
-        if list(participant_ids) != self._speakers:
-            self._speakers = list(participant_ids)
+        if participant_ids != self._speakers:
+            self._speakers = participant_ids
             self.refill(("audio",))
 
     def update_settings(self, track_id: str, settings: TrackSettings) -> bool:
@@ -140,9 +138,8 @@ class SlotSubscriber(Subscriber):
         self._settings[track_id] = settings
         slot = self._slot_of(track_id)
         if slot is not None:
-            self._apply_settings(slot.downtrack, settings)
+            self._subscriber.apply_settings(slot.downtrack, settings)
         self.refill()  # a paused track gives its slot up, a resumed one may get one
-        self.allocate(time.monotonic())
         return True
 
     # --- who goes where ---------------------------------------------------------
@@ -173,7 +170,7 @@ class SlotSubscriber(Subscriber):
         if "audio" in kinds:
             plans.append(("audio", self._audio_wanted(), self._tracks))  # a fallen-silent speaker stays
         for kind, wanted, keep in plans:
-            slots = [s for s in self.slots if s.kind == kind]
+            slots = [s for s in self._subscriber.slots if s.kind == kind]
             current = [s.track.id if s.track is not None else None for s in slots]
             for slot, before, after in zip(slots, current, assign(current, wanted, keep)):
                 if before != after:
@@ -181,7 +178,7 @@ class SlotSubscriber(Subscriber):
                     changed = True
         if changed and self._negotiated:
             self._on_slots_changed(self.mapping())
-            self.allocate(time.monotonic())
+            self._subscriber.allocate(time.monotonic())
 
     def mapping(self) -> list[dict]:
         """What every slot carries (``track_id`` null: nothing)."""
@@ -189,30 +186,26 @@ class SlotSubscriber(Subscriber):
             {"mid": s.transceiver.mid, "kind": s.kind,
              "participant_id": s.track.participant_id if s.track is not None else None,
              "track_id": s.track.id if s.track is not None else None}
-            for s in self.slots
+            for s in self._subscriber.slots
         ]
 
     def _slot_of(self, track_id: str) -> Optional[Slot]:
-        return next((s for s in self.slots if s.track is not None and s.track.id == track_id), None)
+        return next((s for s in self._subscriber.slots if s.track is not None and s.track.id == track_id), None)
 
     def _fill(self, slot: Slot, track: Optional[PublishedTrack]) -> None:
         """Put ``track`` (or nothing) in a slot: same SSRC, numbering carried on."""
         old = slot.downtrack
         if slot.track is not None:
-            self.allocator.forget(old)
-            slot.track.remove_downtrack(old)
-            self.gone.update(old.counters())
-            self._by_ssrc.pop(old.ssrc, None)
+            self._subscriber.end(slot)
         slot.track = track
         if track is None:
             return  # the old down-track stays as the keeper of the numbering
-        downtrack = DownTrack(track, self.transport)
-        downtrack.on_layer_changed = self._on_layer_changed
+        downtrack = self._subscriber.new_downtrack(track)
         if old is not None:
             downtrack.munger = old.munger  # seq/ts continue where the last source stopped
             if downtrack.vp8 is not None and old.vp8 is not None:
                 downtrack.vp8 = old.vp8  # picture IDs too
-        self._apply_settings(downtrack, self._settings.get(track.id, TrackSettings()))
+        self._subscriber.apply_settings(downtrack, self._settings.get(track.id, TrackSettings()))
         slot.downtrack = downtrack
         track.add_downtrack(downtrack)
         self._bind(slot)
@@ -221,35 +214,27 @@ class SlotSubscriber(Subscriber):
         """Start the slot's down-track once the m-line is negotiated."""
         if not slot.bound or slot.track is None or slot.downtrack.bound:
             return
-        section = self.transport.sent_section(slot.transceiver, slot.track.codec)
+        section = self._subscriber.transport.sent_section(slot.transceiver, slot.track.codec)
         if section is None:
             log.info("participant %s: the client does not take %s on slot %s",
-                     self.participant_id, slot.track.codec.mime_type, slot.transceiver.mid)
+                     self._subscriber.participant_id, slot.track.codec.mime_type, slot.transceiver.mid)
             return
-        slot.downtrack.bind(section)
-        self._by_ssrc[slot.downtrack.ssrc] = slot.downtrack
+        self._subscriber.bind(slot, section)
 
     # --- negotiation (once) -----------------------------------------------------
 
-    def _offer_tracks(self, in_offer: list[Slot]) -> list[dict]:
+    def offer_tracks(self, in_offer: Iterable[Slot]) -> list[dict]:
         return []  # slots_changed says what each slot carries
 
-    def _bind_negotiated(self, offered: dict) -> None:
-        for slot in self.slots:
+    def bind_negotiated(self, offered: dict) -> None:
+        for slot in self._subscriber.slots:
             if id(slot) in offered and not slot.bound:
                 slot.bound = True  # for a slot: its m-line is negotiated
                 self._bind(slot)
         if not self._negotiated:
             self._negotiated = True
             self._on_slots_changed(self.mapping())
-        self.allocate(time.monotonic())
 
-    async def close(self) -> None:
-        for slot in self.slots:
-            if slot.track is not None:
-                slot.track.remove_downtrack(slot.downtrack)
-                self.gone.update(slot.downtrack.counters())
-                slot.track = None
+    def close(self) -> None:
         self._tracks.clear()
         self._by_publisher.clear()
-        await super().close()

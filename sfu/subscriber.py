@@ -1,10 +1,11 @@
 """The subscribing side of a participant: its subscriber peer connection
-(the server offers, the client answers), one down-track per subscribed
-track, and the subscriber's RTCP (NACK, PLI, FIR, RR, REMB).
+(the server offers, the client answers), its down-tracks, the subscriber's
+RTCP (NACK, PLI, FIR, RR, REMB) and the sharing of its downlink between the
+down-tracks.
 
-Send m-lines are recycled: when a subscription ends its transceiver goes
-inactive and the next track of the same kind and codec reuses it, carrying
-on the same SSRC and numbering, so churn does not grow the SDP.
+Which track goes on which send m-line is a strategy (sfu/send_lines.py),
+chosen at join: one m-line per track (sfu/track_lines.py), or a fixed set of
+slots (sfu/slots.py).
 """
 
 from __future__ import annotations
@@ -12,44 +13,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections import Counter
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import rtcp
 from .allocator import Allocator, Demand
 from .config import SfuConfig
+from .downlink_estimate import DownlinkEstimate
 from .downtrack import DownTrack
 from .layer_selector import (
     OFF, TrackSettings, select_layer, temporal_limit, wanted_layer, wanted_more,
 )
 from .published_track import PublishedTrack
+from .send_lines import Lines, Slot
+from .slots import FixedSlots
+from .track_lines import TrackLines
 from .transport import PeerTransport
 
 log = logging.getLogger(__name__)
 
 REOFFERS = 1  # fresh offers sent after an unanswered one, before waiting for the client
 BATCH_DELAY = 0.02  # changes within this window share one offer
-REMB_CLIMBING = 1.03  # REMB up this much within a second: still ramping, not a limit
-REMB_FALLING = 0.9  # REMB this far under its 2 s peak: congestion, it binds at once
-REMB_FRESH = 2.0  # seconds a REMB for some of our SSRCs counts toward the estimate
-WISH_GRACE = 4.0  # seconds a subscriber's new wish is not held back by a stale REMB
-
-
-@dataclass
-class Slot:
-    """A send m-line of the subscriber PC, and the down-track it carries."""
-
-    transceiver: object
-    kind: str
-    codec_key: str
-    downtrack: Optional[DownTrack] = None
-    track: Optional[PublishedTrack] = None
-    bound: bool = False
-    #: False from release until the client has answered an offer showing the
-    #: m-line inactive: only then may another track reuse it
-    reusable: bool = True
 
 
 class Subscriber:
@@ -60,19 +44,19 @@ class Subscriber:
         send_offer: Callable[[str, list[dict]], None],
         on_state: Callable[[str], None],
         on_layer_changed: Callable[[DownTrack], None] = lambda downtrack: None,
+        slots: Optional[dict[str, int]] = None,
+        on_slots_changed: Callable[[list[dict]], None] = lambda mapping: None,
     ) -> None:
+        """``slots``: how many video and audio slots (sfu/slots.py); None: one
+        m-line per track."""
         self.participant_id = participant_id
         self.transport = PeerTransport(config.ice, lambda packet: None, self._on_rtcp, on_state)
         self._send_offer = send_offer
         self._on_layer_changed = on_layer_changed
         self.allocator = Allocator()
-        self._loss_estimate: Optional[float] = None
-        self._remb_history: deque = deque()
-        self._remb_parts: dict[frozenset, tuple[float, int]] = {}
-        self._wish_grace_until = 0.0
+        self.downlink = DownlinkEstimate()
         self.video_allowed: Optional[set[str]] = None  # last-N; None: everyone
-        self.slots: list[Slot] = []
-        self._by_track: dict[str, Slot] = {}
+        self.slots: list[Slot] = []  # the send m-lines
         self._by_ssrc: dict[int, DownTrack] = {}
         self._task: Optional[asyncio.Task] = None
         self._again = False
@@ -80,63 +64,56 @@ class Subscriber:
         #: The pending offer: its slots and the track each carried (None: answered)
         self._offered: Optional[dict[int, Optional[PublishedTrack]]] = None
         self._answered = asyncio.Event()
-        self.remb: Optional[int] = None
         self.gone: Counter = Counter()  # counters of down-tracks already ended
         self.offers_sent = 0
         self.offer_bytes = 0  # size of the last offer (its answer may be about as big)
         self.answer_timeouts = 0
         self.errors = 0
+        self.lines: Lines = (
+            FixedSlots(self, slots, on_slots_changed) if slots else TrackLines(self)
+        )
 
-    # --- subscriptions ------------------------------------------------------
+    # --- subscriptions (what goes on which m-line: self.lines) ------------------
 
     def subscribed(self, track_id: str) -> bool:
-        return track_id in self._by_track
+        return self.lines.subscribed(track_id)
 
     def subscribe(self, track: PublishedTrack) -> None:
-        if track.id in self._by_track:
-            return
-        key = _codec_key(track)
-        slot = next(
-            (s for s in self.slots
-             if s.track is None and s.reusable and s.kind == track.kind and s.codec_key == key),
-            None,
-        )
-        downtrack = DownTrack(track, self.transport)
-        downtrack.on_layer_changed = self._on_layer_changed
-        if slot is None:
-            transceiver = self.transport.add_sendonly(
-                track.kind, track.codec, track.participant_id, track.id
-            )
-            slot = Slot(transceiver, track.kind, key)
-            self.slots.append(slot)
-        else:
-            downtrack.munger = slot.downtrack.munger  # same SSRC: keep numbering continuous
-            self.transport.reuse_sendonly(slot.transceiver, track.participant_id, track.id)
-        slot.downtrack, slot.track, slot.bound = downtrack, track, False
-        self._by_track[track.id] = slot
-        track.add_downtrack(downtrack)
-        self.negotiate()
+        self.lines.subscribe(track)
 
     def unsubscribe(self, track_id: str) -> None:
-        slot = self._by_track.pop(track_id, None)
-        if slot is None:
-            return
-        self.allocator.forget(slot.downtrack)
-        slot.track.remove_downtrack(slot.downtrack)
-        self.gone.update(slot.downtrack.counters())
-        self._by_ssrc.pop(slot.downtrack.ssrc, None)
-        slot.track = None
-        slot.bound = False
-        slot.reusable = False
-        self.transport.deactivate(slot.transceiver)
-        self.negotiate()
+        self.lines.unsubscribe(track_id)
 
     def subscriptions(self) -> list[tuple[PublishedTrack, TrackSettings]]:
         """What this subscriber receives, and how (to restore after a resume)."""
-        return [(s.track, s.downtrack.settings) for s in self._by_track.values()]
+        return self.lines.subscriptions()
 
     def downtracks(self) -> list[DownTrack]:
         return [s.downtrack for s in self.slots if s.track is not None and s.downtrack]
+
+    # --- down-tracks (for self.lines) ---------------------------------------------
+
+    def new_downtrack(self, track: PublishedTrack) -> DownTrack:
+        downtrack = DownTrack(track, self.transport)
+        downtrack.on_layer_changed = self._on_layer_changed
+        return downtrack
+
+    def bind(self, slot: Slot, section) -> None:
+        """Start the slot's down-track on its negotiated m-line."""
+        slot.downtrack.bind(section)
+        self._by_ssrc[slot.downtrack.ssrc] = slot.downtrack
+
+    def end(self, slot: Slot) -> None:
+        """The one way a down-track ends (unsubscribed, its track unpublished,
+        its slot given to another track, this subscriber closed): off its
+        track, out of allocation and RTCP, its counters kept. It stays with
+        the slot as the keeper of the m-line's SSRC numbering."""
+        downtrack = slot.downtrack
+        self.allocator.forget(downtrack)
+        slot.track.remove_downtrack(downtrack)
+        self.gone.update(downtrack.counters())
+        self._by_ssrc.pop(downtrack.ssrc, None)
+        slot.track = None
 
     # --- negotiation ----------------------------------------------------------
 
@@ -181,7 +158,7 @@ class Subscriber:
         self._answered.clear()
         self.offers_sent += 1
         self.offer_bytes = len(sdp)
-        self._send_offer(sdp, self._offer_tracks(in_offer))
+        self._send_offer(sdp, self.lines.offer_tracks(in_offer))
 
     async def _answered_in_time(self) -> bool:
         try:
@@ -189,14 +166,6 @@ class Subscriber:
             return True
         except asyncio.TimeoutError:
             return False
-
-    def _offer_tracks(self, in_offer: list[Slot]) -> list[dict]:
-        """The subscriber_offer's ``tracks``: which track each m-line carries."""
-        return [
-            {"mid": s.transceiver.mid, "track_id": s.track.id,
-             "participant_id": s.track.participant_id, "kind": s.kind}
-            for s in in_offer if s.track is not None
-        ]
 
     @property
     def awaiting_answer(self) -> bool:
@@ -211,28 +180,10 @@ class Subscriber:
             self._offered = None
             self._answered.set()
         if offered is not None:
-            self._bind_negotiated(offered)
+            self.lines.bind_negotiated(offered)
+            self.allocate(time.monotonic())
         if self._again and (self._task is None or self._task.done()):
             self.negotiate()  # changes made while a late answer was awaited
-
-    def _bind_negotiated(self, offered: dict) -> None:
-        """Start the down-tracks the answered offer carried (and only those)."""
-        for slot in self.slots:
-            if id(slot) not in offered:
-                continue  # added after that offer: the next one carries it
-            if offered[id(slot)] is None:
-                slot.reusable = slot.track is None  # its release is now negotiated
-                continue
-            if slot.track is not offered[id(slot)] or slot.bound:
-                continue
-            section = self.transport.sent_section(slot.transceiver)
-            if section is None:
-                continue
-            slot.bound = True
-            downtrack = slot.downtrack
-            downtrack.bind(section)
-            self._by_ssrc[downtrack.ssrc] = downtrack
-        self.allocate(time.monotonic())
 
     # --- RTCP from the subscriber -------------------------------------------
 
@@ -264,50 +215,33 @@ class Subscriber:
                 downtrack = self._by_ssrc.get(block.ssrc)
                 if downtrack is not None:
                     downtrack.on_receiver_report(block, now)
-            self._update_loss_estimate()
+            self.downlink.on_receiver_report(
+                (d.fraction_lost, d.track.bitrates()[d.current])
+                for d in self.downtracks() if d.kind == "video" and d.current != OFF
+            )
         elif isinstance(item, rtcp.Remb):
-            previous, self.remb = self.remb, self._remb_total(item, now)
-            self._remb_history.append((now, item.bitrate))
-            while self._remb_history and self._remb_history[0][0] < now - 2:
-                self._remb_history.popleft()
-            if previous is None or item.bitrate < previous * 0.8:
+            if self.downlink.on_remb(item.ssrcs, item.bitrate, now):
                 self.allocate(now)  # congestion news: react now, not at the next tick
-
-    def _remb_total(self, item, now: float) -> int:
-        """Chromium sends one REMB for all our SSRCs; aiortc one per m-line for
-        its own SSRC: the estimate is the sum of the latest REMB of each set
-        of SSRCs (heard from within REMB_FRESH seconds). A set that shares an
-        SSRC with the new one is the same estimate, superseded."""
-        parts = self._remb_parts
-        ssrcs = frozenset(item.ssrcs)
-        for key in [k for k, (t, _) in parts.items() if now - t > REMB_FRESH or k & ssrcs]:
-            del parts[key]
-        parts[ssrcs] = (now, item.bitrate)
-        return sum(bitrate for _, bitrate in parts.values())
 
     # --- layer selection ------------------------------------------------------
 
     def set_video_allowed(self, publishers) -> None:
-        """Last-N: camera video of other publishers is paused (not renegotiated)."""
-        publishers = set(publishers)
-        if publishers != self.video_allowed:
-            self.video_allowed = publishers
-            self.allocate(time.monotonic())
+        """Last-N: whose camera video this subscriber may receive, most wanted first."""
+        self.lines.set_last_n(list(publishers))
 
     def set_speakers(self, participant_ids: list[str]) -> None:
-        """The current speakers, loudest first (only slot subscribers use it)."""
+        """The current speakers, loudest first."""
+        self.lines.set_speakers(list(participant_ids))
 
     def update_settings(self, track_id: str, settings: TrackSettings) -> bool:
-        slot = self._by_track.get(track_id)
-        if slot is None:
+        if not self.lines.update_settings(track_id, settings):
             return False
-        self._apply_settings(slot.downtrack, settings)
         self.allocate(time.monotonic())
         return True
 
-    def _apply_settings(self, downtrack: DownTrack, settings: TrackSettings) -> None:
+    def apply_settings(self, downtrack: DownTrack, settings: TrackSettings) -> None:
         if wanted_more(downtrack.settings, settings):
-            self._wish_grace_until = time.monotonic() + WISH_GRACE
+            self.downlink.wished_more(time.monotonic())
         downtrack.settings = settings
         # Screen share (issue 8): already sent at a low frame rate, so its
         # temporal layers are never dropped (a max_fps cap does not apply).
@@ -318,43 +252,6 @@ class Subscriber:
         if self.video_allowed is None or track.source == "screen_share":
             return True
         return track.participant_id in self.video_allowed
-
-    def estimate(self, now: float) -> Optional[float]:
-        """Downstream bandwidth: the REMB when it binds, lowered while receiver
-        reports show loss; None when nothing limits."""
-        remb = self._binding_remb(now)
-        estimates = [e for e in (remb, self._loss_estimate) if e is not None]
-        return min(estimates) if estimates else None
-
-    def _binding_remb(self, now: float) -> Optional[float]:
-        """A browser's REMB climbs slowly and never exceeds ~1.5x what it
-        receives. So it limits us when it falls (congestion), or when it has
-        settled; not while it is still climbing, nor for a few seconds after
-        the subscriber asked for more (its REMB cannot know yet)."""
-        if self.remb is None:
-            return None
-        peak = max((r for _, r in self._remb_history), default=self.remb)
-        if self.remb < REMB_FALLING * peak:
-            return self.remb
-        second_ago = next((r for t, r in self._remb_history if t >= now - 1.2), None)
-        if second_ago is not None and self.remb > second_ago * REMB_CLIMBING:
-            return None
-        if now < self._wish_grace_until:
-            return None
-        return self.remb
-
-    def _update_loss_estimate(self) -> None:
-        video = [d for d in self.downtracks() if d.kind == "video" and d.current != OFF]
-        if not video:
-            return
-        loss = max(d.fraction_lost for d in video) / 256
-        sending = sum(d.track.bitrates()[d.current] for d in video)
-        if loss > 0.10:
-            self._loss_estimate = sending * (1 - loss / 2)
-        elif loss < 0.02 and self._loss_estimate is not None:
-            self._loss_estimate *= 1.08  # recover gently; gone once it no longer binds
-            if self._loss_estimate > 2 * max(sending, 1):
-                self._loss_estimate = None
 
     def allocate(self, now: float) -> None:
         """Choose every down-track's layer from wishes, bandwidth and what flows."""
@@ -373,7 +270,7 @@ class Subscriber:
             chosen.append((downtrack, layers, wanted))
         video = [(d, layers, wanted) for d, layers, wanted in chosen if d.kind == "video"]
         demands = [Demand(d, wanted, d.track.bitrates(), _priority(d)) for d, _, wanted in video]
-        caps = self.allocator.allocate(demands, self.estimate(now), now)
+        caps = self.allocator.allocate(demands, self.downlink.estimate(now), now)
         for downtrack, layers, wanted in chosen:
             cap = caps.get(downtrack, wanted)
             downtrack.desired = min(wanted, cap)
@@ -385,11 +282,10 @@ class Subscriber:
             downtrack.retry_keyframe(now)
 
     async def close(self) -> None:
-        for track_id in list(self._by_track):
-            slot = self._by_track.pop(track_id)
-            slot.track.remove_downtrack(slot.downtrack)
-            self.gone.update(slot.downtrack.counters())
-            slot.track = None
+        for slot in self.slots:
+            if slot.track is not None:
+                self.end(slot)
+        self.lines.close()
         if self._task is not None:
             self._task.cancel()
         await self.transport.close()
@@ -404,9 +300,3 @@ def _priority(downtrack) -> int:
     if downtrack.track.source == "screen_share":
         return max(downtrack.settings.priority, SCREEN_SHARE_PRIORITY)
     return downtrack.settings.priority
-
-
-def _codec_key(track: PublishedTrack) -> str:
-    codec = track.codec
-    params = ";".join(f"{k}={v}" for k, v in sorted(codec.parameters.items()) if k != "apt")
-    return f"{codec.mime_type.lower()}/{codec.clock_rate}/{params}"

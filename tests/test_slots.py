@@ -142,7 +142,7 @@ def slot_states(server, viewer) -> list:
     subscriber = room.participants[viewer.participant_id].subscriber
     return [(s.kind, s.track and s.track.participant_id, s.downtrack and (
         s.downtrack.current, s.downtrack.target, s.downtrack.packets_sent)) for s in subscriber.slots] + [
-        ("remb", subscriber.remb)]
+        ("remb", subscriber.downlink.remb)]
 
 
 async def assert_video_flows(viewer, participant_ids, server=None) -> None:
