@@ -2,7 +2,7 @@
 
 A participant's ``notify`` takes one of these; the signaling layer turns it
 into the WebSocket message of the same ``type`` and fields
-(signaling/protocol.py builds its event models from these classes, and
+(signaling/protocol/events.py builds its event models from these classes, and
 docs/protocol.md §7 documents them; tests/test_events.py keeps the three,
 and static/pysfu.js, in step).  Nested objects are the plain dicts the core
 builds (``Participant.info()``, ``PublishedTrack.info()``, ...); the comment

@@ -55,9 +55,19 @@ class TooManyRecordings(Exception):
     """The room's or the process's cap on recordings in progress is reached."""
 
 
-def recording_kind(kind: Optional[str], track_ids: Optional[list[str]]) -> str:
-    """The kind asked for; by default "composite", or "tracks" when tracks are named."""
-    return kind or ("tracks" if track_ids is not None else "composite")
+class UnknownTrack(Exception):
+    """A recording asked for a track that is not published in the room."""
+
+    def __init__(self, track_id: str) -> None:
+        super().__init__(f"no track {track_id!r} in this room")
+        self.track_id = track_id
+
+
+class NothingToRecord(Exception):
+    """A recording asked for while no track is published in the room."""
+
+    def __init__(self) -> None:
+        super().__init__("nothing to record: no track is published")
 
 
 class RecordingSlots:
@@ -361,6 +371,25 @@ class Recordings:
         self.per_room = per_room
         self.slots = slots
         self.active: dict[str, Recording] = {}
+
+    def record(self, kind: Optional[str] = None, track_ids: Optional[list[str]] = None) -> Recording:
+        """Start the recording a client or the admin API asks for: of the
+        named tracks (each once), or of every track published now and those
+        published later.  ``kind`` by default: "tracks" when tracks are named,
+        else "composite".  Raises UnknownTrack (the first one), NothingToRecord
+        and TooManyRecordings."""
+        if track_ids is None:
+            tracks = self.room.tracks()
+        else:
+            named = list(dict.fromkeys(track_ids))
+            tracks = [self.room.find_track(track_id) for track_id in named]
+            for track_id, track in zip(named, tracks):
+                if track is None:
+                    raise UnknownTrack(track_id)
+        if not tracks:
+            raise NothingToRecord()
+        kind = kind or ("tracks" if track_ids is not None else "composite")
+        return self.start(tracks, kind, follow=track_ids is None)
 
     def start(self, tracks: list[PublishedTrack], kind: str = "composite", follow: bool = True) -> Recording:
         """Start a recording of ``kind``: "composite" (the whole room as one

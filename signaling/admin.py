@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable, Literal, Optional
+from typing import Awaitable, Callable, Optional
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
 from sfu import events, recording_files
-from sfu.recorder import TooManyRecordings, recording_kind
+from sfu.recorder import NothingToRecord, TooManyRecordings, UnknownTrack
 from sfu.room import Room, RoomRegistry
 from sfu.transcription.room_transcription import TranscriptionError
 from sfu.transcription.transcript import FILES as TRANSCRIPT_FILES, find_transcript_file
@@ -32,6 +32,8 @@ from .auth import AuthCode, AuthError, Claims, verify_token
 from .cluster import Cluster, ClusterError, NodeInfo, api_url
 from .config import ServerConfig
 from .forward import Forwarder, forwarded
+from .http_errors import ErrorResponse, error_response
+from .protocol import Language, ParticipantInfo, RecordingInfo, RecordingKind, TrackInfo, TranscriptionInfo
 
 Handler = Callable[[web.Request, Optional[BaseModel]], Awaitable[web.StreamResponse]]
 
@@ -67,23 +69,6 @@ class UpdateRoom(BaseModel):
     metadata: str = Field(max_length=65536)
 
 
-class TrackInfo(BaseModel):
-    id: str
-    participant_id: str
-    kind: str
-    source: str
-    muted: bool
-    codec: str = ""
-
-
-class ParticipantInfo(BaseModel):
-    id: str
-    identity: str
-    name: str
-    metadata: str
-    tracks: list[TrackInfo]
-
-
 class ParticipantList(BaseModel):
     participants: list[ParticipantInfo]
 
@@ -108,15 +93,6 @@ class DataSent(BaseModel):
     recipients: int
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
-
-
 # --- errors and authorization -----------------------------------------------
 
 
@@ -124,10 +100,6 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-
-
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
 def _claims(request: web.Request, config: ServerConfig) -> Claims:
@@ -289,40 +261,35 @@ async def send_data(request: web.Request, body: SendData) -> web.Response:
 class StartRecording(BaseModel):
     #: "composite": the meeting as one MP4 (the default); "tracks": the tracks
     #: as they are, in one WebM/Matroska (the default when track_ids is given).
-    kind: Optional[Literal["composite", "audio", "tracks"]] = None
+    kind: Optional[RecordingKind] = None
     #: Only these tracks ("tracks" only); absent: every track published in the room now.
     track_ids: Optional[list[str]] = None
 
 
-class RecordingInfo(BaseModel):
+class RoomRecordingInfo(RecordingInfo):
+    """The WebSocket's RecordingInfo, and where it is."""
+
+    #: The same as recording_id (the admin API's name for it before it shared the model).
     id: str
     room: str
-    path: str
-    track_ids: list[str]
-    kind: str = "tracks"
     #: Names of its files so far, in the same directory ("tracks": one more per later track).
     files: list[str] = []
 
 
 class RecordingList(BaseModel):
-    recordings: list[RecordingInfo]
+    recordings: list[RoomRecordingInfo]
 
 
 async def start_recording(request: web.Request, body: StartRecording) -> web.Response:
-    room = _room(request)
-    tracks = room.tracks()
-    if body.track_ids is not None:
-        tracks = [t for t in tracks if t.id in body.track_ids]
-        if len(tracks) != len(set(body.track_ids)):
-            raise ApiError(404, "track_not_found", "some of track_ids are not published in this room")
-    if not tracks:
-        raise ApiError(409, "nothing_to_record", "no track is published in this room")
     try:
-        recording = room.recordings.start(tracks, recording_kind(body.kind, body.track_ids),
-                                          follow=body.track_ids is None)
+        recording = _room(request).recordings.record(body.kind, body.track_ids)
+    except UnknownTrack as exc:
+        raise ApiError(404, "track_not_found", str(exc)) from None
+    except NothingToRecord as exc:
+        raise ApiError(409, "nothing_to_record", str(exc)) from None
     except TooManyRecordings as exc:
         raise ApiError(409, "too_many_recordings", str(exc)) from None
-    return _json(RecordingInfo(**recording.info()), 201)
+    return _json(RoomRecordingInfo.of(recording.info()), 201)
 
 
 async def stop_recording(request: web.Request, body: None) -> web.Response:
@@ -330,7 +297,7 @@ async def stop_recording(request: web.Request, body: None) -> web.Response:
     stopped = await _room(request).recordings.stop()
     if not stopped:
         raise ApiError(404, "not_recording", "the room is not being recorded")
-    return _json(RecordingList(recordings=[RecordingInfo(**r.info()) for r in stopped]))
+    return _json(RecordingList(recordings=[RoomRecordingInfo.of(r.info()) for r in stopped]))
 
 
 # --- transcription: live captions and a transcript --------------------------------
@@ -338,22 +305,24 @@ async def stop_recording(request: web.Request, body: None) -> web.Response:
 
 class StartTranscription(BaseModel):
     #: The room's spoken language (ISO 639-1, e.g. "fr"); absent: the server's default.
-    language: Optional[str] = Field(default=None, pattern=r"^[a-z]{2,3}$")
+    language: Optional[Language] = None
 
 
-class TranscriptionInfo(BaseModel):
+class RoomTranscriptionInfo(TranscriptionInfo):
+    """The WebSocket's TranscriptionInfo, and how far it got."""
+
+    #: The same as transcription_id (the admin API's name for it before it shared the model).
     id: str
     room: str
-    language: str
     #: Final captions so far (all of them once stopped).
     captions: int = 0
     #: Where to download the transcript (complete once transcription stopped).
     files: list[str] = []
 
 
-def _transcription_info(room_name: str, transcription) -> TranscriptionInfo:
-    return TranscriptionInfo(
-        id=transcription.id, room=room_name, language=transcription.language, captions=transcription.captions,
+def _transcription_info(room_name: str, transcription) -> RoomTranscriptionInfo:
+    return RoomTranscriptionInfo(
+        **transcription.info(), id=transcription.id, room=room_name, captions=transcription.captions,
         files=[f"/api/rooms/{room_name}/transcripts/{transcription.id}/{name}" for name in TRANSCRIPT_FILES])
 
 
@@ -477,16 +446,16 @@ ROUTES = [
           SendData, DataSent, errors=(400, 404)),
     Route("POST", ROOM + "/recording", start_recording, "roomAdmin",
           "Start recording the room's tracks (or some of them) into one file",
-          StartRecording, RecordingInfo, 201, (400, 404, 409)),
+          StartRecording, RoomRecordingInfo, 201, (400, 404, 409)),
     Route("DELETE", ROOM + "/recording", stop_recording, "roomAdmin",
           "Stop the room's recordings; answers when the files are complete",
           response=RecordingList, errors=(404,)),
     Route("POST", ROOM + "/transcription", start_transcription, "roomAdmin",
           "Start live captions of the room (caption events) and its transcript",
-          StartTranscription, TranscriptionInfo, 201, (400, 404, 409, 501)),
+          StartTranscription, RoomTranscriptionInfo, 201, (400, 404, 409, 501)),
     Route("DELETE", ROOM + "/transcription", stop_transcription, "roomAdmin",
           "Stop the room's transcription; answers when the transcript is complete",
-          response=TranscriptionInfo, errors=(404,)),
+          response=RoomTranscriptionInfo, errors=(404,)),
     Route("GET", ROOM + "/transcripts/{transcript_id}/{file}", download_transcript, "roomAdmin",
           "Download a transcript (transcript.vtt or transcript.txt), also after the room ended",
           errors=(404,)),

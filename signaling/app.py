@@ -24,6 +24,7 @@ from .admin import setup_admin
 from .auth import DEV_KEY, VideoGrant, create_token
 from .cluster import Cluster, registry_load
 from .config import ServerConfig
+from .http_errors import error_response
 from .limits import ConnectionLimiter, JoinLimiter, LimitCode
 from .resume import ResumeTokens
 from .server_metrics import ServerMetrics
@@ -109,7 +110,7 @@ REFUSED_STATUS = {LimitCode.SERVER_FULL: 503, LimitCode.TOO_MANY_CONNECTIONS: 42
 
 def refuse_connection(code: str) -> web.Response:
     message = "the server is full" if code == LimitCode.SERVER_FULL else "too many connections from this address"
-    return web.json_response({"error": {"code": code, "message": message}}, status=REFUSED_STATUS[code])
+    return error_response(REFUSED_STATUS[code], code, message)
 
 
 def _chain(*observers: Optional[RoomObserver]) -> RoomObserver:
@@ -253,7 +254,7 @@ async def dev_token(request: web.Request) -> web.Response:
     room = request.query.get("room", "")
     name = request.query.get("name", "")
     if not room or len(room) > 128 or len(name) > 128:
-        return web.json_response({"error": {"code": "bad_request", "message": "give ?room= (and ?name=)"}}, status=400)
+        return error_response(400, "bad_request", "give ?room= (and ?name=)")
     identity = f"dev-{secrets.token_hex(8)}"
     grant = VideoGrant(room=room, roomJoin=True)
     token = create_token(DEV_KEY, request.app[CONFIG].dev_secret, identity, grant, name=name, ttl=3600)

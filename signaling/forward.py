@@ -10,6 +10,8 @@ from typing import Optional
 import aiohttp
 from aiohttp import web
 
+from .http_errors import error_response
+
 #: Marks a forwarded request: the receiving node answers it itself, so a
 #: request never bounces between nodes that disagree for a moment.
 FORWARDED_BY = "X-Pysfu-Forwarded-By"
@@ -40,7 +42,7 @@ class Forwarder:
                 return response
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             message = f"the node that owns this room ({api}) did not answer: {exc or type(exc).__name__}"
-            return web.json_response({"error": {"code": "node_unreachable", "message": message}}, status=502)
+            return error_response(502, "node_unreachable", message)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -29,6 +29,8 @@ from typing import Callable, Optional
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from sfu import events
+
 from . import protocol as p
 from .app import (FORWARDED_FOR, FRONT_SECRET_HEADER, HARD_SIZE_FACTOR, _with_dev_key, aborter,
                   connection_limiter, handler_args, refuse_connection)
@@ -36,6 +38,7 @@ from .auth import AuthError
 from .cluster import Cluster, ClusterError, LocalLoad, NodeInfo, api_url
 from .config import ServerConfig
 from .forward import Forwarder, forwarded
+from .http_errors import error_response
 from .limits import ConnectionLimiter
 from .session import CLOSE_TIMEOUT, finished_within
 from .supervisor import Supervisor, Worker, place
@@ -184,7 +187,7 @@ class Relay:
             except ValueError as exc:
                 await self._send_error(None, "bad_json", f"invalid JSON: {exc}")
                 continue
-            request_id = data.get("id") if isinstance(data, dict) else None
+            request_id = p.request_id_of(data)
             if isinstance(data, dict) and data.get("type") == "join" and isinstance(data.get("room"), str):
                 if self.app[STATE]["draining"]:
                     await self._send_error(request_id, "server_draining", "the server is shutting down")
@@ -193,8 +196,8 @@ class Relay:
                 if self.app[CLUSTER] is not None and await self._redirected(data):
                     return None
                 return message.data
-            if isinstance(data, dict) and data.get("type") == "ping":
-                await self.client.send_str(json.dumps({"type": "pong", "id": request_id}))
+            if isinstance(data, dict) and data.get("type") == "ping" and request_id is not None:
+                await self.client.send_str(p.Pong(id=request_id).model_dump_json())
                 continue
             await self._send_error(request_id, "not_joined", "join a room first")
         return None
@@ -206,8 +209,8 @@ class Relay:
     async def _redirected(self, join: dict) -> bool:
         """Answer ``redirect`` (or the error that stops the join) when another
         node owns the room; False when it is this node's."""
-        cluster, request_id = self.app[CLUSTER], join.get("id")
-        if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
+        cluster, request_id = self.app[CLUSTER], p.request_id_of(join)
+        if request_id is None:
             return False  # the worker answers bad_message
         try:
             owner = await cluster.place(self.room)
@@ -272,12 +275,13 @@ class Relay:
 
     async def _tell_rejoin(self) -> None:
         try:
-            await self.client.send_str(json.dumps({"type": "leave", "reason": WORKER_RESTARTED}))
+            await self.client.send_str(p.event_message(events.Leave(WORKER_RESTARTED)).model_dump_json())
         except (ConnectionError, RuntimeError):
             pass
 
     async def _send_error(self, request_id, code: str, message: str) -> None:
-        await self.client.send_str(json.dumps({"type": "error", "id": request_id, "code": code, "message": message}))
+        error = p.Error(id=request_id, code=code, message=message)
+        await self.client.send_str(error.model_dump_json(exclude_none=True))
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
@@ -386,7 +390,7 @@ async def _forward(app: web.Application, worker: Worker, request: web.Request, b
             kept = {k: v for k, v in response.headers.items() if k.lower() not in HOP_HEADERS}
             return web.Response(status=response.status, body=payload, headers=kept)
     except (aiohttp.ClientError, asyncio.TimeoutError):
-        return web.json_response({"error": {"code": "worker_unavailable", "message": "try again"}}, status=503)
+        return error_response(503, "worker_unavailable", "try again")
 
 
 def _from_front(supervisor: Supervisor, client_address: str) -> dict[str, str]:
@@ -401,7 +405,7 @@ def _any_worker(app: web.Application) -> Optional[Worker]:
 
 
 def _unavailable() -> web.Response:
-    return web.json_response({"error": {"code": "worker_unavailable", "message": "no worker is ready"}}, status=503)
+    return error_response(503, "worker_unavailable", "no worker is ready")
 
 
 async def proxy_any(request: web.Request) -> web.StreamResponse:
@@ -472,7 +476,7 @@ async def _other_node(request: web.Request, room: str, place_new: bool = False) 
 
 
 def _cluster_unavailable(exc: ClusterError) -> web.Response:
-    return web.json_response({"error": {"code": "cluster_unavailable", "message": str(exc)}}, status=503)
+    return error_response(503, "cluster_unavailable", str(exc))
 
 
 async def admin_nodes(request: web.Request) -> web.Response:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from sfu import events
 from sfu.layer_selector import TrackSettings
 from sfu.participant import RECONNECTING, Participant
-from sfu.recorder import TooManyRecordings, recording_kind
+from sfu.recorder import NothingToRecord, TooManyRecordings, UnknownTrack
 from sfu.room import RoomFull, RoomRegistry
 from sfu.media_section import SdpError
 from sfu.transcription.room_transcription import TranscriptionError
@@ -128,7 +128,7 @@ class Session:
     async def handle(self, text: str | bytes) -> None:
         allowed = self._bucket.take()  # every message costs a token, valid or not
         data, problem = self._parse(text)
-        request_id = _request_id(data)
+        request_id = p.request_id_of(data)
         if not allowed:
             self._error(request_id, p.ErrorCode.RATE_LIMITED, "too many messages: slow down")
             return
@@ -403,21 +403,15 @@ class Session:
 
     async def _on_start_recording(self, request: p.StartRecording) -> p.RecordingResponse:
         room = self._require_recording_admin()
-        tracks = room.tracks()
-        if request.track_ids is not None:
-            tracks = [room.find_track(track_id) for track_id in request.track_ids]
-            missing = [i for i, t in zip(request.track_ids, tracks) if t is None]
-            if missing:
-                raise _unknown_track(missing[0])
-        if not tracks:
-            raise SignalingError(p.ErrorCode.NOT_ALLOWED, "nothing to record: no track is published")
         try:
-            recording = room.recordings.start(tracks, recording_kind(request.kind, request.track_ids),
-                                             follow=request.track_ids is None)
+            recording = room.recordings.record(request.kind, request.track_ids)
+        except UnknownTrack as exc:
+            raise _unknown_track(exc.track_id) from None
+        except NothingToRecord as exc:
+            raise SignalingError(p.ErrorCode.NOT_ALLOWED, str(exc)) from None
         except TooManyRecordings as exc:
             raise SignalingError(p.ErrorCode.TOO_MANY_RECORDINGS, str(exc)) from None
-        return p.RecordingResponse(id=request.id, recording=p.RecordingInfo(
-            recording_id=recording.id, path=str(recording.path), track_ids=recording.track_ids, kind=recording.kind))
+        return p.RecordingResponse(id=request.id, recording=p.RecordingInfo.of(recording.info()))
 
     async def _on_stop_recording(self, request: p.StopRecording) -> p.Ok:
         room = self._require_recording_admin()
@@ -581,18 +575,6 @@ async def finished_within(task: asyncio.Future, timeout: float) -> bool:
     close blocked on a client that does not read is cut, not cancelled)."""
     done, _ = await asyncio.wait({task}, timeout=timeout)
     return bool(done)
-
-
-def _request_id(data: Any) -> p.RequestId | None:
-    """The id to echo in an error about ``data``: a valid request id, or None."""
-    request_id = data.get("id") if isinstance(data, dict) else None
-    if isinstance(request_id, bool) or not isinstance(request_id, (int, str)):
-        return None
-    if isinstance(request_id, str) and len(request_id) > p.MAX_ID_CHARS:
-        return None
-    if isinstance(request_id, int) and abs(request_id) > p.MAX_ID:
-        return None
-    return request_id
 
 
 def _check_not_expired(claims: Optional[Claims]) -> None:

@@ -5,13 +5,12 @@ workers by load.
 
 Each worker gets its own slice of the UDP port range (single-port mode:
 its own port, udp_port + worker index). Control goes over
-each worker's stdin/stdout as JSON lines.
+each worker's stdin/stdout as JSON lines (signaling/control.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import sys
@@ -20,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from . import control as c
 from .config import Cluster, ServerConfig
 
 log = logging.getLogger(__name__)
@@ -53,12 +53,12 @@ class Worker:
         egress packets/s weigh like one participant)."""
         return sum(self.sessions.values()) + self.packets_out_rate / 1000
 
-    def take_report(self, report: dict) -> None:
+    def take_report(self, report: c.Load) -> None:
         now = time.monotonic()
         last_time, last_out = self._last_report
         if last_time and now > last_time:
-            self.packets_out_rate = max(0.0, (report["packets_out"] - last_out) / (now - last_time))
-        self._last_report = (now, report["packets_out"])
+            self.packets_out_rate = max(0.0, (report.packets_out - last_out) / (now - last_time))
+        self._last_report = (now, report.packets_out)
 
 
 def split_port_range(port_min: int, port_max: int, count: int) -> list[tuple[int, int]]:
@@ -130,7 +130,7 @@ class Supervisor:
             log.warning("worker %d (pid %d) exited: restarting it", worker.index, worker.pid)
             self.on_worker_lost(worker)
             worker.sessions.clear()
-            self.broadcast({"op": "worker_gone", "worker": worker.index})
+            self.broadcast(c.WorkerGone(worker=worker.index))
             await asyncio.sleep(RESTART_DELAY)
 
     async def _run_once(self, worker: Worker) -> None:
@@ -141,13 +141,13 @@ class Supervisor:
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 24,
         )
         worker.pid = proc.pid
-        self._send(worker, {"config": worker.config.model_dump(mode="json"), "front_secret": self.front_secret})
+        self._send(worker, c.Start(config=worker.config, front_secret=self.front_secret))
         try:
             while True:
                 line = await proc.stdout.readline()
                 if not line:
                     break
-                self._on_message(worker, json.loads(line))
+                self._on_message(worker, c.decode(c.TO_SUPERVISOR, line))
         finally:
             worker.ready.clear()
             if proc.returncode is None:
@@ -157,26 +157,25 @@ class Supervisor:
                     proc.kill()
                     await proc.wait()
 
-    def _on_message(self, worker: Worker, message: dict) -> None:
-        op = message.get("op")
-        if op == "ready":
-            worker.port, worker.relay_port, worker.pid = message["port"], message["relay_port"], message["pid"]
+    def _on_message(self, worker: Worker, message: c.Ready | c.Load | c.To) -> None:
+        if isinstance(message, c.Ready):
+            worker.port, worker.relay_port, worker.pid = message.port, message.relay_port, message.pid
             worker.generation += 1
             worker.ready.set()
             log.info("worker %d ready (pid %d, port %d)", worker.index, worker.pid, worker.port)
-        elif op == "load":
+        elif isinstance(message, c.Load):
             worker.take_report(message)
-        elif op == "to":
-            target = self.workers[message["worker"]] if 0 <= message["worker"] < len(self.workers) else None
+        elif isinstance(message, c.To):
+            target = self.workers[message.worker] if 0 <= message.worker < len(self.workers) else None
             if target is not None and target.alive:
-                self._send(target, message["msg"])
+                self._send(target, message.msg)
 
-    def _send(self, worker: Worker, message: dict) -> None:
+    def _send(self, worker: Worker, message: c.Start | c.ToWorker) -> None:
         proc = worker.proc
         if proc is not None and proc.stdin is not None and not proc.stdin.is_closing():
-            proc.stdin.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+            proc.stdin.write(c.encode(message))
 
-    def broadcast(self, message: dict) -> None:
+    def broadcast(self, message: c.ToWorker) -> None:
         for worker in self.workers:
             if worker.alive:
                 self._send(worker, message)
@@ -188,7 +187,7 @@ class Supervisor:
                   if w is not worker and w.alive and w.sessions[room] > 0}
         worker.sessions[room] += 1
         if others:
-            self._send(worker, {"op": "hosts", "room": room, "workers": others})
+            self._send(worker, c.Hosts(room=room, workers=others))
 
     def left(self, worker: Worker, room: str, generation: int) -> None:
         if worker.generation == generation and worker.sessions[room] > 0:
@@ -200,7 +199,7 @@ class Supervisor:
         """Workers drain (clients get leave), then exit."""
         self._stopping = True
         for worker in self.workers:
-            self._send(worker, {"op": "stop", "grace": grace})
+            self._send(worker, c.Stop(grace=grace))
         for worker in self.workers:
             if worker.proc is None:
                 continue

@@ -4,8 +4,9 @@ A worker is the single-process server (signaling/app.py) on a loopback
 port of its own, with its own event loop and UDP port range, plus:
 
 * a control channel to the supervisor: JSON lines on stdin/stdout (the
-  supervisor started us; nobody else can speak on it). The first line in
-  holds the settings; the first line out says where we listen.
+  supervisor started us; nobody else can speak on it), one message of
+  signaling/control.py a line. The first line in holds the settings; the
+  first line out says where we listen.
 * a ``RoomSpan`` that keeps the parts of a room that live on several
   workers in step: each worker tells its peers about its own participants
   and tracks, and asks them for the tracks its subscribers need over the
@@ -17,22 +18,21 @@ port of its own, with its own event loop and UDP port range, plus:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import logging
 import signal
 import sys
 from typing import Optional
 
 from aiohttp import web
+from pydantic import ValidationError
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from sfu.media_section import CodecInfo
 from sfu.published_track import PublishedTrack
 from sfu.relay import RelayFeed, RelayLink
 from sfu.remote import RemoteParticipant
 from sfu.room import Room, RoomRegistry
 
+from . import control as c
 from .app import FRONT_SECRET, METRICS, ROOMS, create_app, drain
 from .config import ServerConfig
 from .logs import setup_logging
@@ -43,16 +43,16 @@ LOAD_EVERY = 0.5  # seconds between load reports to the supervisor
 
 
 class Control:
-    """JSON lines to the supervisor (stdout)."""
+    """Control messages to the supervisor (stdout)."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
 
-    def send(self, message: dict) -> None:
-        self._writer.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+    def send(self, message: c.Ready | c.Load | c.To) -> None:
+        self._writer.write(c.encode(message))
 
-    def to(self, worker: int, message: dict) -> None:
-        self.send({"op": "to", "worker": worker, "msg": message})
+    def to(self, worker: int, message: c.PeerMessage) -> None:
+        self.send(c.To(worker=worker, msg=message))
 
 
 class RoomSpan:
@@ -77,19 +77,17 @@ class RoomSpan:
         if participant.get("id") and self._is_remote(room, participant["id"], event):
             return
         if event == "participant_joined":
-            self._tell_peers(name, self._participant_event(room.participants[participant["id"]]))
+            self._tell_peers(name, _participant_changed(room.participants[participant["id"]]))
         elif event == "participant_left":
-            self._tell_peers(name, {"event": "participant_left", "id": participant["id"],
-                                    "reason": payload.get("reason", "left")})
+            self._tell_peers(name, c.ParticipantGone(id=participant["id"], reason=payload.get("reason", "left")))
             if room is not None and not room.local_participants():
                 asyncio.ensure_future(self._leave_span(name))
         elif event == "track_published" and room is not None:
             track = room.find_track(payload["track"]["id"])
             if track is not None:
-                self._tell_peers(name, _track_event(track))
+                self._tell_peers(name, _track_added(track))
         elif event == "track_unpublished":
-            self._tell_peers(name, {"event": "track_removed", "participant_id": participant["id"],
-                                    "track_id": payload["track"]["id"]})
+            self._tell_peers(name, c.TrackGone(participant_id=participant["id"], track_id=payload["track"]["id"]))
 
     def _is_remote(self, room: Optional[Room], participant_id: str, event: str) -> bool:
         if room is None:
@@ -99,41 +97,36 @@ class RoomSpan:
             return False
         return found.remote
 
-    def _tell_peers(self, room: str, event: dict) -> None:
+    def _tell_peers(self, room: str, change: c.SpanChange) -> None:
         for worker in self.peers.get(room, {}):
-            self._send_event(worker, room, event)
+            self._send_change(worker, room, change)
 
-    def _send_event(self, worker: int, room: str, event: dict) -> None:
-        self.control.to(worker, {"op": "event", "room": room, "from": self.index,
-                                 "relay_port": self.link.port, **event})
-
-    def _participant_event(self, participant) -> dict:
-        return {"event": "participant", "info": participant.info(), "hidden": participant.hidden}
+    def _send_change(self, worker: int, room: str, change: c.SpanChange) -> None:
+        self.control.to(worker, c.SpanEvent(room=room, origin=self.index, relay_port=self.link.port, change=change))
 
     def _snapshot(self, worker: int, name: str) -> None:
         room = self.rooms.rooms.get(name)
         for participant in room.local_participants() if room else []:
-            self._send_event(worker, name, self._participant_event(participant))
+            self._send_change(worker, name, _participant_changed(participant))
             for track in participant.tracks.values():
-                self._send_event(worker, name, _track_event(track))
+                self._send_change(worker, name, _track_added(track))
 
     # --- control messages -----------------------------------------------------
 
-    async def handle(self, message: dict) -> None:
-        op = message.get("op")
-        if op == "hosts":
-            await self._on_hosts(message["room"], {int(w): p for w, p in message["workers"].items()})
-        elif op == "peer":
-            self.peers.setdefault(message["room"], {})[message["worker"]] = message["relay_port"]
-            self._snapshot(message["worker"], message["room"])
-        elif op == "peer_gone":
-            await self._forget_peer(message["room"], message["worker"], message.get("reason", "worker_left"))
-        elif op == "worker_gone":
+    async def handle(self, message: c.Hosts | c.WorkerGone | c.PeerMessage) -> None:
+        if isinstance(message, c.Hosts):
+            await self._on_hosts(message.room, message.workers)
+        elif isinstance(message, c.Peer):
+            self.peers.setdefault(message.room, {})[message.worker] = message.relay_port
+            self._snapshot(message.worker, message.room)
+        elif isinstance(message, c.PeerGone):
+            await self._forget_peer(message.room, message.worker, "worker_left")
+        elif isinstance(message, c.WorkerGone):
             for room in list(self.peers):
-                await self._forget_peer(room, message["worker"], "worker_restarted")
-        elif op == "event":
+                await self._forget_peer(room, message.worker, "worker_restarted")
+        elif isinstance(message, c.SpanEvent):
             await self._on_event(message)
-        elif op == "relay_open":
+        elif isinstance(message, c.RelayOpen):
             self._open_sink(message)
 
     async def _on_hosts(self, name: str, workers: dict[int, int]) -> None:
@@ -143,56 +136,50 @@ class RoomSpan:
             if worker == self.index or worker in known:
                 continue
             known[worker] = port
-            self.control.to(worker, {"op": "peer", "room": name, "worker": self.index,
-                                     "relay_port": self.link.port})
+            self.control.to(worker, c.Peer(room=name, worker=self.index, relay_port=self.link.port))
             self._snapshot(worker, name)
 
-    async def _on_event(self, message: dict) -> None:
-        name, origin = message["room"], message["from"]
-        if origin not in self.peers.get(name, {}):
+    async def _on_event(self, message: c.SpanEvent) -> None:
+        if message.origin not in self.peers.get(message.room, {}):
             return  # not (or no longer) a part of that room here
-        event = message["event"]
-        room = self.rooms.get_or_create(name)
-        if event == "participant":
-            info = message["info"]
-            existing = room.participants.get(info["id"])
+        room = self.rooms.get_or_create(message.room)
+        change = message.change
+        if isinstance(change, c.ParticipantChanged):
+            existing = room.participants.get(change.info.id)
             if existing is None:
-                room.add_remote(RemoteParticipant(info, message["hidden"], origin))
+                room.add_remote(RemoteParticipant(change.info.model_dump(), change.hidden, message.origin))
             elif existing.remote:
-                existing.update(info)
-        elif event == "participant_left":
-            remote = room.participants.get(message["id"])
+                existing.update(change.info.model_dump())
+        elif isinstance(change, c.ParticipantGone):
+            remote = room.participants.get(change.id)
             if remote is not None and remote.remote:
-                await self._remove_remote(room, remote, message["reason"])
-        elif event == "track":
-            self._add_remote_track(room, message)
-        elif event == "track_removed":
-            owner = room.participants.get(message["participant_id"])
+                await self._remove_remote(room, remote, change.reason)
+        elif isinstance(change, c.TrackAdded):
+            self._add_remote_track(room, message, change)
+        elif isinstance(change, c.TrackGone):
+            owner = room.participants.get(change.participant_id)
             if owner is not None and owner.remote:
-                room.remove_remote_track(owner, message["track_id"])
-                self._close_feed(message["track_id"])
+                room.remove_remote_track(owner, change.track_id)
+                self._close_feed(change.track_id)
 
-    def _add_remote_track(self, room: Room, message: dict) -> None:
-        info = message["track"]
-        owner = room.participants.get(info["participant_id"])
-        if owner is None or not owner.remote or info["id"] in owner.tracks:
+    def _add_remote_track(self, room: Room, message: c.SpanEvent, added: c.TrackAdded) -> None:
+        info = added.track
+        owner = room.participants.get(info.participant_id)
+        if owner is None or not owner.remote or info.id in owner.tracks:
             return
-        track = PublishedTrack(
-            info["id"], owner.id, info["kind"], "", CodecInfo(**message["codec"]),
-            info["source"], info["muted"], message["rids"],
-        )
-        track.audio_level_id = message["audio_level_id"]
-        feed = self._feeds[track.id] = self.link.open_feed(track, message["relay_port"])
+        track = PublishedTrack(info.id, owner.id, info.kind, "", added.codec, info.source, info.muted, added.rids)
+        track.audio_level_id = added.audio_level_id
+        feed = self._feeds[track.id] = self.link.open_feed(track, message.relay_port)
         room.add_remote_track(owner, track)
-        self.control.to(message["from"], {"op": "relay_open", "room": room.name, "track_id": track.id,
-                                          "port": self.link.port, "number": feed.number})
+        self.control.to(message.origin, c.RelayOpen(room=room.name, track_id=track.id, port=self.link.port,
+                                                    number=feed.number))
 
-    def _open_sink(self, message: dict) -> None:
-        room = self.rooms.rooms.get(message["room"])
-        track = room.find_track(message["track_id"]) if room else None
+    def _open_sink(self, message: c.RelayOpen) -> None:
+        room = self.rooms.rooms.get(message.room)
+        track = room.find_track(message.track_id) if room else None
         owner = room.participants.get(track.participant_id) if track else None
         if track is not None and owner is not None and not owner.remote:
-            self.link.open_sink(track, message["port"], message["number"], room.name)
+            self.link.open_sink(track, message.port, message.number, room.name)
 
     def _close_feed(self, track_id: str) -> None:
         feed = self._feeds.pop(track_id, None)
@@ -217,26 +204,26 @@ class RoomSpan:
     async def _leave_span(self, name: str) -> None:
         """Our last participant of ``name`` left: this worker is no part of it now."""
         for worker in list(self.peers.get(name, {})):
-            self.control.to(worker, {"op": "peer_gone", "room": name, "worker": self.index})
+            self.control.to(worker, c.PeerGone(room=name, worker=self.index))
             await self._forget_peer(name, worker, "worker_left")
         self.peers.pop(name, None)
 
-    def load(self) -> dict:
+    def load(self) -> c.Load:
         counters = self.rooms.counters()
-        return {
-            "op": "load",
-            "rooms": {name: len(room.local_participants()) for name, room in self.rooms.rooms.items()
-                      if room.local_participants()},
-            "packets_in": sum(v for (name, _), v in counters.items() if name == "packets_in"),
-            "packets_out": sum(v for (name, _), v in counters.items() if name == "packets_out"),
-        }
+        return c.Load(
+            rooms={name: len(room.local_participants()) for name, room in self.rooms.rooms.items()
+                   if room.local_participants()},
+            packets_in=sum(v for (name, _), v in counters.items() if name == "packets_in"),
+            packets_out=sum(v for (name, _), v in counters.items() if name == "packets_out"),
+        )
 
 
-def _track_event(track: PublishedTrack) -> dict:
-    return {
-        "event": "track", "track": track.info(), "codec": dataclasses.asdict(track.codec),
-        "rids": track.rids, "audio_level_id": track.audio_level_id,
-    }
+def _participant_changed(participant) -> c.ParticipantChanged:
+    return c.ParticipantChanged(info=participant.info(), hidden=participant.hidden)
+
+
+def _track_added(track: PublishedTrack) -> c.TrackAdded:
+    return c.TrackAdded(track=track.info(), codec=track.codec, rids=track.rids, audio_level_id=track.audio_level_id)
 
 
 class RelayCollector:
@@ -275,21 +262,25 @@ async def run(config: ServerConfig, reader: asyncio.StreamReader, control: Contr
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
-    control.send({"op": "ready", "port": port, "relay_port": link.port, "pid": _pid()})
+    control.send(c.Ready(port=port, relay_port=link.port, pid=_pid()))
     reports = asyncio.ensure_future(_report_load(span, control))
     try:
         while True:
             line = await reader.readline()
             if not line:
                 break  # the supervisor is gone, or tells us to stop
-            message = json.loads(line)
-            if message.get("op") == "stop":
-                await drain(app, message.get("grace", config.shutdown_grace))
+            try:
+                message = c.decode(c.TO_WORKER, line)
+            except ValidationError:
+                log.exception("unreadable control message")
+                continue
+            if isinstance(message, c.Stop):
+                await drain(app, message.grace)
                 break
             try:
                 await span.handle(message)
             except Exception:
-                log.exception("control message %s failed", message.get("op"))
+                log.exception("control message %s failed", message.op)
     finally:
         reports.cancel()
         link.close()
@@ -317,12 +308,12 @@ async def _main() -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, sys.stdout)
     writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-    first = json.loads(await reader.readline())
-    config = ServerConfig.model_validate(first["config"])
+    start = c.Start.model_validate_json(await reader.readline())
+    config = start.config
     setup_logging(config.log_level, config.log_format)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, lambda: None)  # the supervisor stops us over stdin
-    await run(config, reader, Control(writer), first["front_secret"])
+    await run(config, reader, Control(writer), start.front_secret)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -9,7 +9,7 @@ from openapi_spec_validator import validate
 
 from signaling.admin import ROUTES
 from signaling.auth import VideoGrant, create_token
-from signaling.client import Client
+from signaling.client import Client, ClientError
 
 from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK, eventually
 from .media import ToneAudioTrack
@@ -224,4 +224,40 @@ async def test_recording_cap_through_the_admin_api(make_server, tmp_path):
             status, data = await api.call("DELETE", "/api/rooms/r/recording")
             assert status == 200 and [r["id"] for r in data["recordings"]] == [first["id"]]
         finally:
+            await alice.close()
+
+
+async def test_a_recording_is_started_the_same_through_the_websocket_and_the_admin_api(make_server, tmp_path):
+    """Same refusals, and the admin API answers with the WebSocket's fields (and a few more)."""
+    server = await make_server(keys=KEYS, sfu={"recording_dir": str(tmp_path)})
+    async with aiohttp.ClientSession() as http:
+        api = Api(server, http)
+        alice = Client(server.url, ice_addresses=LOOPBACK)
+        await alice.connect()
+        try:
+            await alice.join("r", "alice", token=create_token(
+                API_KEY, API_SECRET, "alice", VideoGrant(room="r", roomJoin=True, roomAdmin=True)))
+            with pytest.raises(ClientError) as refused:
+                await alice.request({"type": "start_recording"})
+            status, data = await api.call("POST", "/api/rooms/r/recording", {})
+            assert refused.value.code == "not_allowed" and (status, data["error"]["code"]) == (409, "nothing_to_record")
+            assert data["error"]["message"] in str(refused.value)
+
+            [track] = await alice.publish([ToneAudioTrack()])
+            with pytest.raises(ClientError) as refused:
+                await alice.request({"type": "start_recording", "track_ids": [track["id"], "TR_gone"]})
+            status, data = await api.call("POST", "/api/rooms/r/recording", {"track_ids": [track["id"], "TR_gone"]})
+            assert refused.value.code == "unknown_track" and (status, data["error"]["code"]) == (404, "track_not_found")
+            assert "TR_gone" in data["error"]["message"] and data["error"]["message"] in str(refused.value)
+
+            named = {"track_ids": [track["id"], track["id"]]}  # named twice, recorded once
+            ws = (await alice.request({"type": "start_recording", **named}))["recording"]
+            status, rest = await api.call("POST", "/api/rooms/r/recording", named)
+            assert status == 201 and set(ws) == {"recording_id", "path", "track_ids", "kind"}
+            for recording in (ws, rest):
+                assert (recording["track_ids"], recording["kind"]) == ([track["id"]], "tracks")
+                assert recording["path"].startswith(str(tmp_path))
+            assert rest["recording_id"] == rest["id"] != ws["recording_id"] and rest["room"] == "r"
+        finally:
+            await api.call("DELETE", "/api/rooms/r/recording")
             await alice.close()

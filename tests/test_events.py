@@ -1,6 +1,6 @@
 """The server's messages agree everywhere they are written down.
 
-sfu/events.py defines each core event once; signaling/protocol.py builds
+sfu/events.py defines each core event once; signaling/protocol/events.py builds
 the wire models from it.  These tests hold the other copies to it: the
 browser client's dispatch table (static/pysfu.js), the protocol document
 (docs/protocol.md: a heading per message, a field table per event), and the

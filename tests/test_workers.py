@@ -189,3 +189,22 @@ async def test_crashed_worker_restarts_and_its_clients_are_told_to_rejoin():
     finally:
         await asyncio.gather(alice.close(), bob.close(), return_exceptions=True)
         stop_server_process(server)
+
+
+async def test_the_front_answers_before_join_with_the_protocol_messages_a_worker_sends():
+    """Before ``join`` the front answers by itself; it echoes an id by the
+    same rule as a worker (a valid one, else none) and says ``leave`` alike."""
+    server = start_server_process(["--workers", "2"])
+    try:
+        async with aiohttp.ClientSession() as http, http.ws_connect(server.url) as ws:
+            await ws.send_json({"type": "ping", "id": 7})
+            assert await ws.receive_json() == {"type": "pong", "id": 7}
+            await ws.send_json({"type": "subscribe", "id": "x" * 65, "track_ids": ["TR_a"]})
+            assert await ws.receive_json() == {"type": "error", "code": "not_joined", "message": "join a room first"}
+            await ws.send_json({"type": "subscribe", "id": "s1", "track_ids": ["TR_a"]})
+            assert (await ws.receive_json())["id"] == "s1"
+            await ws.send_str("{")
+            error = await ws.receive_json()
+            assert (error["code"], "id" in error) == ("bad_json", False)
+    finally:
+        stop_server_process(server)
