@@ -29,11 +29,11 @@ from sfu.transcription.room_transcription import TranscriptionError
 from sfu.transcription.transcript import FILES as TRANSCRIPT_FILES, find_transcript_file
 
 from .auth import AuthCode, AuthError, Claims, verify_token
-from .cluster import Cluster, ClusterError, NodeInfo, api_url
 from .config import ServerConfig
-from .forward import Forwarder, forwarded
 from .http_errors import ErrorResponse, error_response
 from .protocol import Language, ParticipantInfo, RecordingInfo, RecordingKind, TrackInfo, TranscriptionInfo
+from .scaling.cluster import Cluster, ClusterError, NodeInfo, api_url
+from .scaling.forward import Forwarder, forwarded
 
 Handler = Callable[[web.Request, Optional[BaseModel]], Awaitable[web.StreamResponse]]
 

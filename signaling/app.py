@@ -22,11 +22,11 @@ from sfu.room import RoomObserver, RoomRegistry
 
 from .admin import setup_admin
 from .auth import DEV_KEY, VideoGrant, create_token
-from .cluster import Cluster, registry_load
 from .config import ServerConfig
 from .http_errors import error_response
 from .limits import ConnectionLimiter, JoinLimiter, LimitCode
 from .resume import ResumeTokens
+from .scaling.cluster import Cluster, registry_load
 from .server_metrics import ServerMetrics
 from .session import Session
 from .webhooks import WebhookSender

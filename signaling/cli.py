@@ -188,8 +188,8 @@ def worker_count(config: ServerConfig) -> int:
 async def serve(config: ServerConfig) -> None:
     """Serve until SIGTERM/SIGINT, then drain for up to the grace period."""
     from .app import create_app, drain
-    from .cluster import ClusterError
-    from .front import create_front_app, stop_workers
+    from .scaling.cluster import ClusterError
+    from .scaling.front import create_front_app, stop_workers
 
     open_files = raise_open_file_limit()
     if open_files != resource.RLIM_INFINITY and open_files < 4 * config.limits.max_connections:

@@ -28,7 +28,6 @@ from sfu.transcription.room_transcription import TranscriptionError
 
 from . import protocol as p
 from .auth import AuthError, Claims, check_join, open_claims, verify_token
-from .cluster import Cluster, ClusterError
 from .config import ServerConfig
 from .ice_servers import ice_servers_for
 from .limits import JoinLimiter, TokenBucket, answer_limit, answer_message_limit
@@ -36,8 +35,9 @@ from .logs import bind_log_context
 from .outbox import Outbox
 from .permissions import check_publish, check_publish_data, check_subscribe
 from .resume import ResumeError, ResumeTokens
+from .scaling.cluster import Cluster, ClusterError
+from .scaling.tickets import create_ticket
 from .server_metrics import ServerMetrics
-from .tickets import create_ticket
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The node registry and room ownership (signaling/cluster.py) on a real
+"""The node registry and room ownership (signaling/scaling/cluster.py) on a real
 redis-server: registration and expiry, least-loaded placement, atomic
 claims, hand-over from a dead node; and the cluster settings."""
 
@@ -10,7 +10,7 @@ import time
 import pytest
 
 from signaling.cli import build_parser, serve, serve_flags
-from signaling.cluster import Cluster, ClusterError, LocalLoad
+from signaling.scaling.cluster import Cluster, ClusterError, LocalLoad
 from signaling.config import Cluster as ClusterSettings
 from signaling.config import ConfigError, load_config
 

@@ -22,7 +22,7 @@ from signaling.app import CONNECTIONS, SERVER_METRICS, SESSIONS
 from signaling.auth import VideoGrant, create_token, verify_token
 from signaling.client import Client, ClientError
 from signaling.outbox import Outbox
-from signaling.tickets import create_ticket
+from signaling.scaling.tickets import create_ticket
 
 from .conftest import (API_KEY, API_SECRET, KEYS, ROOT, ServerProcess, client_factory, eventually, eventually_async,
                        free_port, start_server_process, stop_server_process, wait_for_http)

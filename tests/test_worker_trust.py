@@ -57,7 +57,7 @@ async def test_relay_takes_media_and_requests_only_from_the_agreed_worker():
 
 
 async def start_worker_app(joins_per_minute: int, secret: str | None) -> LocalServer:
-    """A worker's app as signaling/worker.py builds it (without its supervisor)."""
+    """A worker's app as signaling/scaling/worker.py builds it (without its supervisor)."""
     from signaling.app import FRONT_SECRET  # noqa: PLC0415 (new with this check)
 
     app = create_app(loopback_config(limits={"joins_per_minute": joins_per_minute}, worker_index=0))

@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks.peers import PublisherPeer, SubscriberPeer
 from signaling.client import Client
-from signaling.supervisor import Worker, place, split_port_range
+from signaling.scaling.supervisor import Worker, place, split_port_range
 
 from .conftest import LOOPBACK, eventually, start_server_process, stop_server_process
 

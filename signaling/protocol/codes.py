@@ -39,7 +39,7 @@ class ErrorCode:
     SERVER_FULL = "server_full"
     TOO_MANY_CONNECTIONS = "too_many_connections"
 
-    # Many nodes through Redis (issue 7, signaling/cluster.py).
+    # Many nodes through Redis (issue 7, signaling/scaling/cluster.py).
     CLUSTER_UNAVAILABLE = "cluster_unavailable"
 
     # Reconnect and resume (``resume``).

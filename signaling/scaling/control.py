@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from sfu.media_section import CodecInfo
 
-from .config import ServerConfig
-from .protocol import ParticipantInfo, TrackInfo
+from ..config import ServerConfig
+from ..protocol import ParticipantInfo, TrackInfo
 
 
 class _Control(BaseModel):
@@ -149,7 +149,7 @@ class Ready(_Control):
 
 
 class Load(_Control):
-    """Sent every LOAD_EVERY seconds (signaling/worker.py)."""
+    """Sent every LOAD_EVERY seconds (signaling/scaling/worker.py)."""
 
     op: Literal["load"] = "load"
     #: Local participants by room (rooms with none left out).

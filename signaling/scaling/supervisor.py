@@ -1,11 +1,11 @@
 """The supervisor of `pysfu serve --workers N` (issue 7): it runs N worker
-processes (signaling/worker.py), restarts one that dies, routes the
+processes (signaling/scaling/worker.py), restarts one that dies, routes the
 control messages workers send each other, and places participants on
 workers by load.
 
 Each worker gets its own slice of the UDP port range (single-port mode:
 its own port, udp_port + worker index). Control goes over
-each worker's stdin/stdout as JSON lines (signaling/control.py).
+each worker's stdin/stdout as JSON lines (signaling/scaling/control.py).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from ..config import Cluster, ServerConfig
 from . import control as c
-from .config import Cluster, ServerConfig
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class Supervisor:
             await asyncio.sleep(RESTART_DELAY)
 
     async def _run_once(self, worker: Worker) -> None:
-        argv = [sys.executable, "-m", "signaling.worker"]
+        argv = [sys.executable, "-m", "signaling.scaling.worker"]
         if not worker.config.uvloop:
             argv.append("--no-uvloop")
         proc = worker.proc = await asyncio.create_subprocess_exec(

@@ -10,7 +10,7 @@ from typing import Optional
 import aiohttp
 from aiohttp import web
 
-from .http_errors import error_response
+from ..http_errors import error_response
 
 #: Marks a forwarded request: the receiving node answers it itself, so a
 #: request never bounces between nodes that disagree for a moment.

@@ -2,7 +2,7 @@
 public HTTP/WebSocket port in front of N worker processes.
 
 * /ws: the front reads the client's ``join``, picks the worker for its room
-  (signaling/supervisor.py ``place``), and relays WebSocket frames both ways
+  (signaling/scaling/supervisor.py ``place``), and relays WebSocket frames both ways
   to that worker's loopback port. If the worker dies, the client gets
   ``leave`` with reason ``worker_restarted`` (join again) and the socket
   closes; the supervisor starts the worker again.
@@ -12,7 +12,7 @@ public HTTP/WebSocket port in front of N worker processes.
   requests sent to the workers that host it.
 * /healthz, /readyz answered here; everything else (demo page, /dev/token)
   is served by a worker.
-* With a Redis URL the front is the node of the cluster (signaling/cluster.py):
+* With a Redis URL the front is the node of the cluster (signaling/scaling/cluster.py):
   a join for a room another node owns is answered with ``redirect``, and
   admin requests about such a room are forwarded there.
 """
@@ -31,16 +31,16 @@ from aiohttp import WSMsgType, web
 
 from sfu import events
 
-from . import protocol as p
-from .app import (FORWARDED_FOR, FRONT_SECRET_HEADER, HARD_SIZE_FACTOR, _with_dev_key, aborter,
+from .. import protocol as p
+from ..app import (FORWARDED_FOR, FRONT_SECRET_HEADER, HARD_SIZE_FACTOR, _with_dev_key, aborter,
                   connection_limiter, handler_args, refuse_connection)
-from .auth import AuthError
+from ..auth import AuthError
+from ..config import ServerConfig
+from ..http_errors import error_response
+from ..limits import ConnectionLimiter
+from ..session import CLOSE_TIMEOUT, finished_within
 from .cluster import Cluster, ClusterError, LocalLoad, NodeInfo, api_url
-from .config import ServerConfig
 from .forward import Forwarder, forwarded
-from .http_errors import error_response
-from .limits import ConnectionLimiter
-from .session import CLOSE_TIMEOUT, finished_within
 from .supervisor import Supervisor, Worker, place
 from .tickets import ticket_for_join
 

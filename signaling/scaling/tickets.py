@@ -14,8 +14,8 @@ from typing import Mapping, Optional
 
 import jwt
 
-from .auth import AuthCode, AuthError, Claims, check_join, create_token, verify_token
-from .config import ServerConfig
+from ..auth import AuthCode, AuthError, Claims, check_join, create_token, verify_token
+from ..config import ServerConfig
 
 
 def create_ticket(token: str, claims: Claims, keys: Mapping[str, str], ttl: float) -> str:

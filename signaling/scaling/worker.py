@@ -5,14 +5,14 @@ port of its own, with its own event loop and UDP port range, plus:
 
 * a control channel to the supervisor: JSON lines on stdin/stdout (the
   supervisor started us; nobody else can speak on it), one message of
-  signaling/control.py a line. The first line in holds the settings; the
+  signaling/scaling/control.py a line. The first line in holds the settings; the
   first line out says where we listen.
 * a ``RoomSpan`` that keeps the parts of a room that live on several
   workers in step: each worker tells its peers about its own participants
   and tracks, and asks them for the tracks its subscribers need over the
   relay link (sfu/relay.py).
 
-    python -m signaling.worker   (started by signaling/supervisor.py)
+    python -m signaling.scaling.worker   (started by signaling/scaling/supervisor.py)
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from sfu.relay import RelayFeed, RelayLink
 from sfu.remote import RemoteParticipant
 from sfu.room import Room, RoomRegistry
 
+from ..app import FRONT_SECRET, METRICS, ROOMS, create_app, drain
+from ..config import ServerConfig
+from ..logs import setup_logging
 from . import control as c
-from .app import FRONT_SECRET, METRICS, ROOMS, create_app, drain
-from .config import ServerConfig
-from .logs import setup_logging
 
 log = logging.getLogger(__name__)
 

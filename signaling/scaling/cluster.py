@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
-from .config import Cluster as ClusterSettings
+from ..config import Cluster as ClusterSettings
 
 log = logging.getLogger(__name__)
 
