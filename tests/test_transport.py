@@ -13,7 +13,6 @@ import socket
 import time
 
 import pytest
-from aioice import stun
 from aiortc import RTCPeerConnection
 
 from sfu import rtp
@@ -21,6 +20,8 @@ from sfu.config import IceConfig
 from sfu.metrics import DATAGRAMS_DROPPED
 from sfu.media_section import CodecInfo, SdpError
 from sfu.transport import INTERNALS, PeerTransport
+
+from .test_udp_fuzz import binding_request
 
 LOOPBACK = IceConfig(addresses=["127.0.0.1"])
 
@@ -112,16 +113,6 @@ async def test_garbage_srtp_is_counted_and_dropped():
         await receiver.close()
 
 
-def signed_check(username: str, password: str) -> bytes:
-    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
-    request.attributes["USERNAME"] = username
-    request.attributes["PRIORITY"] = 1853824767
-    request.attributes["ICE-CONTROLLING"] = 1
-    request.add_message_integrity(password.encode())
-    request.add_fingerprint()
-    return bytes(request)
-
-
 async def test_dtls_from_an_address_that_passed_an_ice_check_is_not_dropped():
     """Under load Chromium's DTLS can come from a candidate whose check we
     answered (so it knows our ICE password) while our own check towards it
@@ -140,8 +131,8 @@ async def test_dtls_from_an_address_that_passed_an_ice_check_is_not_dropped():
         peer.bind(("127.0.0.2", 0))
         stranger.bind(("127.0.0.3", 0))
         peer.setblocking(False)
-        peer.sendto(signed_check(username, connection.local_password), port)
-        stranger.sendto(signed_check(username, "not-the-password"), port)
+        peer.sendto(binding_request(username, connection.local_password), port)
+        stranger.sendto(binding_request(username, "not-the-password"), port)
         deadline = time.monotonic() + 5
         while True:  # our binding response proves aioice verified the check
             try:
