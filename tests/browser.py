@@ -81,6 +81,20 @@ TILES_JS = """
 """
 
 
+async def stats_by_kind(page) -> dict[str, list[dict]]:
+    stats = await page.evaluate(STATS_JS)
+    return {
+        "video": [s for s in stats if s["kind"] == "video"],
+        "audio": [s for s in stats if s["kind"] == "audio"],
+    }
+
+
+def rising(first: list[dict], second: list[dict], field: str) -> int:
+    """How many streams (by SSRC) increased ``field`` between two samples."""
+    earlier = {s["ssrc"]: s[field] for s in first}
+    return sum(1 for s in second if s[field] > earlier.get(s["ssrc"], 0) and s[field] > 0)
+
+
 def save_artifact(name: str) -> Path:
     root = Path(__file__).resolve().parent.parent / "test-artifacts"
     root.mkdir(exist_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import asynccontextmanager
 import os
 import socket
@@ -170,28 +169,13 @@ def server_process():
     stop_server_process(server)
 
 
-async def eventually(predicate, timeout: float = 10, interval: float = 0.1, message: str = ""):
-    """Wait until predicate() is truthy (bounded); return its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(message or f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
-
-
-async def eventually_async(probe, timeout: float = 10, interval: float = 0.1):
-    """Like eventually, for a probe that returns a coroutine."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
+@pytest.fixture
+def dev_server():
+    """`pysfu serve --dev`, as `make run` starts it: joins need a token, which
+    the demo page fetches from /dev/token."""
+    server = start_server_process(["--dev"])
+    yield server
+    stop_server_process(server)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -13,8 +13,9 @@ from signaling.auth import DEV_KEY, AuthError, VideoGrant, create_token, verify_
 from signaling.cli import main
 from signaling.client import Client, ClientError
 
-from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK, client_factory, eventually
+from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK, client_factory
 from .media import PatternVideoTrack, ToneAudioTrack
+from .waiting import eventually
 
 ROOM = "secure"
 

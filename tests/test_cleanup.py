@@ -8,8 +8,9 @@ import os
 
 from signaling.protocol import DROPPED
 
-from .conftest import client_factory, eventually
+from .conftest import client_factory
 from .media import PatternVideoTrack, ToneAudioTrack
+from .waiting import eventually
 
 
 def open_fds() -> int:

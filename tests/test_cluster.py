@@ -14,7 +14,8 @@ from signaling.cluster import Cluster, ClusterError, LocalLoad
 from signaling.config import Cluster as ClusterSettings
 from signaling.config import ConfigError, load_config
 
-from .conftest import eventually_async, free_port
+from .conftest import free_port
+from .waiting import eventually_async
 from .redis_server import redis_server  # noqa: F401  (fixture)
 
 HEARTBEAT = 0.5

@@ -22,10 +22,10 @@ from signaling.client import Client
 from signaling.config import Cluster as ClusterSettings
 
 from .conftest import (
-    API_KEY, API_SECRET, KEYS, LOOPBACK, eventually, eventually_async, free_port, loopback_config,
-    start_server_process, stop_server_process,
+    API_KEY, API_SECRET, KEYS, LOOPBACK, free_port, loopback_config, start_server_process, stop_server_process,
 )
 from .media import PatternVideoTrack
+from .waiting import eventually, eventually_async
 from .redis_server import redis_server  # noqa: F401  (fixture)
 
 ADMIN = create_token(API_KEY, API_SECRET, "ops", VideoGrant(roomAdmin=True, roomCreate=True, roomList=True))

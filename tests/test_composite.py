@@ -19,8 +19,8 @@ from av import VideoFrame
 from sfu.compositor import PLACEHOLDER, Mixer, fit, speaker_layout
 from sfu.layer_reader import LayerReader
 
-from .conftest import eventually, eventually_async
 from .media import PatternVideoTrack, ToneAudioTrack
+from .waiting import eventually, eventually_async
 
 
 def tone_levels(samples: np.ndarray, rate: int, frequencies) -> dict:

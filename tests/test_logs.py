@@ -14,8 +14,9 @@ import pytest
 from signaling.client import Client
 from signaling.logs import ContextFilter, JsonFormatter, TextFormatter
 
-from .conftest import LOOPBACK, ROOT, eventually, free_port, wait_for_http
+from .conftest import LOOPBACK, ROOT, free_port, wait_for_http
 from .media import ToneAudioTrack
+from .waiting import eventually
 
 
 @pytest.fixture

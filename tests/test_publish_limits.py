@@ -18,9 +18,10 @@ from sfu.config import IceConfig
 from sfu.transport import restrict_ice
 from signaling.client import ClientError
 
-from .conftest import LOOPBACK, client_factory, eventually
+from .conftest import LOOPBACK, client_factory
 from .media import ToneAudioTrack
 from .raw_subscriber import RawSubscriber
+from .waiting import eventually
 
 
 async def audio_offer_with(count: int, sending: int) -> str:

@@ -16,8 +16,9 @@ import pytest
 from sfu.config import SfuConfig
 from signaling.client import ClientError
 
-from .conftest import KEYS, client_factory, eventually
+from .conftest import KEYS, client_factory
 from .media import PatternVideoTrack, ToneAudioTrack
+from .waiting import eventually
 
 
 async def event_of(client, event_type: str, timeout: float = 10) -> dict:

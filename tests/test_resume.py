@@ -14,10 +14,11 @@ from signaling.auth import VideoGrant, create_token
 from signaling.client import ClientError
 from signaling.protocol import DROPPED
 
-from .conftest import API_KEY, API_SECRET, KEYS, client_factory, eventually
+from .conftest import API_KEY, API_SECRET, KEYS, client_factory
+from .frames import count_frames
 from .media import PatternVideoTrack, ToneAudioTrack
 from .test_cleanup import describe_tasks, host_and_cycles, live_tasks, open_fds, settle
-from .test_forwarding import count_frames
+from .waiting import eventually
 
 
 def events(client, kind: str) -> list[dict]:

@@ -9,8 +9,7 @@ import time
 import pytest
 
 from .browser import chromium
-from .conftest import start_server_process, stop_server_process
-from .test_browser import eventually_async
+from .waiting import eventually_async
 
 pytestmark = pytest.mark.browser
 
@@ -51,13 +50,6 @@ TILE_JS = """
 
 OFFLINE = {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
 ONLINE = {**OFFLINE, "offline": False}
-
-
-@pytest.fixture
-def dev_server():
-    server = start_server_process(["--dev"])
-    yield server
-    stop_server_process(server)
 
 
 async def frames_of(page, participant_id: str) -> int:

@@ -24,10 +24,13 @@ from signaling.client import Client, ClientError
 from signaling.outbox import Outbox
 from signaling.tickets import create_ticket
 
-from .conftest import (API_KEY, API_SECRET, KEYS, ROOT, ServerProcess, client_factory, eventually, eventually_async,
-                       free_port, start_server_process, stop_server_process, wait_for_http)
+from .conftest import (
+    API_KEY, API_SECRET, KEYS, ROOT, ServerProcess, client_factory, free_port, start_server_process, stop_server_process, wait_for_http,
+)
+from .frames import count_frames
 from .media import PatternVideoTrack, ToneAudioTrack
-from .test_forwarding import count_frames
+from .prometheus import scrape
+from .waiting import eventually, eventually_async
 
 BUDGET = 64 * 1024
 
@@ -217,10 +220,7 @@ async def test_the_front_of_workers_cuts_a_client_that_takes_nothing(raw):
 
 
 async def front_sessions_are(server, count: int) -> bool:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{server.http}/metrics") as response:
-            text = await response.text()
-    return f"\npysfu_front_sessions {count}\n" in text
+    return (await scrape(server.http)).get("pysfu_front_sessions") == count
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,10 @@ from sfu.config import IceConfig, SfuConfig
 from signaling.client import Client
 from signaling.config import ServerConfig
 
-from .conftest import LOOPBACK, eventually, free_port, start_local_server, start_server_process, stop_server_process
+from .conftest import LOOPBACK, start_local_server, start_server_process, stop_server_process
 from .media import ToneAudioTrack
 from .test_cleanup import host_and_cycles, open_fds, settle
+from .waiting import eventually
 
 
 def free_udp_port() -> int:
@@ -196,7 +197,8 @@ async () => {
 @pytest.mark.browser
 async def test_demo_works_in_single_port_mode(tmp_path):
     from .browser import chromium
-    from .test_browser import _rising, eventually_async, stats_by_kind
+    from .browser import rising, stats_by_kind
+    from .waiting import eventually_async
 
     port = free_udp_port()
     server = start_server_process(["--dev", "--udp-port", str(port)])
@@ -217,8 +219,8 @@ async def test_demo_works_in_single_port_mode(tmp_path):
             await asyncio.sleep(2)
             after = [await stats_by_kind(page) for page in pages]
             for index, (first, second) in enumerate(zip(before, after)):
-                assert _rising(first["video"], second["video"], "framesDecoded") == 1, f"page {index}: no video"
-                assert _rising(first["audio"], second["audio"], "packetsReceived") == 1, f"page {index}: no audio"
+                assert rising(first["video"], second["video"], "framesDecoded") == 1, f"page {index}: no video"
+                assert rising(first["audio"], second["audio"], "packetsReceived") == 1, f"page {index}: no audio"
         assert udp_sockets_of(server.proc.pid) == [("127.0.0.1", port)]
     finally:
         assert stop_server_process(server) == 0

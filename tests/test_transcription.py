@@ -18,8 +18,8 @@ import pytest
 from benchmarks.transcription import wer as word_error_rate, words
 from signaling.client import ClientError
 
-from .conftest import eventually
 from .media import SpeechAudioTrack
+from .waiting import eventually
 
 pytest.importorskip("faster_whisper", reason="the transcription extra is not installed (make transcription)")
 pytest.importorskip("webrtcvad", reason="the transcription extra is not installed (make transcription)")

@@ -21,8 +21,8 @@ from signaling.config import IceServers
 from .browser import chromium
 from .conftest import LOOPBACK, client_factory, start_server_process, stop_server_process
 from .media import PatternVideoTrack, ToneAudioTrack
-from .test_browser import eventually_async
 from .turn import SECRET, coturn
+from .waiting import eventually_async
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ from signaling.client import Client
 from signaling.app import WEBHOOKS
 from signaling.webhooks import sign, verify
 
-from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK, eventually, free_port
+from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK, free_port
 from .media import ToneAudioTrack
+from .waiting import eventually
 
 
 class Receiver:

@@ -10,9 +10,9 @@ import pytest
 
 from .browser import chromium
 from .conftest import start_server_process, stop_server_process
-from .test_browser import eventually_async
 from .test_resume_browser import RECORD_JS, frames_of
 from .test_workers import worker_pids
+from .waiting import eventually_async
 
 pytestmark = pytest.mark.browser
 
