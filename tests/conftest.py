@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from sfu.config import IceConfig, SfuConfig
+from signaling.auth import VideoGrant, create_token
 from signaling.app import ROOMS, create_app
 from signaling.client import Client
 from signaling.config import ServerConfig
@@ -53,6 +54,11 @@ API_SECRET = "test-secret-" + "x" * 32
 KEYS = {API_KEY: API_SECRET, "second-key": "second-secret-" + "y" * 32}
 
 
+def join_token(identity: str, room: str) -> str:
+    """A token that lets ``identity`` join ``room`` of a server started with KEYS."""
+    return create_token(API_KEY, API_SECRET, identity, VideoGrant(room=room, roomJoin=True))
+
+
 def loopback_config(sfu: dict | None = None, **settings) -> ServerConfig:
     """Loopback-only server settings, plus ``settings`` (``sfu``: SfuConfig fields)."""
     return ServerConfig(port=0, sfu=SfuConfig(ice=IceConfig(addresses=LOOPBACK), **(sfu or {})), **settings)
@@ -88,6 +94,12 @@ async def make_server():
     yield make
     for local in started:
         await local.runner.cleanup()
+
+
+@pytest.fixture
+async def keyed(make_server):
+    """An in-process server started with KEYS: joins need a token."""
+    return await make_server(keys=KEYS)
 
 
 @asynccontextmanager

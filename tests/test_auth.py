@@ -108,11 +108,6 @@ JOIN_REFUSALS = BAD_TOKENS + [
 
 
 @pytest.fixture
-async def keyed(make_server):
-    return await make_server(keys=KEYS)
-
-
-@pytest.fixture
 async def connect(keyed):
     async with client_factory(keyed) as make:
         yield make

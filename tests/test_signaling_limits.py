@@ -25,7 +25,8 @@ from signaling.outbox import Outbox
 from signaling.tickets import create_ticket
 
 from .conftest import (
-    API_KEY, API_SECRET, KEYS, ROOT, ServerProcess, client_factory, free_port, start_server_process, stop_server_process, wait_for_http,
+    API_KEY, API_SECRET, KEYS, ROOT, ServerProcess, client_factory, free_port, start_server_process,
+    stop_server_process, wait_for_http,
 )
 from .frames import count_frames
 from .media import PatternVideoTrack, ToneAudioTrack
@@ -403,11 +404,6 @@ def token(identity: str, ttl: float = 3600, **grants) -> str:
 
 def expiry(token_: str) -> float:
     return jwt.decode(token_, options={"verify_signature": False})["exp"]
-
-
-@pytest.fixture
-async def keyed(make_server):
-    return await make_server(keys=KEYS)
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,11 @@ import time
 import pytest
 from aiohttp import web
 
-from signaling.auth import VideoGrant, create_token
 from signaling.client import Client
 from signaling.app import WEBHOOKS
 from signaling.webhooks import sign, verify
 
-from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK, free_port
+from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK, free_port, join_token
 from .media import ToneAudioTrack
 from .waiting import eventually
 
@@ -53,10 +52,6 @@ class Receiver:
 
     def events(self) -> list[dict]:
         return [json.loads(body) for _, body in self.received]
-
-
-def join_token(identity: str, room: str) -> str:
-    return create_token(API_KEY, API_SECRET, identity, VideoGrant(room=room, roomJoin=True))
 
 
 async def test_short_call_signed_in_order_and_retried_after_500(make_server):
