@@ -6,6 +6,8 @@ import asyncio
 import gc
 import os
 
+import pytest
+
 from signaling.protocol import DROPPED
 
 from .conftest import client_factory
@@ -66,6 +68,7 @@ async def host_and_cycles(server, cycles: int) -> None:
     await host.close()
 
 
+@pytest.mark.slow
 async def test_fifty_join_leave_cycles_leak_nothing(server):
     await host_and_cycles(server, 1)  # warm-up: pools, caches, lazy imports
     await eventually(lambda: not server.rooms.rooms)

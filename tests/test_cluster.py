@@ -18,6 +18,8 @@ from .conftest import free_port
 from .waiting import eventually_async
 from .redis_server import redis_server  # noqa: F401  (fixture)
 
+pytestmark = pytest.mark.slow  # Redis heartbeats and expiries
+
 HEARTBEAT = 0.5
 TTL = 2.0
 

@@ -29,6 +29,8 @@ from .media import PatternVideoTrack
 from .waiting import eventually, eventually_async
 from .redis_server import redis_server  # noqa: F401  (fixture)
 
+pytestmark = pytest.mark.slow  # node processes sharing Redis
+
 ADMIN = create_token(API_KEY, API_SECRET, "ops", VideoGrant(roomAdmin=True, roomCreate=True, roomList=True))
 
 

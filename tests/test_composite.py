@@ -22,6 +22,8 @@ from sfu.layer_reader import LayerReader
 from .media import PatternVideoTrack, ToneAudioTrack
 from .waiting import eventually, eventually_async
 
+pytestmark = pytest.mark.slow  # recorder processes encoding real calls
+
 
 def tone_levels(samples: np.ndarray, rate: int, frequencies) -> dict:
     """Spectrum magnitude at each frequency, relative to the median of the spectrum."""

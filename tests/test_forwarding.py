@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from .conftest import LOOPBACK, start_server_process, stop_server_process
 from .frames import count_frames
 from .loss import EgressLoss
@@ -20,6 +22,7 @@ async def publish_camera_and_mic(client: Client) -> tuple[PatternVideoTrack, lis
     return video, infos
 
 
+@pytest.mark.slow
 async def test_two_subscribers_decode_video_and_audio(server, clients):
     publisher = await clients()
     await publisher.join("forward", "alice")
@@ -41,6 +44,7 @@ async def test_two_subscribers_decode_video_and_audio(server, clients):
         assert len(audio) >= 30, f"only {len(audio)} audio frames in 2 s"
 
 
+@pytest.mark.slow
 async def test_server_decodes_nothing(tmp_path):
     report = tmp_path / "probe.json"
     server = start_server_process(probe_report=report)
@@ -65,6 +69,7 @@ async def test_server_decodes_nothing(tmp_path):
     assert not [name for name in record["threads"] if "decoder" in name or "encoder" in name]
 
 
+@pytest.mark.slow
 async def test_nacks_answered_from_cache_and_frames_keep_decoding(server, clients):
     publisher = await clients()
     await publisher.join("lossy", "alice")

@@ -24,6 +24,8 @@ from .conftest import LOOPBACK, start_local_server
 from .test_cleanup import describe_tasks, live_tasks, open_fds
 from .waiting import eventually
 
+pytestmark = pytest.mark.slow  # a 20-participant load run
+
 PARTICIPANTS = 20
 
 

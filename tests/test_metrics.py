@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import ROOT
@@ -28,6 +29,7 @@ def close_to(server: float, client: float, tolerance: float = 0.03) -> bool:
     return client > 0 and abs(server - client) <= tolerance * client
 
 
+@pytest.mark.slow
 async def test_scrape_matches_what_clients_counted(server, clients):
     viewer = await clients()
     await viewer.join("measured", "viewer")

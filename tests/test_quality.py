@@ -47,6 +47,7 @@ def quality_of(client, participant_id: str) -> str | None:
     return mine[-1] if mine else None
 
 
+@pytest.mark.slow
 async def test_lossy_subscriber_is_poor_then_good_again(server, clients):
     publisher = await clients()
     await publisher.join("quality", "alice")

@@ -20,6 +20,8 @@ from .conftest import KEYS, client_factory
 from .media import PatternVideoTrack, ToneAudioTrack
 from .waiting import eventually
 
+pytestmark = pytest.mark.slow  # recordings of real calls
+
 
 async def event_of(client, event_type: str, timeout: float = 10) -> dict:
     """The first ``event_type`` event the client got (waiting for it if need be)."""

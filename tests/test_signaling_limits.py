@@ -191,6 +191,7 @@ async def test_a_reader_too_slow_for_essential_messages_is_disconnected(make_ser
         assert (await bystander.request({"type": "ping"}))["type"] == "pong"
 
 
+@pytest.mark.slow
 async def test_the_front_of_workers_cuts_a_client_that_takes_nothing(raw):
     """With --workers the front relays each client: one that stops reading is
     cut after SEND_TIMEOUT, and its participant is reconnecting, not stuck."""
@@ -264,6 +265,7 @@ async def test_a_connection_that_does_not_join_is_closed(make_server, raw):
         await eventually(lambda: server.app[CONNECTIONS].open == 1, timeout=5)
 
 
+@pytest.mark.slow
 async def test_the_front_of_workers_closes_a_connection_that_does_not_join(monkeypatch, raw):
     monkeypatch.setenv("PYSFU_LIMITS__JOIN_TIMEOUT", "1")
     server = start_server_process(["--workers", "2"])
@@ -283,6 +285,7 @@ LIMITED_SERVE = ("import os, resource, sys; "
                  "os.execv(sys.executable, [sys.executable, '-m', 'signaling', *sys.argv[1:]])")
 
 
+@pytest.mark.slow
 async def test_idle_connections_at_a_low_open_file_limit_leave_room_for_a_call():
     """Started where only 256 open files are allowed (the hard limit is
     higher), the server lifts its own limit: 300 idle WebSockets, and a

@@ -63,6 +63,7 @@ def single_port_config(port: int) -> ServerConfig:
     return ServerConfig(port=0, sfu=SfuConfig(ice=IceConfig(addresses=LOOPBACK, udp_port=port)))
 
 
+@pytest.mark.slow
 async def test_ten_participants_share_one_server_udp_port():
     port = free_udp_port()
     server = start_server_process(["--udp-port", str(port)])

@@ -58,6 +58,7 @@ def audio_of(client) -> list:
     return [s.get("participant_id") for s in client.slots if s["kind"] == "audio"]
 
 
+@pytest.mark.slow
 async def test_slot_subscriber_follows_last_n_speakers_and_pins(make_server):
     server = await make_server()
     # aiortc's REMB as a subscriber stays near what it receives: keep every

@@ -21,6 +21,8 @@ from signaling.client import ClientError
 from .media import SpeechAudioTrack
 from .waiting import eventually
 
+pytestmark = pytest.mark.slow  # Whisper and pocketsphinx on spoken audio
+
 pytest.importorskip("faster_whisper", reason="the transcription extra is not installed (make transcription)")
 pytest.importorskip("webrtcvad", reason="the transcription extra is not installed (make transcription)")
 

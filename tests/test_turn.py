@@ -99,6 +99,7 @@ async def test_no_ice_servers_without_configuration(server, clients):
 # --- credentials at a real coturn -------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_coturn_accepts_fresh_credentials_and_refuses_expired_ones(turn, make_server):
     server = await make_server(ice_servers=relayed_by(turn, ttl=6))
     [entry] = await joined_ice_servers(server, "expiry")

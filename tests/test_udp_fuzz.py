@@ -32,6 +32,8 @@ from .prometheus import scrape
 from .test_single_port import free_udp_port, udp_sockets_of
 from .test_workers import worker_pids
 
+pytestmark = pytest.mark.slow  # live calls under UDP garbage, some in server processes
+
 ATTACKER = "127.0.0.2"  # another loopback address: not a participant's
 BURST = 3000  # datagrams per burst, at most
 BURST_SECONDS = 10

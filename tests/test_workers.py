@@ -20,6 +20,8 @@ from .conftest import LOOPBACK, start_server_process, stop_server_process
 from .prometheus import scrape
 from .waiting import eventually
 
+pytestmark = pytest.mark.slow  # worker processes
+
 PARTICIPANTS = 20
 RATE = 20  # packets/s each participant publishes
 
