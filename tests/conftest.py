@@ -30,6 +30,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class LocalServer:
     """A pysfu app served in this process, on a loopback port."""
 

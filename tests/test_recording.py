@@ -134,7 +134,7 @@ async def test_audio_recording_listed_downloaded_and_deleted_through_the_admin_a
 
     from .test_admin import ADMIN, Api
     from .test_composite import tone_levels
-    from .test_webhooks import Receiver
+    from .webhook_receiver import Receiver
 
     async with Receiver() as receiver, aiohttp.ClientSession() as http:
         server = await make_server(keys=KEYS, sfu={"recording_dir": str(tmp_path)},

@@ -16,8 +16,8 @@ from signaling.protocol import DROPPED
 
 from .conftest import API_KEY, API_SECRET, KEYS, client_factory
 from .frames import count_frames
+from .leaks import describe_tasks, host_and_cycles, live_tasks, open_fds, settle
 from .media import PatternVideoTrack, ToneAudioTrack
-from .test_cleanup import describe_tasks, host_and_cycles, live_tasks, open_fds, settle
 from .waiting import eventually
 
 

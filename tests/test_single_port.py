@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 
 import pytest
@@ -13,40 +12,11 @@ from sfu.config import IceConfig, SfuConfig
 from signaling.client import Client
 from signaling.config import ServerConfig
 
-from .conftest import LOOPBACK, start_local_server, start_server_process, stop_server_process
+from .conftest import LOOPBACK, free_udp_port, start_local_server, start_server_process, stop_server_process
+from .leaks import host_and_cycles, open_fds, settle
 from .media import ToneAudioTrack
-from .test_cleanup import host_and_cycles, open_fds, settle
+from .processes import udp_sockets_of
 from .waiting import eventually
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def udp_sockets_of(pid: int) -> list[tuple[str, int]]:
-    """(address, port) of every UDP socket process ``pid`` holds (as `ss -uanp`
-    shows them), from /proc/<pid>/fd and /proc/net/udp."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    found = []
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        with open(table) as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                if fields[9] in inodes:
-                    hex_address, hex_port = fields[1].split(":")
-                    address = socket.inet_ntoa(bytes.fromhex(hex_address)[::-1]) if len(hex_address) == 8 else hex_address
-                    found.append((address, int(hex_port, 16)))
-    return found
 
 
 async def inbound_packets(client: Client) -> dict[str, int]:

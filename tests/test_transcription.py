@@ -182,7 +182,7 @@ async def test_admin_api_transcribes_and_serves_the_transcript_after_the_meeting
     from signaling.client import Client
 
     from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK
-    from .test_webhooks import Receiver
+    from .webhook_receiver import Receiver
 
     admin = {"Authorization": "Bearer " + create_token(API_KEY, API_SECRET, "ops", VideoGrant(roomAdmin=True))}
     async with Receiver() as receiver, aiohttp.ClientSession(headers=admin) as http:

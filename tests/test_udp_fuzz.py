@@ -25,12 +25,11 @@ from sfu.config import IceConfig, SfuConfig
 from signaling.client import Client
 from signaling.config import ServerConfig
 
-from .conftest import LOOPBACK, ROOT, ServerProcess, free_port, start_local_server, wait_for_http
+from .conftest import LOOPBACK, ROOT, ServerProcess, free_port, free_udp_port, start_local_server, wait_for_http
 from .frames import count_frames
 from .media import PatternVideoTrack, ToneAudioTrack
+from .processes import udp_sockets_of, child_pids
 from .prometheus import scrape
-from .test_single_port import free_udp_port, udp_sockets_of
-from .test_workers import worker_pids
 
 pytestmark = pytest.mark.slow  # live calls under UDP garbage, some in server processes
 
@@ -163,7 +162,7 @@ MODES = {
 
 def media_ports(server: ServerProcess) -> list[tuple[str, int]]:
     """Every UDP socket of the server (its workers' too: ICE and relay)."""
-    pids = worker_pids(server.proc.pid) or [server.proc.pid]
+    pids = child_pids(server.proc.pid) or [server.proc.pid]
     return sorted({addr for pid in pids for addr in udp_sockets_of(pid)})
 
 

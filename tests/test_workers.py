@@ -17,6 +17,7 @@ from signaling.client import Client
 from signaling.supervisor import Worker, place, split_port_range
 
 from .conftest import LOOPBACK, start_server_process, stop_server_process
+from .processes import child_pids
 from .prometheus import scrape
 from .waiting import eventually
 
@@ -117,20 +118,6 @@ async def test_room_of_twenty_spans_two_workers_and_relays_each_stream_once():
         stop_server_process(server)
 
 
-def worker_pids(server_pid: int) -> list[int]:
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == server_pid:
-                children.append(int(entry))
-    return sorted(children)
-
-
 def event_of(client: Client, kind: str):
     return next((e for e in client.events if e["type"] == kind), None)
 
@@ -149,13 +136,13 @@ async def test_crashed_worker_restarts_and_its_clients_are_told_to_rejoin():
         await bob.connect()
         await alice.join("crash", "alice")
         await bob.join("crash", "bob")  # limit 1: bob is on the other worker
-        await eventually(lambda: len(worker_pids(server.proc.pid)) == 2, timeout=10)
+        await eventually(lambda: len(child_pids(server.proc.pid)) == 2, timeout=10)
         samples = await scrape(server.http)
         assert per_worker(samples, "pysfu_participants") == {"0": 1.0, "1": 1.0}
         await eventually(lambda: [p.get("name") for p in bob.roster.values()] == ["alice"], timeout=10,
                          message="bob does not see alice across workers")
 
-        victim = worker_pids(server.proc.pid)[1]  # started second: worker 1, bob's
+        victim = child_pids(server.proc.pid)[1]  # started second: worker 1, bob's
         os.kill(victim, signal.SIGKILL)
         leave = await eventually(lambda: event_of(bob, "leave"), timeout=10)
         assert leave["reason"] == "worker_restarted"
@@ -166,7 +153,7 @@ async def test_crashed_worker_restarts_and_its_clients_are_told_to_rejoin():
         while (await health(server.port))["workers_alive"] != 2:
             assert time.monotonic() < deadline, "the worker was not restarted"
             await asyncio.sleep(0.2)
-        assert victim not in worker_pids(server.proc.pid)
+        assert victim not in child_pids(server.proc.pid)
         samples = await scrape(server.http)
         assert samples["pysfu_worker_restarts_total"] == 1
 
