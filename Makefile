@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 CHROMIUM ?= /usr/lib/chromium/chromium
 
-.PHONY: run test install install-test chromium firefox coturn janus redis-server unit bench bench-janus loadgen loadgen-janus clean
+.PHONY: run test install install-test chromium firefox coturn janus redis-server unit fast bench bench-janus loadgen loadgen-janus clean
 
 $(BIN)/pysfu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -131,6 +131,10 @@ test: install-test chromium firefox coturn janus redis-server
 
 unit: install-test
 	$(BIN)/python -m pytest -q -m "not browser" tests
+
+# the developer's tier: no test marked slow (over ~4 s) or browser; `make test` still runs them all
+fast: install-test
+	$(BIN)/python -m pytest -q -m "not slow and not browser" tests
 
 bench: install
 	$(BIN)/python -m benchmarks.forwarding --subscribers 8 --rate 1000

@@ -81,6 +81,52 @@ TILES_JS = """
 """
 
 
+#: Records the demo client's connection events in window.seen.
+RECORD_JS = """
+() => {
+  window.seen = [];
+  const client = window.pysfuDemo.client;
+  for (const type of ["participant_left", "participant_state", "reconnecting", "reconnected", "disconnected"]) {
+    client.on(type, (detail) => window.seen.push({type, ...detail, at: Date.now()}));
+  }
+}
+"""
+
+
+#: Frames decoded so far of one participant's video (0 if not received).
+FRAMES_OF_JS = """
+async (participantId) => {
+  const client = window.pysfuDemo.client;
+  const mids = [...client.subscribedMids.values()]
+    .filter((m) => m.participant_id === participantId && m.kind === "video").map((m) => m.mid);
+  let frames = 0;
+  if (!client.subscriberPc) return 0;
+  (await client.subscriberPc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && mids.includes(s.mid)) frames += s.framesDecoded || 0;
+  });
+  return frames;
+}
+"""
+
+
+async def frames_of(page, participant_id: str) -> int:
+    return await page.evaluate(FRAMES_OF_JS, participant_id)
+
+
+async def stats_by_kind(page) -> dict[str, list[dict]]:
+    stats = await page.evaluate(STATS_JS)
+    return {
+        "video": [s for s in stats if s["kind"] == "video"],
+        "audio": [s for s in stats if s["kind"] == "audio"],
+    }
+
+
+def rising(first: list[dict], second: list[dict], field: str) -> int:
+    """How many streams (by SSRC) increased ``field`` between two samples."""
+    earlier = {s["ssrc"]: s[field] for s in first}
+    return sum(1 for s in second if s[field] > earlier.get(s["ssrc"], 0) and s[field] > 0)
+
+
 def save_artifact(name: str) -> Path:
     root = Path(__file__).resolve().parent.parent / "test-artifacts"
     root.mkdir(exist_ok=True)

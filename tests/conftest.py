@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import asynccontextmanager
 import os
 import socket
@@ -15,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from sfu.config import IceConfig, SfuConfig
+from signaling.auth import VideoGrant, create_token
 from signaling.app import ROOMS, create_app
 from signaling.client import Client
 from signaling.config import ServerConfig
@@ -26,6 +26,12 @@ LOOPBACK = ["127.0.0.1"]
 
 def free_port() -> int:
     with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
@@ -52,6 +58,11 @@ class LocalServer:
 API_KEY = "test-key"
 API_SECRET = "test-secret-" + "x" * 32
 KEYS = {API_KEY: API_SECRET, "second-key": "second-secret-" + "y" * 32}
+
+
+def join_token(identity: str, room: str) -> str:
+    """A token that lets ``identity`` join ``room`` of a server started with KEYS."""
+    return create_token(API_KEY, API_SECRET, identity, VideoGrant(room=room, roomJoin=True))
 
 
 def loopback_config(sfu: dict | None = None, **settings) -> ServerConfig:
@@ -89,6 +100,12 @@ async def make_server():
     yield make
     for local in started:
         await local.runner.cleanup()
+
+
+@pytest.fixture
+async def keyed(make_server):
+    """An in-process server started with KEYS: joins need a token."""
+    return await make_server(keys=KEYS)
 
 
 @asynccontextmanager
@@ -170,28 +187,13 @@ def server_process():
     stop_server_process(server)
 
 
-async def eventually(predicate, timeout: float = 10, interval: float = 0.1, message: str = ""):
-    """Wait until predicate() is truthy (bounded); return its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(message or f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
-
-
-async def eventually_async(probe, timeout: float = 10, interval: float = 0.1):
-    """Like eventually, for a probe that returns a coroutine."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
+@pytest.fixture
+def dev_server():
+    """`pysfu serve --dev`, as `make run` starts it: joins need a token, which
+    the demo page fetches from /dev/token."""
+    server = start_server_process(["--dev"])
+    yield server
+    stop_server_process(server)
 
 
 def pytest_terminal_summary(terminalreporter):

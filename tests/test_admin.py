@@ -11,8 +11,9 @@ from signaling.admin import ROUTES
 from signaling.auth import VideoGrant, create_token
 from signaling.client import Client, ClientError
 
-from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK, eventually
+from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK
 from .media import ToneAudioTrack
+from .waiting import eventually
 
 ADMIN = create_token(API_KEY, API_SECRET, "ops", VideoGrant(roomAdmin=True, roomCreate=True, roomList=True))
 JOIN_ONLY = create_token(API_KEY, API_SECRET, "user", VideoGrant(room="r", roomJoin=True))

@@ -8,7 +8,7 @@ import pytest
 from signaling.app import drain
 from signaling.client import ClientError
 
-from .conftest import eventually
+from .waiting import eventually
 
 
 async def _status(url: str) -> tuple[int, dict]:

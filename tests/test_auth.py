@@ -13,8 +13,9 @@ from signaling.auth import DEV_KEY, AuthError, VideoGrant, create_token, verify_
 from signaling.cli import main
 from signaling.client import Client, ClientError
 
-from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK, client_factory, eventually
+from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK, client_factory
 from .media import PatternVideoTrack, ToneAudioTrack
+from .waiting import eventually
 
 ROOM = "secure"
 
@@ -104,11 +105,6 @@ JOIN_REFUSALS = BAD_TOKENS + [
     ("wrong room", lambda: token(grant=VideoGrant(room="other", roomJoin=True)), "token_wrong_room"),
     ("no roomJoin grant", lambda: token(grant=VideoGrant(room=ROOM, roomAdmin=True)), "permission_denied"),
 ]
-
-
-@pytest.fixture
-async def keyed(make_server):
-    return await make_server(keys=KEYS)
 
 
 @pytest.fixture

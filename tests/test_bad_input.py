@@ -9,8 +9,8 @@ import pytest
 
 from signaling.client import ClientError
 
+from .frames import count_frames
 from .media import PatternVideoTrack, ToneAudioTrack
-from .test_forwarding import count_frames
 
 
 async def raw_exchange(client, text: str) -> dict:

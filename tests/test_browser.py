@@ -6,27 +6,10 @@ import asyncio
 
 import pytest
 
-from .browser import STATS_JS, TILES_JS, chromium, save_artifact
-from .conftest import eventually, start_server_process, stop_server_process
+from .browser import TILES_JS, chromium, rising, save_artifact, stats_by_kind
+from .waiting import eventually_async
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def dev_server():
-    """`pysfu serve --dev`, as `make run` starts it: joins need a token, which
-    the demo page fetches from /dev/token."""
-    server = start_server_process(["--dev"])
-    yield server
-    stop_server_process(server)
-
-
-async def stats_by_kind(page) -> dict[str, list[dict]]:
-    stats = await page.evaluate(STATS_JS)
-    return {
-        "video": [s for s in stats if s["kind"] == "video"],
-        "audio": [s for s in stats if s["kind"] == "audio"],
-    }
 
 
 async def test_three_pages_see_and_hear_each_other(dev_server, tmp_path):
@@ -52,8 +35,8 @@ async def test_three_pages_see_and_hear_each_other(dev_server, tmp_path):
         await asyncio.sleep(2)
         after = [await stats_by_kind(page) for page in pages]
         for index, (first, second) in enumerate(zip(before, after)):
-            decoded = _rising(first["video"], second["video"], "framesDecoded")
-            heard = _rising(first["audio"], second["audio"], "packetsReceived")
+            decoded = rising(first["video"], second["video"], "framesDecoded")
+            heard = rising(first["audio"], second["audio"], "packetsReceived")
             assert decoded >= 2, f"page {index}: video decoding from {decoded} of 2 others"
             assert heard >= 2, f"page {index}: audio arriving from {heard} of 2 others"
             assert all(s["frameWidth"] > 0 for s in second["video"] if s["framesDecoded"])
@@ -68,20 +51,3 @@ async def test_three_pages_see_and_hear_each_other(dev_server, tmp_path):
                 lambda tiles: leaver_id not in [t["id"] for t in tiles] and len(tiles) == 1,
                 timeout=5,
             )
-
-
-def _rising(first: list[dict], second: list[dict], field: str) -> int:
-    """How many streams (by SSRC) increased ``field`` between two samples."""
-    earlier = {s["ssrc"]: s[field] for s in first}
-    return sum(1 for s in second if s[field] > earlier.get(s["ssrc"], 0) and s[field] > 0)
-
-
-async def eventually_async(fetch, check, timeout: float):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await fetch()
-        if check(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not reached within {timeout}s: {value}")
-        await asyncio.sleep(0.25)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from signaling.client import Client
 
 from .conftest import LOOPBACK, ROOT, start_server_process
@@ -14,6 +16,7 @@ from .conftest import LOOPBACK, ROOT, start_server_process
 GRACE = 3.0
 
 
+@pytest.mark.slow
 async def test_sigterm_sends_leave_and_exits_zero_within_grace():
     server = start_server_process(["--shutdown-grace", str(GRACE)])
     try:

@@ -8,8 +8,8 @@ import asyncio
 
 from aiortc.mediastreams import MediaStreamError
 
-from .conftest import eventually
 from .media import PatternVideoTrack, ToneAudioTrack
+from .waiting import eventually
 
 NEWCOMERS = 6
 

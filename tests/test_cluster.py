@@ -14,8 +14,11 @@ from signaling.scaling.cluster import Cluster, ClusterError, LocalLoad
 from signaling.config import Cluster as ClusterSettings
 from signaling.config import ConfigError, load_config
 
-from .conftest import eventually_async, free_port
+from .conftest import free_port
+from .waiting import eventually_async
 from .redis_server import redis_server  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.slow  # Redis heartbeats and expiries
 
 HEARTBEAT = 0.5
 TTL = 2.0

@@ -22,17 +22,16 @@ from signaling.client import Client
 from signaling.config import Cluster as ClusterSettings
 
 from .conftest import (
-    API_KEY, API_SECRET, KEYS, LOOPBACK, eventually, eventually_async, free_port, loopback_config,
-    start_server_process, stop_server_process,
+    API_KEY, API_SECRET, KEYS, LOOPBACK, free_port, join_token, loopback_config, start_server_process,
+    stop_server_process,
 )
 from .media import PatternVideoTrack
+from .waiting import eventually, eventually_async
 from .redis_server import redis_server  # noqa: F401  (fixture)
 
+pytestmark = pytest.mark.slow  # node processes sharing Redis
+
 ADMIN = create_token(API_KEY, API_SECRET, "ops", VideoGrant(roomAdmin=True, roomCreate=True, roomList=True))
-
-
-def join_token(room: str, identity: str) -> str:
-    return create_token(API_KEY, API_SECRET, identity, VideoGrant(room=room, roomJoin=True))
 
 
 class Node:
@@ -89,7 +88,7 @@ async def joined(url: str, room: str, identity: str, keyed: bool = True) -> Clie
     client = Client(url, ice_addresses=LOOPBACK, timeout=20)
     await client.connect()
     try:
-        await client.join(room, identity, token=join_token(room, identity) if keyed else None)
+        await client.join(room, identity, token=join_token(identity, room) if keyed else None)
     except BaseException:
         await client.close()
         raise
@@ -171,7 +170,7 @@ async def test_a_redirect_carries_a_short_lived_ticket_for_that_room(cluster_nod
     try:
         async with http.ws_connect(other.url) as ws:
             await ws.send_json({"type": "join", "id": 1, "room": "standup", "name": "Bob",
-                                "token": join_token("standup", "bob")})
+                                "token": join_token("bob", "standup")})
             redirect = await ws.receive_json(timeout=10)
         assert redirect["type"] == "redirect" and redirect["url"] == alice.url
         claims = jwt.decode(redirect["ticket"], API_SECRET, algorithms=["HS256"])
@@ -209,7 +208,7 @@ async def test_without_redis_joins_and_admin_say_so(cluster_nodes, redis_server,
     n1 = await cluster_nodes("n1", keys=KEYS)
     redis_server.stop()
     async with http.ws_connect(n1.url) as ws:
-        await ws.send_json({"type": "join", "id": 1, "room": "r", "token": join_token("r", "alice")})
+        await ws.send_json({"type": "join", "id": 1, "room": "r", "token": join_token("alice", "r")})
         answer = await ws.receive_json(timeout=10)
     assert answer["type"] == "error" and answer["code"] == "cluster_unavailable"
     status, body = await api(http, n1, "GET", "/api/rooms")
@@ -327,7 +326,7 @@ async def test_the_js_client_follows_a_redirect(cluster_nodes, tmp_path):
         async with chromium(tmp_path) as browser:
             page = await browser.new_page()
             await page.goto(f"{other.http}/")
-            url = await page.evaluate(JOIN_JS, ["standup", join_token("standup", "viewer")])
+            url = await page.evaluate(JOIN_JS, ["standup", join_token("viewer", "standup")])
             assert url == alice.url, "the page did not move to the room's node"
             await eventually_async(lambda: _more_than(page.evaluate(FRAMES_JS), 10), timeout=15)
             assert await page.evaluate("window.client.participants().map((p) => p.name)") == ["alice"]

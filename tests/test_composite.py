@@ -19,8 +19,11 @@ from av import VideoFrame
 from sfu.compositor import BACKGROUND, PLACEHOLDER, Compositor, Mixer, fit, speaker_layout
 from sfu.layer_reader import LayerReader
 
-from .conftest import eventually, eventually_async
 from .media import PatternVideoTrack, ToneAudioTrack
+from .processes import child_pids
+from .waiting import eventually, eventually_async
+
+pytestmark = pytest.mark.slow  # recorder processes encoding real calls
 
 
 def tone_levels(samples: np.ndarray, rate: int, frequencies) -> dict:
@@ -126,7 +129,6 @@ async def test_two_aiortc_peers_recorded_as_one_mp4_with_both_voices(server, cli
     assert last[stage[1] + stage[3] // 2, stage[0] + stage[2] // 2].std() >= 0  # placeholder for now
 
 
-
 class SolidVideoTrack(VideoStreamTrack):
     """A camera of one colour (with a small moving square, so frames differ)."""
 
@@ -219,19 +221,6 @@ async def test_composite_recording_from_a_server_started_as_pysfu_serve(tmp_path
         stop_server_process(server)
 
 
-def children_of(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(entry))
-            except OSError:
-                pass
-    return out
-
-
 def running(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -256,7 +245,7 @@ async def test_a_killed_server_leaves_a_finished_composite_file(tmp_path, monkey
             await asyncio.sleep(1)
             path = (await alice.request({"type": "start_recording"}))["recording"]["path"]
             await eventually(lambda: os.path.exists(path), timeout=30)
-            recorders = children_of(server.proc.pid)
+            recorders = child_pids(server.proc.pid)
             assert recorders, "no recorder process"
             await asyncio.sleep(4)
             server.proc.kill()
@@ -502,7 +491,6 @@ async def test_chromium_meeting_recorded_as_one_mp4_with_layout_share_and_every_
     assert abs(offset) < 0.1, (flash, beep)
     on_stage, in_strip = layout_of(after, 3)
     assert on_stage == "screen" and sorted(in_strip) == sorted(COLOURS), (on_stage, in_strip)
-
 
 
 @pytest.mark.browser

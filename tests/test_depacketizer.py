@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import fractions
-
 import av
 import pytest
 from aiortc.codecs.h264 import H264Encoder

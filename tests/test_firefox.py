@@ -11,7 +11,6 @@ import time
 import pytest
 
 from .browser import STATS_JS, TILES_JS, chromium, save_artifact
-from .conftest import start_server_process, stop_server_process
 from .firefox import firefox
 
 pytestmark = pytest.mark.browser
@@ -40,13 +39,6 @@ async () => {
 STATUS_JS = "() => ({state: document.body.dataset.state, status: document.getElementById('status').textContent})"
 JOINED_JS = "() => document.body.dataset.state === 'joined'"
 REMOTE_VIDEO_JS = f"() => ({TILES_JS})().filter((t) => t.videoWidth > 0).length"
-
-
-@pytest.fixture
-def dev_server():
-    server = start_server_process(["--dev"])
-    yield server
-    stop_server_process(server)
 
 
 async def print_diagnostics(pages: dict) -> None:

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
 
-from .conftest import LOOPBACK, eventually, start_server_process, stop_server_process
+from .conftest import LOOPBACK, start_server_process, stop_server_process
+from .frames import count_frames
+from .loss import EgressLoss
 from .media import PatternVideoTrack, ToneAudioTrack
+from .prometheus import scrape
+from .waiting import eventually
 from signaling.client import Client
-
-
-async def count_frames(track, seconds: float) -> list:
-    """Decode frames from a remote track for a while; returns them."""
-    frames = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            frames.append(await asyncio.wait_for(track.recv(), max(0.1, deadline - time.monotonic())))
-        except asyncio.TimeoutError:
-            break
-    return frames
 
 
 async def publish_camera_and_mic(client: Client) -> tuple[PatternVideoTrack, list[dict]]:
@@ -31,6 +22,7 @@ async def publish_camera_and_mic(client: Client) -> tuple[PatternVideoTrack, lis
     return video, infos
 
 
+@pytest.mark.slow
 async def test_two_subscribers_decode_video_and_audio(server, clients):
     publisher = await clients()
     await publisher.join("forward", "alice")
@@ -52,6 +44,7 @@ async def test_two_subscribers_decode_video_and_audio(server, clients):
         assert len(audio) >= 30, f"only {len(audio)} audio frames in 2 s"
 
 
+@pytest.mark.slow
 async def test_server_decodes_nothing(tmp_path):
     report = tmp_path / "probe.json"
     server = start_server_process(probe_report=report)
@@ -76,32 +69,7 @@ async def test_server_decodes_nothing(tmp_path):
     assert not [name for name in record["threads"] if "decoder" in name or "encoder" in name]
 
 
-class EgressLoss:
-    """Drops every ``every``-th first transmission of a down-track's media
-    packets on their way out of the server (retransmissions pass)."""
-
-    def __init__(self, transport, payload_type: int, every: int = 12) -> None:
-        self._send = transport.send_rtp_parts
-        self._payload_type = payload_type
-        self._every = every
-        self._seen = 0
-        self._dropped: set[int] = set()
-        transport.send_rtp_parts = self.send_rtp_parts
-
-    def send_rtp_parts(self, header: bytes, extension: bytes, payload: bytes) -> bool:
-        if header[1] & 0x7F == self._payload_type:
-            seq = (header[2] << 8) | header[3]
-            self._seen += 1
-            if seq not in self._dropped and self._seen % self._every == 0:
-                self._dropped.add(seq)
-                return True
-        return self._send(header, extension, payload)
-
-    @property
-    def dropped(self) -> int:
-        return len(self._dropped)
-
-
+@pytest.mark.slow
 async def test_nacks_answered_from_cache_and_frames_keep_decoding(server, clients):
     publisher = await clients()
     await publisher.join("lossy", "alice")
@@ -113,7 +81,7 @@ async def test_nacks_answered_from_cache_and_frames_keep_decoding(server, client
 
     participant = server.rooms.rooms["lossy"].participants[subscriber.participant_id]
     downtrack = next(d for d in participant.subscriber.downtracks() if d.kind == "video")
-    loss = EgressLoss(participant.subscriber.transport, downtrack.payload_type)
+    loss = EgressLoss(participant.subscriber.transport, every=12, payload_type=downtrack.payload_type)
 
     frames = await count_frames(tracks["video"].track, 4.0)
     assert loss.dropped >= 10, "the loss injector dropped too little to test anything"
@@ -121,23 +89,8 @@ async def test_nacks_answered_from_cache_and_frames_keep_decoding(server, client
     assert downtrack.retransmitted >= loss.dropped * 0.8, (downtrack.retransmitted, loss.dropped)
     assert len(frames) >= 60, f"decoding stalled under loss: {len(frames)} frames in 4 s"
     retransmitted = downtrack.retransmitted  # it still grows while the scrape is served
-    metrics = await _scrape(server.http)
-    assert _metric(metrics, 'pysfu_retransmissions_total{kind="video"}') >= retransmitted
-
-
-async def _scrape(base: str) -> str:
-    import aiohttp
-
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{base}/metrics") as response:
-            return await response.text()
-
-
-def _metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"{name} not in metrics")
+    metrics = await scrape(server.http)
+    assert metrics['pysfu_retransmissions_total{kind="video"}'] >= retransmitted
 
 
 async def test_h264_passes_through(server, clients):

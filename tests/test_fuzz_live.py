@@ -17,11 +17,12 @@ from hypothesis import given, settings, strategies as st
 from sfu import rtcp, rtp
 from signaling.client import ClientError
 
-from .conftest import eventually
+from .frames import count_frames
 from .fuzz import counted
-from .test_forwarding import count_frames, publish_camera_and_mic
+from .test_forwarding import publish_camera_and_mic
 from .test_fuzz_packets import BLOCKS, GARBAGE, U16, U32, rtcp_like, rtp_like
 from .test_fuzz_text import CHROME_OFFER
+from .waiting import eventually
 
 
 @st.composite

@@ -16,8 +16,10 @@ from benchmarks.janus import (JanusPublisherPeer, JanusServer, JanusSubscriberPe
 from benchmarks.loadgen import SCENARIOS, RunOptions, run_scenario
 from benchmarks.simulated import MediaSettings
 
-pytestmark = pytest.mark.skipif(unavailable_reason() is not None,
-                                reason=f"{unavailable_reason()} (make janus)")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(unavailable_reason() is not None, reason=f"{unavailable_reason()} (make janus)"),
+]
 
 
 def candidates(sdp: str) -> list[str]:

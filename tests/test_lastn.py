@@ -9,7 +9,8 @@ import pytest
 
 from sfu.lastn import SpeechOrder, choose
 
-from .conftest import client_factory, eventually
+from .conftest import client_factory
+from .frames import count_frames
 from .media import PatternVideoTrack
 
 P = pytest.param
@@ -40,17 +41,6 @@ def test_speech_order_moves_recent_speakers_first():
     assert order.order == ["b", "a"]
 
 
-async def frames_within(track, seconds: float) -> int:
-    count, deadline = 0, time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            await asyncio.wait_for(track.recv(), max(0.05, deadline - time.monotonic()))
-            count += 1
-        except asyncio.TimeoutError:
-            break
-    return count
-
-
 async def test_last_n_pauses_others_and_pins_choose(make_server):
     server = await make_server()
     server.rooms.config.last_n = 1  # one camera per subscriber
@@ -67,7 +57,7 @@ async def test_last_n_pauses_others_and_pins_choose(make_server):
         ana, ben = (p.participant_id for p in publishers)
 
         async def flowing() -> dict:
-            counts = await asyncio.gather(*(frames_within(tracks[p], 1.0) for p in (ana, ben)))
+            counts = [len(f) for f in await asyncio.gather(*(count_frames(tracks[p], 1.0) for p in (ana, ben)))]
             return dict(zip((ana, ben), counts))
 
         async def settles(shown: str, hidden: str) -> dict:

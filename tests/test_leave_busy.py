@@ -5,6 +5,8 @@ still ends the participant (not ``reconnecting`` for the resume grace)."""
 
 from __future__ import annotations
 
+import pytest
+
 import asyncio
 import json
 import os
@@ -16,6 +18,8 @@ import urllib.request
 from .conftest import start_server_process, stop_server_process
 from .media import ToneAudioTrack
 from signaling.client import Client
+
+pytestmark = pytest.mark.slow  # a server process stopped and resumed
 
 CLIENTS = 10
 ROOM = "busy"

@@ -11,8 +11,8 @@ import pytest
 from signaling.client import ClientError
 from signaling.limits import JoinLimiter, TokenBucket
 
-from .conftest import eventually
 from .media import PatternVideoTrack, ToneAudioTrack
+from .waiting import eventually
 
 
 class FakeClock:

@@ -20,8 +20,11 @@ from benchmarks.simulated import MediaSettings
 from sfu.config import IceConfig, SfuConfig
 from signaling.config import ServerConfig
 
-from .conftest import LOOPBACK, eventually, start_local_server
-from .test_cleanup import describe_tasks, live_tasks, open_fds
+from .conftest import LOOPBACK, start_local_server
+from .leaks import describe_tasks, live_tasks, open_fds
+from .waiting import eventually
+
+pytestmark = pytest.mark.slow  # a 20-participant load run
 
 PARTICIPANTS = 20
 

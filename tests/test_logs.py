@@ -14,8 +14,9 @@ import pytest
 from signaling.client import Client
 from signaling.logs import ContextFilter, JsonFormatter, TextFormatter
 
-from .conftest import LOOPBACK, ROOT, eventually, free_port, wait_for_http
+from .conftest import LOOPBACK, ROOT, free_port, wait_for_http
 from .media import ToneAudioTrack
+from .waiting import eventually
 
 
 @pytest.fixture
@@ -54,6 +55,7 @@ async def test_text_lines_name_the_context(server, clients, captured):
     assert f"[room=plain participant={joined['participant']['id']}]" in stream.getvalue()
 
 
+@pytest.mark.slow
 async def test_debug_log_keeps_ice_passwords_out(tmp_path):
     """`--log-level debug` logs whole SDPs (aiortc does): never with the
     ICE password of either side (ufrags are redacted there too, though

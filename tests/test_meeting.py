@@ -16,7 +16,8 @@ import pytest
 from signaling.auth import VideoGrant, create_token
 from signaling.client import ClientError
 
-from .conftest import API_KEY, API_SECRET, KEYS, eventually
+from .conftest import API_KEY, API_SECRET, KEYS
+from .waiting import eventually
 
 ROOM = "meeting"
 

@@ -19,9 +19,10 @@ from signaling.client import ClientError
 from sfu.config import IceConfig
 from sfu.transport import restrict_ice
 
-from .conftest import KEYS, LOOPBACK, client_factory, eventually
+from .conftest import KEYS, LOOPBACK, client_factory
 from .media import PatternVideoTrack, ToneAudioTrack
 from .test_auth import ROOM, token
+from .waiting import eventually
 
 CAMERA_ONLY = VideoGrant(room=ROOM, roomJoin=True, canPublishSources=["camera", "microphone"])
 NO_PUBLISH = VideoGrant(room=ROOM, roomJoin=True, canPublish=False)

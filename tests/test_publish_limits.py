@@ -18,9 +18,10 @@ from sfu.config import IceConfig
 from sfu.transport import restrict_ice
 from signaling.client import ClientError
 
-from .conftest import LOOPBACK, client_factory, eventually
+from .conftest import LOOPBACK, client_factory
 from .media import ToneAudioTrack
 from .raw_subscriber import RawSubscriber
+from .waiting import eventually
 
 
 async def audio_offer_with(count: int, sending: int) -> str:
@@ -93,6 +94,7 @@ async def test_an_unanswered_offer_times_out_and_later_tracks_arrive(make_server
             await raw.close()
 
 
+@pytest.mark.slow
 async def test_a_big_rooms_answer_is_accepted_over_the_sdp_limit(make_server):
     """A watcher's answer grows with the room: with small limits (so a few
     tracks are a big room) it is over both the SDP and the message limit,

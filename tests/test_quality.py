@@ -9,9 +9,10 @@ import pytest
 
 from sfu.quality import EXCELLENT, GOOD, LIMITS, LOST, POOR, RECOVER_ROUNDS, Measure, QualityMeter
 
-from .conftest import eventually
+from .frames import count_frames
+from .loss import EgressLoss
 from .media import PatternVideoTrack, ToneAudioTrack
-from .test_forwarding import count_frames
+from .waiting import eventually
 
 
 @pytest.mark.parametrize("measure, quality", [
@@ -40,36 +41,13 @@ def test_worse_at_once_better_only_when_it_holds():
     assert meter.judge(LOST) == LOST
 
 
-class EgressLoss:
-    """Drops every ``every``-th RTP packet the server sends a subscriber, and
-    every retransmission (so NACKs cannot hide the loss from its reports)."""
-
-    def __init__(self, transport, every: int = 4) -> None:
-        self.transport = transport
-        self._parts, self._whole = transport.send_rtp_parts, transport.send_rtp
-        self._every = every
-        self._count = 0
-        self.dropped = 0
-        transport.send_rtp_parts = self._send_parts
-        transport.send_rtp = lambda packet: True
-
-    def _send_parts(self, header: bytes, extension: bytes, payload: bytes) -> bool:
-        self._count += 1
-        if self._count % self._every == 0:
-            self.dropped += 1
-            return True
-        return self._parts(header, extension, payload)
-
-    def stop(self) -> None:
-        self.transport.send_rtp_parts, self.transport.send_rtp = self._parts, self._whole
-
-
 def quality_of(client, participant_id: str) -> str | None:
     updates = [u for e in client.events if e["type"] == "connection_quality" for u in e["updates"]]
     mine = [u["quality"] for u in updates if u["participant_id"] == participant_id]
     return mine[-1] if mine else None
 
 
+@pytest.mark.slow
 async def test_lossy_subscriber_is_poor_then_good_again(server, clients):
     publisher = await clients()
     await publisher.join("quality", "alice")
@@ -81,7 +59,7 @@ async def test_lossy_subscriber_is_poor_then_good_again(server, clients):
     participant = server.rooms.rooms["quality"].participants[subscriber.participant_id]
     assert participant.quality.quality in (EXCELLENT, GOOD)
 
-    loss = EgressLoss(participant.subscriber.transport)
+    loss = EgressLoss(participant.subscriber.transport, every=4, drop_retransmissions=True)
     receiving = asyncio.ensure_future(count_frames(tracks["video"].track, 30))  # keep decoding
     try:
         await eventually(lambda: quality_of(subscriber, subscriber.participant_id) == POOR, timeout=10,

@@ -16,8 +16,11 @@ import pytest
 from sfu.config import SfuConfig
 from signaling.client import ClientError
 
-from .conftest import KEYS, client_factory, eventually
+from .conftest import KEYS, client_factory
 from .media import PatternVideoTrack, ToneAudioTrack
+from .waiting import eventually
+
+pytestmark = pytest.mark.slow  # recordings of real calls
 
 
 async def event_of(client, event_type: str, timeout: float = 10) -> dict:
@@ -131,7 +134,7 @@ async def test_audio_recording_listed_downloaded_and_deleted_through_the_admin_a
 
     from .test_admin import ADMIN, Api
     from .test_composite import tone_levels
-    from .test_webhooks import Receiver
+    from .webhook_receiver import Receiver
 
     async with Receiver() as receiver, aiohttp.ClientSession() as http:
         server = await make_server(keys=KEYS, sfu={"recording_dir": str(tmp_path)},

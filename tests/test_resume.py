@@ -14,10 +14,11 @@ from signaling.auth import VideoGrant, create_token
 from signaling.client import ClientError
 from signaling.protocol import DROPPED
 
-from .conftest import API_KEY, API_SECRET, KEYS, client_factory, eventually
+from .conftest import API_KEY, API_SECRET, KEYS, client_factory
+from .frames import count_frames
+from .leaks import describe_tasks, host_and_cycles, live_tasks, open_fds, settle
 from .media import PatternVideoTrack, ToneAudioTrack
-from .test_cleanup import describe_tasks, host_and_cycles, live_tasks, open_fds, settle
-from .test_forwarding import count_frames
+from .waiting import eventually
 
 
 def events(client, kind: str) -> list[dict]:
@@ -28,6 +29,7 @@ def states_of(client, participant_id: str) -> list[str]:
     return [e["state"] for e in events(client, "participant_state") if e["participant_id"] == participant_id]
 
 
+@pytest.mark.slow
 async def test_resume_keeps_the_participant_and_its_video(server, clients):
     viewer = await clients()
     await viewer.join("resume", "viewer")
@@ -146,6 +148,7 @@ async def drop_and_expire(server, room: str) -> None:
         await viewer.leave()
 
 
+@pytest.mark.slow
 async def test_a_participant_gone_past_the_grace_is_freed(make_server):
     server = await make_server(sfu={"resume_grace": 0.5})
     await drop_and_expire(server, "warm")  # warm-up: pools, caches, lazy imports

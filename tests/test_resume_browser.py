@@ -8,38 +8,12 @@ import time
 
 import pytest
 
-from .browser import chromium
-from .conftest import start_server_process, stop_server_process
-from .test_browser import eventually_async
+from .browser import RECORD_JS, chromium, frames_of
+from .waiting import eventually_async
 
 pytestmark = pytest.mark.browser
 
 OUTAGE = 5.0  # seconds without network
-
-RECORD_JS = """
-() => {
-  window.seen = [];
-  const client = window.pysfuDemo.client;
-  for (const type of ["participant_left", "participant_state", "reconnecting", "reconnected", "disconnected"]) {
-    client.on(type, (detail) => window.seen.push({type, ...detail, at: Date.now()}));
-  }
-}
-"""
-
-#: Frames decoded so far of one participant's video (0 if not received).
-FRAMES_OF_JS = """
-async (participantId) => {
-  const client = window.pysfuDemo.client;
-  const mids = [...client.subscribedMids.values()]
-    .filter((m) => m.participant_id === participantId && m.kind === "video").map((m) => m.mid);
-  let frames = 0;
-  if (!client.subscriberPc) return 0;
-  (await client.subscriberPc.getStats()).forEach((s) => {
-    if (s.type === "inbound-rtp" && mids.includes(s.mid)) frames += s.framesDecoded || 0;
-  });
-  return frames;
-}
-"""
 
 TILE_JS = """
 (participantId) => {
@@ -59,17 +33,6 @@ SOCKET_JS = """
 
 OFFLINE = {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
 ONLINE = {**OFFLINE, "offline": False}
-
-
-@pytest.fixture
-def dev_server():
-    server = start_server_process(["--dev"])
-    yield server
-    stop_server_process(server)
-
-
-async def frames_of(page, participant_id: str) -> int:
-    return await page.evaluate(FRAMES_OF_JS, participant_id)
 
 
 async def test_a_page_cut_off_for_5_s_comes_back_by_itself(dev_server, tmp_path):

@@ -24,10 +24,14 @@ from signaling.client import Client, ClientError
 from signaling.outbox import Outbox
 from signaling.scaling.tickets import create_ticket
 
-from .conftest import (API_KEY, API_SECRET, KEYS, ROOT, ServerProcess, client_factory, eventually, eventually_async,
-                       free_port, start_server_process, stop_server_process, wait_for_http)
+from .conftest import (
+    API_KEY, API_SECRET, KEYS, ROOT, ServerProcess, client_factory, free_port, start_server_process,
+    stop_server_process, wait_for_http,
+)
+from .frames import count_frames
 from .media import PatternVideoTrack, ToneAudioTrack
-from .test_forwarding import count_frames
+from .prometheus import scrape
+from .waiting import eventually, eventually_async
 
 BUDGET = 64 * 1024
 
@@ -187,6 +191,7 @@ async def test_a_reader_too_slow_for_essential_messages_is_disconnected(make_ser
         assert (await bystander.request({"type": "ping"}))["type"] == "pong"
 
 
+@pytest.mark.slow
 async def test_the_front_of_workers_cuts_a_client_that_takes_nothing(raw):
     """With --workers the front relays each client: one that stops reading is
     cut after SEND_TIMEOUT, and its participant is reconnecting, not stuck."""
@@ -217,10 +222,7 @@ async def test_the_front_of_workers_cuts_a_client_that_takes_nothing(raw):
 
 
 async def front_sessions_are(server, count: int) -> bool:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{server.http}/metrics") as response:
-            text = await response.text()
-    return f"\npysfu_front_sessions {count}\n" in text
+    return (await scrape(server.http)).get("pysfu_front_sessions") == count
 
 
 @pytest.mark.parametrize(
@@ -263,6 +265,7 @@ async def test_a_connection_that_does_not_join_is_closed(make_server, raw):
         await eventually(lambda: server.app[CONNECTIONS].open == 1, timeout=5)
 
 
+@pytest.mark.slow
 async def test_the_front_of_workers_closes_a_connection_that_does_not_join(monkeypatch, raw):
     monkeypatch.setenv("PYSFU_LIMITS__JOIN_TIMEOUT", "1")
     server = start_server_process(["--workers", "2"])
@@ -282,6 +285,7 @@ LIMITED_SERVE = ("import os, resource, sys; "
                  "os.execv(sys.executable, [sys.executable, '-m', 'signaling', *sys.argv[1:]])")
 
 
+@pytest.mark.slow
 async def test_idle_connections_at_a_low_open_file_limit_leave_room_for_a_call():
     """Started where only 256 open files are allowed (the hard limit is
     higher), the server lifts its own limit: 300 idle WebSockets, and a
@@ -403,11 +407,6 @@ def token(identity: str, ttl: float = 3600, **grants) -> str:
 
 def expiry(token_: str) -> float:
     return jwt.decode(token_, options={"verify_signature": False})["exp"]
-
-
-@pytest.fixture
-async def keyed(make_server):
-    return await make_server(keys=KEYS)
 
 
 @pytest.mark.parametrize(

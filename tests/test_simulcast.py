@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aiohttp
 import pytest
 
 from .browser import chromium
-from .conftest import eventually
+from .prometheus import scrape
 from .raw_subscriber import RawSubscriber
+from .waiting import eventually, eventually_async
 
 pytestmark = pytest.mark.browser
 
@@ -71,25 +71,13 @@ async def wait_for_width(page, subscriber, width: int, timeout: float, what: str
         await asyncio.sleep(0.1)
 
 
-async def scrape(server) -> dict[str, float]:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{server.http}/metrics") as response:
-            text = await response.text()
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
-    return values
-
-
 async def steady_rates(server, ordered, samples: int = 4, tries: int = 80) -> dict[str, float]:
     """Each layer's received rate, once all three stayed within 10 % for
     ``samples`` scrapes 0.5 s apart and ``ordered(low, medium, high)`` holds."""
     steady, last = 0, (0.0, 0.0, 0.0)
     for _ in range(tries):
         await asyncio.sleep(0.5)
-        metrics = await scrape(server)
+        metrics = await scrape(server.http)
         rates = tuple(metrics[f'pysfu_layer_bitrate_bps{{quality="{q}"}}'] for q in ("low", "medium", "high"))
         close = all(abs(now - before) < 0.1 * now for now, before in zip(rates, last))
         steady = steady + 1 if ordered(*rates) and close else 0
@@ -126,7 +114,7 @@ async def test_subscriber_asks_low_high_low(server_process, tmp_path):
             await viewer.evaluate(f"window.pysfuDemo.setQuality({publisher_id!r}, {quality!r})")
             await wait_for_decoded_width(width)
             await asyncio.sleep(0.5)
-        metrics = await scrape(server_process)
+        metrics = await scrape(server_process.http)
         for quality in ("low", "medium", "high"):
             assert metrics[f'pysfu_layers_flowing{{quality="{quality}"}}'] >= 1, f"server never saw {quality}"
 
@@ -166,7 +154,7 @@ async def test_bandwidth_estimate_chooses_layers_without_flapping(server_process
             start, rates = time.monotonic(), []
             while time.monotonic() - start < 30:
                 await asyncio.sleep(2)
-                metrics = await scrape(server_process)
+                metrics = await scrape(server_process.http)
                 rates.append((round(time.monotonic() - start), *(
                     int(metrics[f'pysfu_layer_bitrate_bps{{quality="{q}"}}']) // 1000 for q in ("low", "medium", "high"))))
             changes = [(e["quality"], round(e["at"] - start, 1)) for e in layer_events()[settled:]]
@@ -186,33 +174,24 @@ async def test_dynacast_pauses_unwatched_layers(server_process, tmp_path):
         # Chromium's own ramp to its top layer (not what this test is about): generous on a busy box
         await wait_for_width(page, watcher, 1280, 20, "the high layer never came")
         high = 'pysfu_layer_bitrate_bps{quality="high"}'
-        await eventually_async(lambda: scrape(server_process), lambda m: m[high] > 100_000, timeout=5)
+        await eventually_async(lambda: scrape(server_process.http), lambda m: m[high] > 100_000, timeout=5)
 
         await watcher.close()  # the last subscriber of the high layer goes
         started = time.monotonic()
-        while (await scrape(server_process))[high] > 10_000:
+        while (await scrape(server_process.http))[high] > 10_000:
             assert time.monotonic() - started < 5, "the publisher kept sending the high layer"
             await asyncio.sleep(0.25)
-        low = (await scrape(server_process))['pysfu_layer_bitrate_bps{quality="low"}']
+        low = (await scrape(server_process.http))['pysfu_layer_bitrate_bps{quality="low"}']
         assert low > 20_000, "the low layer should keep flowing"
 
         newcomer = RawSubscriber(server_process.url)
         try:
             await newcomer.join("dyna")
             await wait_for_width(page, newcomer, 1280, 10, "high did not come back")
-            await eventually_async(lambda: scrape(server_process), lambda m: m[high] > 100_000, timeout=5)
+            await eventually_async(lambda: scrape(server_process.http), lambda m: m[high] > 100_000, timeout=5)
         finally:
             await newcomer.close()
 
-
-async def eventually_async(fetch, check, timeout: float = 15):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await fetch()
-        if check(value):
-            return value
-        assert time.monotonic() < deadline, f"not reached within {timeout}s: {value}"
-        await asyncio.sleep(0.2)
 
 
 STOP_TOP_LAYER_JS = """

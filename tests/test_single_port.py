@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 
 import pytest
@@ -13,39 +12,11 @@ from sfu.config import IceConfig, SfuConfig
 from signaling.client import Client
 from signaling.config import ServerConfig
 
-from .conftest import LOOPBACK, eventually, free_port, start_local_server, start_server_process, stop_server_process
+from .conftest import LOOPBACK, free_udp_port, start_local_server, start_server_process, stop_server_process
+from .leaks import host_and_cycles, open_fds, settle
 from .media import ToneAudioTrack
-from .test_cleanup import host_and_cycles, open_fds, settle
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def udp_sockets_of(pid: int) -> list[tuple[str, int]]:
-    """(address, port) of every UDP socket process ``pid`` holds (as `ss -uanp`
-    shows them), from /proc/<pid>/fd and /proc/net/udp."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    found = []
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        with open(table) as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                if fields[9] in inodes:
-                    hex_address, hex_port = fields[1].split(":")
-                    address = socket.inet_ntoa(bytes.fromhex(hex_address)[::-1]) if len(hex_address) == 8 else hex_address
-                    found.append((address, int(hex_port, 16)))
-    return found
+from .processes import udp_sockets_of
+from .waiting import eventually
 
 
 async def inbound_packets(client: Client) -> dict[str, int]:
@@ -62,6 +33,7 @@ def single_port_config(port: int) -> ServerConfig:
     return ServerConfig(port=0, sfu=SfuConfig(ice=IceConfig(addresses=LOOPBACK, udp_port=port)))
 
 
+@pytest.mark.slow
 async def test_ten_participants_share_one_server_udp_port():
     port = free_udp_port()
     server = start_server_process(["--udp-port", str(port)])
@@ -196,7 +168,8 @@ async () => {
 @pytest.mark.browser
 async def test_demo_works_in_single_port_mode(tmp_path):
     from .browser import chromium
-    from .test_browser import _rising, eventually_async, stats_by_kind
+    from .browser import rising, stats_by_kind
+    from .waiting import eventually_async
 
     port = free_udp_port()
     server = start_server_process(["--dev", "--udp-port", str(port)])
@@ -217,8 +190,8 @@ async def test_demo_works_in_single_port_mode(tmp_path):
             await asyncio.sleep(2)
             after = [await stats_by_kind(page) for page in pages]
             for index, (first, second) in enumerate(zip(before, after)):
-                assert _rising(first["video"], second["video"], "framesDecoded") == 1, f"page {index}: no video"
-                assert _rising(first["audio"], second["audio"], "packetsReceived") == 1, f"page {index}: no audio"
+                assert rising(first["video"], second["video"], "framesDecoded") == 1, f"page {index}: no video"
+                assert rising(first["audio"], second["audio"], "packetsReceived") == 1, f"page {index}: no audio"
         assert udp_sockets_of(server.proc.pid) == [("127.0.0.1", port)]
     finally:
         assert stop_server_process(server) == 0

@@ -10,10 +10,11 @@ from signaling.client import ClientError
 from sfu import lastn
 from sfu.slots import assign
 
-from .conftest import client_factory, eventually
+from .conftest import client_factory
+from .frames import count_frames
 from .media import PatternVideoTrack, ToneAudioTrack
 from .raw_subscriber import RawSubscriber
-from .test_lastn import frames_within
+from .waiting import eventually
 
 P = pytest.param
 
@@ -57,6 +58,7 @@ def audio_of(client) -> list:
     return [s.get("participant_id") for s in client.slots if s["kind"] == "audio"]
 
 
+@pytest.mark.slow
 async def test_slot_subscriber_follows_last_n_speakers_and_pins(make_server):
     server = await make_server()
     # aiortc's REMB as a subscriber stays near what it receives: keep every
@@ -130,7 +132,7 @@ async def test_slot_subscriber_follows_last_n_speakers_and_pins(make_server):
             # a subscriber without slots still gets every track
             tracks = await everyone.wait_tracks(10, timeout=15)
             videos = [t for t in tracks if t.kind == "video"]
-            counts = await asyncio.gather(*(frames_within(t.track, 2.0) for t in videos))
+            counts = [len(f) for f in await asyncio.gather(*(count_frames(t.track, 2.0) for t in videos))]
             assert all(c > 3 for c in counts), counts
         finally:
             await raw.close()
@@ -149,8 +151,8 @@ async def assert_video_flows(viewer, participant_ids, server=None) -> None:
     for participant_id in participant_ids:
         track = await eventually(lambda: viewer.slot_of(participant_id, "video"), timeout=5,
                                  message=f"no slot track for {participant_id}")
-        await frames_within(track, 2.0)  # the source switch waits for a key frame
-        frames = await frames_within(track, 1.5)
+        await count_frames(track, 2.0)  # the source switch waits for a key frame
+        frames = len(await count_frames(track, 1.5))
         assert frames > 5, (participant_id, frames, server and slot_states(server, viewer))
 
 

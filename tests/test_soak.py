@@ -4,7 +4,11 @@ The full run (1,000 cycles, RSS too) is in benchmarks/RESULTS.md."""
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.soak import Bounds, soak, table
+
+pytestmark = pytest.mark.slow  # join/leave cycles
 
 
 async def test_cycles_give_back_fds_and_tasks():

@@ -9,8 +9,8 @@ from sfu.rtp import HEADER, audio_level_byte, extension, one_byte_extensions
 from sfu.speaker import SILENT_LEVEL, LevelMeter, SpeakerDetector, SpeakerSettings
 from sfu.stream import ReceivedStream
 
-from .conftest import eventually
 from .media import ToneAudioTrack
+from .waiting import eventually
 
 LOUD = 20  # -20 dBov: someone talking close to the microphone
 NORMAL = 30  # -30 dBov: ordinary speech

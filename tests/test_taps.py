@@ -8,8 +8,8 @@ import numpy as np
 
 from sfu.taps import PCM_RATE, AudioTap, VideoTap
 
-from .conftest import eventually
 from .media import PatternVideoTrack, ToneAudioTrack
+from .waiting import eventually
 
 
 async def test_audio_tap_hears_the_440_hz_tone(server, clients):

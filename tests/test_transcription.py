@@ -18,8 +18,10 @@ import pytest
 from benchmarks.transcription import wer as word_error_rate, words
 from signaling.client import ClientError
 
-from .conftest import eventually
 from .media import SpeechAudioTrack
+from .waiting import eventually
+
+pytestmark = pytest.mark.slow  # Whisper and pocketsphinx on spoken audio
 
 pytest.importorskip("faster_whisper", reason="the transcription extra is not installed (make transcription)")
 pytest.importorskip("webrtcvad", reason="the transcription extra is not installed (make transcription)")
@@ -180,7 +182,7 @@ async def test_admin_api_transcribes_and_serves_the_transcript_after_the_meeting
     from signaling.client import Client
 
     from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK
-    from .test_webhooks import Receiver
+    from .webhook_receiver import Receiver
 
     admin = {"Authorization": "Bearer " + create_token(API_KEY, API_SECRET, "ops", VideoGrant(roomAdmin=True))}
     async with Receiver() as receiver, aiohttp.ClientSession(headers=admin) as http:

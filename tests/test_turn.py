@@ -21,8 +21,8 @@ from signaling.config import IceServers
 from .browser import chromium
 from .conftest import LOOPBACK, client_factory, start_server_process, stop_server_process
 from .media import PatternVideoTrack, ToneAudioTrack
-from .test_browser import eventually_async
 from .turn import SECRET, coturn
+from .waiting import eventually_async
 
 
 @pytest.fixture
@@ -99,6 +99,7 @@ async def test_no_ice_servers_without_configuration(server, clients):
 # --- credentials at a real coturn -------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_coturn_accepts_fresh_credentials_and_refuses_expired_ones(turn, make_server):
     server = await make_server(ice_servers=relayed_by(turn, ttl=6))
     [entry] = await joined_ice_servers(server, "expiry")

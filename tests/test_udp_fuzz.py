@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aioice import stun
 
@@ -26,10 +25,13 @@ from sfu.config import IceConfig, SfuConfig
 from signaling.client import Client
 from signaling.config import ServerConfig
 
-from .conftest import LOOPBACK, ROOT, ServerProcess, free_port, start_local_server, wait_for_http
+from .conftest import LOOPBACK, ROOT, ServerProcess, free_port, free_udp_port, start_local_server, wait_for_http
+from .frames import count_frames
 from .media import PatternVideoTrack, ToneAudioTrack
-from .test_single_port import free_udp_port, udp_sockets_of
-from .test_workers import worker_pids
+from .processes import udp_sockets_of, child_pids
+from .prometheus import scrape
+
+pytestmark = pytest.mark.slow  # live calls under UDP garbage, some in server processes
 
 ATTACKER = "127.0.0.2"  # another loopback address: not a participant's
 BURST = 3000  # datagrams per burst, at most
@@ -52,23 +54,12 @@ async def start_call(url: str) -> tuple[Client, Client, dict]:
     return alice, bob, tracks
 
 
-async def frames_within(track, seconds: float) -> int:
-    count, deadline = 0, time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            await asyncio.wait_for(track.recv(), max(0.05, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
-            break
-        count += 1
-    return count
-
-
 async def assert_call_flows(alice: Client, bob: Client, tracks: dict) -> None:
     """Frames keep arriving both ways and nobody left."""
-    video = await frames_within(tracks["video"].track, 2.0)
+    video = len(await count_frames(tracks["video"].track, 2.0))
     assert video >= 10, f"bob got {video} video frames from alice in 2 s"
     [from_bob] = [t for t in alice.remote_tracks.values() if t.participant_id == bob.participant_id]
-    audio = await frames_within(from_bob.track, 1.0)
+    audio = len(await count_frames(from_bob.track, 1.0))
     assert audio >= 10, f"alice got {audio} audio frames from bob in 1 s"
     assert bob.participant_id in alice.roster and alice.participant_id in bob.roster
     for pc in (alice.publisher, alice.subscriber, bob.publisher, bob.subscriber):
@@ -171,7 +162,7 @@ MODES = {
 
 def media_ports(server: ServerProcess) -> list[tuple[str, int]]:
     """Every UDP socket of the server (its workers' too: ICE and relay)."""
-    pids = worker_pids(server.proc.pid) or [server.proc.pid]
+    pids = child_pids(server.proc.pid) or [server.proc.pid]
     return sorted({addr for pid in pids for addr in udp_sockets_of(pid)})
 
 
@@ -189,11 +180,8 @@ async def test_live_call_survives_udp_garbage(mode, tmp_path):
         sent = await burst(ports, datagrams)
         assert sent >= min(BURST, 500)
         await assert_call_flows(alice, bob, tracks)
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{server.http}/metrics") as response:
-                metrics = await response.text()
-        dropped = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                      if line.startswith("pysfu_udp_datagrams_dropped_total"))
+        metrics = await scrape(server.http)
+        dropped = sum(value for name, value in metrics.items() if name.startswith("pysfu_udp_datagrams_dropped_total"))
         assert dropped >= sent / 4, f"{dropped} of {sent} datagrams counted as dropped"
     finally:
         for client in (alice, bob):
@@ -279,11 +267,7 @@ async def test_oversize_rtp_is_dropped_and_counted(caplog):
                     attacker.sendto(datagram, port)
 
         async def too_large() -> float:
-            async with aiohttp.ClientSession() as session:
-                async with session.get(f"{local.http}/metrics") as response:
-                    text = await response.text()
-            found = re.search(r'pysfu_udp_datagrams_dropped_total\{reason="too_large"\} (\S+)', text)
-            return float(found.group(1)) if found else 0.0
+            return (await scrape(local.http)).get('pysfu_udp_datagrams_dropped_total{reason="too_large"}', 0.0)
 
         await assert_call_flows(alice, bob, tracks)
         assert not errors_in(caplog)

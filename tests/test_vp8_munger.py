@@ -12,6 +12,7 @@ from sfu.stream import ReceivedStream
 from sfu.media_section import CodecInfo, MediaSection
 
 from .packets import rtp_packet, vp8_descriptor, vp8_frame_header
+from .sink import Sink
 
 P = pytest.param
 
@@ -68,24 +69,6 @@ def test_retransmission_does_not_move_the_ids():
 def test_keyframe_size_is_read_from_the_frame_header():
     assert keyframe_size(vp8_packet(1, 0, 1, 1, key=True), 12) == (640, 480)
     assert keyframe_size(vp8_packet(1, 0, 1, 1, key=False), 12) is None
-
-
-class Sink:
-    """Stands in for the subscriber's transport: keeps what would be sent."""
-
-    def __init__(self):
-        self.sent = []
-
-    def send_rtp_parts(self, header, extension, payload):
-        self.sent.append(header + payload)
-        return True
-
-    def send_rtp(self, packet):
-        self.sent.append(packet)
-        return True
-
-    def send_rtcp(self, packet):
-        return True
 
 
 def simulcast_downtrack():

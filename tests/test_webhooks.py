@@ -2,60 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 
 import pytest
-from aiohttp import web
 
-from signaling.auth import VideoGrant, create_token
 from signaling.client import Client
 from signaling.app import WEBHOOKS
 from signaling.webhooks import sign, verify
 
-from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK, eventually, free_port
+from .conftest import API_KEY, API_SECRET, KEYS, LOOPBACK, join_token
 from .media import ToneAudioTrack
-
-
-class Receiver:
-    """An aiohttp server recording every POST; fails or stalls on demand."""
-
-    def __init__(self, fail_first: int = 0, delay: float = 0, redirect_to: str = "") -> None:
-        self.received: list[tuple[dict, bytes]] = []
-        self.fail_first = fail_first
-        self.delay = delay
-        self.redirect_to = redirect_to
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-        app = web.Application()
-        app.router.add_post("/hook", self.handle)
-        self.runner = web.AppRunner(app)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        self.received.append((dict(request.headers), body))
-        await asyncio.sleep(self.delay)
-        if self.redirect_to:
-            raise web.HTTPTemporaryRedirect(self.redirect_to)
-        if len(self.received) <= self.fail_first:
-            return web.Response(status=500)
-        return web.Response(status=200)
-
-    async def __aenter__(self) -> "Receiver":
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.runner.cleanup()
-
-    def events(self) -> list[dict]:
-        return [json.loads(body) for _, body in self.received]
-
-
-def join_token(identity: str, room: str) -> str:
-    return create_token(API_KEY, API_SECRET, identity, VideoGrant(room=room, roomJoin=True))
+from .waiting import eventually
+from .webhook_receiver import Receiver
 
 
 async def test_short_call_signed_in_order_and_retried_after_500(make_server):

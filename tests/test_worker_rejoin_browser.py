@@ -8,11 +8,10 @@ import signal
 
 import pytest
 
-from .browser import chromium
+from .browser import RECORD_JS, chromium, frames_of
 from .conftest import start_server_process, stop_server_process
-from .test_browser import eventually_async
-from .test_resume_browser import RECORD_JS, frames_of
-from .test_workers import worker_pids
+from .processes import child_pids
+from .waiting import eventually_async
 
 pytestmark = pytest.mark.browser
 
@@ -39,7 +38,7 @@ async def test_a_page_whose_worker_crashes_joins_again_by_itself(two_workers, tm
         await eventually_async(lambda: frames_of(ana, old_ben), lambda n: n > 5, timeout=30)
         await ben.evaluate(RECORD_JS)
 
-        pids = worker_pids(two_workers.proc.pid)
+        pids = child_pids(two_workers.proc.pid)
         assert len(pids) == 2
         os.kill(pids[1], signal.SIGKILL)  # started second: worker 1, ben's
 

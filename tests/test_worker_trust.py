@@ -18,7 +18,8 @@ from sfu.relay import NACK, PREFIX, RTP, WISH, RelayLink
 from sfu.rtp import HEADER
 from signaling.app import create_app
 
-from .conftest import LocalServer, eventually, loopback_config
+from .conftest import LocalServer, loopback_config
+from .waiting import eventually
 
 
 def video_track() -> PublishedTrack:

@@ -16,7 +16,12 @@ from benchmarks.peers import PublisherPeer, SubscriberPeer
 from signaling.client import Client
 from signaling.scaling.supervisor import Worker, place, split_port_range
 
-from .conftest import LOOPBACK, eventually, start_server_process, stop_server_process
+from .conftest import LOOPBACK, start_server_process, stop_server_process
+from .processes import child_pids
+from .prometheus import scrape
+from .waiting import eventually
+
+pytestmark = pytest.mark.slow  # worker processes
 
 PARTICIPANTS = 20
 RATE = 20  # packets/s each participant publishes
@@ -41,15 +46,6 @@ class MeetingPeer(PublisherPeer):
     async def close(self) -> None:
         await self.inbox.close()
         await super().close()
-
-
-async def scrape(port: int) -> dict[str, float]:
-    """Samples of the node's /metrics: 'name{labels}' -> value."""
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
-            text = await response.text()
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines() if line and not line.startswith("#")}
 
 
 def per_worker(samples: dict[str, float], name: str, kind: str = "") -> dict[str, float]:
@@ -93,10 +89,10 @@ async def test_room_of_twenty_spans_two_workers_and_relays_each_stream_once():
         await eventually(lambda: all(len(p.received()) == others for p in peers), timeout=40,
                          message="not everyone receives everyone")
 
-        before = await scrape(server.port)
+        before = await scrape(server.http)
         counts_before = [p.received() for p in peers]
         await asyncio.sleep(3)
-        after = await scrape(server.port)
+        after = await scrape(server.http)
         counts_after = [p.received() for p in peers]
 
         # subscribers (and publishers) are spread: half the room on each worker
@@ -122,20 +118,6 @@ async def test_room_of_twenty_spans_two_workers_and_relays_each_stream_once():
         stop_server_process(server)
 
 
-def worker_pids(server_pid: int) -> list[int]:
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == server_pid:
-                children.append(int(entry))
-    return sorted(children)
-
-
 def event_of(client: Client, kind: str):
     return next((e for e in client.events if e["type"] == kind), None)
 
@@ -154,13 +136,13 @@ async def test_crashed_worker_restarts_and_its_clients_are_told_to_rejoin():
         await bob.connect()
         await alice.join("crash", "alice")
         await bob.join("crash", "bob")  # limit 1: bob is on the other worker
-        await eventually(lambda: len(worker_pids(server.proc.pid)) == 2, timeout=10)
-        samples = await scrape(server.port)
+        await eventually(lambda: len(child_pids(server.proc.pid)) == 2, timeout=10)
+        samples = await scrape(server.http)
         assert per_worker(samples, "pysfu_participants") == {"0": 1.0, "1": 1.0}
         await eventually(lambda: [p.get("name") for p in bob.roster.values()] == ["alice"], timeout=10,
                          message="bob does not see alice across workers")
 
-        victim = worker_pids(server.proc.pid)[1]  # started second: worker 1, bob's
+        victim = child_pids(server.proc.pid)[1]  # started second: worker 1, bob's
         os.kill(victim, signal.SIGKILL)
         leave = await eventually(lambda: event_of(bob, "leave"), timeout=10)
         assert leave["reason"] == "worker_restarted"
@@ -171,8 +153,8 @@ async def test_crashed_worker_restarts_and_its_clients_are_told_to_rejoin():
         while (await health(server.port))["workers_alive"] != 2:
             assert time.monotonic() < deadline, "the worker was not restarted"
             await asyncio.sleep(0.2)
-        assert victim not in worker_pids(server.proc.pid)
-        samples = await scrape(server.port)
+        assert victim not in child_pids(server.proc.pid)
+        samples = await scrape(server.http)
         assert samples["pysfu_worker_restarts_total"] == 1
 
         bob2 = Client(server.url, LOOPBACK)  # what a client does on worker_restarted

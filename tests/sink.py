@@ -1,0 +1,27 @@
+"""A stand-in for a subscriber's transport in unit tests: keeps what would be sent."""
+
+from __future__ import annotations
+
+
+class Sink:
+    """``sent``: first transmissions (send_rtp_parts) and retransmissions
+    (send_rtp) in order, as whole packets; ``resent``: retransmissions only;
+    ``rtcp``: RTCP packets."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.resent: list[bytes] = []
+        self.rtcp: list[bytes] = []
+
+    def send_rtp_parts(self, header: bytes, extension: bytes, payload: bytes) -> bool:
+        self.sent.append(header + extension + payload)
+        return True
+
+    def send_rtp(self, packet: bytes) -> bool:
+        self.sent.append(packet)
+        self.resent.append(packet)
+        return True
+
+    def send_rtcp(self, packet: bytes) -> bool:
+        self.rtcp.append(packet)
+        return True
