@@ -1,7 +1,7 @@
 /**
  * pysfu.js - browser client for the pysfu WebRTC SFU (signaling protocol v1).
  *
- * Plain ES module, no dependencies, no build step.
+ * Plain ES modules, no dependencies, no build step.
  *
  *   import { PysfuClient } from "./pysfu.js";
  *   const client = new PysfuClient();              // ws(s)://<host>/ws
@@ -19,49 +19,30 @@
  * (`update_track_settings`), so a small or hidden tile costs little.
  * Dynacast: `subscribed_quality_update` pauses our layers nobody receives.
  *
+ * This module is the facade: `PysfuClient` holds the public state, routes the
+ * server's events and delegates the work to its parts in client/:
+ * connection.js (socket, requests, candidate trickle), roster.js (who is in
+ * the room), publishing.js, subscribing.js, adaptive_stream.js and
+ * reconnect.js (resume, rejoin, ICE timeouts).
+ *
  * @module pysfu
  */
 
-export const PROTOCOL_VERSION = 1;
+import { AdaptiveStream } from "./client/adaptive_stream.js";
+import { Connection, PROTOCOL_VERSION, RTC_CONFIG, defaultUrl } from "./client/connection.js";
+import { PysfuError } from "./client/errors.js";
+import { Publishing } from "./client/publishing.js";
+import { DEFAULT_CONNECT_TIMEOUT_MS, Reconnect } from "./client/reconnect.js";
+import * as roster from "./client/roster.js";
+import { Subscribing } from "./client/subscribing.js";
 
-const RTC_CONFIG = { bundlePolicy: "max-bundle", iceServers: [] };
+export { PROTOCOL_VERSION, PysfuError, defaultUrl, DEFAULT_CONNECT_TIMEOUT_MS };
+export { RESUME_BACKOFF_MS } from "./client/reconnect.js";
+export { SCREEN_SHARE_ENCODING, SIMULCAST_LAYERS, simulcastEncodings } from "./client/publishing.js";
+
 const DEFAULT_TIMEOUT_MS = 15000;
-const ACTIVE_DIRECTIONS = new Set(["recvonly", "sendrecv"]);
-const ADAPTIVE_DEBOUNCE_MS = 300;
-const MAX_DIMENSION = 16384;
-
-/** Reconnect: delays between resume attempts (the last one repeats). */
-export const RESUME_BACKOFF_MS = Object.freeze([250, 500, 1000, 2000]);
-/**
- * A peer connection that has never connected gets this long after its first
- * negotiation; then the client gives up (`ice_timeout`) instead of retrying a
- * path that cannot work (e.g. loopback candidates a browser refuses).
- */
-export const DEFAULT_CONNECT_TIMEOUT_MS = 15000;
-/** A PC "disconnected" this long counts as lost (ICE may recover before). */
-const PC_DISCONNECTED_MS = 3000;
-/** One resume attempt (socket open + resume response) gets this long. */
-const RESUME_ATTEMPT_MS = 5000;
-/** Resume errors after which trying again cannot help. */
-/** `leave` reasons after which we join again as a new participant (the server lost ours). */
-const REJOIN_REASONS = new Set(["worker_restarted"]);
-const REJOIN_ATTEMPTS = 8;
+/** A `leave` the client answers by joining again: not passed on to listeners. */
 const REJOINING = Symbol("rejoining");
-const FINAL_RESUME_ERRORS = new Set(["resume_expired", "resume_token_used", "resume_token_invalid", "resume_wrong_room", "not_allowed"]);
-
-/** Simulcast layers for a >= 720p camera, lowest first (rid q/h/f = quarter/half/full). */
-export const SIMULCAST_LAYERS = Object.freeze([
-  Object.freeze({ rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 }),
-  Object.freeze({ rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 }),
-  Object.freeze({ rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 }),
-]);
-
-/**
- * Screen share (issue 8): one layer, sharp rather than smooth - full
- * resolution, at most 15 fps, a generous bitrate; the browser is told to keep
- * the resolution and drop frames when short of bandwidth or CPU.
- */
-export const SCREEN_SHARE_ENCODING = Object.freeze({ maxBitrate: 2_500_000, maxFramerate: 15 });
 
 /** Chat messages the client keeps (the server keeps as many per room). */
 export const CHAT_HISTORY = 100;
@@ -124,78 +105,6 @@ export const QUALITIES = Object.freeze(["low", "medium", "high"]);
  * @property {MediaStreamTrack} track
  * @property {TrackInfo} trackInfo
  */
-
-/** Error raised for `error` responses (and client-side failures). */
-export class PysfuError extends Error {
-  /**
-   * @param {string} code     machine-readable code, e.g. "unknown_track", "timeout"
-   * @param {string} message
-   */
-  constructor(code, message) {
-    super(message || code);
-    this.name = "PysfuError";
-    /** @type {string} */
-    this.code = code;
-  }
-}
-
-/** Default signaling URL: same host as the page, path /ws. */
-export function defaultUrl() {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/ws`;
-}
-
-/** Runs async jobs strictly one at a time, in submission order. */
-class SerialQueue {
-  constructor() {
-    this._tail = Promise.resolve();
-  }
-
-  /** @template T @param {() => Promise<T>} job @returns {Promise<T>} */
-  run(job) {
-    const result = this._tail.then(job);
-    this._tail = result.catch(() => {});
-    return result;
-  }
-}
-
-/** Holds ICE candidates until `open()`, then forwards them as they come. */
-class CandidateGate {
-  /** @param {(c: RTCIceCandidate) => void} send */
-  constructor(send) {
-    this._send = send;
-    this._held = [];
-    this.isOpen = false;
-  }
-
-  push(candidate) {
-    if (this.isOpen) this._send(candidate);
-    else this._held.push(candidate);
-  }
-
-  open() {
-    if (this.isOpen) return;
-    this.isOpen = true;
-    this._held.splice(0).forEach((c) => this._send(c));
-  }
-}
-
-/** Participant from a ParticipantInfo message object. */
-function toParticipant(info) {
-  const tracks = new Map((info.tracks || []).map((t) => [t.id, { ...t }]));
-  return {
-    id: info.id, name: info.name || "", tracks, handRaised: Boolean(info.hand_raised),
-    state: info.state || "active", quality: info.connection_quality || null,
-  };
-}
-
-/** Plain (JSON-friendly) copy of a Participant. */
-function plainParticipant(p) {
-  return {
-    id: p.id, name: p.name, handRaised: p.handRaised, state: p.state, quality: p.quality,
-    tracks: [...p.tracks.values()].map((t) => ({ ...t })),
-  };
-}
 
 /**
  * pysfu client.  An EventTarget: listen with `addEventListener(type, e => e.detail)`
@@ -263,8 +172,6 @@ export class PysfuClient extends EventTarget {
     this._ownIceServers = Boolean(options.rtcConfig && options.rtcConfig.iceServers);
     this.requestTimeoutMs = options.requestTimeoutMs || DEFAULT_TIMEOUT_MS;
     this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    /** @type {WebSocket|null} */
-    this.ws = null;
     /** @type {RTCPeerConnection|null} browser -> SFU */
     this.publisherPc = null;
     /** @type {RTCPeerConnection|null} SFU -> browser */
@@ -291,22 +198,6 @@ export class PysfuClient extends EventTarget {
     this.resumeToken = null;
     /** @type {number} seconds the server waits for our resume */
     this.resumeGrace = 0;
-    this._resume = null; // {deadline, attempt, timer} while reconnecting
-    this._pcTimers = new Map();
-    this._connectTimers = new Map();
-    /** @type {WeakSet<RTCPeerConnection>} peer connections that have been "connected" once */
-    this._connectedPcs = new WeakSet();
-    this._nextId = 1;
-    this._pending = new Map();
-    this._publishQueue = new SerialQueue();
-    this._offerQueue = new SerialQueue();
-    this._gates = {
-      publisher: new CandidateGate((c) => this._trickle("publisher", c)),
-      subscriber: new CandidateGate((c) => this._trickle("subscriber", c)),
-    };
-    /** @type {Map<Function, Map<string, EventListener>>} */
-    this._listenerWrappers = new Map();
-    this._leaving = false;
     /** @type {boolean} */
     this.adaptiveStream = options.adaptiveStream !== false;
     /** @type {boolean} */
@@ -315,24 +206,27 @@ export class PysfuClient extends EventTarget {
     this.layers = new Map();
     /** @type {Map<string, {quality: string, rid: string, enabled: boolean}[]>} latest dynacast state by local track id */
     this.subscribedQualities = new Map();
-    /** @type {Map<HTMLVideoElement, {trackId: string, width: number, height: number, visible: boolean|null}>} */
-    this._views = new Map();
-    this._observers = null;
-    /** remote track ids whose settings adaptive stream manages (attached at least once) */
-    this._adaptiveTracks = new Set();
-    /** remote track ids with explicit settings (adaptive stream paused for them) */
-    this._manualTracks = new Set();
-    /** @type {Map<string, string>} last settings sent, as a JSON key, by track id */
-    this._sentSettings = new Map();
-    /** @type {Map<string, number>} debounce timers by track id */
-    this._settingsTimers = new Map();
-    this._dynacastQueue = new SerialQueue();
     /** @type {ChatMessage[]} the room's chat, oldest first (history from join, then new messages) */
     this.chat = [];
     /** The room's transcription while captions are on: {id, language}, else null. */
     this.transcription = null;
     /** Ids of the room's recordings in progress (non-empty: the room is being recorded). */
     this.recordings = new Set();
+    /** @type {Map<Function, Map<string, EventListener>>} */
+    this._listenerWrappers = new Map();
+    this._leaving = false;
+    this._joinArgs = null;
+    // the parts (client/*.js); each works on the public state above
+    this._connection = new Connection(this);
+    this._publishing = new Publishing(this);
+    this._subscribing = new Subscribing(this);
+    this._adaptive = new AdaptiveStream(this);
+    this._reconnect = new Reconnect(this);
+  }
+
+  /** @type {WebSocket|null} the signaling socket */
+  get ws() {
+    return this._connection.ws;
   }
 
   // --- events ---------------------------------------------------------------
@@ -371,32 +265,7 @@ export class PysfuClient extends EventTarget {
    * @returns {Promise<void>} resolves once open
    */
   connect() {
-    if (this.ws) return this._opened;
-    const resuming = this.state === "reconnecting";
-    if (!resuming) this.state = "connecting";
-    const ws = new WebSocket(this.url);
-    this.ws = ws;
-    ws.onmessage = (e) => ws === this.ws && this._onMessage(e.data);
-    ws.onclose = (e) => ws === this.ws && this._onSocketClose(e);
-    this._opened = new Promise((resolve, reject) => {
-      ws.onopen = () => {
-        if (!resuming) this.state = "connected";
-        resolve();
-      };
-      ws.onerror = () => reject(new PysfuError("socket_error", `cannot connect to ${this.url}`));
-    });
-    return this._opened;
-  }
-
-  /** Close the socket quietly and connect to `url` instead (redirect, before joining). */
-  async _moveTo(url) {
-    const old = this.ws;
-    old.onclose = null;
-    old.onmessage = null;
-    old.close(1000, "redirect");
-    this.ws = null;
-    this.url = url;
-    await this.connect();
+    return this._connection.connect();
   }
 
   /**
@@ -407,76 +276,24 @@ export class PysfuClient extends EventTarget {
    * @returns {Promise<Object>}
    */
   request(msg) {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
-      return Promise.reject(new PysfuError("not_connected", "socket is not open"));
-    }
-    const id = this._nextId++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => this._settle(id, null, new PysfuError("timeout", `${msg.type} timed out`)), this.requestTimeoutMs);
-      this._pending.set(id, { resolve, reject, timer });
-      this.ws.send(JSON.stringify({ ...msg, id }));
-    });
-  }
-
-  _settle(id, response, error) {
-    const pending = this._pending.get(id);
-    if (!pending) return;
-    this._pending.delete(id);
-    clearTimeout(pending.timer);
-    if (error) pending.reject(error);
-    else pending.resolve(response);
-  }
-
-  _onMessage(data) {
-    let msg;
-    try {
-      msg = JSON.parse(data);
-    } catch {
-      return this._emit("error", { code: "bad_json", message: "unparseable server message" });
-    }
-    if (msg.id !== undefined && msg.id !== null && this._pending.has(msg.id)) {
-      const error = msg.type === "error" ? new PysfuError(msg.code, msg.message) : null;
-      return this._settle(msg.id, msg, error);
-    }
-    this._onEvent(msg);
-  }
-
-  _onSocketClose(event) {
-    const wasOpen = this.state !== "closed" && !this._leaving;
-    this._failPending();
-    if (this.state === "reconnecting") return; // the resume loop tries again
-    if (wasOpen && this.state === "joined" && this.resumeToken) {
-      this._startReconnect("socket_closed");
-    } else if (wasOpen) {
-      this._teardown();
-      this._emit("disconnected", { reason: "socket_closed", code: event.code });
-    }
-  }
-
-  _failPending() {
-    for (const id of [...this._pending.keys()]) {
-      this._settle(id, null, new PysfuError("disconnected", "socket closed"));
-    }
+    return this._connection.request(msg);
   }
 
   // --- server events ------------------------------------------------------
 
+  /** A server message that answers no request: update our state, then tell the listeners. */
   _onEvent(msg) {
     const handler = {
-      participant_joined: () => this._addParticipant(msg.participant),
-      participant_left: () => this._removeParticipant(msg.participant_id),
-      track_published: () => this._addTrack(msg.track),
-      track_unpublished: () => this._removeTrack(msg.participant_id, msg.track_id),
-      track_muted: () => this._setTrackMuted(msg),
-      subscriber_offer: () => this._queueOffer(msg),
-      slots_changed: () => this._queueSlots(msg.slots || []),
-      layer_changed: () => this._onLayerChanged(msg),
-      subscribed_quality_update: () => this._onSubscribedQualityUpdate(msg),
-      leave: () => {
-        if (!REJOIN_REASONS.has(msg.reason) || this.state !== "joined") return this._teardown();
-        this._rejoin(msg.reason);
-        return REJOINING;
-      },
+      participant_joined: () => roster.addParticipant(this, msg.participant),
+      participant_left: () => roster.removeParticipant(this, msg.participant_id),
+      track_published: () => roster.addTrack(this, msg.track),
+      track_unpublished: () => roster.removeTrack(this, msg.participant_id, msg.track_id),
+      track_muted: () => roster.setTrackMuted(this, msg),
+      subscriber_offer: () => this._subscribing.queueOffer(msg),
+      slots_changed: () => this._subscribing.queueSlots(msg.slots || []),
+      layer_changed: () => this._subscribing.onLayerChanged(msg),
+      subscribed_quality_update: () => this._publishing.onSubscribedQualityUpdate(msg),
+      leave: () => (this._reconnect.onLeave(msg.reason) ? REJOINING : undefined),
       // operator and data events: passed on to listeners as they are
       data: () => {},
       room_updated: () => {},
@@ -485,12 +302,12 @@ export class PysfuClient extends EventTarget {
       // meeting events (issue 8)
       chat_message: () => this._onChatMessage(msg),
       reaction: () => {},
-      hand_raised: () => this._onHandRaised(msg),
+      hand_raised: () => roster.setHandRaised(this, msg),
       // active speakers (issue 4): loudest first, the dominant one flagged
       speakers_changed: () => { this.speakers = msg.speakers || []; },
       // reconnect and resume, connection quality (issue 6)
-      participant_state: () => this._onParticipantState(msg),
-      connection_quality: () => this._onConnectionQuality(msg),
+      participant_state: () => roster.setParticipantState(this, msg),
+      connection_quality: () => roster.setConnectionQuality(this, msg),
       reconnect: () => {}, // the server lost our media: the socket closes next, we resume
       // live captions
       transcription_started: () => { this.transcription = { id: msg.transcription_id, language: msg.language }; },
@@ -507,40 +324,6 @@ export class PysfuClient extends EventTarget {
     if (type.startsWith("participant_") || type.startsWith("track_") || type === "hand_raised") this._emit("roster", {});
   }
 
-  /** Participant record for an id: ourselves or a roster entry. */
-  _participant(id) {
-    if (id === this.participantId) return this.localParticipant;
-    return this.roster.get(id) || null;
-  }
-
-  _addParticipant(info) {
-    if (info.id === this.participantId) return;
-    this.roster.set(info.id, toParticipant(info));
-  }
-
-  _removeParticipant(id) {
-    this.roster.delete(id);
-  }
-
-  _addTrack(track) {
-    let owner = this._participant(track.participant_id);
-    if (!owner) {
-      owner = toParticipant({ id: track.participant_id, name: "" });
-      this.roster.set(owner.id, owner);
-    }
-    owner.tracks.set(track.id, { ...track });
-  }
-
-  _removeTrack(participantId, trackId) {
-    const owner = this._participant(participantId);
-    if (owner) owner.tracks.delete(trackId);
-  }
-
-  _setTrackMuted({ participant_id, track_id, muted }) {
-    const info = this.findTrack(track_id, participant_id);
-    if (info) info.muted = muted;
-  }
-
   /**
    * TrackInfo by id, searched in the roster and our own tracks.
    * @param {string} trackId
@@ -548,12 +331,7 @@ export class PysfuClient extends EventTarget {
    * @returns {TrackInfo|null}
    */
   findTrack(trackId, participantId) {
-    const owners = participantId ? [this._participant(participantId)] : [this.localParticipant, ...this.roster.values()];
-    for (const owner of owners) {
-      const info = owner && owner.tracks.get(trackId);
-      if (info) return info;
-    }
-    return null;
+    return roster.findTrack(this, trackId, participantId);
   }
 
   /**
@@ -561,7 +339,7 @@ export class PysfuClient extends EventTarget {
    * @returns {{id: string, name: string, tracks: TrackInfo[]}[]}
    */
   participants() {
-    return [...this.roster.values()].map(plainParticipant);
+    return [...this.roster.values()].map(roster.plainParticipant);
   }
 
   // --- join / leave -------------------------------------------------------
@@ -591,24 +369,24 @@ export class PysfuClient extends EventTarget {
     let res = await this.request(msg);
     for (let hops = 0; res.type === "redirect"; hops++) {
       if (hops === MAX_REDIRECTS) throw new PysfuError("too_many_redirects", `still redirected after ${hops} hops`);
-      await this._moveTo(res.url);
+      await this._connection.moveTo(res.url);
       if (res.ticket) msg.token = res.ticket;
       res = await this.request(msg);
     }
     this._joinArgs = { name, options };
     this.room = res.room;
     this.participantId = res.participant.id;
-    this.localParticipant = toParticipant(res.participant);
+    this.localParticipant = roster.toParticipant(res.participant);
     this.roster.clear();
-    res.participants.forEach((p) => this._addParticipant(p));
+    res.participants.forEach((p) => roster.addParticipant(this, p));
     this.chat = (res.chat_history || []).slice(-CHAT_HISTORY).map((m) => ({ ...m }));
     this.recordings = new Set(res.recordings || []);
     // STUN/TURN servers (TURN credentials minted for us) for both PCs, made just below
     if (!this._ownIceServers) this.rtcConfig.iceServers = res.ice_servers || [];
-    this._keepResumeToken(res);
+    this._reconnect.keepResumeToken(res);
     this.state = "joined";
-    this._ensureSubscriberPc();
-    this._ensurePublisherPc();
+    this._subscribing.ensurePc();
+    this._publishing.ensurePc();
     this._emit("roster", {});
     return res;
   }
@@ -673,11 +451,6 @@ export class PysfuClient extends EventTarget {
     if (this.chat.length > CHAT_HISTORY) this.chat.splice(0, this.chat.length - CHAT_HISTORY);
   }
 
-  _onHandRaised({ participant_id, raised }) {
-    const who = this._participant(participant_id);
-    if (who) who.handRaised = Boolean(raised);
-  }
-
   /**
    * Leave the room: sends `leave` (failure ignored), closes both PCs and the
    * socket and stops all published local tracks.
@@ -694,275 +467,16 @@ export class PysfuClient extends EventTarget {
     this._teardown();
   }
 
+  /** Close everything for good: timers, local tracks, remote tracks, both PCs, the socket. */
   _teardown() {
     if (this.state === "closed") return;
     this.state = "closed";
-    this._stopReconnect();
-    this._pcTimers.forEach((timer) => clearTimeout(timer));
-    this._clearConnectTimers();
-    for (const { track } of this.localTracks.values()) track.stop();
-    for (const mid of [...this.remoteTracks.keys()]) this._dropRemoteTrack(mid);
-    this._stopAdaptive();
+    this._reconnect.stop();
+    this._publishing.stopTracks();
+    this._subscribing.dropAll();
+    this._adaptive.stop();
     for (const pc of [this.publisherPc, this.subscriberPc]) if (pc) pc.close();
-    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000, "leave");
-  }
-
-  // --- reconnect and resume -----------------------------------------------------
-  //
-  // When the socket closes or a peer connection fails (or stays "disconnected"
-  // for PC_DISCONNECTED_MS), the server keeps our participant for
-  // `resumeGrace` seconds.  We close everything but the local tracks and try
-  // `resume` on a new socket with backoff (at once when the browser says it is
-  // online again); the answer is a join_response for the same participant, and
-  // we republish our tracks into their old ids on a fresh publisher PC while
-  // the server offers our subscriptions on a fresh subscriber PC.
-
-  _keepResumeToken(res) {
-    this.resumeToken = res.resume_token || null;
-    this.resumeGrace = res.resume_grace || 0;
-  }
-
-  _watchPc(pc, target) {
-    if (pc !== this.publisherPc && pc !== this.subscriberPc) return;
-    clearTimeout(this._pcTimers.get(target));
-    const state = pc.connectionState;
-    if (state === "connected") {
-      this._connectedPcs.add(pc);
-      clearTimeout(this._connectTimers.get(target));
-      this._connectTimers.delete(target);
-    }
-    if (state === "failed" && this.connectTimeoutMs && !this._connectedPcs.has(pc)) this._connectTimedOut(pc, target);
-    else if (state === "failed") this._connectionLost("ice_failed", target);
-    else if (state === "disconnected") {
-      this._pcTimers.set(target, setTimeout(() => {
-        if (pc.connectionState === "disconnected") this._connectionLost("ice_disconnected", target);
-      }, PC_DISCONNECTED_MS));
-    }
-  }
-
-  /**
-   * After a negotiation: a peer connection that has never connected must do so
-   * within `connectTimeoutMs`.  One that was connected once and drops is the
-   * reconnect logic's business instead.
-   */
-  _expectConnected(pc, target) {
-    if (pc !== this.publisherPc && pc !== this.subscriberPc) return; // replaced meanwhile (resume)
-    if (!this.connectTimeoutMs || this._connectedPcs.has(pc) || this._connectTimers.has(target)) return;
-    this._connectTimers.set(target, setTimeout(() => {
-      this._connectTimers.delete(target);
-      if (!this._connectedPcs.has(pc)) this._connectTimedOut(pc, target);
-    }, this.connectTimeoutMs));
-  }
-
-  /** A peer connection never connected: retrying cannot help, so say why and leave. */
-  _connectTimedOut(pc, target) {
-    if (pc !== this.publisherPc && pc !== this.subscriberPc) return;
-    if (this.state !== "joined") return;
-    const state = pc.connectionState;
-    const what = state === "failed" ? "failed before it ever connected" : `is still "${state}" after ${Math.round(this.connectTimeoutMs / 1000)} s`;
-    this._emit("error", { code: "ice_timeout", message: `ICE found no working path to the server: the ${target} peer connection ${what}` });
-    this.leave().finally(() => this._emit("disconnected", { reason: "ice_timeout", target }));
-  }
-
-  _connectionLost(reason, target) {
-    if (this.state !== "joined") return;
-    if (this.resumeToken) this._startReconnect(reason);
-    else this._emit("disconnected", { reason: "ice_failed", target });
-  }
-
-  _clearConnectTimers() {
-    this._connectTimers.forEach((timer) => clearTimeout(timer));
-    this._connectTimers.clear();
-  }
-
-  _startReconnect(reason) {
-    if (this.state !== "joined") return;
-    this.state = "reconnecting";
-    this._dropConnections();
-    this._resume = { deadline: Date.now() + this.resumeGrace * 1000, attempt: 0, timer: null };
-    this._onlineListener = () => this._resumeSoon(0);
-    if (typeof window !== "undefined") window.addEventListener("online", this._onlineListener);
-    this._emit("reconnecting", { reason });
-    this._resumeSoon(RESUME_BACKOFF_MS[0]);
-  }
-
-  /** Close the socket and both PCs (no `leave`); local tracks keep running. */
-  _dropConnections() {
-    this._pcTimers.forEach((timer) => clearTimeout(timer));
-    this._clearConnectTimers();
-    for (const mid of [...this.remoteTracks.keys()]) this._dropRemoteTrack(mid);
-    this.subscribedMids = new Map();
-    this.slots = [];
-    for (const pc of [this.publisherPc, this.subscriberPc]) if (pc) pc.close();
-    this.publisherPc = this.subscriberPc = null;
-    const ws = this.ws;
-    this.ws = null;
-    this._opened = null;
-    if (ws && ws.readyState <= WebSocket.OPEN) ws.close(4000, "reconnecting");
-    this._failPending();
-    this._offerQueue = new SerialQueue();
-    this._gates = {
-      publisher: new CandidateGate((c) => this._trickle("publisher", c)),
-      subscriber: new CandidateGate((c) => this._trickle("subscriber", c)),
-    };
-  }
-
-  _resumeSoon(delay) {
-    const resume = this._resume;
-    if (!resume || resume.running) return;
-    clearTimeout(resume.timer);
-    resume.timer = setTimeout(() => this._tryResume(), delay);
-  }
-
-  async _tryResume() {
-    const resume = this._resume;
-    if (!resume || this.state !== "reconnecting") return;
-    resume.running = true;
-    try {
-      const res = await withTimeout(this._openAndResume(), RESUME_ATTEMPT_MS);
-      this._stopReconnect();
-      await this._applyResume(res);
-    } catch (err) {
-      resume.running = false;
-      if (this._resume !== resume) return;
-      const gaveUp = FINAL_RESUME_ERRORS.has(err.code) || Date.now() > resume.deadline;
-      if (gaveUp) return this._giveUp(err);
-      const ws = this.ws;
-      this.ws = null;
-      if (ws && ws.readyState <= WebSocket.OPEN) ws.close(4000, "retry");
-      resume.attempt += 1;
-      this._resumeSoon(RESUME_BACKOFF_MS[Math.min(resume.attempt, RESUME_BACKOFF_MS.length - 1)]);
-    }
-  }
-
-  async _openAndResume() {
-    await this.connect();
-    return this.request({ type: "resume", room: this.room, token: this.resumeToken, version: PROTOCOL_VERSION });
-  }
-
-  _giveUp(err) {
-    this._stopReconnect();
-    this._teardown();
-    this._emit("disconnected", { reason: "resume_failed", code: err.code });
-  }
-
-  _stopReconnect() {
-    if (this._resume) clearTimeout(this._resume.timer);
-    this._resume = null;
-    if (this._onlineListener && typeof window !== "undefined") window.removeEventListener("online", this._onlineListener);
-    this._onlineListener = null;
-  }
-
-  /** Same participant again: roster from the response, fresh PCs, republish. */
-  async _applyResume(res) {
-    this._keepResumeToken(res);
-    this.localParticipant = toParticipant(res.participant);
-    this._replaceRoster(res.participants);
-    this.state = "joined";
-    this._ensureSubscriberPc();
-    this._ensurePublisherPc();
-    this._emit("roster", {});
-    try {
-      await this._publishQueue.run(() => this._republish());
-    } catch (err) {
-      this._emit("error", { code: err.code || "republish", message: `republish after resume: ${err.message}` });
-    }
-    this._emit("reconnected", {});
-  }
-
-  /** Roster after a resume; who came or went meanwhile gets the usual events. */
-  _replaceRoster(infos) {
-    const fresh = new Map(infos.filter((p) => p.id !== this.participantId).map((p) => [p.id, p]));
-    for (const id of [...this.roster.keys()]) {
-      if (!fresh.has(id)) this._onEvent({ type: "participant_left", participant_id: id, reason: "left" });
-    }
-    for (const info of fresh.values()) {
-      if (!this.roster.has(info.id)) this._onEvent({ type: "participant_joined", participant: info });
-      else this.roster.set(info.id, toParticipant(info));
-    }
-  }
-
-  /**
-   * The server lost our participant (`leave` with a reason in REJOIN_REASONS,
-   * e.g. its worker process restarted): join the room again as a new
-   * participant, with backoff, and publish our live tracks again.
-   */
-  async _rejoin(reason) {
-    this.state = "reconnecting";
-    this._dropConnections();
-    for (const id of [...this.roster.keys()]) this._onEvent({ type: "participant_left", participant_id: id, reason });
-    this._emit("reconnecting", { reason });
-    for (let attempt = 0; attempt < REJOIN_ATTEMPTS; attempt++) {
-      await new Promise((resolve) => setTimeout(resolve, RESUME_BACKOFF_MS[Math.min(attempt, RESUME_BACKOFF_MS.length - 1)]));
-      if (this.state !== "reconnecting") return;
-      try {
-        await withTimeout(this.join(this.room, this._joinArgs.name, this._joinArgs.options), RESUME_ATTEMPT_MS);
-        await this._publishQueue.run(() => this._republish(false));
-        this._emit("reconnected", { rejoined: true });
-        return;
-      } catch (err) {
-        if (this.state !== "reconnecting" && this.state !== "joined") return;
-        this.state = "reconnecting";
-        this._dropConnections();
-      }
-    }
-    this._teardown();
-    this._emit("disconnected", { reason: "rejoin_failed" });
-  }
-
-  /** Our live local tracks, published again (into their old track ids when resuming). */
-  async _republish(keepIds = true) {
-    const entries = [...this.localTracks.entries()].filter(([, e]) => e.track.readyState === "live");
-    this.localTracks.clear();
-    this.subscribedQualities.clear();
-    if (!entries.length) return [];
-    const tracks = entries.map(([, e]) => e.track);
-    const stream = new MediaStream(tracks);
-    return this._negotiatePublish(
-      stream, tracks, entries.map(([, e]) => e.info.source), entries.map(([, e]) => Boolean(e.simulcast)),
-      entries.map(([id]) => (keepIds ? id : null)),
-    );
-  }
-
-  _onParticipantState({ participant_id, state }) {
-    const who = this._participant(participant_id);
-    if (who) who.state = state;
-  }
-
-  _onConnectionQuality({ updates }) {
-    for (const update of updates || []) {
-      const who = this._participant(update.participant_id);
-      if (who) who.quality = update.quality;
-    }
-  }
-
-  // --- peer connections -------------------------------------------------------
-
-  _newPc(target) {
-    const pc = new RTCPeerConnection(this.rtcConfig);
-    pc.onicecandidate = (e) => {
-      if (e.candidate && e.candidate.candidate) this._gates[target].push(e.candidate);
-    };
-    pc.onconnectionstatechange = () => this._watchPc(pc, target);
-    return pc;
-  }
-
-  _trickle(target, c) {
-    const msg = { type: "trickle", target, candidate: c.candidate, sdp_mid: c.sdpMid, sdp_mline_index: c.sdpMLineIndex };
-    this.request(msg).catch((err) => this._emit("error", { code: err.code, message: `trickle: ${err.message}` }));
-  }
-
-  _ensurePublisherPc() {
-    if (!this.publisherPc) this.publisherPc = this._newPc("publisher");
-    return this.publisherPc;
-  }
-
-  _ensureSubscriberPc() {
-    if (this.subscriberPc) return this.subscriberPc;
-    const pc = this._newPc("subscriber");
-    pc.ontrack = (e) => this._onRemoteTrack(e.transceiver, e.streams);
-    this.subscriberPc = pc;
-    return pc;
+    this._connection.close(1000, "leave");
   }
 
   // --- publishing -------------------------------------------------------------
@@ -983,7 +497,7 @@ export class PysfuClient extends EventTarget {
     const tracks = stream.getTracks();
     if (!tracks.length) return Promise.resolve([]);
     const simulcast = options.simulcast === undefined ? this.simulcast : Boolean(options.simulcast);
-    return this._publishQueue.run(() => this._negotiatePublish(stream, tracks, options.source, simulcast));
+    return this._publishing.publish(stream, tracks, options.source, simulcast);
   }
 
   /**
@@ -1000,57 +514,13 @@ export class PysfuClient extends EventTarget {
     return this.publish(tracks, { source: "screen_share", simulcast: false });
   }
 
-  async _negotiatePublish(stream, tracks, source, simulcast, republish = []) {
-    const pc = this._ensurePublisherPc();
-    const each = (value, i) => (Array.isArray(value) ? value[i] : value);
-    const sources = tracks.map((track, i) => each(source, i) || defaultSource(track));
-    const transceivers = tracks.map((track, i) => addSendTransceiver(pc, stream, track, each(simulcast, i), sources[i]));
-    try {
-      await pc.setLocalDescription(await pc.createOffer());
-      const wanted = transceivers.map((tr, i) => ({ mid: tr.mid, source: sources[i], muted: !tracks[i].enabled }));
-      republish.forEach((trackId, i) => { if (trackId) wanted[i].track_id = trackId; });
-      const pending = this.request({ type: "publish", sdp: pc.localDescription.sdp, tracks: wanted });
-      this._gates.publisher.open();
-      const res = await pending;
-      await pc.setRemoteDescription({ type: "answer", sdp: res.sdp });
-      this._expectConnected(pc, "publisher");
-      await Promise.all(transceivers.map((tr, i) => (sources[i] === "screen_share" ? preferResolution(tr.sender) : null)));
-      return this._recordPublished(res.tracks, wanted, tracks, transceivers, simulcast);
-    } catch (err) {
-      await this._rollbackPublish(pc, transceivers);
-      throw err;
-    }
-  }
-
-  async _rollbackPublish(pc, transceivers) {
-    if (pc.signalingState === "have-local-offer") {
-      await pc.setLocalDescription({ type: "rollback" }).catch(() => {});
-    }
-    transceivers.forEach(stopTransceiver);
-  }
-
-  /** Pair response TrackInfos with our tracks: by mid (kind and source as a fallback). */
-  _recordPublished(infos, wanted, tracks, transceivers, simulcast) {
-    const unclaimed = infos.filter((t) => !this.localTracks.has(t.id));
-    return tracks.map((track, i) => {
-      let idx = unclaimed.findIndex((t) => t.mid && t.mid === transceivers[i].mid);
-      if (idx < 0) idx = pickIndex(unclaimed, track.kind, wanted[i].source);
-      if (idx < 0) return null;
-      const [info] = unclaimed.splice(idx, 1);
-      this.localTracks.set(info.id, { track, transceiver: transceivers[i], info, simulcast: Array.isArray(simulcast) ? simulcast[i] : simulcast });
-      if (this.localParticipant) this.localParticipant.tracks.set(info.id, { ...info });
-      return info;
-    });
-  }
-
   /**
    * Published track id for a local MediaStreamTrack.
    * @param {MediaStreamTrack} track
    * @returns {string|null}
    */
   trackIdFor(track) {
-    for (const [id, entry] of this.localTracks) if (entry.track === track) return id;
-    return null;
+    return this._publishing.trackIdFor(track);
   }
 
   /**
@@ -1059,14 +529,7 @@ export class PysfuClient extends EventTarget {
    * @returns {Promise<Object>} the `ok` response
    */
   async unpublish(trackId) {
-    const entry = this.localTracks.get(trackId);
-    if (entry) {
-      stopTransceiver(entry.transceiver);
-      this.localTracks.delete(trackId);
-      this.subscribedQualities.delete(trackId);
-      if (this.localParticipant) this.localParticipant.tracks.delete(trackId);
-    }
-    return this.request({ type: "unpublish", track_id: trackId });
+    return this._publishing.unpublish(trackId);
   }
 
   /**
@@ -1076,14 +539,7 @@ export class PysfuClient extends EventTarget {
    * @returns {Promise<Object>} the `ok` response
    */
   setMuted(trackId, muted) {
-    const entry = this.localTracks.get(trackId);
-    if (entry) {
-      entry.track.enabled = !muted;
-      entry.info.muted = muted;
-    }
-    const own = this.localParticipant && this.localParticipant.tracks.get(trackId);
-    if (own) own.muted = muted;
-    return this.request({ type: "mute", track_id: trackId, muted });
+    return this._publishing.setMuted(trackId, muted);
   }
 
   // --- subscribing ------------------------------------------------------------
@@ -1115,100 +571,13 @@ export class PysfuClient extends EventTarget {
     return this.request({ type: "ping" });
   }
 
-  _queueOffer(msg) {
-    this._offerQueue
-      .run(() => this._answerOffer(msg))
-      .catch((err) => this._emit("error", { code: err.code || "subscriber_offer", message: err.message }));
-  }
-
-  async _answerOffer({ sdp, tracks }) {
-    if (this.state === "closed") return;
-    const pc = this._ensureSubscriberPc();
-    this.subscribedMids = new Map(tracks.map((t) => [t.mid, t]));
-    this._dropStaleRemoteTracks();
-    await pc.setRemoteDescription({ type: "offer", sdp });
-    await pc.setLocalDescription(await pc.createAnswer());
-    const pending = this.request({ type: "subscriber_answer", sdp: pc.localDescription.sdp });
-    this._gates.subscriber.open();
-    await pending;
-    this._expectConnected(pc, "subscriber");
-    this._reconcileRemoteTracks();
-  }
-
-  /** After the offer's answer (same queue): each slot's occupant is the track on its mid. */
-  _queueSlots(slots) {
-    this._offerQueue
-      .run(async () => this._applySlots(slots))
-      .catch((err) => this._emit("error", { code: err.code || "slots_changed", message: err.message }));
-  }
-
-  _applySlots(slots) {
-    if (this.state === "closed") return;
-    this.slots = slots.map((slot) => ({ ...slot }));
-    const occupied = slots.filter((slot) => slot.track_id && slot.participant_id);
-    this.subscribedMids = new Map(occupied.map((slot) => [slot.mid, { ...slot }]));
-    this._dropStaleRemoteTracks();
-    this._reconcileRemoteTracks();
-  }
-
-  _onRemoteTrack(transceiver, streams) {
-    const entry = this.subscribedMids.get(transceiver.mid);
-    if (!entry) return;
-    this._addRemoteTrack(transceiver, entry, streams);
-  }
-
-  _addRemoteTrack(transceiver, entry, streams = []) {
-    const known = this.remoteTracks.get(transceiver.mid);
-    if (known && known.trackId === entry.track_id) return;
-    if (known) this._dropRemoteTrack(transceiver.mid);
-    const remote = {
-      mid: transceiver.mid,
-      trackId: entry.track_id,
-      participantId: entry.participant_id,
-      kind: entry.kind,
-      track: transceiver.receiver.track,
-      trackInfo: this.findTrack(entry.track_id, entry.participant_id) || fallbackInfo(entry),
-    };
-    this.remoteTracks.set(remote.mid, remote);
-    this._emit("track", { ...remote, streams });
-  }
-
-  _dropRemoteTrack(mid) {
-    const remote = this.remoteTracks.get(mid);
-    if (!remote) return;
-    this.remoteTracks.delete(mid);
-    if (!this.remoteTrackById(remote.trackId)) this._forgetRemoteTrack(remote);
-    this._emit("trackremoved", { ...remote });
-  }
-
-  /** Drop tracks whose mid vanished from the latest offer or now carries another track. */
-  _dropStaleRemoteTracks() {
-    for (const [mid, remote] of [...this.remoteTracks]) {
-      const entry = this.subscribedMids.get(mid);
-      if (!entry || entry.track_id !== remote.trackId) this._dropRemoteTrack(mid);
-    }
-  }
-
-  /** After a negotiation: drop inactive transceivers, add active ones ontrack missed. */
-  _reconcileRemoteTracks() {
-    const pc = this.subscriberPc;
-    if (!pc || this.state === "closed") return;
-    for (const tr of pc.getTransceivers()) {
-      const entry = this.subscribedMids.get(tr.mid);
-      const active = !tr.stopped && ACTIVE_DIRECTIONS.has(tr.currentDirection);
-      if (entry && active) this._addRemoteTrack(tr, entry);
-      else if (tr.mid) this._dropRemoteTrack(tr.mid);
-    }
-  }
-
   /**
    * A remote track currently delivered, by published track id.
    * @param {string} trackId
    * @returns {RemoteTrack|null}
    */
   remoteTrackById(trackId) {
-    for (const remote of this.remoteTracks.values()) if (remote.trackId === trackId) return remote;
-    return null;
+    return this._subscribing.remoteTrackById(trackId);
   }
 
   // --- video elements & adaptive stream -------------------------------------------
@@ -1224,26 +593,7 @@ export class PysfuClient extends EventTarget {
    * @returns {() => void} detaches again
    */
   attachVideo(trackId, video) {
-    const remote = this.remoteTrackById(trackId);
-    if (!remote) throw new PysfuError("unknown_track", `track ${trackId} is not being received`);
-    const view = this._views.get(video);
-    if (view && view.trackId !== trackId) this.detachVideo(view.trackId, video);
-    if (shownTrack(video) !== remote.track) {
-      video.srcObject = new MediaStream([remote.track]);
-      const playing = video.play && video.play();
-      if (playing && playing.catch) playing.catch(() => {});
-    }
-    if (!this._views.has(video)) {
-      this._views.set(video, { trackId, width: video.clientWidth || 0, height: video.clientHeight || 0, visible: null });
-      const observers = this._ensureObservers();
-      if (observers.resize) observers.resize.observe(video);
-      if (observers.intersection) observers.intersection.observe(video);
-    }
-    if (remote.kind === "video") {
-      this._adaptiveTracks.add(trackId);
-      this._scheduleAdaptive(trackId);
-    }
-    return () => this.detachVideo(trackId, video);
+    return this._adaptive.attach(trackId, video);
   }
 
   /**
@@ -1254,13 +604,7 @@ export class PysfuClient extends EventTarget {
    * @param {HTMLVideoElement} [video]  default: every element showing the track
    */
   detachVideo(trackId, video) {
-    const remote = this.remoteTrackById(trackId);
-    for (const [element, view] of [...this._views]) {
-      if (view.trackId !== trackId || (video && element !== video)) continue;
-      this._unobserve(element);
-      if (remote && shownTrack(element) === remote.track) element.srcObject = null;
-    }
-    if (remote && this._adaptiveTracks.has(trackId)) this._scheduleAdaptive(trackId);
+    this._adaptive.detach(trackId, video);
   }
 
   /**
@@ -1272,9 +616,7 @@ export class PysfuClient extends EventTarget {
    * @returns {Promise<Object>} the `ok` response
    */
   setTrackSettings(trackId, settings = {}) {
-    this._manualTracks.add(trackId);
-    this._cancelAdaptive(trackId);
-    return this._sendSettings(trackId, settings, true);
+    return this._adaptive.setTrackSettings(trackId, settings);
   }
 
   /**
@@ -1286,271 +628,11 @@ export class PysfuClient extends EventTarget {
    */
   setQuality(trackId, quality) {
     if (quality && quality !== "auto") return this.setTrackSettings(trackId, { quality });
-    this._manualTracks.delete(trackId);
-    this._cancelAdaptive(trackId);
-    return this._sendSettings(trackId, this._adaptiveSettings(trackId), false);
+    return this._adaptive.setAuto(trackId);
   }
 
   /** The explicit quality chosen for a track, or "auto". @param {string} trackId @returns {string} */
   qualityOf(trackId) {
-    if (!this._manualTracks.has(trackId)) return "auto";
-    const sent = this._sentSettings.get(trackId);
-    return (sent && JSON.parse(sent).quality) || "auto";
-  }
-
-  /** Send settings unless identical to the last ones sent (or `force`). */
-  _sendSettings(trackId, settings, force) {
-    const msg = settingsMessage(trackId, settings);
-    const key = JSON.stringify({ ...msg, type: undefined, track_id: undefined });
-    if (!force && this._sentSettings.get(trackId) === key) return Promise.resolve(null);
-    this._sentSettings.set(trackId, key);
-    return this.request(msg).catch((err) => {
-      if (this._sentSettings.get(trackId) === key) this._sentSettings.delete(trackId);
-      throw err;
-    });
-  }
-
-  /** What adaptive stream wants for a track now. @returns {TrackSettings} */
-  _adaptiveSettings(trackId) {
-    if (!this.adaptiveStream || !this._adaptiveTracks.has(trackId)) return {};
-    const pageVisible = typeof document === "undefined" || document.visibilityState !== "hidden";
-    let width = 0;
-    let height = 0;
-    let visible = false;
-    for (const view of this._views.values()) {
-      if (view.trackId !== trackId) continue;
-      width = Math.max(width, view.width);
-      height = Math.max(height, view.height);
-      if (pageVisible && view.visible !== false && view.width > 0 && view.height > 0) visible = true;
-    }
-    const ratio = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
-    const settings = { paused: !visible };
-    if (width > 0 && height > 0) {
-      settings.maxWidth = Math.min(MAX_DIMENSION, Math.round(width * ratio));
-      settings.maxHeight = Math.min(MAX_DIMENSION, Math.round(height * ratio));
-    }
-    return settings;
-  }
-
-  _scheduleAdaptive(trackId) {
-    if (!this.adaptiveStream || this._manualTracks.has(trackId) || this.state === "closed") return;
-    this._cancelAdaptive(trackId);
-    this._settingsTimers.set(trackId, setTimeout(() => this._flushAdaptive(trackId), ADAPTIVE_DEBOUNCE_MS));
-  }
-
-  _cancelAdaptive(trackId) {
-    clearTimeout(this._settingsTimers.get(trackId));
-    this._settingsTimers.delete(trackId);
-  }
-
-  _flushAdaptive(trackId) {
-    this._settingsTimers.delete(trackId);
-    const remote = this.remoteTrackById(trackId);
-    if (!remote || this._manualTracks.has(trackId) || this.state !== "joined") return;
-    if (!this.roster.has(remote.participantId)) return; // leaving: the track goes away anyway
-    this._sendSettings(trackId, this._adaptiveSettings(trackId), false).catch((err) => {
-      console.warn("pysfu: update_track_settings failed", trackId, err.code, err.message);
-    });
-  }
-
-  /** Adaptive-stream observers, created on first use (null members where unsupported). */
-  _ensureObservers() {
-    if (this._observers) return this._observers;
-    const note = (element, change) => {
-      const view = this._views.get(element);
-      if (!view) return;
-      Object.assign(view, change);
-      this._scheduleAdaptive(view.trackId);
-    };
-    const resize = typeof ResizeObserver === "function"
-      ? new ResizeObserver((entries) => entries.forEach((e) => note(e.target, { width: e.contentRect.width, height: e.contentRect.height })))
-      : null;
-    const intersection = typeof IntersectionObserver === "function"
-      ? new IntersectionObserver((entries) => entries.forEach((e) => note(e.target, { visible: e.isIntersecting })))
-      : null;
-    const onVisibility = () => this._adaptiveTracks.forEach((id) => this._scheduleAdaptive(id));
-    if (typeof document !== "undefined") document.addEventListener("visibilitychange", onVisibility);
-    this._observers = { resize, intersection, onVisibility };
-    return this._observers;
-  }
-
-  _unobserve(element) {
-    this._views.delete(element);
-    const observers = this._observers;
-    if (!observers) return;
-    if (observers.resize) observers.resize.unobserve(element);
-    if (observers.intersection) observers.intersection.unobserve(element);
-  }
-
-  /** The SFU no longer sends a track: drop its views and settings state. */
-  _forgetRemoteTrack(remote) {
-    for (const [element, view] of [...this._views]) {
-      if (view.trackId !== remote.trackId) continue;
-      this._unobserve(element);
-      if (shownTrack(element) === remote.track) element.srcObject = null;
-    }
-    this._cancelAdaptive(remote.trackId);
-    this._adaptiveTracks.delete(remote.trackId);
-    this._manualTracks.delete(remote.trackId);
-    this._sentSettings.delete(remote.trackId);
-    this.layers.delete(remote.trackId);
-  }
-
-  _stopAdaptive() {
-    for (const element of [...this._views.keys()]) this._unobserve(element);
-    this._settingsTimers.forEach((timer) => clearTimeout(timer));
-    this._settingsTimers.clear();
-    const observers = this._observers;
-    this._observers = null;
-    if (!observers) return;
-    if (observers.resize) observers.resize.disconnect();
-    if (observers.intersection) observers.intersection.disconnect();
-    if (typeof document !== "undefined") document.removeEventListener("visibilitychange", observers.onVisibility);
-  }
-
-  // --- simulcast events -------------------------------------------------------------
-
-  _onLayerChanged({ track_id, quality, rid, width, height }) {
-    const layer = { quality };
-    if (rid) layer.rid = rid;
-    if (width) Object.assign(layer, { width, height });
-    this.layers.set(track_id, layer);
-  }
-
-  /** Dynacast: (de)activate our simulcast encodings as the SFU asks. */
-  _onSubscribedQualityUpdate({ track_id, qualities }) {
-    this.subscribedQualities.set(track_id, (qualities || []).map((q) => ({ ...q })));
-    this._dynacastQueue
-      .run(async () => {
-        const entry = this.localTracks.get(track_id);
-        if (!entry || this.state === "closed") return;
-        await setActiveLayers(entry.transceiver.sender, qualities || []);
-      })
-      .catch((err) => this._emit("error", { code: "dynacast", message: `setParameters: ${err.message}` }));
-  }
-}
-
-/**
- * Add a sendonly transceiver: VP8 preferred for video, simulcast encodings if
- * asked (never for screen share, which gets SCREEN_SHARE_ENCODING instead).
- */
-function addSendTransceiver(pc, stream, track, simulcast, source) {
-  const init = { direction: "sendonly", streams: [stream] };
-  const screen = track.kind === "video" && source === "screen_share";
-  if (screen && "contentHint" in track && !track.contentHint) track.contentHint = "detail";
-  const encodings = screen ? [{ ...SCREEN_SHARE_ENCODING }] : track.kind === "video" && simulcast ? simulcastEncodings(track) : null;
-  if (encodings) init.sendEncodings = encodings;
-  const transceiver = pc.addTransceiver(track, init);
-  if (track.kind === "video") preferCodec(transceiver, "video/VP8");
-  return transceiver;
-}
-
-/**
- * Send encodings for a camera track from its capture size (the short side, so
- * portrait video counts like landscape): >= 720 -> q/h/f, >= 360 -> q/h with h
- * at full size, else null (no simulcast).
- * @param {MediaStreamTrack} track
- * @returns {RTCRtpEncodingParameters[]|null}
- */
-export function simulcastEncodings(track) {
-  const settings = (track.getSettings && track.getSettings()) || {};
-  const size = settings.width && settings.height ? Math.min(settings.width, settings.height) : settings.height || 0;
-  if (size >= 720) return SIMULCAST_LAYERS.map((layer) => ({ ...layer }));
-  if (size >= 360) {
-    return [
-      { ...SIMULCAST_LAYERS[0], scaleResolutionDownBy: 2 },
-      { ...SIMULCAST_LAYERS[1], scaleResolutionDownBy: 1 },
-    ];
-  }
-  return null;
-}
-
-/** Screen share: keep the resolution, drop frames instead (where the browser supports it). */
-async function preferResolution(sender) {
-  try {
-    const params = sender.getParameters();
-    if (params.degradationPreference === "maintain-resolution") return;
-    params.degradationPreference = "maintain-resolution";
-    await sender.setParameters(params);
-  } catch {
-    // not supported: contentHint "detail" implies the same in Chromium
-  }
-}
-
-/** Put `mimeType` first in the transceiver's codec preferences, where supported. */
-function preferCodec(transceiver, mimeType) {
-  if (typeof transceiver.setCodecPreferences !== "function") return;
-  const wanted = mimeType.toLowerCase();
-  for (const Source of [globalThis.RTCRtpSender, globalThis.RTCRtpReceiver]) {
-    const caps = Source && typeof Source.getCapabilities === "function" && Source.getCapabilities("video");
-    const codecs = (caps && caps.codecs) || [];
-    const first = codecs.filter((c) => c.mimeType.toLowerCase() === wanted);
-    if (!first.length) continue;
-    try {
-      transceiver.setCodecPreferences([...first, ...codecs.filter((c) => c.mimeType.toLowerCase() !== wanted)]);
-      return;
-    } catch {
-      // e.g. older browsers accept only receiver capabilities: try those
-    }
-  }
-}
-
-/** Set `active` of the sender's encodings by rid; true if anything changed. */
-async function setActiveLayers(sender, qualities) {
-  const params = sender.getParameters();
-  let changed = false;
-  for (const { rid, enabled } of qualities) {
-    const encoding = (params.encodings || []).find((e) => e.rid && e.rid === rid);
-    if (encoding && encoding.active !== Boolean(enabled)) {
-      encoding.active = Boolean(enabled);
-      changed = true;
-    }
-  }
-  if (changed) await sender.setParameters(params);
-  return changed;
-}
-
-/** update_track_settings message; undefined fields are left out. */
-function settingsMessage(trackId, { quality, maxWidth, maxHeight, maxFps, paused } = {}) {
-  const msg = { type: "update_track_settings", track_id: trackId };
-  const fields = { quality, max_width: maxWidth, max_height: maxHeight, max_fps: maxFps, paused };
-  for (const [key, value] of Object.entries(fields)) if (value !== undefined && value !== null) msg[key] = value;
-  return msg;
-}
-
-/** Rejects with a PysfuError("timeout") when `promise` takes longer than `ms`. */
-function withTimeout(promise, ms) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new PysfuError("timeout", `no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** The video track a media element shows, if any. */
-function shownTrack(element) {
-  const stream = element.srcObject;
-  return stream && typeof stream.getVideoTracks === "function" ? stream.getVideoTracks()[0] || null : null;
-}
-
-function defaultSource(track) {
-  return track.kind === "video" ? "camera" : "microphone";
-}
-
-function pickIndex(infos, kind, source) {
-  const exact = infos.findIndex((t) => t.kind === kind && t.source === source);
-  return exact >= 0 ? exact : infos.findIndex((t) => t.kind === kind);
-}
-
-function fallbackInfo(entry) {
-  return { id: entry.track_id, participant_id: entry.participant_id, kind: entry.kind, source: "unknown", muted: false, codec: "" };
-}
-
-function stopTransceiver(transceiver) {
-  try {
-    if (typeof transceiver.stop === "function") transceiver.stop();
-    else transceiver.sender.replaceTrack(null);
-  } catch {
-    // already stopped or PC closed
+    return this._adaptive.qualityOf(trackId);
   }
 }

@@ -2,9 +2,9 @@
 
 sfu/events.py defines each core event once; signaling/protocol/events.py builds
 the wire models from it.  These tests hold the other copies to it: the
-browser client's dispatch table (static/pysfu.js), the protocol document
-(docs/protocol.md: a heading per message, a field table per event), and the
-JSON every client has been seeing.
+browser client's dispatch table (static/pysfu.js, whose parts are in
+static/client/), the protocol document (docs/protocol.md: a heading per
+message, a field table per event), and the JSON every client has been seeing.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from signaling import protocol as p
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "protocol.md").read_text()
-JS = (ROOT / "static" / "pysfu.js").read_text()
+#: The browser client: the facade and its parts.
+JS = "\n".join(path.read_text() for path in [ROOT / "static" / "pysfu.js", *sorted((ROOT / "static" / "client").glob("*.js"))])
 
 
 def server_messages() -> list[type]:
@@ -44,13 +45,13 @@ def event_fields(event: type[events.Event]) -> list[str]:
     return [f.name for f in dataclasses.fields(event)]
 
 
-# --- static/pysfu.js ----------------------------------------------------------
+# --- static/pysfu.js and static/client/ ------------------------------------------
 
 
 def js_dispatch_table() -> set[str]:
     """The message types ``_onEvent`` has a handler for."""
     match = re.search(r"_onEvent\(msg\) \{\s*const handler = \{(.*?)\n\s*\}\[msg\.type\];", JS, re.S)
-    assert match, "pysfu.js: the _onEvent dispatch table was not found"
+    assert match, "static/pysfu.js, static/client/: the _onEvent dispatch table was not found"
     return set(re.findall(r"^\s*(\w+):", match.group(1), re.M))
 
 
@@ -128,7 +129,7 @@ def test_chat_history_entries_have_the_fields_of_chat_message_events():
 
 @pytest.mark.parametrize("event", events.EVENTS, ids=lambda e: e.type)
 def test_event_is_handled_by_pysfu_js(event):
-    assert event.type in js_dispatch_table(), f"static/pysfu.js: _onEvent has no handler for {event.type!r}"
+    assert event.type in js_dispatch_table(), f"static/pysfu.js, static/client/: _onEvent has no handler for {event.type!r}"
 
 
 @pytest.mark.parametrize("event", events.EVENTS, ids=lambda e: e.type)

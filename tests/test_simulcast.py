@@ -250,7 +250,7 @@ async (room) => {
   const response = await client.request({
     type: "publish", sdp: pc.localDescription.sdp, tracks: [{mid: transceiver.mid, source: "camera"}],
   });
-  client._gates.publisher.open();
+  client._connection.gates.publisher.open();
   await pc.setRemoteDescription({type: "answer", sdp: response.sdp});
   return [client.participantId, response.tracks[0].codec];
 
