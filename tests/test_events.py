@@ -24,7 +24,8 @@ from signaling import protocol as p
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "protocol.md").read_text()
 #: The browser client: the facade and its parts.
-JS = "\n".join(path.read_text() for path in [ROOT / "static" / "pysfu.js", *sorted((ROOT / "static" / "client").glob("*.js"))])
+JS_FILES = [ROOT / "static" / "pysfu.js", *sorted((ROOT / "static" / "client").glob("*.js"))]
+JS = "\n".join(path.read_text() for path in JS_FILES)
 
 
 def server_messages() -> list[type]:
@@ -129,7 +130,7 @@ def test_chat_history_entries_have_the_fields_of_chat_message_events():
 
 @pytest.mark.parametrize("event", events.EVENTS, ids=lambda e: e.type)
 def test_event_is_handled_by_pysfu_js(event):
-    assert event.type in js_dispatch_table(), f"static/pysfu.js, static/client/: _onEvent has no handler for {event.type!r}"
+    assert event.type in js_dispatch_table(), f"static/pysfu.js: _onEvent has no handler for {event.type!r}"
 
 
 @pytest.mark.parametrize("event", events.EVENTS, ids=lambda e: e.type)
