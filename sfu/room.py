@@ -12,6 +12,7 @@ from . import events, lastn, recording_files
 from .config import SfuConfig
 from .ids import new_id
 from .events import EventSink
+from .member import Member
 from .participant import Participant
 from .published_track import PublishedTrack
 from .recorder import RecordingSlots, Recordings
@@ -48,7 +49,7 @@ class Room:
         name: str,
         config: SfuConfig,
         on_empty: Callable[[Room], None] = lambda room: None,
-        on_participant_closed: Callable[[Participant], None] = lambda p: None,
+        on_participant_closed: Callable[[Member], None] = lambda p: None,
         capacity: int = 150,
         observer: RoomObserver = _ignore,
         metadata: str = "",
@@ -60,7 +61,7 @@ class Room:
         self.capacity = capacity
         self.metadata = metadata
         self.created_at = time.time()
-        self.participants: dict[str, Participant] = {}
+        self.participants: dict[str, Member] = {}
         self._on_empty = on_empty
         self._on_participant_closed = on_participant_closed
         self._observer = observer
@@ -104,7 +105,7 @@ class Room:
         self.transcriptions.greet(participant)
         return participant
 
-    async def leave(self, participant: Participant, reason: str = "left") -> None:
+    async def leave(self, participant: Member, reason: str = "left") -> None:
         if not await self._drop(participant):
             return
         self._on_participant_closed(participant)
@@ -118,7 +119,7 @@ class Room:
             await self.transcriptions.stop()
             self._on_empty(self)
 
-    async def _drop(self, participant) -> bool:
+    async def _drop(self, participant: Member) -> bool:
         """Out of the room, its tracks unpublished (quietly) and closed; False if it was not in it."""
         if self.participants.get(participant.id) is not participant:
             return False
@@ -132,24 +133,24 @@ class Room:
 
     # --- participants of other workers of this node (issue 7) ---------------
 
-    def add_remote(self, participant) -> None:
+    def add_remote(self, participant: Member) -> None:
         """A participant of another worker joins this worker's part of the room."""
         if not participant.hidden:
             self._broadcast(events.ParticipantJoined(participant.info()))
         self.participants[participant.id] = participant
         self.apply_last_n()
 
-    def add_remote_track(self, owner, track: PublishedTrack) -> None:
+    def add_remote_track(self, owner: Member, track: PublishedTrack) -> None:
         owner.tracks[track.id] = track
         self.track_published(owner, track)
 
-    def remove_remote_track(self, owner, track_id: str) -> Optional[PublishedTrack]:
+    def remove_remote_track(self, owner: Member, track_id: str) -> Optional[PublishedTrack]:
         track = owner.tracks.pop(track_id, None)
         if track is not None:
             self.track_unpublished(owner, track)
         return track
 
-    async def remove_remote(self, participant, reason: str) -> None:
+    async def remove_remote(self, participant: Member, reason: str) -> None:
         """Like leave, without lifecycle events: its own worker reports those."""
         if not await self._drop(participant):
             return
@@ -163,7 +164,9 @@ class Room:
             self._on_empty(self)
 
     def local_participants(self) -> list[Participant]:
-        return [p for p in self.participants.values() if not p.remote]
+        """The members served here (the others are served by their own worker)."""
+        return [p for p in self.participants.values() if p.local]
+
     # --- reconnect and resume -------------------------------------------------
 
     async def suspend(self, participant: Participant, reason: str) -> None:
@@ -199,7 +202,7 @@ class Room:
     def roster(self, exclude: Optional[str] = None) -> list[dict]:
         return [p.info() for p in self.participants.values() if p.id != exclude and not p.hidden]
 
-    def find_identity(self, identity: str) -> Optional[Participant]:
+    def find_identity(self, identity: str) -> Optional[Member]:
         for participant in self.participants.values():
             if participant.identity == identity:
                 return participant
@@ -217,7 +220,7 @@ class Room:
 
     # --- track changes ------------------------------------------------------
 
-    def track_published(self, owner: Participant, track: PublishedTrack) -> None:
+    def track_published(self, owner: Member, track: PublishedTrack) -> None:
         self._broadcast(events.TrackPublished(track.info()), exclude=owner.id)
         self._emit("track_published", participant=owner.info(), track=track.info())
         for participant in self.participants.values():
@@ -226,7 +229,7 @@ class Room:
         self.apply_last_n()
         self.transcriptions.track_published(track)
 
-    def track_unpublished(self, owner: Participant, track: PublishedTrack, announce: bool = True) -> None:
+    def track_unpublished(self, owner: Member, track: PublishedTrack, announce: bool = True) -> None:
         for participant in self.participants.values():
             participant.unsubscribe(track.id)
         self.transcriptions.track_gone(track.id)
@@ -234,7 +237,7 @@ class Room:
         if announce:
             self._broadcast(events.TrackUnpublished(track.id, owner.id), exclude=owner.id)
 
-    def track_muted(self, owner: Participant, track: PublishedTrack) -> None:
+    def track_muted(self, owner: Member, track: PublishedTrack) -> None:
         self._broadcast(events.TrackMuted(track.id, owner.id, track.muted), exclude=owner.id)
 
     def _broadcast(self, event: events.Event, exclude: Optional[str] = None) -> None:
@@ -257,7 +260,7 @@ class Room:
         self.metadata = metadata
         self._broadcast(events.RoomUpdated({"name": self.name, "metadata": metadata}))
 
-    def update_participant(self, participant: Participant, name: Optional[str], metadata: Optional[str]) -> None:
+    def update_participant(self, participant: Member, name: Optional[str], metadata: Optional[str]) -> None:
         if name is not None:
             participant.name = name
         if metadata is not None:
@@ -268,14 +271,14 @@ class Room:
         else:
             self._broadcast(event)
 
-    async def remove(self, participant: Participant, reason: str) -> None:
+    async def remove(self, participant: Member, reason: str) -> None:
         """End a participant's session: it gets ``leave`` with ``reason``."""
         participant.notify(events.Leave(reason))
         await self.leave(participant, reason)
 
     def send_data(
         self, payload: str, topic: str = "", identities: Optional[list[str]] = None,
-        sender: Optional[Participant] = None,
+        sender: Optional[Member] = None,
     ) -> int:
         """Send a ``data`` event to everyone but the sender (or only to the
         given identities); returns how many got it."""
@@ -347,7 +350,7 @@ class Room:
         speakers = self.speakers.poll(now)
         if speakers is not None:
             self._broadcast(events.SpeakersChanged(speakers))
-            for participant in self.participants.values():  # audio slots follow them
+            for participant in self.local_participants():  # audio slots follow them
                 participant.subscriber.set_speakers([s["participant_id"] for s in speakers])
             if self.speech_order.heard([s["participant_id"] for s in speakers]):
                 self.apply_last_n()
@@ -362,7 +365,7 @@ class Room:
             p.id for p in self.participants.values()
             if any(t.kind == "video" and t.source != "screen_share" for t in p.tracks.values())
         ]
-        for participant in [only] if only is not None else self.participants.values():
+        for participant in [only] if only is not None else self.local_participants():
             allowed = lastn.rank(
                 publishers, self.speech_order.order, participant.pins,
                 self.config.last_n, participant.id,
@@ -431,7 +434,7 @@ class RoomRegistry:
             del self.rooms[room.name]
             room._emit("room_finished")
 
-    def _participant_closed(self, participant: Participant) -> None:
+    def _participant_closed(self, participant: Member) -> None:
         self._gone.update(participant.counters())
 
     def participants(self) -> list[Participant]:
