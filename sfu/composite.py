@@ -182,7 +182,7 @@ class CompositeRecording:
 
     def _update_layout(self) -> None:
         room = self._room
-        people = [p for p in room.participants.values() if not getattr(p, "hidden", False)]
+        people = [p for p in room.participants.values() if not p.hidden]
         tracks = [t for p in people for t in p.tracks.values()]
         names = {p.id: p.name or p.identity for p in people}
         screen = next((t for t in tracks if t.kind == "video" and t.source == "screen_share"), None)

@@ -39,7 +39,9 @@ def _nobody(event: Event) -> None:
 
 
 class Participant:
-    remote = False  # sfu/remote.py: a participant of another worker
+    """A room member (sfu/member.py) served here."""
+
+    local = True
     def __init__(
         self, room: Room, name: str, config: SfuConfig, notify: EventSink, auto_subscribe: bool = True,
         slots: Optional[dict[str, int]] = None,

@@ -411,7 +411,7 @@ class Recordings:
         recording.start()
         self.active[recording.id] = recording
         self.slots.in_use += 1
-        self.room._broadcast(events.RecordingStarted(self.room.name, recording.id, recording.track_ids))
+        self.room.broadcast(events.RecordingStarted(self.room.name, recording.id, recording.track_ids))
         log.info("recording %s of %s started: %s", recording.id, self.room.name, recording.path)
         return recording
 
@@ -433,7 +433,7 @@ class Recordings:
 
     def _finished(self, recording: Recording) -> None:
         self._forget(recording)
-        self.room._broadcast(events.RecordingStopped(self.room.name, recording.id, recording.track_ids))
+        self.room.broadcast(events.RecordingStopped(self.room.name, recording.id, recording.track_ids))
         if recording.path.exists():
             size = sum(path.stat().st_size for path in recording.files())
             info = {**recording.info(), "duration": round(recording.duration, 3), "size": size,

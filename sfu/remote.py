@@ -1,32 +1,19 @@
 """A participant connected to another worker of this node, as seen by the
 part of its room that lives here (issue 7): it is on the roster, its
 tracks are subscribable (their packets come over the relay link, see
-sfu/relay.py), and it receives nothing here: its own worker serves it."""
+sfu/relay.py), and it receives nothing here: its own worker serves it.
+It is a room member (sfu/member.py) with ``local`` False."""
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Optional
 
 from .events import Event
 from .published_track import PublishedTrack
 
 
-class _NoSubscriber:
-    """A remote participant subscribes on its own worker."""
-
-    def set_video_allowed(self, publishers) -> None:
-        pass
-
-    def set_speakers(self, participant_ids: list[str]) -> None:
-        pass
-
-    def downtracks(self) -> list:
-        return []
-
-
 class RemoteParticipant:
-    remote = True
+    local = False
     auto_subscribe = False
 
     def __init__(self, info: dict, hidden: bool, worker: int) -> None:
@@ -34,8 +21,6 @@ class RemoteParticipant:
         self.worker = worker
         self.hidden = hidden
         self.tracks: dict[str, PublishedTrack] = {}
-        self.pins: list[str] = []
-        self.subscriber = _NoSubscriber()
         self.closed = False
         self.update(info)
 
@@ -52,6 +37,9 @@ class RemoteParticipant:
             "hand_raised": self.hand_raised,
         }
 
+    # Its own worker notifies its client, subscribes it and counts its
+    # traffic: here, these do nothing.
+
     def notify(self, event: Event) -> None:
         pass
 
@@ -63,9 +51,6 @@ class RemoteParticipant:
 
     def counters(self) -> Counter:
         return Counter()
-
-    def find_track(self, track_id: str) -> Optional[PublishedTrack]:
-        return self.tracks.get(track_id)
 
     async def close(self) -> None:
         self.closed = True

@@ -1,31 +1,28 @@
-"""Rooms: who is in them, which tracks exist, and who receives what."""
+"""Rooms: who is in them, which tracks exist, and who receives what.
+
+A room keeps its members and broadcasts to them; its speaker detection
+(sfu/room_speakers.py) and meeting features (sfu/meeting.py: chat,
+reactions, hands) live in their own modules."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from typing import Callable, Optional
 
 from . import events, lastn, recording_files
 from .config import SfuConfig
-from .ids import new_id
 from .events import EventSink
+from .meeting import Meeting
+from .member import Member
 from .participant import Participant
 from .published_track import PublishedTrack
 from .recorder import RecordingSlots, Recordings
-from .speaker import LevelMeter, SpeakerDetector
+from .room_speakers import RoomSpeakers
 from .transcription.room_transcription import Transcriptions, TranscriptionSlots
 
 log = logging.getLogger(__name__)
-
-
-#: Chat messages a room keeps for late joiners (issue 8).
-CHAT_HISTORY = 100
-
-#: Seconds between two speaker detection rounds (issue 4).
-SPEAKER_TICK = 0.25
 
 
 class RoomFull(Exception):
@@ -48,7 +45,7 @@ class Room:
         name: str,
         config: SfuConfig,
         on_empty: Callable[[Room], None] = lambda room: None,
-        on_participant_closed: Callable[[Participant], None] = lambda p: None,
+        on_participant_closed: Callable[[Member], None] = lambda p: None,
         capacity: int = 150,
         observer: RoomObserver = _ignore,
         metadata: str = "",
@@ -60,7 +57,7 @@ class Room:
         self.capacity = capacity
         self.metadata = metadata
         self.created_at = time.time()
-        self.participants: dict[str, Participant] = {}
+        self.participants: dict[str, Member] = {}
         self._on_empty = on_empty
         self._on_participant_closed = on_participant_closed
         self._observer = observer
@@ -68,14 +65,9 @@ class Room:
         self.recordings = Recordings(self, config.recording_dir, config.max_recordings_per_room, slots)
         self.transcriptions = Transcriptions(
             self, config, transcription_slots or TranscriptionSlots(config.max_transcriptions))
-        #: Meeting features (issue 8): the last chat messages, oldest first.
-        self.chat_history: deque[dict] = deque(maxlen=CHAT_HISTORY)
-        #: Active speaker detection (issue 4): fed every SPEAKER_TICK while
-        #: anyone is in the room.
-        self.speakers = SpeakerDetector()
-        self.speech_order = lastn.SpeechOrder()
-        self._level_meter = LevelMeter()
-        self._speaker_task: Optional[asyncio.Task] = None
+        self.meeting = Meeting(self.broadcast)
+        #: Active speaker detection: running while anyone is in the room.
+        self.speakers = RoomSpeakers(self)
 
     def join(
         self, name: str, notify: EventSink, auto_subscribe: bool = True,
@@ -91,40 +83,38 @@ class Room:
         participant.metadata = metadata
         participant.hidden = hidden
         if not hidden:
-            self._broadcast(events.ParticipantJoined(participant.info()))
+            self.broadcast(events.ParticipantJoined(participant.info()))
         self.participants[participant.id] = participant
         self._emit("participant_joined", participant=participant.info())
-        if self._speaker_task is None:
-            self._speaker_task = asyncio.ensure_future(self._speaker_loop())
+        self.speakers.start()
         if auto_subscribe:
             for track in self.tracks():
                 participant.subscribe(track)
-        participant.subscriber.set_speakers([s["participant_id"] for s in self.speakers.active()])
+        participant.subscriber.set_speakers(self.speakers.active_ids())
         self.apply_last_n()
         self.transcriptions.greet(participant)
         return participant
 
-    async def leave(self, participant: Participant, reason: str = "left") -> None:
+    async def leave(self, participant: Member, reason: str = "left") -> None:
         if not await self._drop(participant):
             return
         self._on_participant_closed(participant)
         if not participant.hidden:
-            self._broadcast(events.ParticipantLeft(participant.id, reason))
+            self.broadcast(events.ParticipantLeft(participant.id, reason))
         self._emit("participant_left", participant=participant.info(), reason=reason)
         self.apply_last_n()
         if not self.participants:
-            self._stop_speaker_task()
+            self.speakers.stop()
             await self.recordings.stop()  # files are complete before room_finished
             await self.transcriptions.stop()
             self._on_empty(self)
 
-    async def _drop(self, participant) -> bool:
+    async def _drop(self, participant: Member) -> bool:
         """Out of the room, its tracks unpublished (quietly) and closed; False if it was not in it."""
         if self.participants.get(participant.id) is not participant:
             return False
         del self.participants[participant.id]
-        self.speakers.remove(participant.id)
-        self.speech_order.forget(participant.id)
+        self.speakers.forget(participant.id)
         for track in list(participant.tracks.values()):
             self.track_unpublished(participant, track, announce=False)
         await participant.close()
@@ -132,38 +122,40 @@ class Room:
 
     # --- participants of other workers of this node (issue 7) ---------------
 
-    def add_remote(self, participant) -> None:
+    def add_remote(self, participant: Member) -> None:
         """A participant of another worker joins this worker's part of the room."""
         if not participant.hidden:
-            self._broadcast(events.ParticipantJoined(participant.info()))
+            self.broadcast(events.ParticipantJoined(participant.info()))
         self.participants[participant.id] = participant
         self.apply_last_n()
 
-    def add_remote_track(self, owner, track: PublishedTrack) -> None:
+    def add_remote_track(self, owner: Member, track: PublishedTrack) -> None:
         owner.tracks[track.id] = track
         self.track_published(owner, track)
 
-    def remove_remote_track(self, owner, track_id: str) -> Optional[PublishedTrack]:
+    def remove_remote_track(self, owner: Member, track_id: str) -> Optional[PublishedTrack]:
         track = owner.tracks.pop(track_id, None)
         if track is not None:
             self.track_unpublished(owner, track)
         return track
 
-    async def remove_remote(self, participant, reason: str) -> None:
+    async def remove_remote(self, participant: Member, reason: str) -> None:
         """Like leave, without lifecycle events: its own worker reports those."""
         if not await self._drop(participant):
             return
         if not participant.hidden:
-            self._broadcast(events.ParticipantLeft(participant.id, reason))
+            self.broadcast(events.ParticipantLeft(participant.id, reason))
         self.apply_last_n()
         if not self.participants:
-            self._stop_speaker_task()
+            self.speakers.stop()
             await self.recordings.stop()
             await self.transcriptions.stop()
             self._on_empty(self)
 
     def local_participants(self) -> list[Participant]:
-        return [p for p in self.participants.values() if not p.remote]
+        """The members served here (the others are served by their own worker)."""
+        return [p for p in self.participants.values() if p.local]
+
     # --- reconnect and resume -------------------------------------------------
 
     async def suspend(self, participant: Participant, reason: str) -> None:
@@ -186,7 +178,7 @@ class Room:
 
     def _announce_state(self, participant: Participant) -> None:
         if not participant.hidden:
-            self._broadcast(events.ParticipantState(participant.id, participant.state), exclude=participant.id)
+            self.broadcast(events.ParticipantState(participant.id, participant.state), exclude=participant.id)
 
     def quality_changed(self, participant: Participant) -> None:
         """Tell the room (a hidden participant: only itself) its new quality."""
@@ -199,7 +191,7 @@ class Room:
     def roster(self, exclude: Optional[str] = None) -> list[dict]:
         return [p.info() for p in self.participants.values() if p.id != exclude and not p.hidden]
 
-    def find_identity(self, identity: str) -> Optional[Participant]:
+    def find_identity(self, identity: str) -> Optional[Member]:
         for participant in self.participants.values():
             if participant.identity == identity:
                 return participant
@@ -217,8 +209,8 @@ class Room:
 
     # --- track changes ------------------------------------------------------
 
-    def track_published(self, owner: Participant, track: PublishedTrack) -> None:
-        self._broadcast(events.TrackPublished(track.info()), exclude=owner.id)
+    def track_published(self, owner: Member, track: PublishedTrack) -> None:
+        self.broadcast(events.TrackPublished(track.info()), exclude=owner.id)
         self._emit("track_published", participant=owner.info(), track=track.info())
         for participant in self.participants.values():
             if participant is not owner and participant.auto_subscribe:
@@ -226,18 +218,18 @@ class Room:
         self.apply_last_n()
         self.transcriptions.track_published(track)
 
-    def track_unpublished(self, owner: Participant, track: PublishedTrack, announce: bool = True) -> None:
+    def track_unpublished(self, owner: Member, track: PublishedTrack, announce: bool = True) -> None:
         for participant in self.participants.values():
             participant.unsubscribe(track.id)
         self.transcriptions.track_gone(track.id)
         self._emit("track_unpublished", participant=owner.info(), track=track.info())
         if announce:
-            self._broadcast(events.TrackUnpublished(track.id, owner.id), exclude=owner.id)
+            self.broadcast(events.TrackUnpublished(track.id, owner.id), exclude=owner.id)
 
-    def track_muted(self, owner: Participant, track: PublishedTrack) -> None:
-        self._broadcast(events.TrackMuted(track.id, owner.id, track.muted), exclude=owner.id)
+    def track_muted(self, owner: Member, track: PublishedTrack) -> None:
+        self.broadcast(events.TrackMuted(track.id, owner.id, track.muted), exclude=owner.id)
 
-    def _broadcast(self, event: events.Event, exclude: Optional[str] = None) -> None:
+    def broadcast(self, event: events.Event, exclude: Optional[str] = None) -> None:
         for participant in list(self.participants.values()):
             if participant.id != exclude:
                 participant.notify(event)
@@ -255,9 +247,9 @@ class Room:
 
     def set_metadata(self, metadata: str) -> None:
         self.metadata = metadata
-        self._broadcast(events.RoomUpdated({"name": self.name, "metadata": metadata}))
+        self.broadcast(events.RoomUpdated({"name": self.name, "metadata": metadata}))
 
-    def update_participant(self, participant: Participant, name: Optional[str], metadata: Optional[str]) -> None:
+    def update_participant(self, participant: Member, name: Optional[str], metadata: Optional[str]) -> None:
         if name is not None:
             participant.name = name
         if metadata is not None:
@@ -266,16 +258,16 @@ class Room:
         if participant.hidden:
             participant.notify(event)
         else:
-            self._broadcast(event)
+            self.broadcast(event)
 
-    async def remove(self, participant: Participant, reason: str) -> None:
+    async def remove(self, participant: Member, reason: str) -> None:
         """End a participant's session: it gets ``leave`` with ``reason``."""
         participant.notify(events.Leave(reason))
         await self.leave(participant, reason)
 
     def send_data(
         self, payload: str, topic: str = "", identities: Optional[list[str]] = None,
-        sender: Optional[Participant] = None,
+        sender: Optional[Member] = None,
     ) -> int:
         """Send a ``data`` event to everyone but the sender (or only to the
         given identities); returns how many got it."""
@@ -288,71 +280,6 @@ class Room:
             participant.notify(event)
         return len(targets)
 
-    # --- meeting features: chat, reactions, raise hand (issue 8) -------------
-    # Everyone in the room gets these, the sender too (its UI shows what the
-    # room saw); the signaling layer checks the canPublishData grant first.
-
-    def chat(self, sender: Participant, text: str) -> dict:
-        """Post a chat message; kept in ``chat_history`` (last CHAT_HISTORY)."""
-        message = {
-            "id": new_id("CM"), "participant_id": sender.id, "name": sender.name,
-            "text": text, "ts": int(time.time() * 1000),
-        }
-        self.chat_history.append(message)
-        self._broadcast(events.ChatMessage(**message))
-        return message
-
-    def react(self, sender: Participant, emoji: str) -> None:
-        """A reaction: announced, not kept."""
-        self._broadcast(events.Reaction(sender.id, emoji, int(time.time() * 1000)))
-
-    def raise_hand(self, sender: Participant, raised: bool) -> None:
-        """Raise or lower a hand; part of ParticipantInfo (``hand_raised``)."""
-        if sender.hand_raised == raised:
-            return
-        sender.hand_raised = raised
-        self._broadcast(events.HandRaised(sender.id, raised))
-
-    # --- speaker detection (issue 4) ------------------------------------------
-
-    async def _speaker_loop(self) -> None:
-        while True:
-            await asyncio.sleep(SPEAKER_TICK)
-            try:
-                self.detect_speakers(time.monotonic())
-            except Exception:
-                log.exception("room %s: speaker detection failed", self.name)
-
-    def detect_speakers(self, now: float) -> Optional[list[dict]]:
-        """Feed each participant's audio level of the last tick to the
-        detector; broadcast ``speakers_changed`` when it reports a change
-        (at most twice a second).  Returns what was broadcast, if anything."""
-        meter = self._level_meter
-        for participant in self.participants.values():
-            if participant.hidden:
-                continue
-            level, voice = 127.0, False
-            for track in participant.tracks.values():
-                stream = track.stream if track.kind == "audio" else None
-                if stream is None or stream.audio_level_id is None:
-                    continue
-                track_level, track_voice = meter.read(stream)
-                if track.muted:
-                    continue
-                if track_level < level:  # loudest microphone of the participant
-                    level = track_level
-                voice = voice or track_voice
-            self.speakers.sample(participant.id, level, voice, now)
-        meter.end_tick()
-        speakers = self.speakers.poll(now)
-        if speakers is not None:
-            self._broadcast(events.SpeakersChanged(speakers))
-            for participant in self.participants.values():  # audio slots follow them
-                participant.subscriber.set_speakers([s["participant_id"] for s in speakers])
-            if self.speech_order.heard([s["participant_id"] for s in speakers]):
-                self.apply_last_n()
-        return speakers
-
     # --- last-N (issue 4) -------------------------------------------------------
 
     def apply_last_n(self, only: Optional[Participant] = None) -> None:
@@ -362,17 +289,12 @@ class Room:
             p.id for p in self.participants.values()
             if any(t.kind == "video" and t.source != "screen_share" for t in p.tracks.values())
         ]
-        for participant in [only] if only is not None else self.participants.values():
+        for participant in [only] if only is not None else self.local_participants():
             allowed = lastn.rank(
-                publishers, self.speech_order.order, participant.pins,
+                publishers, self.speakers.speech_order.order, participant.pins,
                 self.config.last_n, participant.id,
             )
             participant.subscriber.set_video_allowed(allowed)  # in order: slots fill from it
-
-    def _stop_speaker_task(self) -> None:
-        if self._speaker_task is not None:
-            self._speaker_task.cancel()
-            self._speaker_task = None
 
     # ------------------------------------------------------------------------
 
@@ -431,7 +353,7 @@ class RoomRegistry:
             del self.rooms[room.name]
             room._emit("room_finished")
 
-    def _participant_closed(self, participant: Participant) -> None:
+    def _participant_closed(self, participant: Member) -> None:
         self._gone.update(participant.counters())
 
     def participants(self) -> list[Participant]:

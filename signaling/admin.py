@@ -159,7 +159,7 @@ def _room(request: web.Request) -> Room:
 def _participant(request: web.Request):
     room = _room(request)
     participant = room.find_identity(request.match_info["identity"])
-    if participant is None or participant.remote:  # a remote one is acted on by its own worker
+    if participant is None or not participant.local:  # a remote one is acted on by its own worker
         raise ApiError(404, "participant_not_found", f"no participant {request.match_info['identity']!r} in {room.name!r}")
     return room, participant
 

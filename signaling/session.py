@@ -262,7 +262,7 @@ class Session:
             room=room.name,
             participant=participant.info(),
             participants=room.roster(exclude=participant.id),
-            chat_history=list(room.chat_history),
+            chat_history=list(room.meeting.chat_history),
             ice_servers=ice_servers_for(self.config.ice_servers, participant.identity),
             resume_token=self._resumes.issue(room.name, participant) if grace > 0 else None,
             resume_grace=grace if grace > 0 else None,
@@ -386,17 +386,17 @@ class Session:
 
     async def _on_chat(self, request: p.Chat) -> p.Ok:
         participant = self._require_data_sender("chat messages")
-        participant.room.chat(participant, request.text)
+        participant.room.meeting.chat(participant, request.text)
         return p.Ok(id=request.id)
 
     async def _on_reaction(self, request: p.Reaction) -> p.Ok:
         participant = self._require_data_sender("reactions")
-        participant.room.react(participant, request.emoji)
+        participant.room.meeting.react(participant, request.emoji)
         return p.Ok(id=request.id)
 
     async def _on_raise_hand(self, request: p.RaiseHand) -> p.Ok:
         participant = self._require_data_sender("a raised hand")
-        participant.room.raise_hand(participant, request.raised)
+        participant.room.meeting.raise_hand(participant, request.raised)
         return p.Ok(id=request.id)
 
     # --- recording (issue 8) ----------------------------------------------------

@@ -93,7 +93,7 @@ async def test_slot_subscriber_follows_last_n_speakers_and_pins(make_server):
             await eventually(lambda: audio_of(viewer) == [ids[0]], timeout=10,
                              message=f"audio slot never carried the speaker: {viewer.slots}")
             participant = room.participants[viewer.participant_id]
-            ranked = lastn.rank(ids, room.speech_order.order, [], room.config.last_n, viewer.participant_id)
+            ranked = lastn.rank(ids, room.speakers.speech_order.order, [], room.config.last_n, viewer.participant_id)
             await eventually(lambda: set(video_of(viewer)) == set(ranked[:2]), timeout=5,
                              message=f"video slots {viewer.slots} vs last-N {ranked}")
             assert ranked[0] == ids[0]

@@ -129,7 +129,7 @@ class Transcription:
         participant = self.room.participants.get(participant_id)
         if participant is not None:
             self.names[participant_id] = participant.name or participant.identity
-        self.room._broadcast(events.Caption(participant_id, text, start, end, final))
+        self.room.broadcast(events.Caption(participant_id, text, start, end, final))
         if final:
             self.captions += 1
             self.transcript.add(self.names.get(participant_id, participant_id), text, start, end)
@@ -166,7 +166,7 @@ class Transcriptions:
         self.slots.in_use += 1
         for track in self.room.tracks():
             transcription.tap(track)
-        self.room._broadcast(_started(self.room.name, transcription))
+        self.room.broadcast(_started(self.room.name, transcription))
         log.info("transcription %s of %s started (%s, pid %s)", transcription.id, self.room.name,
                  transcription.language, transcription.process.pid)
         return transcription
@@ -203,7 +203,7 @@ class Transcriptions:
         self.active = None
         self.slots.in_use -= 1
         reason = "failed" if transcription.error else "stopped"
-        self.room._broadcast(events.TranscriptionStopped(
+        self.room.broadcast(events.TranscriptionStopped(
             self.room.name, transcription.id, transcription.language, reason, transcription.error or None))
         self.room._emit("transcript_ready", transcript={
             "id": transcription.id, "language": transcription.language, "captions": transcription.captions,

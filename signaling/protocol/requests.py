@@ -166,7 +166,7 @@ class SetPins(Message):
 # --- data and meeting features: chat, reactions, raise hand -------------------
 #
 # All of them need the canPublishData grant.  The room keeps its last chat
-# messages (sfu/room.py CHAT_HISTORY); join_response carries them.
+# messages (sfu/meeting.py CHAT_HISTORY); join_response carries them.
 
 CHAT_MAX_CHARS = 2000
 REACTION_MAX_CHARS = 32

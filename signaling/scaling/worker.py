@@ -95,7 +95,7 @@ class RoomSpan:
         found = room.participants.get(participant_id)
         if found is None:  # already gone: remote ones are removed without events
             return False
-        return found.remote
+        return not found.local
 
     def _tell_peers(self, room: str, change: c.SpanChange) -> None:
         for worker in self.peers.get(room, {}):
@@ -148,24 +148,24 @@ class RoomSpan:
             existing = room.participants.get(change.info.id)
             if existing is None:
                 room.add_remote(RemoteParticipant(change.info.model_dump(), change.hidden, message.origin))
-            elif existing.remote:
+            elif not existing.local:
                 existing.update(change.info.model_dump())
         elif isinstance(change, c.ParticipantGone):
             remote = room.participants.get(change.id)
-            if remote is not None and remote.remote:
+            if remote is not None and not remote.local:
                 await self._remove_remote(room, remote, change.reason)
         elif isinstance(change, c.TrackAdded):
             self._add_remote_track(room, message, change)
         elif isinstance(change, c.TrackGone):
             owner = room.participants.get(change.participant_id)
-            if owner is not None and owner.remote:
+            if owner is not None and not owner.local:
                 room.remove_remote_track(owner, change.track_id)
                 self._close_feed(change.track_id)
 
     def _add_remote_track(self, room: Room, message: c.SpanEvent, added: c.TrackAdded) -> None:
         info = added.track
         owner = room.participants.get(info.participant_id)
-        if owner is None or not owner.remote or info.id in owner.tracks:
+        if owner is None or owner.local or info.id in owner.tracks:
             return
         track = PublishedTrack(info.id, owner.id, info.kind, "", added.codec, info.source, info.muted, added.rids)
         track.audio_level_id = added.audio_level_id
@@ -178,7 +178,7 @@ class RoomSpan:
         room = self.rooms.rooms.get(message.room)
         track = room.find_track(message.track_id) if room else None
         owner = room.participants.get(track.participant_id) if track else None
-        if track is not None and owner is not None and not owner.remote:
+        if track is not None and owner is not None and owner.local:
             self.link.open_sink(track, message.port, message.number, room.name)
 
     def _close_feed(self, track_id: str) -> None:
@@ -198,7 +198,7 @@ class RoomSpan:
             self.link.close_sinks(port, name)
         room = self.rooms.rooms.get(name)
         for participant in list(room.participants.values()) if room else []:
-            if participant.remote and participant.worker == worker:
+            if not participant.local and participant.worker == worker:
                 await self._remove_remote(room, participant, reason)
 
     async def _leave_span(self, name: str) -> None:

@@ -1,0 +1,101 @@
+"""Who is speaking in a room (issue 4), tick by tick.
+
+Every SPEAKER_TICK while anyone is in the room, each member's audio level
+of the last tick (sfu/speaker.py: LevelMeter) goes to the room's
+SpeakerDetector; a change it reports is broadcast (``speakers_changed``),
+handed to the local subscribers (their audio slots follow the speakers),
+and reorders the room's last-N by who spoke last (sfu/lastn.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Optional
+
+from . import events, lastn
+from .member import Member
+from .speaker import LevelMeter, SpeakerDetector
+
+if TYPE_CHECKING:
+    from .room import Room
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two speaker detection rounds.
+SPEAKER_TICK = 0.25
+
+
+class RoomSpeakers:
+    def __init__(self, room: Room) -> None:
+        self._room = room
+        self.detector = SpeakerDetector()
+        #: Who spoke last, most recent first: last-N ranks cameras by it.
+        self.speech_order = lastn.SpeechOrder()
+        self._meter = LevelMeter()
+        self._task: Optional[asyncio.Task] = None
+
+    @property
+    def dominant(self) -> Optional[str]:
+        return self.detector.dominant
+
+    def active_ids(self) -> list[str]:
+        """The ids of the active speakers, the dominant one first."""
+        return [s["participant_id"] for s in self.detector.active()]
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._loop())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def forget(self, member_id: str) -> None:
+        self.detector.remove(member_id)
+        self.speech_order.forget(member_id)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(SPEAKER_TICK)
+            try:
+                self.detect(time.monotonic())
+            except Exception:
+                log.exception("room %s: speaker detection failed", self._room.name)
+
+    def detect(self, now: float) -> Optional[list[dict]]:
+        """Feed each member's audio level of the last tick to the detector;
+        broadcast ``speakers_changed`` when it reports a change (at most
+        twice a second).  Returns what was broadcast, if anything."""
+        room = self._room
+        for member in room.participants.values():
+            if not member.hidden:
+                level, voice = self._loudest(member)
+                self.detector.sample(member.id, level, voice, now)
+        self._meter.end_tick()
+        speakers = self.detector.poll(now)
+        if speakers is not None:
+            ids = [s["participant_id"] for s in speakers]
+            room.broadcast(events.SpeakersChanged(speakers))
+            for participant in room.local_participants():  # audio slots follow them
+                participant.subscriber.set_speakers(ids)
+            if self.speech_order.heard(ids):
+                room.apply_last_n()
+        return speakers
+
+    def _loudest(self, member: Member) -> tuple[float, bool]:
+        """The level of the member's loudest unmuted microphone, and whether any had voice."""
+        level, voice = 127.0, False
+        for track in member.tracks.values():
+            stream = track.stream if track.kind == "audio" else None
+            if stream is None or stream.audio_level_id is None:
+                continue
+            track_level, track_voice = self._meter.read(stream)
+            if track.muted:
+                continue
+            if track_level < level:
+                level = track_level
+            voice = voice or track_voice
+        return level, voice
