@@ -60,8 +60,8 @@ async def test_trickle_beyond_the_limit_is_refused_and_the_session_carries_on(se
         await client.join("candidates", "alice")
         await client.publish([ToneAudioTrack()])
         results = []
-        for port in range(40000, 40030):
-            message = {"type": "trickle", "target": "publisher", "candidate": candidate_line(port),
+        for port in range(40000, 40030):  # on 127.0.0.2: never one of the client's own (ephemeral ports)
+            message = {"type": "trickle", "target": "publisher", "candidate": candidate_line(port, "127.0.0.2"),
                        "sdp_mid": "0", "sdp_mline_index": 0}
             try:
                 await client.request(message)
