@@ -5,7 +5,7 @@
  *
  *   import { PysfuClient } from "./pysfu.js";
  *   const client = new PysfuClient();              // ws(s)://<host>/ws
- *   client.on("track", ({ track, participantId }) => attach(track, participantId));
+ *   client.on("track", ({ track, participant_id }) => attach(track, participant_id));
  *   await client.join("my-room", "Alice");
  *   await client.publish(await navigator.mediaDevices.getUserMedia({ audio: true, video: true }));
  *
@@ -24,6 +24,12 @@
  * connection.js (socket, requests, candidate trickle), roster.js (who is in
  * the room), publishing.js, subscribing.js, adaptive_stream.js and
  * reconnect.js (resume, rejoin, ICE timeouts).
+ *
+ * One naming style: every event detail and record the client hands out has
+ * the wire's snake_case keys (`participant_id`, `track_id`, `track_info`,
+ * `hand_raised`, `connection_quality`).  The camelCase names of earlier
+ * versions (`participantId`, `trackId`, `trackInfo`, `handRaised`,
+ * `quality`) still read the same values but are deprecated (client/aliases.js).
  *
  * @module pysfu
  */
@@ -67,7 +73,9 @@ export const QUALITIES = Object.freeze(["low", "medium", "high"]);
  * @property {string} id
  * @property {string} name
  * @property {Map<string, TrackInfo>} tracks   published tracks by track id
- * @property {boolean} handRaised
+ * @property {boolean} hand_raised            (deprecated alias: `handRaised`)
+ * @property {"active"|"reconnecting"} state
+ * @property {"excellent"|"good"|"poor"|"lost"|null} connection_quality  (deprecated alias: `quality`)
  */
 
 /**
@@ -99,11 +107,11 @@ export const QUALITIES = Object.freeze(["low", "medium", "high"]);
 /**
  * @typedef {Object} RemoteTrack
  * @property {string} mid                subscriber-PC m-line carrying it
- * @property {string} trackId            published track id
- * @property {string} participantId
+ * @property {string} track_id           published track id (deprecated alias: `trackId`)
+ * @property {string} participant_id     owner (deprecated alias: `participantId`)
  * @property {"audio"|"video"} kind
  * @property {MediaStreamTrack} track
- * @property {TrackInfo} trackInfo
+ * @property {TrackInfo} track_info      (deprecated alias: `trackInfo`)
  */
 
 /**
@@ -125,10 +133,10 @@ export const QUALITIES = Object.freeze(["low", "medium", "high"]);
  *  - `participant_updated` {participant}            name/metadata changed (admin API)
  *  - `chat_message`       {id, participant_id, name, text, ts}  (ours too; also kept in `chat`)
  *  - `reaction`           {participant_id, emoji, ts}  (ours too)
- *  - `hand_raised`        {participant_id, raised}     (ours too; also in `Participant.handRaised`)
+ *  - `hand_raised`        {participant_id, raised}     (ours too; also in `Participant.hand_raised`)
  *  - `participant_state`  {participant_id, state: "reconnecting"|"active"}  (also in `Participant.state`)
  *  - `connection_quality` {updates: [{participant_id, quality: "excellent"|"good"|"poor"|"lost", ...}]}
- *                         (ours too; also in `Participant.quality`)
+ *                         (ours too; also in `Participant.connection_quality`)
  *  - `speakers_changed`   {speakers: [{participant_id, level, dominant?}]}  dominant first (also in `speakers`)
  *  - `transcription_started` {room, transcription_id, language}  captions are on (also in `transcription`)
  *  - `transcription_stopped` {room, transcription_id, language, reason: "stopped"|"failed", message?}
@@ -138,9 +146,10 @@ export const QUALITIES = Object.freeze(["low", "medium", "high"]);
  *                         (also in `slots`); each change also comes as `trackremoved` / `track`
  *  - `recording_started`, `recording_stopped` {room, recording_id, track_ids}  the room is
  *                         being recorded while `recordings` (ids, from join_response too) is not empty
- * Client events:
- *  - `track`        {track, trackInfo, participantId, trackId, mid, kind, streams}
- *  - `trackremoved` {track, trackInfo, participantId, trackId, mid, kind}
+ * Client events (snake_case like the server's; the camelCase names
+ * `trackInfo`, `participantId`, `trackId` still read the same but are deprecated):
+ *  - `track`        {track, track_info, participant_id, track_id, mid, kind, streams}  (a RemoteTrack + streams)
+ *  - `trackremoved` {track, track_info, participant_id, track_id, mid, kind}
  *  - `reconnecting` {reason}   the connection dropped: resuming by itself, with backoff
  *  - `reconnected`  {rejoined?} same participant again, fresh peer connections, media republished;
  *                              `rejoined`: a new participant after `leave` {reason: "worker_restarted"}
@@ -336,7 +345,7 @@ export class PysfuClient extends EventTarget {
 
   /**
    * JSON-friendly snapshot of the remote participants (roster) with track arrays.
-   * @returns {{id: string, name: string, tracks: TrackInfo[]}[]}
+   * @returns {{id: string, name: string, hand_raised: boolean, state: string, connection_quality: string|null, tracks: TrackInfo[]}[]}
    */
   participants() {
     return [...this.roster.values()].map(roster.plainParticipant);

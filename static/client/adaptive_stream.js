@@ -137,7 +137,7 @@ export class AdaptiveStream {
     this._settingsTimers.delete(trackId);
     const remote = client._subscribing.remoteTrackById(trackId);
     if (!remote || this._manualTracks.has(trackId) || client.state !== "joined") return;
-    if (!client.roster.has(remote.participantId)) return; // leaving: the track goes away anyway
+    if (!client.roster.has(remote.participant_id)) return; // leaving: the track goes away anyway
     this._send(trackId, this._wanted(trackId), false).catch((err) => {
       console.warn("pysfu: update_track_settings failed", trackId, err.code, err.message);
     });
@@ -175,14 +175,14 @@ export class AdaptiveStream {
   /** The SFU no longer sends a track: drop its views and settings state. */
   forget(remote) {
     for (const [element, view] of [...this._views]) {
-      if (view.trackId !== remote.trackId) continue;
+      if (view.trackId !== remote.track_id) continue;
       this._unobserve(element);
       if (shownTrack(element) === remote.track) element.srcObject = null;
     }
-    this._cancel(remote.trackId);
-    this._adaptiveTracks.delete(remote.trackId);
-    this._manualTracks.delete(remote.trackId);
-    this._sentSettings.delete(remote.trackId);
+    this._cancel(remote.track_id);
+    this._adaptiveTracks.delete(remote.track_id);
+    this._manualTracks.delete(remote.track_id);
+    this._sentSettings.delete(remote.track_id);
   }
 
   /** The client closed: no more observers or pending settings. */

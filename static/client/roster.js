@@ -6,21 +6,23 @@
  * @module pysfu/client/roster
  */
 
+import { PARTICIPANT_ALIASES, withAliases } from "./aliases.js";
+
 /** Participant from a ParticipantInfo message object. */
 export function toParticipant(info) {
   const tracks = new Map((info.tracks || []).map((t) => [t.id, { ...t }]));
-  return {
-    id: info.id, name: info.name || "", tracks, handRaised: Boolean(info.hand_raised),
-    state: info.state || "active", quality: info.connection_quality || null,
-  };
+  return withAliases({
+    id: info.id, name: info.name || "", tracks, hand_raised: Boolean(info.hand_raised),
+    state: info.state || "active", connection_quality: info.connection_quality || null,
+  }, PARTICIPANT_ALIASES);
 }
 
 /** Plain (JSON-friendly) copy of a Participant. */
 export function plainParticipant(p) {
-  return {
-    id: p.id, name: p.name, handRaised: p.handRaised, state: p.state, quality: p.quality,
+  return withAliases({
+    id: p.id, name: p.name, hand_raised: p.hand_raised, state: p.state, connection_quality: p.connection_quality,
     tracks: [...p.tracks.values()].map((t) => ({ ...t })),
-  };
+  }, PARTICIPANT_ALIASES);
 }
 
 /** Participant record for an id: ourselves or a roster entry. */
@@ -71,7 +73,7 @@ export function findTrack(client, trackId, participantId) {
 
 export function setHandRaised(client, { participant_id, raised }) {
   const who = participantOf(client, participant_id);
-  if (who) who.handRaised = Boolean(raised);
+  if (who) who.hand_raised = Boolean(raised);
 }
 
 export function setParticipantState(client, { participant_id, state }) {
@@ -82,7 +84,7 @@ export function setParticipantState(client, { participant_id, state }) {
 export function setConnectionQuality(client, { updates }) {
   for (const update of updates || []) {
     const who = participantOf(client, update.participant_id);
-    if (who) who.quality = update.quality;
+    if (who) who.connection_quality = update.quality;
   }
 }
 

@@ -8,6 +8,7 @@
  * @module pysfu/client/subscribing
  */
 
+import { TRACK_ALIASES, withAliases } from "./aliases.js";
 import { findTrack } from "./roster.js";
 import { SerialQueue } from "./serial_queue.js";
 
@@ -86,7 +87,7 @@ export class Subscribing {
 
   /** A remote track currently delivered, by published track id, or null. */
   remoteTrackById(trackId) {
-    for (const remote of this.client.remoteTracks.values()) if (remote.trackId === trackId) return remote;
+    for (const remote of this.client.remoteTracks.values()) if (remote.track_id === trackId) return remote;
     return null;
   }
 
@@ -107,18 +108,18 @@ export class Subscribing {
   _addRemoteTrack(transceiver, entry, streams = []) {
     const client = this.client;
     const known = client.remoteTracks.get(transceiver.mid);
-    if (known && known.trackId === entry.track_id) return;
+    if (known && known.track_id === entry.track_id) return;
     if (known) this._dropRemoteTrack(transceiver.mid);
-    const remote = {
+    const remote = withAliases({
       mid: transceiver.mid,
-      trackId: entry.track_id,
-      participantId: entry.participant_id,
+      track_id: entry.track_id,
+      participant_id: entry.participant_id,
       kind: entry.kind,
       track: transceiver.receiver.track,
-      trackInfo: findTrack(client, entry.track_id, entry.participant_id) || fallbackInfo(entry),
-    };
+      track_info: findTrack(client, entry.track_id, entry.participant_id) || fallbackInfo(entry),
+    }, TRACK_ALIASES);
     client.remoteTracks.set(remote.mid, remote);
-    client._emit("track", { ...remote, streams });
+    client._emit("track", withAliases({ ...remote, streams }, TRACK_ALIASES));
   }
 
   _dropRemoteTrack(mid) {
@@ -126,18 +127,18 @@ export class Subscribing {
     const remote = client.remoteTracks.get(mid);
     if (!remote) return;
     client.remoteTracks.delete(mid);
-    if (!this.remoteTrackById(remote.trackId)) {
+    if (!this.remoteTrackById(remote.track_id)) {
       client._adaptive.forget(remote);
-      client.layers.delete(remote.trackId);
+      client.layers.delete(remote.track_id);
     }
-    client._emit("trackremoved", { ...remote });
+    client._emit("trackremoved", withAliases({ ...remote }, TRACK_ALIASES));
   }
 
   /** Drop tracks whose mid vanished from the latest offer or now carries another track. */
   _dropStaleRemoteTracks() {
     for (const [mid, remote] of [...this.client.remoteTracks]) {
       const entry = this.client.subscribedMids.get(mid);
-      if (!entry || entry.track_id !== remote.trackId) this._dropRemoteTrack(mid);
+      if (!entry || entry.track_id !== remote.track_id) this._dropRemoteTrack(mid);
     }
   }
 
