@@ -362,7 +362,7 @@ function refreshIndicators(participantId) {
     tile.indicators[kind].hidden = !muted;
     tile.el.dataset[`${kind}Muted`] = String(muted);
   }
-  const raised = Boolean(info && info.handRaised);
+  const raised = Boolean(info && info.hand_raised);
   tile.indicators.hand.hidden = !raised;
   tile.el.dataset.handRaised = String(raised);
 }
@@ -379,15 +379,15 @@ function createAudio(track, trackId) {
   return audio;
 }
 
-function onRemoteTrack({ track, trackInfo, participantId, trackId, kind }) {
+function onRemoteTrack({ track, track_info, participant_id: participantId, track_id: trackId, kind }) {
   const info = participantInfo(participantId);
-  const source = (demo.client.findTrack(trackId, participantId) || trackInfo).source;
+  const source = (demo.client.findTrack(trackId, participantId) || track_info).source;
   if (kind === "video" && source === "screen_share") {
     addShare(trackId, participantId, info ? info.name : "", track, false);
     return;
   }
   const tile = ensureTile(participantId, info ? info.name : "");
-  const entry = { track, trackId, kind, source: trackInfo.source, audioEl: null };
+  const entry = { track, trackId, kind, source: track_info.source, audioEl: null };
   if (kind === "audio") {
     entry.audioEl = createAudio(track, trackId);
     tile.el.append(entry.audioEl);
@@ -396,7 +396,7 @@ function onRemoteTrack({ track, trackInfo, participantId, trackId, kind }) {
   refreshVideo(tile);
 }
 
-function onRemoteTrackRemoved({ participantId, trackId }) {
+function onRemoteTrackRemoved({ participant_id: participantId, track_id: trackId }) {
   if (shares.has(trackId)) {
     removeShare(trackId);
     return;
@@ -566,7 +566,7 @@ function sendReaction(emoji) {
 /** Raise (true) or lower (false) our hand; toggles when omitted. @returns {Promise<Object>} */
 function raiseHand(raised) {
   const me = demo.client && demo.client.localParticipant;
-  const wanted = raised === undefined ? !(me && me.handRaised) : Boolean(raised);
+  const wanted = raised === undefined ? !(me && me.hand_raised) : Boolean(raised);
   return demo.client.raiseHand(wanted);
 }
 
@@ -600,7 +600,7 @@ function onSpeakersChanged({ speakers }) {
 
 function updateHandButton() {
   const me = demo.client && demo.client.localParticipant;
-  const raised = Boolean(me && me.handRaised);
+  const raised = Boolean(me && me.hand_raised);
   $("hand-btn").textContent = raised ? "Lower hand" : "Raise hand";
   $("hand-btn").setAttribute("aria-pressed", String(raised));
 }
@@ -704,7 +704,7 @@ function syncConnectivity(client) {
   for (const p of [client.localParticipant, ...client.roster.values()]) {
     if (!p) continue;
     showParticipantState(p.id, p.state);
-    showQuality(p.id, p.quality);
+    showQuality(p.id, p.connection_quality);
   }
 }
 

@@ -37,7 +37,7 @@ async () => {
   for (const remote of client.remoteTracks.values()) {
     if (remote.kind !== "video") continue;
     const s = byMid.get(remote.mid) || {};
-    flow[remote.participantId] = {packets: s.packetsReceived || 0, frames: s.framesDecoded || 0};
+    flow[remote.participant_id] = {packets: s.packetsReceived || 0, frames: s.framesDecoded || 0};
   }
   return flow;
 }

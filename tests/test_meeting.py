@@ -182,6 +182,30 @@ async () => {
 }
 """
 
+#: Keeps every `track` event's detail in window.trackDetails.
+RECORD_TRACKS_JS = """
+() => {
+  window.trackDetails = [];
+  window.pysfuDemo.client.on("track", (detail) => window.trackDetails.push(detail));
+}
+"""
+
+#: A `track` detail and its client.remoteTracks record: their keys, and what the old names read.
+TRACK_NAMES_JS = """
+(trackId) => {
+  const detail = window.trackDetails.find((d) => d.track_id === trackId);
+  const remote = window.pysfuDemo.client.remoteTrackById(trackId);
+  return {
+    detail: Object.keys(detail).sort(),
+    remote: Object.keys(remote).sort(),
+    participant_id: detail.participant_id,
+    source: detail.track_info.source,
+    aliases: [detail.trackId === trackId, detail.participantId === detail.participant_id,
+              detail.trackInfo === detail.track_info, remote.trackId === trackId],
+  };
+}
+"""
+
 
 async def _open(browser, server, name: str):
     page = await browser.new_page()
@@ -207,6 +231,7 @@ async def test_screen_share_arrives_sharp_and_stops(server_process, tmp_path):
     async with chromium(tmp_path) as browser:
         presenter, presenter_id = await _open(browser, server_process, "ana")
         viewer, _ = await _open(browser, server_process, "ben")
+        await viewer.evaluate(RECORD_TRACKS_JS)
         published = await presenter.evaluate(SHARE_CANVAS_JS)
         assert [p["source"] for p in published] == ["screen_share"]
         assert await presenter.locator("#share-btn").text_content() == "Stop sharing"
@@ -220,6 +245,12 @@ async def test_screen_share_arrives_sharp_and_stops(server_process, tmp_path):
         )
         share = state["shares"][0]
         assert (share["participantId"], share["trackId"], share["label"]) == (presenter_id, published[0]["id"], "ana's screen")
+        # the client's `track` detail is in the wire's snake_case; the old camelCase names still read
+        names = await viewer.evaluate(TRACK_NAMES_JS, published[0]["id"])
+        assert names["detail"] == ["kind", "mid", "participant_id", "streams", "track", "track_id", "track_info"]
+        assert names["remote"] == ["kind", "mid", "participant_id", "track", "track_id", "track_info"]
+        assert (names["participant_id"], names["source"]) == (presenter_id, "screen_share")
+        assert names["aliases"] == [True, True, True, True]
         decoded = max(i["framesDecoded"] for i in state["inbound"])
         await asyncio.sleep(1.5)
         later = await viewer.evaluate(STAGE_JS)
@@ -247,6 +278,21 @@ CHAT_VIEW_JS = """
     `.tile[data-participant-id="${senderId}"] .reaction-float`)).map((n) => n.textContent),
   hand: !document.querySelector(`.tile[data-participant-id="${senderId}"] .tile-indicator[data-kind=hand]`).hidden,
 })
+"""
+
+#: A roster Participant and its participants() copy: their keys, and what the old names read.
+PARTICIPANT_NAMES_JS = """
+(id) => {
+  const client = window.pysfuDemo.client;
+  const who = client.roster.get(id);
+  const plain = client.participants().find((p) => p.id === id);
+  return {
+    keys: Object.keys(who).sort(),
+    json: Object.keys(JSON.parse(JSON.stringify(plain))).sort(),
+    hand_raised: who.hand_raised,
+    aliases: [who.handRaised, who.quality === who.connection_quality, plain.handRaised],
+  };
+}
 """
 
 
@@ -278,6 +324,11 @@ async def test_chat_reactions_and_hands_show_on_the_other_page(server_process, t
         assert view["names"] == ["ana", "ana"]
         assert view["injected"] == 0
         assert view["reactions"] == ["🎉"]
+        # the reader's roster record of ana: snake_case like the wire, the old names still read
+        names = await reader.evaluate(PARTICIPANT_NAMES_JS, sender_id)
+        fields = ["connection_quality", "hand_raised", "id", "name", "state", "tracks"]
+        assert (names["keys"], names["json"], names["hand_raised"]) == (fields, fields, True)
+        assert names["aliases"] == [True, True, True]
         await reader.screenshot(path=str(save_artifact("chat-reader.png")))
         own = await sender.evaluate(CHAT_VIEW_JS, sender_id)  # the sender sees its own messages too
         assert own["texts"] == ["hello ben", raw] and own["names"] == ["ana (you)", "ana (you)"]
