@@ -135,3 +135,19 @@ def save_artifact(name: str) -> Path:
 
 def have_chromium() -> bool:
     return any(os.access(p, os.X_OK) for p in CHROMIUM_PATHS) or bool(shutil.which("chromium"))
+
+
+#: The page's signaling socket drops as a network failure drops it: the
+#: client hears an abnormal close (1006) at once. A plain ws.close() waits for
+#: the server's closing handshake, which now and then took over 10 s on a
+#: loaded machine and left the page "joined". Returns the client's state just after.
+DROP_SOCKET_JS = """
+() => {
+  const ws = window.pysfuDemo.client.ws;
+  const onclose = ws.onclose;
+  ws.onclose = null;
+  ws.close();
+  onclose(new CloseEvent("close", {code: 1006, wasClean: false}));
+  return window.pysfuDemo.client.state;
+}
+"""

@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from .browser import chromium
+from .browser import DROP_SOCKET_JS, chromium
 from .test_demo_layout import open_viewer, publishers, sfu, until
 
 pytestmark = pytest.mark.browser
@@ -84,9 +84,7 @@ async def test_one_video_slot_moves_to_the_pinned_participant(tmp_path):
 
             # the socket drops: the page resumes with fresh PCs, and slots again
             old_pc = await page.evaluate("window.pysfuDemo.client.subscriberPc.__old = true")
-            await page.evaluate("window.pysfuDemo.client.ws.close()")
-            await until(lambda: page.evaluate("window.pysfuDemo.client.state"), lambda s: s == "reconnecting",
-                        timeout=10, what="reconnecting")
+            assert await page.evaluate(DROP_SOCKET_JS) == "reconnecting"
             view = await until(lambda: tile_frames_over(page),
                                lambda v: shows_video(v, b) and shows_placeholder(v, a),
                                timeout=20, what="ben's video in the slot after resuming")
