@@ -547,7 +547,7 @@ class _Gatherer:
             return
         connection._local_candidates_start = True
         _guard_consent(connection)
-        _note_valid_checks(connection, self._shared)
+        _note_valid_checks(connection)
         addresses = local_addresses(self._ice)
         loop = asyncio.get_running_loop()
         for address in addresses:
@@ -651,7 +651,7 @@ def _guard_consent(connection) -> None:
     connection.query_consent = guarded
 
 
-def _note_valid_checks(connection, shared: bool) -> None:
+def _note_valid_checks(connection) -> None:
     """aioice calls check_incoming only for a check whose USERNAME and
     MESSAGE-INTEGRITY it verified: its source knows our ICE password, so DTLS
     and SRTP from it are accepted even while our own check towards it is
@@ -664,7 +664,7 @@ def _note_valid_checks(connection, shared: bool) -> None:
         check_incoming(message, addr, protocol)
         if len(verified) < MAX_VERIFIED_SOURCES:
             verified.add(tuple(addr[:2]))
-        if shared and isinstance(protocol.transport, udp_mux.MuxEndpoint):
+        if isinstance(protocol.transport, udp_mux.MuxEndpoint):  # single-port mode
             protocol.transport.confirm(addr)
 
     connection.check_incoming = noted
