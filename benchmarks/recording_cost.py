@@ -32,7 +32,7 @@ import av
 import numpy as np
 
 from benchmarks.tap_overhead import RawSubscriber, opus_packets
-from sfu.codecs import keyframe_test
+from sfu.codecs import handler
 from sfu.composite import CompositeRecording
 from sfu.downtrack import DownTrack
 from sfu.media_section import CodecInfo, MediaSection
@@ -95,7 +95,7 @@ def process_cpu(pid: int) -> float:
 
 async def feed(streams, sources, rates, duration: float) -> tuple[float, float, int]:
     """Feed each stream at its rate; (loop thread CPU s, process CPU s, packets forwarded)."""
-    sent_before = sum(d.packets_sent for s in streams for d in s.downtracks if isinstance(d, DownTrack))
+    sent_before = sum(d.packets_sent for s in streams for d in s.readers if isinstance(d, DownTrack))
     thread0, process0 = time.thread_time(), time.process_time()
     start = time.monotonic()
     tick = 0.01
@@ -107,7 +107,7 @@ async def feed(streams, sources, rates, duration: float) -> tuple[float, float, 
                 owed[i] -= 1
                 stream.on_rtp(next(sources[i]), time.monotonic())
         await asyncio.sleep(tick)
-    sent = sum(d.packets_sent for s in streams for d in s.downtracks if isinstance(d, DownTrack)) - sent_before
+    sent = sum(d.packets_sent for s in streams for d in s.readers if isinstance(d, DownTrack)) - sent_before
     return time.thread_time() - thread0, time.process_time() - process0, sent
 
 
@@ -132,8 +132,8 @@ async def main() -> None:
                            "microphone")
     video = PublishedTrack("TR_v", "PA_bench", "video", "1", CodecInfo("video/VP8", 90000, 96), "camera")
     streams = [
-        ReceivedStream("audio", 1234, 48000, None, lambda b: None, 1, 512, 0.5),
-        ReceivedStream("video", 5678, 90000, keyframe_test("VP8"), lambda b: None, 1, 2048, 0.5),
+        ReceivedStream("audio", 1234, 48000, handler("opus"), lambda b: None, 1, 512, 0.5),
+        ReceivedStream("video", 5678, 90000, handler("VP8"), lambda b: None, 1, 2048, 0.5),
     ]
     audio.set_layer(0, streams[0])
     video.set_layer(0, streams[1])

@@ -26,6 +26,7 @@ import av
 import numpy as np
 import pylibsrtp
 
+from sfu.codecs import handler
 from sfu.downtrack import DownTrack
 from sfu.published_track import PublishedTrack
 from sfu.stream import ReceivedStream
@@ -41,7 +42,12 @@ class RawSubscriber:
         self._session = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
         self._sock, self._address = sock, address
 
-    def send_rtp_parts(self, header: bytes, extension: bytes, payload: bytes) -> bool:
+    route_version = 0
+
+    def rtp_sender(self):
+        return self._send_parts
+
+    def _send_parts(self, header: bytes, extension: bytes, payload: bytes) -> bool:
         self._sock.sendto(self._session.protect(header + extension + payload), self._address)
         return True
 
@@ -73,7 +79,7 @@ def fan_out(subscribers: int) -> tuple[PublishedTrack, ReceivedStream, socket.so
     subscribers; (track, stream, the loopback socket they all send to)."""
     codec = CodecInfo("audio/opus", 48000, 111, channels=2)
     track = PublishedTrack("TR_bench", "PA_bench", "audio", "0", codec, "microphone")
-    stream = ReceivedStream("audio", 1234, 48000, None, lambda b: None, 1, 512, 0.5)
+    stream = ReceivedStream("audio", 1234, 48000, handler("opus"), lambda b: None, 1, 512, 0.5)
     track.set_layer(0, stream)
     drain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     drain.bind(("127.0.0.1", 0))
@@ -101,7 +107,7 @@ async def run(stream: ReceivedStream, packets, rate: int, duration: float) -> tu
 
     ``packets`` is an endless iterator of packets with rising sequence numbers."""
     cpu = 0.0
-    sent_before = sum(d.packets_sent for d in stream.downtracks if isinstance(d, DownTrack))
+    sent_before = sum(d.packets_sent for d in stream.readers if isinstance(d, DownTrack))
     start = time.monotonic()
     burst = max(1, rate // 100)
     while time.monotonic() - start < duration:
@@ -111,7 +117,7 @@ async def run(stream: ReceivedStream, packets, rate: int, duration: float) -> tu
             stream.on_rtp(packet, time.monotonic())
         cpu += time.thread_time() - t0
         await asyncio.sleep(burst / rate)
-    sent = sum(d.packets_sent for d in stream.downtracks if isinstance(d, DownTrack)) - sent_before
+    sent = sum(d.packets_sent for d in stream.readers if isinstance(d, DownTrack)) - sent_before
     return cpu, sent
 
 

@@ -13,7 +13,10 @@ sees a frame whose reference is gone. Timestamps are unwrapped to 64 bits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
+
+if TYPE_CHECKING:
+    from .stream_reader import ReceivedPacket
 
 START_CODE = b"\x00\x00\x00\x01"
 #: Frames that arrive while waiting for a keyframe before it is asked for again
@@ -295,7 +298,7 @@ class StreamReader:
             self._handle = self._loop.call_later(self.RETRY, self.attach)
             return
         self.stream = stream
-        stream.downtracks.append(self)
+        stream.add_reader(self)
         if stream.sender_report is not None:
             self._sink.put((self.key, stream.sender_report))
         stream.request_keyframe()
@@ -304,18 +307,18 @@ class StreamReader:
         self.closed = True
         if self._handle is not None:
             self._handle.cancel()
-        if self.stream is not None and self in self.stream.downtracks:
-            self.stream.downtracks.remove(self)
+        if self.stream is not None:
+            self.stream.remove_reader(self)
 
     def request_keyframe(self) -> None:
         """Thread-safe: ask the publisher for a keyframe."""
         if not self.closed and self.stream is not None:
             self._loop.call_soon_threadsafe(self.stream.request_keyframe)
 
-    # --- the down-track interface of ReceivedStream -----------------------------
+    # --- a StreamReader ---------------------------------------------------------
 
-    def write(self, packet, payload, seq, ts, offset, keyframe, now, layer=0) -> None:
-        self._sink.put((self.key, seq, ts, packet[1] & 0x80, payload))
+    def write(self, packet: ReceivedPacket) -> None:
+        self._sink.put((self.key, packet.seq, packet.ts, packet.marker, packet.payload))
 
     def send_sender_report(self, report, layer: int = 0) -> None:
         self._sink.put((self.key, report))

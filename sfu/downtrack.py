@@ -5,6 +5,12 @@ The down-track rewrites each forwarded packet's header for its subscriber
 audio level), remembers what it sent so that NACKs can be answered from the
 publisher stream's cache, and translates sender reports into its own
 numbering so that the subscriber can keep audio and video in sync.
+
+What does not change from packet to packet (the header's fixed fields and
+the transport's send function, bound to its SRTP context and route) is kept
+ready in one tuple, the send plan. It is
+rebuilt when it can go stale: on bind, and whenever the transport's
+``route_version`` moves (connected, route resolved, DTLS ended, closed).
 """
 
 from __future__ import annotations
@@ -16,18 +22,19 @@ from collections import Counter
 from typing import TYPE_CHECKING, Callable, Optional
 
 from . import rtcp
-from .codecs.vp8 import Vp8Munger, parse_descriptor
+from .codecs import IdMunger, handler as codec_handler
 from .layer_selector import OFF, TrackSettings
 from .munger import RtpMunger
-from .rtp import HEADER, abs_send_time
+from .rtp import HEADER, abs_send_time, payload_end, payload_offset
+from .send_history import SendHistory
 
 if TYPE_CHECKING:
     from .published_track import PublishedTrack
     from .stream import ReceivedStream
+    from .stream_reader import ReceivedPacket
     from .media_section import MediaSection
     from .transport import PeerTransport
 
-HISTORY = 2048  # sent packets remembered for NACK lookups (power of two)
 KEYFRAME_RETRY = 1.0  # seconds without a keyframe before asking again
 
 
@@ -56,14 +63,14 @@ class DownTrack:
         self.rtx_payload_type: Optional[int] = None
         self.clock_rate = 90000
         self.munger = RtpMunger(random.getrandbits(16), random.getrandbits(32))
-        simulcast_vp8 = track.simulcast and track.codec.name == "VP8"
-        self.vp8: Optional[Vp8Munger] = Vp8Munger() if simulcast_vp8 else None
+        self.codec = codec_handler(track.codec.name)
+        #: Rewrites the codec's picture IDs across simulcast layer switches.
+        self.ids: Optional[IdMunger] = self.codec.id_munger() if track.simulcast else None
         self._rtx_seq = random.getrandbits(16)
-        self._sent_seq = [-1] * HISTORY
-        self._src_seq = [0] * HISTORY
-        self._src_layer = [0] * HISTORY
-        self._sent_ts = [0] * HISTORY
-        self._vp8_state: list = [None] * HISTORY  # VP8 ID offsets each packet went out with
+        self.history = SendHistory()
+        #: (first byte, payload type, SSRC, send function): see the module doc
+        self._plan: Optional[tuple] = None
+        self._route_version = -1
         self._ext_head = b""
         self._ext_tail = b""
         self._ext_kind = 0  # 0: none, 1: abs-send-time, 2: audio level
@@ -111,6 +118,7 @@ class DownTrack:
         self.clock_rate = section.codec.clock_rate
         self._build_extensions(section.extensions)
         self.bound = True
+        self._plan = None
 
     def set_target(self, layer: int) -> None:
         """Forward ``layer`` from its next keyframe on (OFF: stop forwarding)."""
@@ -132,17 +140,17 @@ class DownTrack:
         for index, stream in enumerate(self.track.layers):
             if stream is None:
                 continue
-            present = self in stream.downtracks
+            present = stream.has_reader(self)
             if index in wanted and not present:
-                stream.downtracks.append(self)
+                stream.add_reader(self)
             elif index not in wanted and present:
-                stream.downtracks.remove(self)
+                stream.remove_reader(self)
 
     def source_replaced(self) -> None:
         """The publisher reconnected and its streams are new ones: resume at
         their next keyframe, numbering continuing as after a layer switch."""
         self.current = OFF
-        self._sent_seq = [-1] * HISTORY  # NACKs must not look up the old streams
+        self.history.clear()  # NACKs must not look up the old streams
         self.waiting_since = time.monotonic()
         self.sync_streams()
 
@@ -180,59 +188,61 @@ class DownTrack:
 
     # --- media out ------------------------------------------------------------
 
-    def write(
-        self, packet: bytes, payload: bytes, seq: int, ts: int, offset: int,
-        keyframe: bool, now: float, layer: int = 0,
-    ) -> None:
+    def write(self, packet: ReceivedPacket) -> None:
         """Forward one packet of a stream this down-track reads."""
+        layer = packet.layer
         if layer != self.current:
-            if layer != self.target or not (keyframe or self.kind == "audio"):
+            if layer != self.target or not (packet.keyframe or self.kind == "audio"):
                 return
-            self._switch(layer, packet, seq, ts, offset, now)
+            self._switch(packet)
         munger = self.munger
+        seq = packet.seq
+        payload = packet.payload
         if not payload:
             munger.drop(seq)  # padding only: nothing for the subscriber
             return
-        vp8 = self.vp8
-        if vp8 is None:
-            rewritten = munger.rewrite(seq, ts, now)
+        ids = self.ids
+        if ids is None:
+            rewritten = munger.rewrite(seq, packet.ts, packet.arrival)
             if rewritten is None:
                 return
         else:
-            descriptor = self.track.layers[layer].descriptor
-            if descriptor is None or descriptor.tid > self.max_temporal:
+            description = packet.description
+            if description is None or description.tid > self.max_temporal:
                 munger.drop(seq)
                 return
-            rewritten = munger.rewrite(seq, ts, now)
+            rewritten = munger.rewrite(seq, packet.ts, packet.arrival)
             if rewritten is None:
                 return
-            if vp8.offsets == (0, 0):  # never switched: the IDs are already right
-                vp8.record(packet, descriptor)
+            if ids.offsets == (0, 0):  # never switched: the IDs are already right
+                ids.record(packet.data, description)
             else:
                 payload = bytearray(payload)
-                vp8.rewrite(payload, descriptor, offset)
+                ids.rewrite(payload, description, packet.offset)
         out_seq, out_ts = rewritten
-        index = out_seq & (HISTORY - 1)
-        self._sent_seq[index] = out_seq
-        self._src_seq[index] = seq
-        self._src_layer[index] = layer
-        self._sent_ts[index] = out_ts
-        if vp8 is not None:
-            self._vp8_state[index] = vp8.offsets
-        header = HEADER.pack(
-            self._first_byte, (packet[1] & 0x80) | self.payload_type, out_seq, out_ts, self.ssrc
-        )
-        self.transport.send_rtp_parts(header, self._extension_block(now), payload)
+        self.history.record(out_seq, seq, layer, out_ts, None if ids is None else ids.offsets)
+        plan = self._plan
+        if plan is None or self._route_version != self.transport.route_version:
+            plan = self._build_plan()
+        first, payload_type, ssrc, send = plan
+        if send is not None:
+            header = HEADER.pack(first, (packet.data[1] & 0x80) | payload_type, out_seq, out_ts, ssrc)
+            send(header, self._extension_block(packet.arrival), payload)
         self.packets_sent += 1
         self.octets_sent += len(payload)
 
-    def _switch(self, layer: int, packet: bytes, seq: int, ts: int, offset: int, now: float) -> None:
+    def _build_plan(self) -> tuple:
+        self._route_version = self.transport.route_version
+        self._plan = (self._first_byte, self.payload_type, self.ssrc, self.transport.rtp_sender())
+        return self._plan
+
+    def _switch(self, packet: ReceivedPacket) -> None:
         previous = self.current
-        self.current = layer
-        self.switched_at = now
-        self.munger.switch(seq, ts, now, self.clock_rate)
-        if self.vp8 is not None:
-            self.vp8.switch(packet, offset)
+        self.current = packet.layer
+        self.switched_at = packet.arrival
+        self.munger.switch(packet.seq, packet.ts, packet.arrival, self.clock_rate)
+        if self.ids is not None:
+            self.ids.switch(packet.data, packet.offset)
         if previous != OFF:
             self.layer_switches += 1
         self.sync_streams()
@@ -252,35 +262,30 @@ class DownTrack:
         self.nacks_received += 1
         missing: dict[ReceivedStream, list[int]] = {}
         for out_seq in lost:
-            index = out_seq & (HISTORY - 1)
-            stream = self.track.layers[self._src_layer[index]]
-            if self._sent_seq[index] != out_seq or stream is None:
+            sent = self.history.lookup(out_seq)
+            stream = self.track.layers[sent.layer] if sent is not None else None
+            if stream is None:
                 continue
-            src_seq = self._src_seq[index]
-            packet = stream.cache.get(src_seq)
+            packet = stream.cache.get(sent.src_seq)
             if packet is None:
-                missing.setdefault(stream, []).append(src_seq)
+                missing.setdefault(stream, []).append(sent.src_seq)
             else:
-                self._retransmit(packet, out_seq, self._sent_ts[index], now, self._vp8_state[index])
+                self._retransmit(packet, out_seq, sent.out_ts, now, sent.ids)
         for stream, seqs in missing.items():
             stream.request_retransmission(seqs)
 
-    def _retransmit(
-        self, packet: bytes, out_seq: int, out_ts: int, now: float, vp8_state=None
-    ) -> None:
-        from .rtp import payload_end, payload_offset
-
+    def _retransmit(self, packet: bytes, out_seq: int, out_ts: int, now: float, ids_state=None) -> None:
         offset = payload_offset(packet)
         if offset < 0:
             return
         end = payload_end(packet)
         payload = packet[offset:end]
-        if self.vp8 is not None:
-            descriptor = parse_descriptor(packet, offset, end)
-            if descriptor is None:
+        if self.ids is not None:
+            description = self.codec.describe(packet, offset, end)
+            if description is None:
                 return
             payload = bytearray(payload)
-            self.vp8.rewrite(payload, descriptor, offset, record=False, offsets=vp8_state)
+            self.ids.rewrite(payload, description, offset, record=False, offsets=ids_state)
             payload = bytes(payload)
         marker = packet[1] & 0x80
         if self.rtx_ssrc is not None and self.rtx_payload_type is not None:

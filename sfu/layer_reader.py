@@ -21,6 +21,7 @@ from .layer_selector import OFF
 
 if TYPE_CHECKING:
     from .published_track import PublishedTrack
+    from .stream_reader import ReceivedPacket
 
 
 class LayerReader:
@@ -64,7 +65,7 @@ class LayerReader:
         if self.bound and layer != OFF and self.track.layers[layer] is not None:
             self.track.layers[layer].request_keyframe()
 
-    # --- the down-track interface of PublishedTrack and ReceivedStream ----------
+    # --- the down-track interface of PublishedTrack; a StreamReader ------------
 
     def sync_streams(self) -> None:
         """Be a reader of exactly the current and the target layers."""
@@ -72,12 +73,12 @@ class LayerReader:
         for index, stream in enumerate(self.track.layers):
             if stream is None:
                 continue
-            present = self in stream.downtracks
+            present = stream.has_reader(self)
             if index in wanted and not present:
-                stream.downtracks.append(self)
+                stream.add_reader(self)
                 stream.request_keyframe()
             elif index not in wanted and present:
-                stream.downtracks.remove(self)
+                stream.remove_reader(self)
         if self.current == OFF and self.kind == "audio" and self.target != OFF:
             self._switch(self.target)
 
@@ -91,12 +92,12 @@ class LayerReader:
         if self in self.track.downtracks:
             self.track.downtracks.remove(self)
 
-    def write(self, packet, payload, seq, ts, offset, keyframe, now, layer=0) -> None:
-        if layer != self.current:
-            if layer != self.target or not keyframe:
+    def write(self, packet: ReceivedPacket) -> None:
+        if packet.layer != self.current:
+            if packet.layer != self.target or not packet.keyframe:
                 return
-            self._switch(layer)
-        self._sink(("rtp", self.key, seq, ts, packet[1] & 0x80, payload, now))
+            self._switch(packet.layer)
+        self._sink(("rtp", self.key, packet.seq, packet.ts, packet.marker, packet.payload, packet.arrival))
 
     def send_sender_report(self, report, layer: int = 0) -> None:
         if layer == self.current:

@@ -54,12 +54,13 @@ class RtpMunger:
 
     def rewrite(self, src_seq: int, src_ts: int, now: float) -> Optional[tuple[int, int]]:
         """Output (seq, ts) for a source packet; None if it cannot be mapped."""
-        if seq_newer(src_seq, self._highest_src):
+        # seq_newer and seq_diff written out: this runs once per forwarded copy
+        if 0 < ((src_seq - self._highest_src) & 0xFFFF) < 0x8000:
             self._highest_src = src_seq
             out_seq = (src_seq + self.seq_offset) & 0xFFFF
             out_ts = (src_ts + self.ts_offset) & 0xFFFFFFFF
             self.last_seq, self.last_ts, self.last_time = out_seq, out_ts, now
-            if seq_diff(src_seq, self._floor) > HORIZON:
+            if HORIZON < ((src_seq - self._floor) & 0xFFFF) < 0x8000:
                 self._floor = (src_seq - HORIZON) & 0xFFFF
             return out_seq, out_ts
         offset = self._offset_for(src_seq)

@@ -10,11 +10,10 @@ from collections import Counter
 from typing import Callable, Optional
 
 from . import rtcp
-from .codecs import keyframe_test
+from .codecs import handler as codec_handler
 from .config import SfuConfig
 from .ids import new_id
 from .published_track import PublishedTrack
-from .codecs.vp8 import keyframe_size as vp8_frame_size
 from .rtp import extensions, payload_offset
 from .stream import ReceivedStream
 from .media_section import URI_AUDIO_LEVEL, URI_MID, URI_REPAIRED_RID, URI_RID, MediaSection
@@ -114,12 +113,11 @@ class Publisher:
 
     def _add_stream(self, track: PublishedTrack, ssrc: int, layer: int) -> ReceivedStream:
         video = track.kind == "video"
-        vp8 = video and track.codec.name == "VP8"
         stream = ReceivedStream(
             kind=track.kind,
             ssrc=ssrc,
             clock_rate=track.codec.clock_rate,
-            keyframe_test=keyframe_test(track.codec.name) if video else None,
+            codec=codec_handler(track.codec.name),
             send_rtcp=self.transport.send_rtcp,
             rtcp_ssrc=self.rtcp_ssrc,
             cache_size=4096 if video else 256,  # at most; sized by cache_ms
@@ -127,9 +125,8 @@ class Publisher:
             cache_seconds=self.config.cache_ms / 1000,
             audio_level_id=None if video else track.audio_level_id,
             layer=layer,
-            frame_size=vp8_frame_size if vp8 else None,
+            describe=track.simulcast,
         )
-        stream.parse_vp8 = vp8 and track.simulcast
         self._streams[ssrc] = stream
         track.set_layer(layer, stream)
         return stream

@@ -27,11 +27,11 @@ import struct
 import time
 from typing import TYPE_CHECKING, Optional
 
-from .codecs import keyframe_test
-from .codecs.vp8 import keyframe_size as vp8_frame_size
+from .codecs import handler as codec_handler
 from .layer_selector import OFF
 from .rtcp import SenderReport
 from .stream import ReceivedStream
+from .stream_reader import ReceivedPacket
 
 if TYPE_CHECKING:
     from .config import SfuConfig
@@ -69,19 +69,18 @@ class RelaySink:
     def sync_streams(self) -> None:
         """Read every layer the publisher sends (B picks per subscriber)."""
         for stream in self.track.layers:
-            if stream is not None and self.bound and self not in stream.downtracks:
-                stream.downtracks.append(self)
+            if stream is not None and self.bound:
+                stream.add_reader(self)
 
     def detach(self) -> None:
         self.bound = False
         for stream in self.track.layers:
-            if stream is not None and self in stream.downtracks:
-                stream.downtracks.remove(self)
+            if stream is not None:
+                stream.remove_reader(self)
         self.link.forget_sink(self)
 
-    def write(self, packet: bytes, payload: bytes, seq: int, ts: int, offset: int,
-              keyframe: bool, now: float, layer: int = 0) -> None:
-        data = self._prefixes[layer] + packet
+    def write(self, packet: ReceivedPacket) -> None:
+        data = self._prefixes[packet.layer] + packet.data
         self.link.send(data, self.address)
         self.packets_sent += 1
         self.link.packets_sent += 1
@@ -157,18 +156,16 @@ class RelayFeed:
     def _new_stream(self, layer: int, ssrc: int) -> RelayedStream:
         track = self.track
         video = track.kind == "video"
-        vp8 = video and track.codec.name == "VP8"
         old = track.layers[layer]
         stream = RelayedStream(
             self, layer, kind=track.kind, ssrc=ssrc, clock_rate=track.codec.clock_rate,
-            keyframe_test=keyframe_test(track.codec.name) if video else None,
+            codec=codec_handler(track.codec.name),
             cache_size=4096 if video else 256,
             keyframe_interval=self.config.keyframe_interval_ms / 1000,
             cache_seconds=self.config.cache_ms / 1000,
             audio_level_id=None if video else track.audio_level_id,
-            frame_size=vp8_frame_size if vp8 else None,
+            describe=track.simulcast,
         )
-        stream.parse_vp8 = vp8 and track.simulcast
         track.set_layer(layer, stream)
         if old is not None:
             old.close()

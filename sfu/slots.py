@@ -203,8 +203,8 @@ class FixedSlots:
         downtrack = self._subscriber.new_downtrack(track)
         if old is not None:
             downtrack.munger = old.munger  # seq/ts continue where the last source stopped
-            if downtrack.vp8 is not None and old.vp8 is not None:
-                downtrack.vp8 = old.vp8  # picture IDs too
+            if downtrack.ids is not None and old.ids is not None:
+                downtrack.ids = old.ids  # picture IDs too
         self._subscriber.apply_settings(downtrack, self._settings.get(track.id, TrackSettings()))
         slot.downtrack = downtrack
         track.add_downtrack(downtrack)

@@ -1,8 +1,11 @@
 """One RTP stream received from a publisher (one SSRC, one simulcast layer).
 
 It owns the packet cache and reception statistics of that stream, asks the
-publisher for keyframes, and hands every packet to the down-tracks reading
-from it. The per-packet path is a straight line over bytes and ints.
+publisher for keyframes, and hands every packet to its readers
+(sfu/stream_reader.py: down-tracks, relay feeds, recorders, taps) as one
+``ReceivedPacket`` built once. The per-packet path is a straight line over
+bytes and ints; what the codec must tell (keyframe, descriptor) its handler
+(sfu/codecs/) reads.
 """
 
 from __future__ import annotations
@@ -14,15 +17,15 @@ from typing import TYPE_CHECKING, Callable, Optional
 from . import rtcp
 from .allocator import RISE_SAMPLES, next_cost
 from .buffer import PacketCache, ReceiveStats
-from .codecs import KeyframeTest
-from .codecs.vp8 import Descriptor, parse_descriptor
+from .codecs import CodecHandler
 from .keyframes import KeyframeRequester
 from .metrics import FORWARD_TIME
 from .rtp import SEQ_TS, audio_level_byte, payload_end, payload_offset
 from .speaker import AMPLITUDE
+from .stream_reader import ReceivedPacket
 
 if TYPE_CHECKING:
-    from .downtrack import DownTrack
+    from .stream_reader import StreamReader
 
 RtcpSender = Callable[[bytes], None]
 SILENCE = b"\x7f"  # RFC 6464 level byte: voice activity off, -127 dBov
@@ -35,22 +38,26 @@ class ReceivedStream:
         kind: str,
         ssrc: int,
         clock_rate: int,
-        keyframe_test: Optional[KeyframeTest],
+        codec: CodecHandler,
         send_rtcp: RtcpSender,
         rtcp_ssrc: int,
         cache_size: int,
         keyframe_interval: float,
         audio_level_id: Optional[int] = None,
         layer: int = 0,
-        frame_size: Optional[Callable[[bytes, int], Optional[tuple[int, int]]]] = None,
         cache_seconds: Optional[float] = None,
+        describe: bool = False,
     ) -> None:
         self.kind = kind
         self.layer = layer  # simulcast layer index (0: lowest, or the only one)
         self.ssrc = ssrc
         self.rtx_ssrc: Optional[int] = None
         self.clock_rate = clock_rate
-        self.is_keyframe = keyframe_test
+        self.codec = codec
+        self._video = kind == "video"
+        #: Parse each packet's codec descriptor once for every reader (simulcast
+        #: down-tracks rewrite picture IDs from it).
+        self._describe = codec.describe if describe and codec.munges_ids else None
         self.audio_level_id = audio_level_id
         self.audio_level = SILENCE  # the latest level byte (forwarded to subscribers)
         # Running counters for speaker detection (sfu/speaker.py LevelMeter):
@@ -61,7 +68,7 @@ class ReceivedStream:
         self.audio_voiced = 0
         self.cache = PacketCache(cache_size, cache_seconds)  # by time when given
         self.stats = ReceiveStats(ssrc, clock_rate)
-        self.downtracks: list[DownTrack] = []
+        self.readers: list[StreamReader] = []
         self._send_rtcp = send_rtcp
         self._rtcp_ssrc = rtcp_ssrc
         self.keyframes = KeyframeRequester(self._send_pli, keyframe_interval)
@@ -69,12 +76,9 @@ class ReceivedStream:
         self.last_packet_time = 0.0
         self.width = 0  # from key frame headers, where the codec tells
         self.height = 0
-        self.parse_vp8 = False  # parse each packet's VP8 descriptor once, for all readers
-        self.descriptor: Optional[Descriptor] = None
         self.bitrate = 0.0  # bits/s, smoothed
         self.cost = 0.0  # bits/s the layer needs when flowing (for allocation)
         self._rates: deque = deque(maxlen=RISE_SAMPLES)  # its latest rates while flowing
-        self._frame_size = frame_size
         self._bytes_seen = 0
         self._rate_time = 0.0
         self.sender_report: Optional[rtcp.SenderReport] = None
@@ -102,30 +106,39 @@ class ReceivedStream:
                 self.audio_loudness += AMPLITUDE[level]
                 if level & 0x80:
                     self.audio_voiced += 1
-        keyframe = False
-        if self.is_keyframe is not None and self.is_keyframe(packet, offset):
-            keyframe = True
+        keyframe = self._video and self.codec.is_keyframe(packet, offset)
+        if keyframe:
             self._on_keyframe(packet, offset)
         end = payload_end(packet)
-        if self.parse_vp8:  # simulcast VP8: every reader rewrites picture IDs
-            self.descriptor = parse_descriptor(packet, offset, end)
-        payload = packet[offset:end]  # sliced once for every subscriber
-        layer = self.layer
-        if self.stats.received & 15:
-            for downtrack in self.downtracks:
-                downtrack.write(packet, payload, seq, ts, offset, keyframe, now, layer)
-        else:
-            for downtrack in self.downtracks:
-                downtrack.write(packet, payload, seq, ts, offset, keyframe, now, layer)
-            if self.downtracks:
-                FORWARD_TIME.observe(time.monotonic() - now)
+        describe = self._describe
+        received = ReceivedPacket(
+            packet, packet[offset:end], seq, ts, offset, keyframe, now, self.layer,
+            describe(packet, offset, end) if describe is not None else None,
+        )
+        readers = self.readers
+        for reader in readers:
+            reader.write(received)
+        if not self.stats.received & 15 and readers:
+            FORWARD_TIME.observe(time.monotonic() - now)
 
     def _on_keyframe(self, packet: bytes, offset: int) -> None:
         self.keyframes_received += 1
-        if self._frame_size is not None:
-            size = self._frame_size(packet, offset)
-            if size is not None:
-                self.width, self.height = size
+        size = self.codec.frame_size(packet, offset)
+        if size is not None:
+            self.width, self.height = size
+
+    # --- readers --------------------------------------------------------------
+
+    def add_reader(self, reader: StreamReader) -> None:
+        if reader not in self.readers:
+            self.readers.append(reader)
+
+    def remove_reader(self, reader: StreamReader) -> None:
+        if reader in self.readers:
+            self.readers.remove(reader)
+
+    def has_reader(self, reader: StreamReader) -> bool:
+        return reader in self.readers
 
     def flowing(self, now: float, timeout: float = 0.5) -> bool:
         return now - self.last_packet_time < timeout
@@ -167,13 +180,13 @@ class ReceivedStream:
         self.sender_report = report
         self.stats.last_sr_ntp = report.ntp
         self.stats.last_sr_arrival = now
-        for downtrack in self.downtracks:
-            downtrack.send_sender_report(report, self.layer)
+        for reader in self.readers:
+            reader.send_sender_report(report, self.layer)
 
     # --- requests to the publisher ----------------------------------------
 
     def request_keyframe(self) -> None:
-        if self.is_keyframe is not None:
+        if self._video:
             self.keyframes.request()
 
     def _send_pli(self) -> None:
@@ -200,7 +213,7 @@ class ReceivedStream:
 
     def close(self) -> None:
         self.keyframes.close()
-        self.downtracks.clear()
+        self.readers.clear()
 
 
 def now() -> float:

@@ -130,6 +130,7 @@ def _creating_bypassed_receivers():
         _bypassed.reset(token)
 
 RtpHandler = Callable[[bytes], None]
+PartsSender = Callable[[bytes, bytes, bytes], bool]
 
 
 class PeerTransport:
@@ -160,6 +161,9 @@ class PeerTransport:
         self._remote: Optional[tuple] = None
         self._mux: Optional[udp_mux.UdpMux] = None  # single-port mode: batched sends
         self._sockaddr = None
+        #: Moves whenever the route or the SRTP context changes: senders from
+        #: ``rtp_sender`` are stale then.
+        self.route_version = 0
         self._hooked: set[int] = set()
         self._candidates = CandidatePolicy(ice.max_remote_candidates, offers_loopback(ice.addresses))
         self._gatherer = _Gatherer(ice, wrap=self._fast_receiver, shared=bool(ice.udp_port))
@@ -291,31 +295,47 @@ class PeerTransport:
     def send_rtcp(self, packet: bytes) -> bool:
         return self._ready() and self._send(self._tx.protect_rtcp, packet)
 
-    def send_rtp_parts(self, header: bytes, extension: bytes, payload: bytes) -> bool:
-        """send_rtp for a packet in three parts, assembled and protected in place
-        (the forwarding hot path: one call per copy, no helper calls)."""
-        protector, udp = self._protector, self._udp
-        if protector is None or udp is None:
-            if not self._resolve_route():
-                return False
-            protector, udp = self._protector, self._udp
-        mux = self._mux
+    def rtp_sender(self) -> Optional[PartsSender]:
+        """A function that protects and sends one RTP packet given in three parts
+        (header, extension block, payload), assembled in place: the forwarding
+        hot path, one call per copy. It is bound to the route as it is now:
+        callers keep it while ``route_version`` is unchanged. None when not
+        connected."""
+        if not self._ready():
+            return None
+        protector, mux = self._protector, self._mux
         if mux is not None:
-            if protector.protect_into(mux.batch, self._sockaddr, header, extension, payload):
-                mux.queued()
+            return self._batched_sender(protector, mux)
+        return self._datagram_sender(protector, self._udp, self._remote)
+
+    def _batched_sender(self, protector: _Protector, mux: udp_mux.UdpMux) -> PartsSender:
+        protect_into, batch, sockaddr, queued = protector.protect_into, mux.batch, self._sockaddr, mux.queued
+
+        def send(header: bytes, extension: bytes, payload: bytes) -> bool:
+            if protect_into(batch, sockaddr, header, extension, payload):
+                queued()
                 return True
             self.send_errors += 1
             return False
-        protected = protector.protect(header, extension, payload)
-        if protected is None:
-            self.send_errors += 1
-            return False
-        try:
-            udp.sendto(protected, self._remote)
-        except OSError:
-            self.send_errors += 1
-            return False
-        return True
+
+        return send
+
+    def _datagram_sender(self, protector: _Protector, udp, remote: tuple) -> PartsSender:
+        protect = protector.protect
+
+        def send(header: bytes, extension: bytes, payload: bytes) -> bool:
+            protected = protect(header, extension, payload)
+            if protected is None:
+                self.send_errors += 1
+                return False
+            try:
+                udp.sendto(protected, remote)
+            except OSError:
+                self.send_errors += 1
+                return False
+            return True
+
+        return send
 
     def _ready(self) -> bool:
         return (self._protector is not None and self._udp is not None) or self._resolve_route()
@@ -334,9 +354,7 @@ class PeerTransport:
 
     async def close(self) -> None:
         self.closed = True
-        self._rx = self._tx = None
-        self._protector = None
-        self._udp = None
+        self._forget_route()
         await self.pc.close()
 
     # --- internals ----------------------------------------------------------
@@ -362,9 +380,7 @@ class PeerTransport:
     def _dtls_state_changed(self, dtls) -> None:
         if dtls.state in ("closed", "failed") and not self.closed:
             # the peer ended DTLS (close_notify): aiortc keeps the PC "connected"
-            self._rx = self._tx = None
-            self._protector = None
-            self._udp = None
+            self._forget_route()
             self._on_state(dtls.state)
             return
         if dtls.state == "connected" and self._tx is None and not self.closed:
@@ -386,14 +402,19 @@ class PeerTransport:
             self._mux = self._udp.mux
             self._sockaddr = self._mux.sockaddr(self._remote)
             self._udp.selected = self._remote
+        self.route_version += 1
         return True
+
+    def _forget_route(self) -> None:
+        self._rx = self._tx = None
+        self._protector = None
+        self._udp = None
+        self.route_version += 1
 
     def _connection_state_changed(self) -> None:
         state = self.pc.connectionState
         if state in ("failed", "closed"):
-            self._rx = self._tx = None
-            self._protector = None
-            self._udp = None
+            self._forget_route()
         self._on_state(state)
 
     def _fast_receiver(self, connection, stun_path):

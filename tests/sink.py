@@ -4,16 +4,21 @@ from __future__ import annotations
 
 
 class Sink:
-    """``sent``: first transmissions (send_rtp_parts) and retransmissions
+    """``sent``: first transmissions (through ``rtp_sender``) and retransmissions
     (send_rtp) in order, as whole packets; ``resent``: retransmissions only;
     ``rtcp``: RTCP packets."""
+
+    route_version = 0
 
     def __init__(self) -> None:
         self.sent: list[bytes] = []
         self.resent: list[bytes] = []
         self.rtcp: list[bytes] = []
 
-    def send_rtp_parts(self, header: bytes, extension: bytes, payload: bytes) -> bool:
+    def rtp_sender(self):
+        return self._send_parts
+
+    def _send_parts(self, header: bytes, extension: bytes, payload: bytes) -> bool:
         self.sent.append(header + extension + payload)
         return True
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from sfu.codecs import handler
 from sfu.allocator import UP_INTERVAL, Allocator, Demand
 
 P = pytest.param
@@ -110,7 +111,7 @@ def feed(streams, rates, now, seqs):
 def simulcast_streams():
     from sfu.stream import ReceivedStream
 
-    return [ReceivedStream("video", 1000 + layer, 90000, None, lambda p: None, 1, 64, 1.0, layer=layer)
+    return [ReceivedStream("video", 1000 + layer, 90000, handler("VP8"), lambda p: None, 1, 64, 1.0, layer=layer)
             for layer in range(3)]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sfu import rtp
-from sfu.codecs import h264, keyframe_test, vp8
+from sfu.codecs import h264, handler, vp8
 
 from .packets import fu_a, h264_nal, one_byte_ext, rtp_packet, stap_a, vp8_descriptor, vp8_frame_header
 
@@ -111,15 +111,23 @@ def test_h264_is_keyframe(framed, payload, keyframe):
 
 
 @pytest.mark.parametrize(
-    "name, detector",
+    "name, handler_name, kind, munges_ids",
     [
-        P("VP8", vp8.is_keyframe, id="VP8"),
-        P("vp8", vp8.is_keyframe, id="vp8-lowercase"),
-        P("H264", h264.is_keyframe, id="H264"),
-        P("h264", h264.is_keyframe, id="h264-lowercase"),
-        P("opus", None, id="audio-has-none"),
-        P("VP9", None, id="unknown-video-has-none"),
+        P("VP8", "VP8", "video", True, id="VP8"),
+        P("vp8", "VP8", "video", True, id="vp8-lowercase"),
+        P("H264", "H264", "video", False, id="H264"),
+        P("h264", "H264", "video", False, id="h264-lowercase"),
+        P("opus", "opus", "audio", False, id="opus"),
+        P("VP9", "", "audio", False, id="unknown-codec-gets-the-plain-handler"),
     ],
 )
-def test_keyframe_test_registry(name, detector):
-    assert keyframe_test(name) is detector
+def test_handler_registry(name, handler_name, kind, munges_ids):
+    found = handler(name)
+    assert (found.name, found.kind, found.munges_ids) == (handler_name, kind, munges_ids)
+
+
+def test_only_a_codec_with_keyframes_finds_one():
+    key = rtp_packet(payload=vp8_descriptor(start=True) + vp8_frame_header(True))
+    assert handler("VP8").is_keyframe(key, 12) and handler("VP8").frame_size(key, 12) == (640, 480)
+    assert not handler("opus").is_keyframe(key, 12) and handler("opus").frame_size(key, 12) is None
+    assert handler("opus").id_munger() is None and handler("H264").id_munger() is None

@@ -113,7 +113,7 @@ async def test_two_aiortc_peers_recorded_as_one_mp4_with_both_voices(server, cli
     # nothing left behind: the process is gone, no track has a reader of it
     assert not running(recording.pid)
     assert not any(isinstance(d, LayerReader) for t in room.tracks() for d in t.downtracks)
-    assert not any(isinstance(d, LayerReader) for t in room.tracks() for s in t.layers for d in s.downtracks)
+    assert not any(isinstance(d, LayerReader) for t in room.tracks() for s in t.layers for d in s.readers)
     assert path.suffix == ".mp4" and stat.S_IMODE(os.stat(path).st_mode) == 0o600
     with av.open(str(path)) as container:
         assert container.streams.video[0].codec_context.name == "h264"

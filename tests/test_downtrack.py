@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sfu import rtcp
-from sfu.codecs import keyframe_test
+from sfu.codecs import handler
 from sfu.downtrack import KEYFRAME_RETRY, DownTrack
 from sfu.media_section import CodecInfo, MediaSection
 from sfu.published_track import PublishedTrack
@@ -25,7 +25,7 @@ class Call:
     def __init__(self, rtx: bool = False, cache_size: int = 256) -> None:
         self.upstream: list[bytes] = []  # RTCP the SFU sends the publisher
         track = PublishedTrack("TR", "PA", "video", "0", CodecInfo("video/VP8", 90000, 96), "camera")
-        self.stream = ReceivedStream("video", PUBLISHER_SSRC, 90000, keyframe_test("VP8"), self.upstream.append,
+        self.stream = ReceivedStream("video", PUBLISHER_SSRC, 90000, handler("VP8"), self.upstream.append,
                                      1, cache_size, 0.5)
         track.set_layer(0, self.stream)
         self.sink = Sink()

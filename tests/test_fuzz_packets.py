@@ -310,14 +310,14 @@ def test_vp8_simulcast_forwarding_survives_any_packet(packet):
     downtrack, sink = simulcast_downtrack()
     low, high = downtrack.track.layers[:2]
     for stream in (low, high):
-        stream.is_keyframe = vp8.is_keyframe
-        stream.parse_vp8 = True
-        stream.downtracks.append(downtrack)
+        stream.codec = vp8.HANDLER
+        stream._describe = vp8.HANDLER.describe
+        stream.add_reader(downtrack)
     downtrack.set_target(0)
     low.on_rtp(vp8_packet(1, 0, 100, 5, key=True, ssrc=10), 0.0)
     downtrack.set_target(1)
     high.on_rtp(vp8_packet(1, 0, 5000, 200, key=True, ssrc=11), 0.01)
-    assert downtrack.current == 1 and downtrack.vp8.offsets != (0, 0)
+    assert downtrack.current == 1 and downtrack.ids.offsets != (0, 0)
     packet = packet[:8] + (11).to_bytes(4, "big") + packet[12:]  # on the switched-to layer
     high.on_rtp(packet, 0.02)
     downtrack.on_nack([s for s in range(4)], 0.03)  # retransmissions re-read the cache

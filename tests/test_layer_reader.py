@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from sfu.codecs import keyframe_test
+from sfu.codecs import handler
 from sfu.layer_reader import LayerReader
 from sfu.layer_selector import OFF
 from sfu.media_section import CodecInfo
@@ -22,7 +22,7 @@ def simulcast_track() -> PublishedTrack:
     track = PublishedTrack("TR_cam", "PA_x", "video", "0", CodecInfo("video/VP8", 90000, 96), "camera",
                            rids=["q", "h", "f"])
     for layer, ssrc in enumerate(SSRCS):
-        track.set_layer(layer, ReceivedStream("video", ssrc, 90000, keyframe_test("VP8"), lambda b: None, 1, 64, 0.5,
+        track.set_layer(layer, ReceivedStream("video", ssrc, 90000, handler("VP8"), lambda b: None, 1, 64, 0.5,
                                               layer=layer))
     return track
 
@@ -60,4 +60,4 @@ async def test_reads_the_best_flowing_layer_then_moves_up_at_a_keyframe():
     assert items[-1][2] == 11  # the top layer's numbering from here
 
     reader.detach()
-    assert reader not in track.downtracks and all(reader not in s.downtracks for s in track.layers)
+    assert reader not in track.downtracks and all(not s.has_reader(reader) for s in track.layers)

@@ -16,6 +16,7 @@ from signaling.protocol import DROPPED
 
 from .conftest import API_KEY, API_SECRET, KEYS, client_factory
 from .frames import count_frames
+from .loss import wrap_rtp_sender
 from .leaks import describe_tasks, host_and_cycles, live_tasks, open_fds, settle
 from .media import PatternVideoTrack, ToneAudioTrack
 from .waiting import eventually
@@ -82,14 +83,16 @@ async def test_resume_keeps_the_participant_and_its_video(server, clients):
 def capture_sent(transport, ssrc: int) -> list[tuple[float, int, int]]:
     """(time, sequence number, timestamp) of each first transmission to ``ssrc``."""
     sent = []
-    send = transport.send_rtp_parts
 
-    def capture(header: bytes, extension: bytes, payload: bytes) -> bool:
-        if int.from_bytes(header[8:12], "big") == ssrc:
-            sent.append((time.monotonic(), int.from_bytes(header[2:4], "big"), int.from_bytes(header[4:8], "big")))
-        return send(header, extension, payload)
+    def capturing(send):
+        def capture(header: bytes, extension: bytes, payload: bytes) -> bool:
+            if int.from_bytes(header[8:12], "big") == ssrc:
+                sent.append((time.monotonic(), int.from_bytes(header[2:4], "big"), int.from_bytes(header[4:8], "big")))
+            return send(header, extension, payload)
 
-    transport.send_rtp_parts = capture
+        return capture
+
+    wrap_rtp_sender(transport, capturing)
     return sent
 
 

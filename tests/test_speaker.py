@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from sfu.codecs import handler
 from sfu.rtp import HEADER, audio_level_byte, extension, one_byte_extensions
 from sfu.speaker import SILENT_LEVEL, LevelMeter, SpeakerDetector, SpeakerSettings
 from sfu.stream import ReceivedStream
@@ -193,7 +194,7 @@ def test_fast_level_lookup_matches_the_generic_parser(byte, two_byte):
 
 
 def test_meter_averages_a_tick_of_packets():
-    stream = ReceivedStream("audio", 1234, 48000, None, lambda data: None, 1, 16, 1.0, audio_level_id=1)
+    stream = ReceivedStream("audio", 1234, 48000, handler("opus"), lambda data: None, 1, 16, 1.0, audio_level_id=1)
     meter = LevelMeter()
     for seq in range(12):  # half the tick at -20 dBov, half silent: mean amplitude 0.05
         stream.on_rtp(audio_packet(seq, LOUD if seq % 2 else SILENT), 0.0)

@@ -29,7 +29,7 @@ async def test_audio_tap_hears_the_440_hz_tone(server, clients):
             chunks.append(pcm)
             if sum(len(c) for c in chunks) >= 2 * PCM_RATE:
                 break
-    assert not tap.running and tap.track.stream.downtracks == []  # detached, decoder gone
+    assert not tap.running and tap.track.stream.readers == []  # detached, decoder gone
 
     pcm = np.concatenate(chunks)[PCM_RATE // 2 :].astype(np.float64)  # past the codec's start-up
     spectrum = np.abs(np.fft.rfft(pcm * np.hanning(len(pcm))))

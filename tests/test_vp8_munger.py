@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from sfu.codecs import handler
 from sfu.codecs.vp8 import Vp8Munger, keyframe_size, parse_descriptor
 from sfu.downtrack import DownTrack
 from sfu.published_track import PublishedTrack
 from sfu.stream import ReceivedStream
+from sfu.stream_reader import ReceivedPacket
 from sfu.media_section import CodecInfo, MediaSection
 
 from .packets import rtp_packet, vp8_descriptor, vp8_frame_header
@@ -75,7 +77,7 @@ def simulcast_downtrack():
     codec = CodecInfo("video/VP8", 90000, 96)
     track = PublishedTrack("TR", "PA", "video", "0", codec, "camera", rids=["q", "h", "f"])
     streams = [
-        ReceivedStream("video", 10 + i, 90000, None, lambda b: None, 1, 256, 0.5, layer=i)
+        ReceivedStream("video", 10 + i, 90000, handler("VP8"), lambda b: None, 1, 256, 0.5, layer=i)
         for i in range(3)
     ]
     for i, stream in enumerate(streams):
@@ -89,10 +91,9 @@ def simulcast_downtrack():
 
 def feed(downtrack, packet, layer, keyframe=False, now=0.0):
     """What ReceivedStream.on_rtp does for each reader of a simulcast VP8 layer."""
-    downtrack.track.layers[layer].descriptor = parse_descriptor(packet, 12)
     seq = (packet[2] << 8) | packet[3]
     ts = int.from_bytes(packet[4:8], "big")
-    downtrack.write(packet, packet[12:], seq, ts, 12, keyframe, now, layer)
+    downtrack.write(ReceivedPacket(packet, packet[12:], seq, ts, 12, keyframe, now, layer, parse_descriptor(packet, 12)))
 
 
 def out_ids(sink):

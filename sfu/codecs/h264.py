@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from . import CodecHandler
+
 NAL_IDR, NAL_SPS = 5, 7
 STAP_A, FU_A = 24, 28
 _KEY_TYPES = (NAL_IDR, NAL_SPS)
@@ -30,3 +32,16 @@ def _stap_a_types(packet: bytes, offset: int):
             return
         yield packet[pos + 2] & 0x1F
         pos += 2 + size
+
+
+class H264Handler(CodecHandler):
+    """Simulcast H.264 needs no payload rewrite: each layer's IDR restarts the decoder."""
+
+    name = "H264"
+    kind = "video"
+
+    def is_keyframe(self, packet: bytes, offset: int) -> bool:
+        return is_keyframe(packet, offset)
+
+
+HANDLER = H264Handler()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from . import CodecHandler
+
 
 def is_keyframe(packet: bytes, offset: int = 0) -> bool:
     """True for the first packet of a VP8 key frame (payload at ``offset``)."""
@@ -167,3 +169,24 @@ def _read_pid(packet: bytes, descriptor: Descriptor) -> int:
     if descriptor.pid_bits == 15:
         return (packet[pos] & 0x7F) << 8 | packet[pos + 1]
     return packet[pos] & 0x7F
+
+
+class Vp8Handler(CodecHandler):
+    name = "VP8"
+    kind = "video"
+    munges_ids = True
+
+    def is_keyframe(self, packet: bytes, offset: int) -> bool:
+        return is_keyframe(packet, offset)
+
+    def frame_size(self, packet: bytes, offset: int) -> tuple[int, int] | None:
+        return keyframe_size(packet, offset)
+
+    def describe(self, packet: bytes, offset: int, end: int) -> Descriptor | None:
+        return parse_descriptor(packet, offset, end)
+
+    def id_munger(self) -> Vp8Munger:
+        return Vp8Munger()
+
+
+HANDLER = Vp8Handler()
