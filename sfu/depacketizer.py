@@ -268,7 +268,7 @@ def _signed32(delta: int) -> int:
 # --- reading a track off the event loop ---------------------------------------------
 
 
-class StreamReader:
+class QueueReader:
     """Reads one published track's stream like a down-track does, without
     forwarding: every packet is handed, as bytes and ints, to a thread-safe
     queue (``sink``) for a worker thread to depacketize. The forwarding path
@@ -315,7 +315,7 @@ class StreamReader:
         if not self.closed and self.stream is not None:
             self._loop.call_soon_threadsafe(self.stream.request_keyframe)
 
-    # --- a StreamReader ---------------------------------------------------------
+    # --- a stream_reader.StreamReader -------------------------------------------
 
     def write(self, packet: ReceivedPacket) -> None:
         self._sink.put((self.key, packet.seq, packet.ts, packet.marker, packet.payload))

@@ -6,9 +6,9 @@ audio level), remembers what it sent so that NACKs can be answered from the
 publisher stream's cache, and translates sender reports into its own
 numbering so that the subscriber can keep audio and video in sync.
 
-What does not change from packet to packet (the header's fixed fields and
-the transport's send function, bound to its SRTP context and route) is kept
-ready in one tuple, the send plan. It is
+What does not change from packet to packet (the header's fixed fields, the
+extension block's template and the transport's send function, bound to its
+SRTP context and route) is kept ready in one tuple, the send plan. It is
 rebuilt when it can go stale: on bind, and whenever the transport's
 ``route_version`` moves (connected, route resolved, DTLS ended, closed).
 """
@@ -68,7 +68,8 @@ class DownTrack:
         self.ids: Optional[IdMunger] = self.codec.id_munger() if track.simulcast else None
         self._rtx_seq = random.getrandbits(16)
         self.history = SendHistory()
-        #: (first byte, payload type, SSRC, send function): see the module doc
+        self._record = self.history.record
+        #: (first byte, payload type, SSRC, extension kind, head, tail, send function)
         self._plan: Optional[tuple] = None
         self._route_version = -1
         self._ext_head = b""
@@ -220,20 +221,26 @@ class DownTrack:
                 payload = bytearray(payload)
                 ids.rewrite(payload, description, packet.offset)
         out_seq, out_ts = rewritten
-        self.history.record(out_seq, seq, layer, out_ts, None if ids is None else ids.offsets)
+        self._record(out_seq, seq, layer, out_ts, None if ids is None else ids.offsets)
         plan = self._plan
         if plan is None or self._route_version != self.transport.route_version:
             plan = self._build_plan()
-        first, payload_type, ssrc, send = plan
+        first, payload_type, ssrc, ext_kind, ext_head, ext_tail, send = plan
         if send is not None:
-            header = HEADER.pack(first, (packet.data[1] & 0x80) | payload_type, out_seq, out_ts, ssrc)
-            send(header, self._extension_block(packet.arrival), payload)
+            if ext_kind == 1:
+                extension = ext_head + _abs_send_time(packet.arrival) + ext_tail
+            elif ext_kind == 2:
+                extension = ext_head + self.track.layers[0].audio_level + ext_tail
+            else:
+                extension = ext_head
+            send(HEADER.pack(first, (packet.data[1] & 0x80) | payload_type, out_seq, out_ts, ssrc), extension, payload)
         self.packets_sent += 1
         self.octets_sent += len(payload)
 
     def _build_plan(self) -> tuple:
         self._route_version = self.transport.route_version
-        self._plan = (self._first_byte, self.payload_type, self.ssrc, self.transport.rtp_sender())
+        self._plan = (self._first_byte, self.payload_type, self.ssrc, self._ext_kind, self._ext_head,
+                      self._ext_tail, self.transport.rtp_sender())
         return self._plan
 
     def _switch(self, packet: ReceivedPacket) -> None:

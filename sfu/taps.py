@@ -1,7 +1,7 @@
 """Media taps: a track's decoded audio or video, in-process, for bots
 (transcription, diarization, vision) running beside the SFU.
 
-A tap reads the track's stream like a down-track (``depacketizer.StreamReader``:
+A tap reads the track's stream like a down-track (``depacketizer.QueueReader``:
 packets go into a thread-safe queue, nothing else happens on the event loop)
 and decodes in a thread of its own with a PyAV decoder that exists only
 while the tap is attached. ``close()`` detaches and frees the decoder.
@@ -25,7 +25,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .depacketizer import Depacketizer, StreamReader
+from .depacketizer import Depacketizer, QueueReader
 
 if TYPE_CHECKING:
     from .published_track import PublishedTrack
@@ -58,7 +58,7 @@ class Tap:
         self._loop = asyncio.get_running_loop()
         self._packets: queue.SimpleQueue = queue.SimpleQueue()
         self._out: asyncio.Queue = asyncio.Queue(BACKLOG)
-        self._reader = StreamReader(track, 0, self._packets, self._loop)
+        self._reader = QueueReader(track, 0, self._packets, self._loop)
         self._thread = threading.Thread(target=self._run, name=f"tap-{track.id}", daemon=True)
         self._thread.start()
         self._reader.attach()
