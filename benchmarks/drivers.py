@@ -34,8 +34,9 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import aiohttp
 
-from .forwarding import _die_with_parent, free_port, free_udp_port, wait_healthy
+from .forwarding import free_port, free_udp_port, wait_healthy
 from .peers import Signaling
+from .pinning import child_setup
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -155,15 +156,17 @@ class PysfuDriver(ServerDriver):
     """``pysfu serve`` as a subprocess on 127.0.0.1 (uvloop unless told
     otherwise; one process unless ``workers`` > 1, where ``pid`` is the front
     and the workers are its children), open (no API keys), no join rate
-    limit, or an already running server given by ``url``."""
+    limit, on ``cpus`` when given (benchmarks.pinning), or an already running
+    server given by ``url``."""
 
     name = "pysfu"
 
     def __init__(self, last_n: Optional[int] = None, uvloop: bool = True,
                  room_capacity: int = 1000, log_path: Optional[Path] = None,
                  url: Optional[str] = None, cwd: Optional[Path] = None, workers: int = 1,
-                 single_port: bool = False) -> None:
+                 single_port: bool = False, cpus: Optional[set[int]] = None) -> None:
         self.last_n = last_n
+        self.cpus = cpus
         self.workers = workers
         self.single_port = single_port
         self.uvloop = uvloop
@@ -197,7 +200,7 @@ class PysfuDriver(ServerDriver):
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv(port), cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                stdout=log, stderr=subprocess.STDOUT, preexec_fn=child_setup(self.cpus),
             )
         finally:
             if self.log_path:

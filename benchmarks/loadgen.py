@@ -66,7 +66,7 @@ from typing import Any, Optional
 
 from .drivers import PacketCounts, ServerDriver, driver_class
 from .forwarding import (
-    CLK_TCK, _die_with_parent, children, code_info, cpu_ticks, machine_info, machine_load, rss_mb,
+    CLK_TCK, children, code_info, cpu_ticks, machine_info, machine_load, rss_mb,
     system_ticks, tree_cpu_times,
 )
 from .peers import bucket_value
