@@ -66,6 +66,9 @@ class SessionDriver(abc.ABC):
     #: Slot subscription asked at join ({"video": n, "audio": m}); drivers
     #: of SFUs without it ignore it.
     slots: Optional[dict] = None
+    #: Identity of the dominant speaker as the SFU last announced it; None
+    #: until it does (and always for SFUs that do not say).
+    dominant: Optional[str] = None
 
     @abc.abstractmethod
     async def connect(self) -> None:
@@ -118,6 +121,11 @@ class ServerDriver(abc.ABC):
         """The SFU's own packet counters, or None if it does not expose them."""
         return None
 
+    async def load_metrics(self) -> Optional[dict[str, float]]:
+        """The SFU's own load and degradation gauges by name (with labels),
+        or None if it does not expose them."""
+        return None
+
     @abc.abstractmethod
     def endpoint(self) -> dict[str, Any]:
         """What a worker process needs to open sessions (JSON-able)."""
@@ -150,6 +158,7 @@ METRIC = re.compile(r'^pysfu_(packets_in|packets_out|packets_lost_in)(?:_total)?
 
 
 PARTICIPANTS = re.compile(r"^pysfu_participants (\S+)$", re.M)
+LOAD = re.compile(r"^(pysfu_load(?:_\w+)?(?:\{[^}]*\})?) (\S+)$", re.M)  # the load manager's, if any
 
 
 class PysfuDriver(ServerDriver):
@@ -248,6 +257,10 @@ class PysfuDriver(ServerDriver):
         return PacketCounts(int(totals["packets_in"]), int(totals["packets_out"]),
                             int(totals["packets_lost_in"]))
 
+    async def load_metrics(self) -> Optional[dict[str, float]]:
+        """Every pysfu_load_* sample of /metrics (empty: this pysfu has no load manager)."""
+        return {name: float(value) for name, value in LOAD.findall(await self._metrics())}
+
     def settings(self) -> dict[str, Any]:
         return {"loop": "uvloop" if self.uvloop else "asyncio", "workers": self.workers,
                 "single_port": self.single_port,
@@ -296,6 +309,9 @@ class PysfuSession(SessionDriver):
         if self.slots:
             join["slots"] = self.slots
         response = await self.signaling.request(join)
+        me = response.get("participant", {})
+        if "id" in me:
+            self._names[me["id"]] = self.identity  # so that we can be the dominant speaker
         for participant in response.get("participants", []):
             self._names[participant["id"]] = participant["name"]
 
@@ -360,6 +376,9 @@ class PysfuSession(SessionDriver):
                 self.on_publisher_layers({q["rid"]: q["enabled"] for q in event["qualities"] if q.get("rid")})
             elif kind == "speakers_changed":
                 self.counters["speakers_changed"] += 1
+                for speaker in event.get("speakers", []):
+                    if speaker.get("dominant"):  # listed only while speaking: keep the last one
+                        self.dominant = self._names.get(speaker["participant_id"], self.dominant)
             elif kind == "leave":
                 self.ended = event.get("reason", "?")
                 self.counters[f"ended_by_server_{self.ended}"] = 1
