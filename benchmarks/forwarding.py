@@ -81,7 +81,7 @@ from typing import Any, Optional
 import aiohttp
 
 from .peers import bucket_value
-from .pinning import affinity, child_setup, cpu_sets, describe, pin_self
+from .pinning import affinity, child_setup, cpu_sets, pin_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -1007,13 +1007,7 @@ async def run_matrix(args: argparse.Namespace, info: dict, codes: list[tuple[dic
           f"aiortc {info['aiortc']}, aioice {info['aioice']}, pylibsrtp {info['pylibsrtp']}, "
           f"uvloop {info['uvloop']}, kernel {info['kernel']}", flush=True)
     if args.pin:
-        server_cpus, other_cpus = cpu_sets(True)
-        if server_cpus is None:
-            print("--pin: only one CPU here, nothing pinned", flush=True)
-        else:
-            pin_self(other_cpus)
-            print(f"pinned: the server on CPU {describe(server_cpus)}; peers, profiler and this "
-                  f"process on CPU {describe(other_cpus)}", flush=True)
+        print(pin_benchmark(), flush=True)
     results = []
     failures = 0
     plan = run_plan(args, codes)

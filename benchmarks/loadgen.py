@@ -83,7 +83,7 @@ from .forwarding import (
     system_ticks, tree_cpu_times,
 )
 from .peers import bucket_value
-from .pinning import affinity, child_setup, cpu_sets, describe, pin_self
+from .pinning import affinity, child_setup, cpu_sets, pin_benchmark
 from .simulated import MediaSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -927,13 +927,7 @@ async def main_async(args: argparse.Namespace) -> int:
         raise SystemExit("--layer-rates needs three rates (q,h,f)")
     servers = servers_from_args(args)
     if args.pin:
-        server_cpus, other_cpus = cpu_sets(True)
-        if server_cpus is None:
-            print("--pin: only one CPU here, nothing pinned", flush=True)
-        else:
-            pin_self(other_cpus)
-            print(f"pinned: the server on CPU {describe(server_cpus)}; the generator and this "
-                  f"process on CPU {describe(other_cpus)}", flush=True)
+        print(pin_benchmark(), flush=True)
     comparing = len(servers) > 1
     if comparing and not args.no_dynacast:
         print("comparing servers: dynacast off, so that every server receives the same packets; "

@@ -61,6 +61,17 @@ def pin_self(cpus: CpuSet) -> None:
             pass
 
 
+def pin_benchmark() -> str:
+    """--pin for the benchmark process itself: off the server's CPU. A line
+    saying where everything runs."""
+    server, others = cpu_sets(True)
+    if server is None:
+        return "--pin: only one CPU here, nothing pinned"
+    pin_self(others)
+    return (f"pinned: the server on CPU {describe(server)}; everything else (peers, generator, "
+            f"profiler, this process) on CPU {describe(others)}")
+
+
 def affinity(pids: Iterable[int]) -> str:
     """The CPUs every thread of ``pids`` may run on, as taskset prints them
     ("0", "1", "0-1"); distinct sets joined by " | " when threads differ."""
