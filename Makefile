@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 CHROMIUM ?= /usr/lib/chromium/chromium
 
-.PHONY: run test install install-test chromium firefox coturn janus redis-server unit fast bench bench-janus loadgen loadgen-janus clean
+.PHONY: run test install install-test chromium firefox coturn janus redis-server unit fast bench bench-janus bench-pinned bench-micro loadgen loadgen-janus clean
 
 $(BIN)/pysfu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -148,6 +148,17 @@ loadgen: install
 bench-janus: install janus
 	$(BIN)/python -m benchmarks.forwarding --subscribers 8,32 --rate 1000 --compare-janus \
 		--janus-event-loops 1,default --repeat 3
+
+# pinned (server on CPU 0, peers on CPU 1), interleaved: pysfu on this code and on REF, then Janus
+# event_loops=1, three times; medians [min–max] with the pysfu/Janus and code/REF ratios
+REF ?= db293e2
+bench-pinned: install janus
+	$(BIN)/python -m benchmarks.forwarding --subscribers 8,32 --rate 1000 --pin --compare-janus \
+		--compare-ref $(REF) --repeat 3 $(ARGS)
+
+# in-process: one packet x 32 down-tracks, CPU per copy in both port modes against the native floor
+bench-micro: install
+	$(BIN)/python -m benchmarks.fanout_micro $(ARGS)
 
 # the load generator's s1 (SUBSCRIBERS=8; also 32) and s2 (25, all cameras) on pysfu and on
 # Janus (event_loops 1 and default), interleaved, with the pysfu/Janus ratios

@@ -34,8 +34,9 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import aiohttp
 
-from .forwarding import _die_with_parent, free_port, free_udp_port, wait_healthy
+from .forwarding import free_port, free_udp_port, wait_healthy
 from .peers import Signaling
+from .pinning import child_setup
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,6 +66,9 @@ class SessionDriver(abc.ABC):
     #: Slot subscription asked at join ({"video": n, "audio": m}); drivers
     #: of SFUs without it ignore it.
     slots: Optional[dict] = None
+    #: Identity of the dominant speaker as the SFU last announced it; None
+    #: until it does (and always for SFUs that do not say).
+    dominant: Optional[str] = None
 
     @abc.abstractmethod
     async def connect(self) -> None:
@@ -117,6 +121,11 @@ class ServerDriver(abc.ABC):
         """The SFU's own packet counters, or None if it does not expose them."""
         return None
 
+    async def load_metrics(self) -> Optional[dict[str, float]]:
+        """The SFU's own load and degradation gauges by name (with labels),
+        or None if it does not expose them."""
+        return None
+
     @abc.abstractmethod
     def endpoint(self) -> dict[str, Any]:
         """What a worker process needs to open sessions (JSON-able)."""
@@ -149,21 +158,24 @@ METRIC = re.compile(r'^pysfu_(packets_in|packets_out|packets_lost_in)(?:_total)?
 
 
 PARTICIPANTS = re.compile(r"^pysfu_participants (\S+)$", re.M)
+LOAD = re.compile(r"^(pysfu_load(?:_\w+)?(?:\{[^}]*\})?) (\S+)$", re.M)  # the load manager's, if any
 
 
 class PysfuDriver(ServerDriver):
     """``pysfu serve`` as a subprocess on 127.0.0.1 (uvloop unless told
     otherwise; one process unless ``workers`` > 1, where ``pid`` is the front
     and the workers are its children), open (no API keys), no join rate
-    limit, or an already running server given by ``url``."""
+    limit, on ``cpus`` when given (benchmarks.pinning), or an already running
+    server given by ``url``."""
 
     name = "pysfu"
 
     def __init__(self, last_n: Optional[int] = None, uvloop: bool = True,
                  room_capacity: int = 1000, log_path: Optional[Path] = None,
                  url: Optional[str] = None, cwd: Optional[Path] = None, workers: int = 1,
-                 single_port: bool = False) -> None:
+                 single_port: bool = False, cpus: Optional[set[int]] = None) -> None:
         self.last_n = last_n
+        self.cpus = cpus
         self.workers = workers
         self.single_port = single_port
         self.uvloop = uvloop
@@ -197,7 +209,7 @@ class PysfuDriver(ServerDriver):
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv(port), cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                stdout=log, stderr=subprocess.STDOUT, preexec_fn=child_setup(self.cpus),
             )
         finally:
             if self.log_path:
@@ -244,6 +256,10 @@ class PysfuDriver(ServerDriver):
             totals[name] += float(value)
         return PacketCounts(int(totals["packets_in"]), int(totals["packets_out"]),
                             int(totals["packets_lost_in"]))
+
+    async def load_metrics(self) -> Optional[dict[str, float]]:
+        """Every pysfu_load_* sample of /metrics (empty: this pysfu has no load manager)."""
+        return {name: float(value) for name, value in LOAD.findall(await self._metrics())}
 
     def settings(self) -> dict[str, Any]:
         return {"loop": "uvloop" if self.uvloop else "asyncio", "workers": self.workers,
@@ -293,6 +309,9 @@ class PysfuSession(SessionDriver):
         if self.slots:
             join["slots"] = self.slots
         response = await self.signaling.request(join)
+        me = response.get("participant", {})
+        if "id" in me:
+            self._names[me["id"]] = self.identity  # so that we can be the dominant speaker
         for participant in response.get("participants", []):
             self._names[participant["id"]] = participant["name"]
 
@@ -357,6 +376,9 @@ class PysfuSession(SessionDriver):
                 self.on_publisher_layers({q["rid"]: q["enabled"] for q in event["qualities"] if q.get("rid")})
             elif kind == "speakers_changed":
                 self.counters["speakers_changed"] += 1
+                for speaker in event.get("speakers", []):
+                    if speaker.get("dominant"):  # listed only while speaking: keep the last one
+                        self.dominant = self._names.get(speaker["participant_id"], self.dominant)
             elif kind == "leave":
                 self.ended = event.get("reason", "?")
                 self.counters[f"ended_by_server_{self.ended}"] = 1

@@ -27,6 +27,21 @@ window:
 ``--ref``) and on a snapshot of REV, interleaved, so a change is measured
 side by side with what it changes.
 
+``--pin`` (benchmarks.pinning) runs the server, pysfu or Janus with every
+thread it starts, alone on CPU 0, and the peers and this process on the
+other CPUs; each run reports the CPUs it read back from every thread. The
+options compose: with ``--compare-janus --compare-ref REV --compare-ports
+--repeat 3`` each repeat runs, per N, pysfu on this code and on REV in each
+port mode, then Janus once per ``--janus-event-loops`` setting; the summary
+gives per configuration the median [min–max] of µs per forwarded packet,
+its user and system parts, the kernel share (system / (user + system)),
+loss and latency p50/p99, whether it holds (loss < 0.5 %, p99 < 50 ms), and
+the ratios pysfu/Janus, this code/REV and single port/port range on the
+medians.
+
+    python -m benchmarks.forwarding --subscribers 8,32 --pin --compare-janus \
+        --compare-ref db293e2 --repeat 3 --warmup 5 --duration 20
+
 With ``--sfu janus`` the server is Janus VideoRoom (benchmarks.janus: Debian
 ``janus``, loopback only, ``--janus-event-loops``); ``--compare-janus`` runs
 pysfu and Janus interleaved in one run and prints the pysfu/Janus ratio of
@@ -47,7 +62,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import itertools
 import json
 import os
@@ -67,6 +81,7 @@ from typing import Any, Optional
 import aiohttp
 
 from .peers import bucket_value
+from .pinning import affinity, child_setup, cpu_sets, pin_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -175,35 +190,6 @@ def machine_info() -> dict:
     }
 
 
-def _die_with_parent() -> None:
-    """preexec_fn: the child gets SIGKILL if this process dies (PR_SET_PDEATHSIG)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-    except OSError:
-        pass
-
-
-def _child_setup(cpus: Optional[set[int]], batch: bool = False):
-    """preexec_fn: die with the parent, run on ``cpus`` when given, and with
-    ``batch`` under SCHED_BATCH (a woken batch task does not preempt the one
-    running: the server is not switched out each time it sends to a peer)."""
-    def setup() -> None:
-        _die_with_parent()
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-        if batch:
-            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-    return setup
-
-
-def pin_sets(pin: bool) -> tuple[Optional[set[int]], Optional[set[int]]]:
-    """(server CPUs, load generator CPUs): server alone on CPU 0 with --pin."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if not pin or len(cpus) < 2:
-        return None, None
-    return {cpus[0]}, set(cpus[1:])
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -308,7 +294,7 @@ async def start_peer(role: str, url: str, config: "RunConfig", workdir: Path, in
     with open(log_path, "wb") as log:
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=config.source or ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-            preexec_fn=_child_setup(pin_sets(config.pin)[1], config.batch_peers),
+            preexec_fn=child_setup(cpu_sets(config.pin)[1], config.batch_peers),
         )
     return PeerProcess(role, proc, log_path)
 
@@ -443,7 +429,7 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
             from .janus import JanusServer  # here: benchmarks.janus imports drivers, which imports us
 
             janus = JanusServer(config.janus_event_loops, workdir=workdir / "janus",
-                                preexec_fn=_child_setup(pin_sets(config.pin)[0]))
+                                preexec_fn=child_setup(cpu_sets(config.pin)[0]))
             await janus.start()
             server_pid, url, server_log = janus.pid, janus.url, janus.log_path
         else:
@@ -455,7 +441,7 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
                     cwd=config.source or ROOT,
                     stdin=subprocess.DEVNULL,
                     stdout=log, stderr=subprocess.STDOUT,
-                    preexec_fn=_child_setup(pin_sets(config.pin)[0]),
+                    preexec_fn=child_setup(cpu_sets(config.pin)[0]),
                 )
             await wait_healthy(http, server, 30)
             server_pid = server.pid
@@ -484,7 +470,8 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
         before = await asyncio.gather(*(p.stats() for p in probes))
         m0 = {} if at_peers else await scrape(http)
         if config.profile:
-            profiler = await start_profiler(server_pid, config.duration, config.profile)
+            profiler = await start_profiler(server_pid, config.duration, config.profile,
+                                            cpu_sets(config.pin)[1])
         t0 = time.monotonic()
         server0 = tree_cpu_times(server_pid)
         switches0 = context_switches(server_pid)
@@ -519,6 +506,10 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
         result["join_ms_p50"] = join_ms[len(join_ms) // 2]
         result["join_ms_max"] = join_ms[-1]
         result["counted_at"] = "peers" if at_peers else "server /metrics"
+        result["server_cpus"] = affinity([server_pid, *children(server_pid)])
+        result["peer_cpus"] = affinity(p.pid for p in peers)
+        if config.pin and result["server_cpus"] == result["peer_cpus"]:
+            result["warnings"].append("--pin did not separate the server from the peers")
         errors, result["server_log_warnings"] = server_log_findings(server_log)
         if janus is not None:
             errors = ["janus: " + line for line in janus.log_errors()]
@@ -547,12 +538,13 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def start_profiler(pid: int, duration: float, output: str) -> asyncio.subprocess.Process:
+async def start_profiler(pid: int, duration: float, output: str,
+                         cpus: Optional[set[int]]) -> asyncio.subprocess.Process:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     return await asyncio.create_subprocess_exec(
         py_spy, "record", "--pid", str(pid), "--duration", str(int(duration)), "--rate", "250",
         "--format", "raw", "--nonblocking", "--output", output,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=child_setup(cpus),
     )
 
 
@@ -615,6 +607,9 @@ def summarize(config: RunConfig, window: float, server_ticks: tuple[int, int], m
         "server_user_pct": round(server_ticks[0] * tick_us / (window * 1e6) * 100, 1),
         "server_sys_pct": round(server_ticks[1] * tick_us / (window * 1e6) * 100, 1),
         "us_per_forwarded": round(cpu_us / packets_out, 2) if packets_out else None,
+        "us_user_per_forwarded": round(server_ticks[0] * tick_us / packets_out, 2) if packets_out else None,
+        "us_sys_per_forwarded": round(server_ticks[1] * tick_us / packets_out, 2) if packets_out else None,
+        "kernel_share_pct": round(server_ticks[1] / sum(server_ticks) * 100, 1) if sum(server_ticks) else None,
         "us_per_received": round(cpu_us / packets_in, 2) if packets_in else None,
         "us_per_in_plus_out": round(cpu_us / (packets_in + packets_out), 2) if packets_in + packets_out else None,
         "subscriber_pps_avg": round(received / window / max(1, len(subs1)), 1),
@@ -685,7 +680,9 @@ def print_result(result: dict) -> None:
         f"system {r['server_sys_pct']}%)   RSS {r['server_rss_mb']} MB   "
         f"switches/s: {r.get('server_switches_per_s')} voluntary, "
         f"{r.get('server_preemptions_per_s')} preempted",
-        f"  server CPU per forwarded packet: {_fmt(r['us_per_forwarded'])} µs   "
+        f"  server CPU per forwarded packet: {_fmt(r['us_per_forwarded'])} µs "
+        f"(user {_fmt(r.get('us_user_per_forwarded'))}, system {_fmt(r.get('us_sys_per_forwarded'))}: "
+        f"kernel share {_fmt(r.get('kernel_share_pct'), 1)}%)   "
         f"per received packet: {_fmt(r['us_per_received'])} µs   "
         f"per packet in+out: {_fmt(r.get('us_per_in_plus_out'))} µs   "
         f"(each subscriber got {r.get('subscriber_pps_avg', 0):.0f} pkt/s)",
@@ -697,6 +694,7 @@ def print_result(result: dict) -> None:
         f"  load generator CPU: publisher {r['publisher_cpu_pct']}%, subscribers avg "
         f"{r['subscriber_cpu_pct_avg']}% max {r['subscriber_cpu_pct_max']}% (total "
         f"{r['loadgen_cpu_pct']}%)",
+        f"  CPUs: server {r.get('server_cpus', '?')}, peers {r.get('peer_cpus', '?')}",
         f"  machine: busy {r['machine_busy_pct']}% of {r['machine_cores'] * 100}% "
         f"(irq+softirq {r['machine_softirq_pct']}%, outside this benchmark ~{r['other_cpu_pct']}%), "
         f"steal {r['machine_steal_pct']}%",
@@ -714,33 +712,60 @@ def _fmt(value: Optional[float], digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def summary_table(results: list[dict]) -> str:
-    """A markdown table: one row per (N, loop), median and range over repeats."""
+HOLDS_LOSS_PCT, HOLDS_P99_MS = 0.5, 50.0  # issue 13: a server "holds" below both
+
+
+def _span(values: list[float], digits: int = 2) -> str:
+    """median [min–max]"""
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}–{max(values):.{digits}f}]"
+
+
+def _values(runs: list[dict], key: str) -> list[float]:
+    return [r[key] for r in runs if r.get(key) is not None]
+
+
+def _median(runs: list[dict], key: str) -> Optional[float]:
+    values = _values(runs, key)
+    return statistics.median(values) if values else None
+
+
+def groups_of(results: list[dict]) -> dict[tuple, list[dict]]:
+    """Runs by (N, pps in, variant), in the order the variants first ran."""
     groups: dict[tuple, list[dict]] = {}
     for r in results:
-        loop = variant(r)
-        groups.setdefault((r["subscribers"], r["rate"], loop), []).append(r)
-    head = ("| N | pps in | variant | runs | µs/forwarded median (range) | µs/received median (range) "
-            "| µs/(in+out) median (range) "
-            "| server CPU % | egress pps | loss % | latency p50 / p99 ms | RSS MB | load gen CPU % | machine busy % |")
+        groups.setdefault((r["subscribers"], r["rate"], variant(r)), []).append(r)
+    return dict(sorted(groups.items(), key=lambda item: item[0][:2]))  # stable: run order within N
+
+
+def holds(runs: list[dict]) -> Optional[bool]:
+    """Loss < 0.5 % and p99 < 50 ms, on the medians of the runs."""
+    loss, p99 = _median(runs, "loss_pct"), _median(runs, "latency_p99_ms")
+    if loss is None or p99 is None:
+        return None
+    return loss < HOLDS_LOSS_PCT and p99 < HOLDS_P99_MS
+
+
+def summary_table(results: list[dict]) -> str:
+    """A markdown table: one row per (N, variant), median [min–max] over the repeats."""
+    head = ("| N | pps in | variant | runs | µs/forwarded | user µs | system µs | kernel share % "
+            "| µs/received | loss % | latency p50 ms | latency p99 ms | holds | server CPU % "
+            "| egress pps | RSS MB | load gen CPU % | machine busy % |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
-    for (n, rate, loop), runs in sorted(groups.items()):
-        def med(key: str) -> Any:
-            values = [r[key] for r in runs if r.get(key) is not None]
-            return statistics.median(values) if values else None
-
-        def span(key: str) -> str:
-            values = [r[key] for r in runs if r.get(key) is not None]
-            if not values:
-                return "n/a"
-            return f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})"
-
+    for (n, rate, label), runs in groups_of(results).items():
+        held = holds(runs)
         rows.append(
-            f"| {n} | {rate:g} | {loop} | {len(runs)} | {span('us_per_forwarded')} | "
-            f"{span('us_per_received')} | {span('us_per_in_plus_out')} | {_fmt(med('server_cpu_pct'), 1)} | {_fmt(med('egress_pps'), 0)} | "
-            f"{_fmt(med('loss_pct'), 3)} | {_fmt(med('latency_p50_ms'))} / {_fmt(med('latency_p99_ms'))} | "
-            f"{_fmt(med('server_rss_mb'), 0)} | {_fmt(med('loadgen_cpu_pct'), 0)} | "
-            f"{_fmt(med('machine_busy_pct'), 0)} |"
+            f"| {n} | {rate:g} | {label} | {len(runs)} | {_span(_values(runs, 'us_per_forwarded'))} | "
+            f"{_span(_values(runs, 'us_user_per_forwarded'))} | {_span(_values(runs, 'us_sys_per_forwarded'))} | "
+            f"{_span(_values(runs, 'kernel_share_pct'), 1)} | {_span(_values(runs, 'us_per_received'), 1)} | "
+            f"{_span(_values(runs, 'loss_pct'), 3)} | {_span(_values(runs, 'latency_p50_ms'))} | "
+            f"{_span(_values(runs, 'latency_p99_ms'))} | {'n/a' if held is None else 'yes' if held else 'no'} | "
+            f"{_fmt(_median(runs, 'server_cpu_pct'), 1)} | {_fmt(_median(runs, 'egress_pps'), 0)} | "
+            f"{_fmt(_median(runs, 'server_rss_mb'), 0)} | {_fmt(_median(runs, 'loadgen_cpu_pct'), 0)} | "
+            f"{_fmt(_median(runs, 'machine_busy_pct'), 0)} |"
         )
     return "\n".join(rows) + fit_lines(results)
 
@@ -766,24 +791,40 @@ def simulcast_ratio(results: list[dict]) -> str:
     return "".join(out)
 
 
-def pair_ratios(results: list[dict]) -> str:
-    """Single port against a port per connection, and one commit against the
-    other, per N, from the median µs per forwarded packet."""
+def _ratio_line(n: int, a_label: str, a: list[dict], b_label: str, b: list[dict]) -> Optional[str]:
+    """a / b of the median µs per forwarded packet (and of its user part)."""
+    parts = []
+    for key, what in (("us_per_forwarded", "µs per forwarded"), ("us_user_per_forwarded", "user µs")):
+        ma, mb = _median(a, key), _median(b, key)
+        if ma is None or not mb:
+            continue
+        parts.append(f"{what} {ma:.2f} / {mb:.2f} = {ma / mb:.2f}x")
+    if not parts:
+        return None
+    return f"N={n}: {a_label} / {b_label} (medians of {len(a)} and {len(b)} runs): " + "; ".join(parts)
+
+
+def ratios(results: list[dict]) -> str:
+    """pysfu / Janus, this code / the other (--compare-ref) and single port /
+    port range, each on the medians of variants that differ in that alone."""
     out = []
-    for key, labels in (("single_port", ("a port each", "single port")), ("code_label", None)):
-        groups: dict[int, dict[Any, list[float]]] = {}
-        for r in results:
-            if r.get("us_per_forwarded") is not None and r.get("sfu", "pysfu") == "pysfu":
-                groups.setdefault(r["subscribers"], {}).setdefault(r.get(key), []).append(r["us_per_forwarded"])
-        for n, sides in sorted(groups.items()):
-            if len(sides) != 2:
-                continue
-            (a, av), (b, bv) = sorted(sides.items(), key=lambda item: str(item[0]))
-            name_a, name_b = labels if labels else (a, b)
-            ma, mb = statistics.median(av), statistics.median(bv)
-            out.append(f"\nN={n}: {name_b} / {name_a} µs per forwarded (medians) = "
-                       f"{mb:.1f} / {ma:.1f} = {mb / ma:.2f}x")
-    return "".join(out)
+    groups = groups_of(results)
+    # pysfu / Janus: every pysfu variant against every Janus setting, same load
+    for (n, rate, label), runs in groups.items():
+        for (n2, rate2, theirs), janus_runs in groups.items():
+            if (n2, rate2) == (n, rate) and runs[0]["sfu"] == "pysfu" and janus_runs[0]["sfu"] == "janus" \
+                    and bool(runs[0].get("simulcast")) == bool(janus_runs[0].get("simulcast")):
+                out.append(_ratio_line(n, label, runs, theirs, janus_runs))
+    for dimension, first_over_second in (("code_label", True), ("single_port", False)):
+        sides: dict[tuple, list[tuple[str, list[dict]]]] = {}
+        for (n, rate, label), runs in groups.items():
+            if runs[0]["sfu"] == "pysfu":
+                sides.setdefault((n, rate, variant(runs[0], without=dimension)), []).append((label, runs))
+        for (n, _, _), pair in sides.items():
+            if len(pair) == 2:
+                (a_label, a), (b_label, b) = pair if first_over_second else pair[::-1]
+                out.append(_ratio_line(n, a_label, a, b_label, b))
+    return "\n".join(line for line in out if line)
 
 
 def variant_name(config: RunConfig) -> str:
@@ -792,32 +833,19 @@ def variant_name(config: RunConfig) -> str:
     return "uvloop" if config.uvloop else "asyncio"
 
 
-def janus_ratio(results: list[dict]) -> str:
-    """pysfu's CPU per forwarded packet over Janus's, per N and Janus setting (medians)."""
-    out = []
-    groups: dict[int, dict[str, list[float]]] = {}
-    for r in results:
-        if r.get("us_per_forwarded") is not None and not r.get("simulcast"):
-            key = r["server_loop"] if r["sfu"] == "janus" else "pysfu"
-            groups.setdefault(r["subscribers"], {}).setdefault(key, []).append(r["us_per_forwarded"])
-    for n, by_server in sorted(groups.items()):
-        ours = by_server.get("pysfu")
-        for name, theirs in sorted(by_server.items()):
-            if name == "pysfu" or not ours:
-                continue
-            a, b = statistics.median(ours), statistics.median(theirs)
-            out.append(f"pysfu / {name} at N={n}: {a:.2f} / {b:.2f} µs per forwarded packet = "
-                       f"{a / b:.2f}x (medians of {len(ours)} and {len(theirs)} runs)")
-    return "\n".join(out)
-
-
-def variant(r: dict) -> str:
-    return (r["server_loop"] + (", pinned" if r.get("pinned") else "")
-            + (", peers SCHED_BATCH" if r.get("batch_peers") else "")
-            + (", simulcast" if r.get("simulcast") else "")
-            + (f", {r['workers']} workers" if r.get("workers", 1) > 1 else "")
-            + (", single port" if r.get("single_port") else "")
-            + (f", {r['code_label']}" if r.get("code_label") else ""))
+def variant(r: dict, without: str = "") -> str:
+    """What distinguishes a run's configuration, N and rate aside (``without``: leave that out)."""
+    pysfu = r.get("sfu", "pysfu") == "pysfu"
+    parts = {
+        "server_loop": ("pysfu " if pysfu else "") + r["server_loop"],
+        "pinned": "pinned" if r.get("pinned") else "",
+        "batch_peers": "peers SCHED_BATCH" if r.get("batch_peers") else "",
+        "simulcast": "simulcast" if r.get("simulcast") else "",
+        "workers": f"{r['workers']} workers" if r.get("workers", 1) > 1 else "",
+        "single_port": ("single port" if r.get("single_port") else "port range") if pysfu else "",
+        "code_label": r.get("code_label") or "",
+    }
+    return ", ".join(text for name, text in parts.items() if text and name != without)
 
 
 def fit_lines(results: list[dict]) -> str:
@@ -868,7 +896,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare-uvloop", action="store_true",
                         help="run every configuration with the server on uvloop and on asyncio")
     parser.add_argument("--pin", action="store_true",
-                        help="run the server alone on the first CPU and the load generator on the others")
+                        help="run the server (every thread, pysfu or Janus) alone on CPU 0, and the "
+                        "peers, the profiler and this process on the other CPUs (CPU 1 on 2 cores)")
     parser.add_argument("--batch-peers", action="store_true",
                         help="run the load generator under SCHED_BATCH, so that a peer woken by a "
                         "packet does not preempt the server (closer to remote peers)")
@@ -935,62 +964,80 @@ async def main_async(args: argparse.Namespace) -> int:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-async def run_matrix(args: argparse.Namespace, info: dict, codes: list[tuple[dict, Optional[Path]]]) -> int:
+def run_plan(args: argparse.Namespace, codes: list[tuple[dict, Optional[Path]]]) -> list[RunConfig]:
+    """Every run in order: per repeat and N, each pysfu variant on each code
+    (working tree, then --compare-ref), then each Janus setting once (Janus
+    has no code, port mode or workers of ours), so that all are interleaved."""
     counts = [int(n) for n in str(args.subscribers).split(",") if n.strip()]
     loops = [True, False] if args.compare_uvloop else [not args.no_uvloop]
     worker_counts = [int(w) for w in str(args.workers).split(",") if w.strip()]
     event_loops = [None if v.strip() == "default" else int(v)
                    for v in args.janus_event_loops.split(",") if v.strip()]
-    servers = ([("pysfu", uvloop, None) for uvloop in loops] if args.sfu == "pysfu" or args.compare_janus
-               else [])
-    if args.sfu == "janus" or args.compare_janus:
-        servers += [("janus", True, el) for el in event_loops]
     layer_rates = [float(r) for r in args.layer_rates.split(",")]
     modes = ([None, layer_rates] if args.compare_simulcast
              else [layer_rates] if args.simulcast else [None])
     ports = [False, True] if args.compare_ports else [args.single_port]
+    pysfu = args.sfu == "pysfu" or args.compare_janus
+    janus = args.sfu == "janus" or args.compare_janus
+    plan = []
+    for _, n, mode in itertools.product(range(args.repeat), counts, modes):
+        base = dict(subscribers=n, rate=sum(mode) if mode else args.rate, warmup=args.warmup,
+                    layer_rates=mode, duration=args.duration, payload_size=args.payload_size,
+                    setup_timeout=args.setup_timeout, profile=args.profile, pin=args.pin,
+                    batch_peers=args.batch_peers, count_at_peers=args.compare_janus, probes=args.probes)
+        if pysfu:
+            for uvloop, workers, single_port, (code, source) in itertools.product(
+                    loops, worker_counts, ports, codes):
+                plan.append(RunConfig(**base, uvloop=uvloop, source=source, workers=workers,
+                                      single_port=single_port,
+                                      code_label=code_label(code) if len(codes) > 1 else ""))
+        if janus:
+            plan += [RunConfig(**base, sfu="janus", janus_event_loops=el) for el in event_loops]
+    return plan
+
+
+def code_label(code: dict) -> str:
+    if code["ref"] == "working tree":
+        return f"working tree {code['commit']}" + (" (modified)" if code["dirty"] else "")
+    return code["commit"]
+
+
+async def run_matrix(args: argparse.Namespace, info: dict, codes: list[tuple[dict, Optional[Path]]]) -> int:
     print(f"machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, "
           f"aiortc {info['aiortc']}, aioice {info['aioice']}, pylibsrtp {info['pylibsrtp']}, "
           f"uvloop {info['uvloop']}, kernel {info['kernel']}", flush=True)
+    if args.pin:
+        print(pin_benchmark(), flush=True)
     results = []
     failures = 0
-    for repeat in range(args.repeat):
-        for n, mode, (sfu, uvloop, el), workers, single_port, (code, source) in itertools.product(
-                counts, modes, servers, worker_counts, ports, codes):
-            config = RunConfig(subscribers=n, rate=sum(mode) if mode else args.rate,
-                               warmup=args.warmup, layer_rates=mode,
-                               duration=args.duration, uvloop=uvloop,
-                               payload_size=args.payload_size, setup_timeout=args.setup_timeout,
-                               profile=args.profile, pin=args.pin, source=source,
-                               batch_peers=args.batch_peers, workers=workers, single_port=single_port,
-                               code_label=code["commit"] if len(codes) > 1 else "",
-                               sfu=sfu, janus_event_loops=el, count_at_peers=args.compare_janus,
-                               probes=args.probes)
-            try:
-                result = await asyncio.wait_for(run_once(config, args.keep_logs), config.budget())
-            except (Exception, asyncio.TimeoutError) as exc:
-                failures += 1
-                print(f"== N={n} run {repeat + 1} ({variant_name(config)}) FAILED: "
-                      f"{type(exc).__name__}: {exc}", flush=True)
-                continue
-            result["run"] = repeat + 1
-            result["code"] = code
-            results.append(result)
-            print_result(result)
-            if args.json:
-                print(json.dumps({**result, "machine": info}), flush=True)
+    plan = run_plan(args, codes)
+    runs_per_repeat = max(1, len(plan) // max(1, args.repeat))
+    for index, config in enumerate(plan):
+        try:
+            result = await asyncio.wait_for(run_once(config, args.keep_logs), config.budget())
+        except (Exception, asyncio.TimeoutError) as exc:
+            failures += 1
+            print(f"== N={config.subscribers} run {index // runs_per_repeat + 1} ({variant_name(config)}"
+                  f"{', ' + config.code_label if config.code_label else ''}) FAILED: "
+                  f"{type(exc).__name__}: {exc}", flush=True)
+            continue
+        result["run"] = index // runs_per_repeat + 1
+        result["code"] = next((c for c, _ in codes if code_label(c) == config.code_label), codes[0][0])
+        results.append(result)
+        print_result(result)
+        if args.json:
+            print(json.dumps({**result, "machine": info}), flush=True)
     if len(results) > 1:
         print()
         print(summary_table(results))
         print(simulcast_ratio(results))
-        print(pair_ratios(results))
-    print(janus_ratio(results))
+    print(ratios(results))
     for r in results:
         if (r["subscribers"] == 8 and r["rate"] == 1000 and r["us_per_forwarded"] is not None
                 and not r.get("simulcast") and r["sfu"] == "pysfu"):
             verdict = "meets" if r["us_per_forwarded"] <= TARGET_US else "misses"
             print(f"target ≤ {TARGET_US:g} µs/forwarded at N=8, 1000 pps: run {r['run']} "
-                  f"({r['server_loop']}) {verdict} it with {r['us_per_forwarded']} µs")
+                  f"({variant(r)}) {verdict} it with {r['us_per_forwarded']} µs")
     return 1 if failures or not results else 0
 
 

@@ -22,13 +22,26 @@ Scenarios (``--participants`` overrides the size of any):
 
 Reported per run: the SFU's CPU µs per forwarded and per received packet
 (CPU from /proc/<pid>/stat of the server and its children, packet counts
-from the SFU or the peers), ingress/egress
-packets/s, loss at the subscribers and the part the SFU added, forward
-latency p50/p99, join time p50/p99 and the last joiner's, server RSS, the
-generator's own CPU (total and per participant) and the machine's load.
+from the SFU or the peers) and its kernel share (system / (user + system)),
+ingress/egress packets/s, loss at the subscribers (audio and video apart)
+and the part the SFU added, forward latency p50/p99 (all, audio, video),
+join time p50/p99/max and the last joiner's, how often the dominant
+speaker's video reached the subscribers, the degradation the SFU chose
+(its ``pysfu_load_level`` gauge, where it has one), server RSS, the
+generator's own CPU (total and per participant), the machine's load, and
+two verdicts: "holds" (loss < 0.5 %, p99 < 50 ms, every join < 3 s, no
+degradation) and the big-room bar (audio loss < 0.5 %, audio p99 < 100 ms,
+every join < 3 s, the speaker's video flowing).
+
+``--pin`` runs the server (pysfu or Janus, every thread) alone on CPU 0 and
+the generator workers and this process on the other CPUs
+(benchmarks.pinning). ``--largest-room 30,45,60`` runs the scenario at each
+size in turn until one does not hold, and prints the largest that did.
 
     python -m benchmarks.loadgen --scenario s3
     python -m benchmarks.loadgen --scenario s3 --participants 60 --duration 20 --json
+    python -m benchmarks.loadgen --scenario s3 --pin --largest-room 30,45,60,75,90
+    python -m benchmarks.loadgen --scenario s3 --pin --participants 150
     python -m benchmarks.loadgen --scenario s1 --subscribers 8
     python -m benchmarks.loadgen --scenario s1,s2 --subscribers 8 --sfu pysfu,janus \
         --janus-event-loops 1,default --repeat 3      # side by side, with ratios
@@ -66,10 +79,11 @@ from typing import Any, Optional
 
 from .drivers import PacketCounts, ServerDriver, driver_class
 from .forwarding import (
-    CLK_TCK, _die_with_parent, children, code_info, cpu_ticks, machine_info, machine_load, rss_mb,
+    CLK_TCK, children, code_info, cpu_ticks, machine_info, machine_load, rss_mb,
     system_ticks, tree_cpu_times,
 )
 from .peers import bucket_value
+from .pinning import affinity, child_setup, cpu_sets, pin_benchmark
 from .simulated import MediaSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +134,9 @@ class RunOptions:
     #: subscribers got) even when the SFU counts them: the same count for every
     #: SFU of a comparison. SFUs without counters (Janus) are always counted so.
     count_at_peers: bool = False
+    #: --pin: the generator workers on the CPUs other than the server's (benchmarks.pinning);
+    #: the server's own CPU is its driver's business.
+    pin: bool = False
 
     def budget(self, scenario: Scenario) -> float:
         """An upper bound on a run's wall time: a run never outlives it."""
@@ -171,7 +188,7 @@ class WorkerProcess:
 
 
 async def start_workers(count: int, config: dict, workdir: Path,
-                        events: asyncio.Queue) -> list[WorkerProcess]:
+                        events: asyncio.Queue, cpus: Optional[set[int]] = None) -> list[WorkerProcess]:
     workers = []
     for index in range(count):
         log_path = workdir / f"worker-{index}.log"
@@ -179,7 +196,7 @@ async def start_workers(count: int, config: dict, workdir: Path,
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "benchmarks.loadgen_worker", json.dumps(config),
                 cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                preexec_fn=_die_with_parent,
+                preexec_fn=child_setup(cpus),
             )
         workers.append(WorkerProcess(index, proc, log_path, events))
     await asyncio.wait_for(asyncio.gather(*(w.ready for w in workers)), 60)
@@ -384,7 +401,7 @@ async def run_scenario(scenario: Scenario, driver: ServerDriver, options: RunOpt
             "max_seconds": options.budget(scenario) + 60, "slots": scenario.slots,
         }
         workers = await start_workers(max(1, min(options.workers, scenario.participants)),
-                                      config, workdir, events)
+                                      config, workdir, events, cpu_sets(options.pin)[1])
         room = Room(workers, events)
         script = SpeakingScript(room, scenario.speakers, options.speaker_period, options.seed)
         setup_started = time.monotonic()
@@ -409,6 +426,10 @@ async def run_scenario(scenario: Scenario, driver: ServerDriver, options: RunOpt
         speaking.cancel()
 
         result = summarize(scenario, options, driver, before, after, rss)
+        result["server_cpus"] = affinity([driver.pid, *children(driver.pid)]) if driver.pid else "?"
+        result["generator_cpus"] = affinity(w.pid for w in workers)
+        if options.pin and result["server_cpus"] == result["generator_cpus"]:
+            result["warnings"].append("--pin did not separate the server from the generator")
         result.update(join_figures(initial_joins, churn_joins, scenario))
         result["setup_s"] = round(setup_s, 1)
         result["speaker_changes"] = script.changes
@@ -457,10 +478,11 @@ async def window_sample(driver: ServerDriver, workers: list[WorkerProcess],
     stats = await asyncio.gather(*(w.stats() for w in workers))
     return {
         "time": time.monotonic(),
-        "server_ticks": sum(tree_cpu_times(driver.pid)) if driver.pid else None,
+        "server_ticks": tree_cpu_times(driver.pid) if driver.pid else None,  # (user, system)
         "worker_ticks": sum(cpu_ticks(w.pid) for w in workers),
         "system": system_ticks(),
         "counts": None if at_peers else await driver.packet_counts(),
+        "load": await driver.load_metrics(),
         "workers": stats,
     }
 
@@ -503,9 +525,9 @@ def summarize(scenario: Scenario, options: RunOptions, driver: ServerDriver, bef
     received = summed(after["workers"], "received") - summed(before["workers"], "received")
     expected = summed(after["workers"], "expected") - summed(before["workers"], "expected")
     sent = summed(after["workers"], "sent") - summed(before["workers"], "sent")
-    latency = Counter({int(k): v for k, v in summed(after["workers"], "latency").items()})
-    latency.subtract({int(k): v for k, v in summed(before["workers"], "latency").items()})
-    latency = +latency
+    by_kind = {kind: window_histogram(before, after, f"latency_{kind}") for kind in ("audio", "video")}
+    latency = by_kind["audio"] + by_kind["video"]
+    speaker_video = summed(after["workers"], "speaker_video") - summed(before["workers"], "speaker_video")
     got, want = sum(received.values()), sum(expected.values())
     c0, c1 = before["counts"], after["counts"]
     counted_at = "server"
@@ -534,14 +556,23 @@ def summarize(scenario: Scenario, options: RunOptions, driver: ServerDriver, bef
         "latency_p50_ms": _round(percentile(latency, 0.5), 2),
         "latency_p99_ms": _round(percentile(latency, 0.99), 2),
         "latency_max_ms": _round(bucket_value(max(latency)) / 1000, 1) if latency else None,
+        **{f"latency_{q}_ms_{kind}": _round(percentile(histogram, value), 2)
+           for kind, histogram in by_kind.items() for q, value in (("p50", 0.5), ("p99", 0.99))},
+        "speaker_video_pct": (round(speaker_video["ok"] / speaker_video["samples"] * 100, 1)
+                              if speaker_video["samples"] else None),
+        "speaker_video_samples": speaker_video["samples"],
+        **load_figures(before["load"], after["load"]),
         "server_rss_mb": _round(rss, 1),
         "warnings": [],
     }
+    cpu_us = None
     if before["server_ticks"] is not None:
-        cpu_us = (after["server_ticks"] - before["server_ticks"]) * tick_us
+        user, system = (b - a for a, b in zip(before["server_ticks"], after["server_ticks"]))
+        cpu_us = (user + system) * tick_us
         result["server_cpu_pct"] = round(cpu_us / (window * 1e6) * 100, 1)
-    else:
-        cpu_us = None
+        result["server_user_pct"] = round(user * tick_us / (window * 1e6) * 100, 1)
+        result["server_sys_pct"] = round(system * tick_us / (window * 1e6) * 100, 1)
+        result["kernel_share_pct"] = round(system / (user + system) * 100, 1) if user + system else None
     packets_in, packets_out = c1.received - c0.received, c1.forwarded - c0.forwarded
     lost_in = c1.lost_in - c0.lost_in  # 0 at the peers: loopback loses nothing before the SFU
     result["ingress_pps"] = round(packets_in / window, 1)
@@ -571,6 +602,28 @@ def summarize(scenario: Scenario, options: RunOptions, driver: ServerDriver, bef
     return result
 
 
+def window_histogram(before: dict, after: dict, key: str) -> Counter:
+    """A latency histogram of the window: the workers' at its end less at its start."""
+    histogram = Counter({int(k): v for k, v in summed(after["workers"], key).items()})
+    histogram.subtract({int(k): v for k, v in summed(before["workers"], key).items()})
+    return +histogram
+
+
+def load_figures(before: Optional[dict], after: Optional[dict]) -> dict:
+    """The degradation the SFU chose: its pysfu_load_level gauge (the highest
+    over its labels, e.g. workers) at the start and end of the window, and
+    every pysfu_load_* sample at the end. None where the SFU has no such gauge."""
+    def level(metrics: Optional[dict]) -> Optional[float]:
+        values = [v for name, v in (metrics or {}).items() if name.split("{")[0] == LOAD_LEVEL]
+        return max(values) if values else None
+
+    return {"load_level_start": level(before), "load_level_end": level(after),
+            "load_metrics": after or None}
+
+
+LOAD_LEVEL = "pysfu_load_level"
+
+
 def join_figures(joins: list[tuple[str, float]], rejoins: list[tuple[str, float]],
                  scenario: Scenario) -> dict:
     times = sorted(ms for _, ms in joins)
@@ -586,6 +639,49 @@ def join_figures(joins: list[tuple[str, float]], rejoins: list[tuple[str, float]
         out.update(rejoined=len(again), rejoin_ms_p50=_pick(again, 0.5),
                    rejoin_ms_p99=_pick(again, 0.99), rejoin_ms_max=again[-1] if again else None)
     return out
+
+
+# issue 13's criteria: a room "holds" ...
+HOLD_LOSS_PCT, HOLD_P99_MS, JOIN_MS = 0.5, 50.0, 3000.0
+# ... and at 150, with the load manager shedding video, audio must still hold
+SCALE_AUDIO_LOSS_PCT, SCALE_AUDIO_P99_MS, SPEAKER_VIDEO_PCT = 0.5, 100.0, 95.0
+
+
+def holds(r: dict) -> list[str]:
+    """Why a run fails "holds": loss < 0.5 %, p99 < 50 ms, everyone joined
+    within 3 s, no degradation. Empty: it holds."""
+    reasons = _over(r, "loss_pct", HOLD_LOSS_PCT, "loss", "%") + _over(
+        r, "latency_p99_ms", HOLD_P99_MS, "p99", "ms") + _joins(r)
+    if r.get("load_level_start") or r.get("load_level_end"):
+        reasons.append(f"degraded (load level {_fmt(r.get('load_level_start'))} -> "
+                       f"{_fmt(r.get('load_level_end'))})")
+    return reasons
+
+
+def holds_at_scale(r: dict) -> list[str]:
+    """Why a run fails the big-room bar: audio loss < 0.5 %, audio p99 <
+    100 ms, everyone joined within 3 s, the dominant speaker's video reaching
+    subscribers in ≥ 95 % of samples (degradation allowed). Empty: it holds."""
+    reasons = _over(r, "loss_pct_audio", SCALE_AUDIO_LOSS_PCT, "audio loss", "%") + _over(
+        r, "latency_p99_ms_audio", SCALE_AUDIO_P99_MS, "audio p99", "ms") + _joins(r)
+    flowing = r.get("speaker_video_pct")
+    if flowing is None or flowing < SPEAKER_VIDEO_PCT:
+        reasons.append(f"speaker's video in {_fmt(flowing, 1)} % of samples")
+    return reasons
+
+
+def _over(r: dict, key: str, limit: float, label: str, unit: str) -> list[str]:
+    value = r.get(key)
+    return [] if value is not None and value < limit else [f"{label} {_fmt(value)} {unit}"]
+
+
+def _joins(r: dict) -> list[str]:
+    reasons = []
+    if r.get("join_failures") or (r.get("joined") or 0) < r["participants"]:
+        reasons.append(f"{r.get('joined')} of {r['participants']} joined")
+    if r.get("join_ms_max") is None or r["join_ms_max"] >= JOIN_MS:
+        reasons.append(f"slowest join {_fmt(r.get('join_ms_max'), 0)} ms")
+    return reasons
 
 
 def _pick(values: list[float], q: float) -> Optional[float]:
@@ -618,16 +714,26 @@ def print_result(r: dict) -> None:
         f"  ingress {_fmt(r.get('ingress_pps'), 0)} pkt/s   egress {_fmt(r.get('egress_pps'), 0)} pkt/s   "
         f"(counted at the {r['counted_at']}; generator sent {r['generator_sent_pps']:.0f}/s, "
         f"subscribers got {r['subscriber_received_pps']:.0f}/s)",
-        f"  server CPU {_fmt(r.get('server_cpu_pct'), 1)}% of one core: "
+        f"  server CPU {_fmt(r.get('server_cpu_pct'), 1)}% of one core (user {_fmt(r.get('server_user_pct'), 1)}%, "
+        f"system {_fmt(r.get('server_sys_pct'), 1)}%: kernel share {_fmt(r.get('kernel_share_pct'), 1)}%): "
         f"{_fmt(r.get('us_per_forwarded'))} µs per forwarded packet, "
         f"{_fmt(r.get('us_per_received'))} µs per received packet;  RSS {_fmt(r['server_rss_mb'], 0)} MB",
         f"  loss at subscribers {_fmt(r['loss_pct'], 3)}% (audio {_fmt(r['loss_pct_audio'], 3)}%, "
         f"video {_fmt(r['loss_pct_video'], 3)}%), added by the SFU {_fmt(r.get('loss_added_by_sfu_pct'), 3)}%",
         f"  forward latency p50 {_fmt(r['latency_p50_ms'])} ms  p99 {_fmt(r['latency_p99_ms'])} ms  "
-        f"max {_fmt(r['latency_max_ms'], 1)} ms",
+        f"max {_fmt(r['latency_max_ms'], 1)} ms;  audio p50 {_fmt(r.get('latency_p50_ms_audio'))} "
+        f"p99 {_fmt(r.get('latency_p99_ms_audio'))} ms;  video p50 {_fmt(r.get('latency_p50_ms_video'))} "
+        f"p99 {_fmt(r.get('latency_p99_ms_video'))} ms",
         f"  join (ws connect -> answered, published, first media) p50 {_fmt(r['join_ms_p50'], 0)} ms  "
-        f"p99 {_fmt(r['join_ms_p99'], 0)} ms  last joiner {_fmt(r['last_join_ms'], 0)} ms;  "
-        f"room filled in {r['setup_s']} s",
+        f"p99 {_fmt(r['join_ms_p99'], 0)} ms  max {_fmt(r.get('join_ms_max'), 0)} ms  last joiner "
+        f"{_fmt(r['last_join_ms'], 0)} ms;  {r.get('joined')} of {r['participants']} joined, "
+        f"{r.get('join_failures', 0)} failed;  room filled in {r['setup_s']} s",
+        f"  dominant speaker's video reached the subscribers in {_fmt(r.get('speaker_video_pct'), 1)}% "
+        f"of {r.get('speaker_video_samples', 0)} samples",
+        f"  degradation: " + (f"pysfu_load_level {_fmt(r.get('load_level_start'))} at the window's start, "
+                              f"{_fmt(r.get('load_level_end'))} at its end"
+                              if r.get("load_level_end") is not None else "not reported (no pysfu_load_level)")
+        + (f"; {', '.join(f'{k} {v:g}' for k, v in r['load_metrics'].items())}" if r.get("load_metrics") else ""),
     ]
     if "rejoined" in r:
         lines.append(f"  churn: {r['rejoined']} rejoined, rejoin p50 {_fmt(r['rejoin_ms_p50'], 0)} ms  "
@@ -640,6 +746,11 @@ def print_result(r: dict) -> None:
         f"(irq+softirq {r['machine_softirq_pct']}%, steal {r['machine_steal_pct']}%)",
         f"  after everyone left: server participants {_fmt(r.get('server_participants_after'))}, "
         f"fds {_fmt(r.get('server_fds_start'))} at start -> {_fmt(r.get('server_fds_after'))}",
+        f"  CPUs: server {r.get('server_cpus', '?')}, generator {r.get('generator_cpus', '?')}",
+        "  holds (loss < 0.5 %, p99 < 50 ms, every join < 3 s, no degradation): "
+        + ("yes" if not holds(r) else "no: " + ", ".join(holds(r))),
+        "  big-room bar (audio loss < 0.5 %, audio p99 < 100 ms, every join < 3 s, speaker's video "
+        "flowing): " + ("yes" if not holds_at_scale(r) else "no: " + ", ".join(holds_at_scale(r))),
     ]
     lines += [f"  WARNING: {w}" for w in r["warnings"]]
     print("\n".join(lines), flush=True)
@@ -681,6 +792,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pysfu in single UDP port mode (--udp-port: one socket, sendmmsg batches)")
     parser.add_argument("--pysfu-workers", type=int, default=1,
                         help="pysfu's worker processes (default 1: one process, as Janus is)")
+    parser.add_argument("--pin", action="store_true",
+                        help="run the server (every thread, pysfu or Janus) alone on CPU 0, and the "
+                        "generator workers and this process on the other CPUs (CPU 1 on 2 cores)")
+    parser.add_argument("--largest-room", nargs="?", const="30,45,60,75,90", metavar="SIZES",
+                        help="search: run the (first) scenario at each size in turn (default "
+                        "30,45,60,75,90), stop at the first that does not hold (loss < 0.5 %%, "
+                        "p99 < 50 ms, every join < 3 s, no degradation), print the largest that held")
     parser.add_argument("--join-timeout", type=float, default=60.0)
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument("--json", action="store_true", help="also print one JSON line per run")
@@ -735,11 +853,12 @@ def server_label(sfu: str, event_loops: Optional[int]) -> str:
 def make_driver(args: argparse.Namespace, scenario: Scenario, workdir: Path, sfu: str = "pysfu",
                 event_loops: Optional[int] = 1) -> ServerDriver:
     cls = driver_class(sfu)
+    server_cpus = cpu_sets(args.pin)[0]
     if sfu == "pysfu":
         return cls(last_n=scenario.last_n, uvloop=not args.no_uvloop, log_path=workdir / "server.log",
-                   workers=args.pysfu_workers, single_port=args.single_port)
+                   workers=args.pysfu_workers, single_port=args.single_port, cpus=server_cpus)
     if sfu == "janus":
-        return cls(event_loops=event_loops, workdir=workdir / "janus", preexec_fn=_die_with_parent)
+        return cls(event_loops=event_loops, workdir=workdir / "janus", preexec_fn=child_setup(server_cpus))
     return cls()
 
 
@@ -747,7 +866,9 @@ COMPARED = (  # key, label, digits
     ("us_per_forwarded", "µs/forwarded", 2), ("us_per_received", "µs/received", 2),
     ("server_cpu_pct", "CPU %", 1), ("ingress_pps", "in pkt/s", 0), ("egress_pps", "out pkt/s", 0),
     ("server_rss_mb", "RSS MB", 0), ("latency_p50_ms", "latency p50 ms", 2),
-    ("latency_p99_ms", "p99 ms", 2), ("loss_pct", "loss %", 3), ("join_ms_p50", "join p50 ms", 0),
+    ("latency_p99_ms", "p99 ms", 2), ("latency_p99_ms_audio", "audio p99 ms", 2), ("loss_pct", "loss %", 3),
+    ("loss_pct_audio", "audio loss %", 3), ("join_ms_p50", "join p50 ms", 0),
+    ("join_ms_max", "join max ms", 0), ("kernel_share_pct", "kernel %", 1),
 )
 RATIOS = ("us_per_forwarded", "us_per_received", "server_rss_mb", "latency_p50_ms", "latency_p99_ms",
           "loss_pct")
@@ -805,12 +926,20 @@ async def main_async(args: argparse.Namespace) -> int:
     if len(rates) != 3:
         raise SystemExit("--layer-rates needs three rates (q,h,f)")
     servers = servers_from_args(args)
+    if args.pin:
+        print(pin_benchmark(), flush=True)
     comparing = len(servers) > 1
     if comparing and not args.no_dynacast:
         print("comparing servers: dynacast off, so that every server receives the same packets; "
               "packets counted at the peers for every server", flush=True)
     media = MediaSettings(layer_rates=rates, silent_audio=args.silent_audio,
                           dynacast=not (args.no_dynacast or comparing))
+    if args.largest_room:
+        scenario = scenario_from_args(args.scenario.split(",")[0].strip(), args)
+        sizes = [int(n) for n in args.largest_room.split(",") if n.strip()]
+        for sfu, event_loops in servers:
+            await largest_room(args, scenario, media, sizes, sfu, event_loops, info, code)
+        return 0
     failures = 0
     results: list[dict] = []
     for name in [n.strip() for n in args.scenario.split(",") if n.strip()]:
@@ -833,6 +962,34 @@ async def main_async(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+async def largest_room(args: argparse.Namespace, scenario: Scenario, media: MediaSettings,
+                       sizes: list[int], sfu: str, event_loops: Optional[int], info: dict,
+                       code: dict) -> Optional[int]:
+    """``scenario`` at each size in turn until one does not hold; the largest that held."""
+    label = server_label(sfu, event_loops)
+    largest = None
+    for size in sizes:
+        result = await run_one(args, replace(scenario, participants=size), media, sfu, event_loops,
+                               count_at_peers=args.count_at_peers)
+        if result is None:
+            print(f"largest room: {scenario.name} at {size} on {label} did not run to the end", flush=True)
+            break
+        result.update(code=code, server=label, run=1)
+        print_result(result)
+        if args.json:
+            print(json.dumps({**result, "machine": info}), flush=True)
+        reasons = holds(result)
+        if reasons:
+            print(f"largest room: {scenario.name} at {size} on {label} does not hold: "
+                  f"{', '.join(reasons)}", flush=True)
+            break
+        largest = size
+    print(f"largest room that holds ({scenario.name}, loss < 0.5 %, p99 < 50 ms, every join < 3 s, "
+          f"no degradation{', pinned' if args.pin else ''}) on {label}: "
+          f"{largest if largest else 'none of ' + ','.join(map(str, sizes))}", flush=True)
+    return largest
+
+
 async def run_one(args: argparse.Namespace, scenario: Scenario, media: MediaSettings, sfu: str,
                   event_loops: Optional[int], count_at_peers: bool) -> Optional[dict]:
     """One scenario on one server; None (and a FAILED line) when it failed."""
@@ -840,7 +997,7 @@ async def run_one(args: argparse.Namespace, scenario: Scenario, media: MediaSett
     options = RunOptions(workers=args.workers, warmup=args.warmup, duration=args.duration,
                          speaker_period=args.speaker_period, join_timeout=args.join_timeout,
                          media=media, keep_logs=args.keep_logs, workdir=workdir,
-                         count_at_peers=count_at_peers)
+                         count_at_peers=count_at_peers, pin=args.pin)
     driver = make_driver(args, scenario, workdir, sfu, event_loops)
     try:
         result = await asyncio.wait_for(run_scenario(scenario, driver, options),

@@ -11,6 +11,13 @@ Commands (stdin)::
     {"cmd": "stats"}
     {"cmd": "quit"}
 
+Twice a second the worker checks, for each of its subscribers, whether the
+dominant speaker's video reached it in the last second: the dominant
+speaker as the SFU announces it (``SessionDriver.dominant``), or the
+script's when the SFU does not say; samples within 2 s of a change of
+speaker are left out (a switch waits for a key frame). ``stats`` reports
+the counts (``speaker_video``: ok, samples).
+
 Events (stdout): ``ready``, ``joined`` {identity, join_ms, publish_ms},
 ``join_failed`` {identity, message}, ``left`` {identity}, ``stats`` {...},
 ``error`` {message}. End of stdin, ``quit`` or the config's ``max_seconds``
@@ -25,13 +32,17 @@ import logging
 import sys
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Optional
 
 from .drivers import driver_class
 from .peers import _stdin_lines, emit
-from .simulated import Counts, LatencyHistogram, MediaSettings, Pacer, SimulatedParticipant
+from .simulated import Counts, LatencyHistogram, MediaSettings, Pacer, SimulatedParticipant, video_tag
 
 log = logging.getLogger("benchmarks.loadgen_worker")
+
+SPEAKER_SAMPLE = 0.5  # s between two checks of the speaker's video
+SPEAKER_GRACE = 2.0  # s after a change of speaker before its video must flow
+SPEAKER_FRESH_NS = 1_000_000_000  # the speaker's video arrived within this: flowing
 
 
 class Worker:
@@ -47,7 +58,10 @@ class Worker:
         self.tile_quality = config.get("tile_quality", "high")
         self.speaker_quality = config.get("speaker_quality", "high")
         self.slots = config.get("slots")  # slot subscription, or None
-        self.histogram = LatencyHistogram()
+        self.latency = {"audio": LatencyHistogram(), "video": LatencyHistogram()}
+        self.speaker_video = Counter()  # ok, samples
+        self._speaker: Optional[str] = None
+        self._speaker_since = 0.0
         self.pacer = Pacer(tick=float(config.get("tick", 0.01)))
         self.participants: dict[str, SimulatedParticipant] = {}
         self.departed = Counts()
@@ -62,7 +76,7 @@ class Worker:
     async def join(self, identity: str, publish: bool, expect_media: bool) -> None:
         session = self.driver.session(self.room, identity)
         session.slots = self.slots
-        participant = SimulatedParticipant(identity, session, self.media, self.histogram, publish=publish)
+        participant = SimulatedParticipant(identity, session, self.media, self.latency, publish=publish)
         participant.speaking = identity in self.speakers
         self.participants[identity] = participant
         self.pacer.participants.append(participant)
@@ -120,12 +134,41 @@ class Worker:
             "participants": len(self.participants),
             "received": dict(counts.packets), "expected": dict(counts.expected),
             "older": counts.older, "sent": dict(sent), "signaling": dict(offers),
-            "latency": {str(k): v for k, v in self.histogram.buckets.items()},
+            "latency_audio": {str(k): v for k, v in self.latency["audio"].buckets.items()},
+            "latency_video": {str(k): v for k, v in self.latency["video"].buckets.items()},
+            "speaker_video": dict(self.speaker_video),
             "pacer_max_lag_ms": round(pacer.max_lag * 1000, 1),
             "pacer_mean_lag_ms": round(pacer.lag_sum / max(1, pacer.ticks) * 1000, 2),
             "join_failures": self.join_failures,
             "errors": errors[:5],
         }
+
+    def dominant_speaker(self) -> Optional[str]:
+        """The SFU's dominant speaker if it says, else the speaking script's."""
+        for participant in self.participants.values():
+            if participant.session.dominant is not None:
+                return participant.session.dominant
+        return self.speakers[0] if self.speakers else None
+
+    def sample_speaker_video(self) -> None:
+        speaker, now = self.dominant_speaker(), time.monotonic()
+        if speaker != self._speaker:
+            self._speaker, self._speaker_since = speaker, now
+        if speaker is None or now - self._speaker_since < SPEAKER_GRACE:
+            return
+        tag, now_ns = video_tag(speaker), time.monotonic_ns()
+        for identity, participant in self.participants.items():
+            joined = participant.join_ms is not None and \
+                now - participant.started - participant.join_ms / 1000 > SPEAKER_GRACE
+            if identity != speaker and joined:
+                self.speaker_video["samples"] += 1
+                if now_ns - participant.video_seen.get(tag, 0) < SPEAKER_FRESH_NS:
+                    self.speaker_video["ok"] += 1
+
+    async def watch_speaker_video(self) -> None:
+        while True:
+            await asyncio.sleep(SPEAKER_SAMPLE)
+            self.sample_speaker_video()
 
     # --- main loop ----------------------------------------------------------------------
 
@@ -137,6 +180,7 @@ class Worker:
     async def run(self) -> int:
         stdin = await _stdin_lines()
         self.pacer.start()
+        self.spawn(self.watch_speaker_video())
         emit("ready")
         deadline = time.monotonic() + float(self.config.get("max_seconds", 900))
         try:

@@ -13,8 +13,11 @@ A ``SimulatedParticipant`` has the two peer connections of a real client
   stop, and restart with a key frame;
 * subscriber: answers every offer the SFU makes and counts what arrives
   from the RTP headers alone: packets, sequence gaps (loss) per SSRC, and
-  the forward latency from the publisher's send time (CLOCK_MONOTONIC, one
-  clock for every process of the machine) carried in each payload.
+  the forward latency, audio and video apart, from the publisher's send time
+  (CLOCK_MONOTONIC, one clock for every process of the machine) carried in
+  each payload. Video payloads also carry their publisher's tag
+  (``video_tag``), so a subscriber knows whose video reaches it
+  (``video_seen``), whatever SSRC the SFU sends it on.
 
 One ``Pacer`` per process sends for every publisher of that process from a
 single timer, so hundreds of participants cost one loop callback per tick.
@@ -28,6 +31,7 @@ import math
 import random
 import struct
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
@@ -68,6 +72,15 @@ class MediaSettings:
     video: bool = True
     audio: bool = True
     dynacast: bool = True  # honour the SFU's requests to pause layers
+
+
+TAG = struct.Struct("!I")
+TAG_OFFSET = TIME_OFFSET_EXT + 8  # in a video payload: after the send time
+
+
+def video_tag(identity: str) -> int:
+    """The number a publisher's video payloads carry, the same in every process."""
+    return zlib.crc32(identity.encode()) or 1
 
 
 class LatencyHistogram:
@@ -143,11 +156,14 @@ class Counts:
 
 class SimulatedParticipant:
     def __init__(self, identity: str, session: SessionDriver, media: MediaSettings,
-                 histogram: LatencyHistogram, publish: bool = True) -> None:
+                 latency: dict[str, LatencyHistogram], publish: bool = True) -> None:
         self.identity = identity
         self.session = session
         self.media = media
-        self.histogram = histogram
+        self.audio_latency = latency["audio"]  # shared by the participants of a process
+        self.video_latency = latency["video"]
+        #: publisher tag (video_tag) -> when its video last reached us (monotonic ns)
+        self.video_seen: dict[int, int] = {}
         self.publishes = publish
         ice = IceConfig(addresses=["127.0.0.1"])
         self.publisher = PeerTransport(ice, lambda packet: None, self._on_publisher_rtcp)
@@ -228,6 +244,8 @@ class SimulatedParticipant:
         for (rid, _, width, height), rate in zip(DEFAULT_LAYERS, media.layer_rates):
             layer = _Layer(rid, rate, width, height, media.fps, media.payload_size,
                            media.keyframe_interval)
+            if layer.payload_size >= TAG_OFFSET + TAG.size:
+                TAG.pack_into(layer.plain, 12 + TAG_OFFSET, video_tag(self.identity))
             elements = (bytes([(mid_id << 4) | (len(mid) - 1)]) + mid.encode()
                         + bytes([(rid_id << 4) | (len(rid) - 1)]) + rid.encode())
             elements += bytes(-len(elements) % 4)
@@ -358,9 +376,16 @@ class SimulatedParticipant:
             else:
                 stream.older += 1
         stream.received += 1
-        at = offset + (TIME_OFFSET_EXT if p[offset] & 0x80 else TIME_OFFSET)
+        if p[offset] & 0x80:  # a VP8 descriptor with X: video (an Opus TOC byte here is < 0x80)
+            at = offset + TIME_OFFSET_EXT
+            histogram = self.video_latency
+            if len(p) >= at + 12:
+                self.video_seen[TAG.unpack_from(p, at + 8)[0]] = now
+        else:
+            at = offset + TIME_OFFSET
+            histogram = self.audio_latency
         if len(p) >= at + 8:
-            self.histogram.add((now - U64.unpack_from(p, at)[0]) // 1000)
+            histogram.add((now - U64.unpack_from(p, at)[0]) // 1000)
 
     def _on_subscriber_rtcp(self, packet: bytes) -> None:
         for pt, _, body in split_rtcp(packet):

@@ -1,5 +1,6 @@
 """Janus VideoRoom as a benchmark target (benchmarks.janus): it runs, carries
-media to every subscriber on loopback only, and the s1 fan-out measures it."""
+media to every subscriber on loopback only, and the s1 fan-out measures it,
+pinned (--pin) to a CPU of its own with every thread where the machine has two."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from benchmarks.forwarding import RunConfig, children, run_once
 from benchmarks.janus import (JanusPublisherPeer, JanusServer, JanusSubscriberPeer,
                               unavailable_reason)
 from benchmarks.loadgen import SCENARIOS, RunOptions, run_scenario
+from benchmarks.pinning import child_setup, cpu_sets, describe
 from benchmarks.simulated import MediaSettings
 
 pytestmark = [
@@ -28,9 +30,12 @@ def candidates(sdp: str) -> list[str]:
 
 async def test_s1_fan_out_through_janus_loses_nothing():
     config = RunConfig(subscribers=2, rate=500, warmup=1, duration=3, setup_timeout=40,
-                       sfu="janus", janus_event_loops=1)
+                       sfu="janus", janus_event_loops=1, pin=True)
     result = await asyncio.wait_for(run_once(config), 90)
     assert result["counted_at"] == "peers"
+    server_cpus, peer_cpus = cpu_sets(True)
+    if server_cpus is not None:  # every Janus thread on its CPU, the peers on the others
+        assert (result["server_cpus"], result["peer_cpus"]) == (describe(server_cpus), describe(peer_cpus))
     assert result["ingress_pps"] > 400
     # each subscriber gets every packet the publisher sent
     assert result["egress_pps"] == pytest.approx(2 * result["ingress_pps"], rel=0.05)
@@ -56,8 +61,9 @@ async def test_load_generator_s1_through_janus_loses_nothing():
     publisher) against Janus: 1 publisher, 2 subscribers wanting the high layer."""
     scenario = replace(SCENARIOS["s1"], participants=3, join_rate=20.0)
     media = MediaSettings(layer_rates=(20.0, 60.0, 180.0))
-    options = RunOptions(workers=1, warmup=1.5, duration=3.0, join_timeout=30.0, media=media)
-    driver = driver_class("janus")(event_loops=1)
+    options = RunOptions(workers=1, warmup=1.5, duration=3.0, join_timeout=30.0, media=media, pin=True)
+    server_cpus, generator_cpus = cpu_sets(True)
+    driver = driver_class("janus")(event_loops=1, preexec_fn=child_setup(server_cpus))
 
     result = await asyncio.wait_for(run_scenario(scenario, driver, options), 60)
 
@@ -70,6 +76,11 @@ async def test_load_generator_s1_through_janus_loses_nothing():
     assert result["loss_pct"] is not None and result["loss_pct"] < 1.0, result
     assert result["server_cpu_pct"] > 0 and result["us_per_forwarded"] > 0
     assert result["latency_p50_ms"] is not None
+    assert result["latency_p99_ms_audio"] is not None and result["latency_p99_ms_video"] is not None
+    assert result["load_level_end"] is None  # Janus has no pysfu_load_level
+    if server_cpus is not None:
+        assert (result["server_cpus"], result["generator_cpus"]) == (describe(server_cpus),
+                                                                      describe(generator_cpus))
     assert not janus_children(), "janus still running after the run"
 
 

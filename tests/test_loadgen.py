@@ -58,6 +58,8 @@ async def test_twenty_participants_ten_seconds_no_loss_no_leak(server):
     assert result["loss_pct_audio"] is not None and result["loss_pct_video"] is not None
     assert result["loss_pct"] <= 1.0, result
     assert result["latency_p50_ms"] is not None  # send times read from the payloads
+    assert result["latency_p99_ms_audio"] is not None and result["latency_p99_ms_video"] is not None
+    assert result["join_ms_max"] is not None
     assert result["server_participants_after"] == 0
 
     await eventually(lambda: not server.rooms.rooms, timeout=10, message="the room outlived everyone")
