@@ -61,8 +61,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from sfu import udp_mux
-from sfu.codecs import keyframe_test
-from sfu.codecs.vp8 import keyframe_size
+from sfu.codecs import handler
 from sfu.config import IceConfig, SfuConfig
 from sfu.downtrack import DownTrack
 from sfu.media_section import CodecInfo, MediaSection
@@ -99,9 +98,9 @@ def build_fanout(subscribers: list[tuple[PeerTransport, MediaSection]]) -> Fanou
     built as sfu.publisher and sfu.subscriber build them."""
     config = SfuConfig()
     track = PublishedTrack("TR_micro", "PA_micro", "video", "0", VP8, "camera")
-    stream = ReceivedStream("video", PUBLISHER_SSRC, VP8.clock_rate, keyframe_test("VP8"),
+    stream = ReceivedStream("video", PUBLISHER_SSRC, VP8.clock_rate, handler("VP8"),
                             lambda rtcp: None, 1, 4096, config.keyframe_interval_ms / 1000,
-                            cache_seconds=config.cache_ms / 1000, frame_size=keyframe_size)
+                            cache_seconds=config.cache_ms / 1000)
     track.set_layer(0, stream)
     downtracks = []
     for transport, section in subscribers:
