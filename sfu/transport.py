@@ -309,11 +309,10 @@ class PeerTransport:
         return self._datagram_sender(protector, self._udp, self._remote)
 
     def _batched_sender(self, protector: _Protector, mux: udp_mux.UdpMux) -> PartsSender:
-        protect_into, batch, sockaddr, queued = protector.protect_into, mux.batch, self._sockaddr, mux.queued
+        protect_into, batch, sockaddr = protector.protect_into, mux.batch, self._sockaddr
 
         def send(header: bytes, extension: bytes, payload: bytes) -> bool:
             if protect_into(batch, sockaddr, header, extension, payload):
-                queued()
                 return True
             self.send_errors += 1
             return False
@@ -517,10 +516,10 @@ class _Protector:
     def protect_into(self, batch: udp_mux.SendBatch, sockaddr, header: bytes, extension: bytes,
                      payload: bytes) -> bool:
         """protect() straight into the next datagram of a send batch (no copy out)."""
-        pointer, buffer = batch.slot()
-        if not self._protect_at(pointer, buffer, batch.DATAGRAM, header, extension, payload):
+        slot = batch.slots[batch.count]
+        if not self._protect_at(slot[0], slot[1], batch.DATAGRAM, header, extension, payload):
             return False
-        batch.commit(self._length[0], sockaddr)
+        batch.commit(slot, self._length[0], sockaddr)
         return True
 
     def _protect_at(self, pointer, buffer, size: int, header: bytes, extension: bytes, payload: bytes) -> bool:

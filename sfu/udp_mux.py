@@ -29,7 +29,7 @@ import asyncio
 import logging
 import socket
 import struct
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 from cffi import FFI
 
@@ -78,6 +78,7 @@ class UdpMux:
         self.dropped = 0
         self.closed = False
         self.batch = SendBatch(sock)
+        self.batch.on_queued = self.queued
         self._reading = False
         self._flush_scheduled = False
         loop.add_reader(sock.fileno(), self._readable)
@@ -130,7 +131,7 @@ class UdpMux:
         return ffi.new("char[]", packed), len(packed)
 
     def queued(self) -> None:
-        """A datagram went into the batch: make sure it leaves this loop turn."""
+        """A batch got its first datagram: make sure it leaves this loop turn."""
         if not self._reading and not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
@@ -191,9 +192,11 @@ class UdpMux:
 class SendBatch:
     """Datagrams assembled in C memory and sent with one sendmmsg(2) call.
 
-    ``slot()`` hands out the next buffer (a char* and a writable view of
-    it); ``commit(length, sockaddr)`` queues it; ``flush()`` sends them all.
-    A full batch flushes by itself."""
+    A writer fills ``slots[count]`` (its char*, a writable view of it, and
+    its iovec and msghdr) and queues it with ``commit(slot, length,
+    sockaddr)``; ``flush()`` sends them all. A full batch flushes by itself,
+    and the first datagram of a batch calls ``on_queued`` (the mux makes
+    sure the batch leaves within that loop turn)."""
 
     SIZE = 64
     DATAGRAM = 1500
@@ -203,7 +206,7 @@ class SendBatch:
         self._memory = ffi.new("char[]", self.SIZE * self.DATAGRAM)
         self._messages = ffi.new("struct mmsghdr[]", self.SIZE)
         self._iovecs = ffi.new("struct iovec[]", self.SIZE)
-        self._slots = []
+        self.slots = []
         for index in range(self.SIZE):
             pointer = self._memory + index * self.DATAGRAM
             iovec = self._iovecs + index
@@ -211,22 +214,20 @@ class SendBatch:
             header = self._messages[index].msg_hdr
             header.msg_iov = iovec
             header.msg_iovlen = 1
-            self._slots.append((pointer, ffi.buffer(pointer, self.DATAGRAM), iovec, header))
+            self.slots.append((pointer, ffi.buffer(pointer, self.DATAGRAM), iovec, header))
+        self.on_queued: Callable[[], None] = lambda: None
         self.count = 0
         self.sent = 0
         self.errors = 0
         self.calls = 0
 
-    def slot(self):
-        """(char*, writable buffer) of the next datagram."""
-        return self._slots[self.count][:2]
-
-    def commit(self, length: int, sockaddr) -> None:
-        _, _, iovec, header = self._slots[self.count]
+    def commit(self, slot: tuple, length: int, sockaddr) -> None:
+        _, _, iovec, header = slot
         iovec.iov_len = length
-        header.msg_name = sockaddr[0]
-        header.msg_namelen = sockaddr[1]
+        header.msg_name, header.msg_namelen = sockaddr
         self.count += 1
+        if self.count == 1:
+            self.on_queued()
         if self.count == self.SIZE:
             self.flush()
 
