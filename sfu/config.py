@@ -74,6 +74,14 @@ class SfuConfig(BaseModel):
     ice: IceConfig = Field(default_factory=IceConfig)
     #: Graceful overload: when and what the server sheds.
     load: LoadConfig = Field(default_factory=LoadConfig)
+    #: Single-port mode: the shared socket's receive buffer holds about this
+    #: many milliseconds of ``udp_port_ingress_mbps``; when the loop falls
+    #: behind, the kernel drops what does not fit instead of handing it over
+    #: seconds late (sfu/receive_buffers.py).
+    receive_buffer_ms: int = Field(default=250, ge=20, le=5000)
+    #: The ingress (every publisher of the worker) the shared socket of
+    #: single-port mode is sized for, in Mbit/s.
+    udp_port_ingress_mbps: float = Field(default=40, gt=0, le=10_000)
     #: Bitrate cap announced to publishers through REMB, per video track.
     max_video_bitrate: int = 2_500_000
     #: Minimum interval between keyframe requests sent to one publisher stream.

@@ -15,7 +15,7 @@ from typing import AsyncIterator, Optional
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
-from sfu import udp_mux
+from sfu import receive_buffers, udp_mux
 from sfu.load_manager import LoadManager
 from sfu.transport import local_addresses
 from sfu.metrics import SfuCollector
@@ -70,6 +70,7 @@ def create_app(config: ServerConfig | None = None, observer: Optional[RoomObserv
                       app[CLUSTER].observe if app[CLUSTER] else None, observer)
     app[ROOMS] = RoomRegistry(config.sfu, capacity=config.limits.room_capacity, observer=observer)
     app[LOAD] = LoadManager(config.sfu.load, app[ROOMS].set_shed)
+    receive_buffers.apply(config.sfu)
     app[METRICS] = CollectorRegistry()
     app[METRICS].register(SfuCollector(app[ROOMS], load=app[LOAD]))
     ProcessCollector(registry=app[METRICS])

@@ -55,6 +55,9 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--udp-port", type=int, metavar="PORT",
                        help="single-port mode: every peer connection shares this one UDP port "
                        "per ICE address (instead of a port each)")
+    serve.add_argument("--receive-buffer-ms", type=int, metavar="MS",
+                       help="single-port mode: the shared socket buffers this much of its expected "
+                       "ingress; beyond, the kernel drops instead of delaying (default 250)")
     serve.add_argument("--no-load-shedding", action="store_true", default=None,
                        help="never shed video when the event loop is overloaded (still measured)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
@@ -133,6 +136,7 @@ def serve_flags(args: argparse.Namespace) -> dict[str, Any]:
     flags["limits"] = _given(limits)
     flags["webhooks"] = _given({"urls": args.webhook_url})
     flags["sfu"] = _given({"ice": _given(ice), "resume_grace": args.resume_grace,
+                           "receive_buffer_ms": args.receive_buffer_ms,
                            "load": _given({"enabled": False if args.no_load_shedding else None})})
     flags["cluster"] = _given({"redis_url": args.redis_url, "node_id": args.node_id, "url": args.node_url,
                                "heartbeat": args.heartbeat, "ttl": args.node_ttl})

@@ -139,10 +139,11 @@ def test_turn_secrets_are_never_echoed():
 
 
 def test_load_shedding_settings_from_flags_and_environment():
-    flags = serve_flags(build_parser().parse_args(["serve", "--no-load-shedding"]))
+    flags = serve_flags(build_parser().parse_args(["serve", "--no-load-shedding", "--receive-buffer-ms", "100"]))
     config = load_config(flags, env={"PYSFU_SFU__LOAD__BUSY_HIGH": "0.9", "PYSFU_SFU__LOAD__HOLD": "30"})
     load = config.sfu.load
     assert (load.enabled, load.busy_high, load.hold, load.busy_low) == (False, 0.9, 30, 0.6)
+    assert config.sfu.receive_buffer_ms == 100
     assert load_config(env={}).sfu.load.enabled  # on by default
 
 
