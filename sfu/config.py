@@ -40,8 +40,48 @@ class IceConfig(BaseModel):
         return self
 
 
+class LoadConfig(BaseModel):
+    """The load manager (sfu/load_manager.py): when the event loop is over
+    budget, shed video one level at a time; give it back when load falls.
+
+    Over budget: the loop's smoothed busy fraction above ``busy_high`` or
+    its smoothed lag above ``lag_high_ms``. Calm: busy below ``busy_low``
+    and lag below ``lag_low_ms``. Between the two nothing changes.
+    """
+
+    #: False: measure (metrics) but never shed.
+    enabled: bool = True
+    busy_high: float = Field(default=0.85, gt=0, le=1)
+    busy_low: float = Field(default=0.6, gt=0, le=1)
+    lag_high_ms: float = Field(default=50, gt=0)
+    lag_low_ms: float = Field(default=20, gt=0)
+    #: Seconds between two steps: a step's effect (a key frame, dynacast
+    #: pausing layers at publishers) shows within about two seconds.
+    step_interval: float = Field(default=2.0, gt=0, le=600)
+    #: Seconds of calm before each step back down.
+    hold: float = Field(default=10.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> "LoadConfig":
+        if self.busy_low > self.busy_high:
+            raise ValueError("busy_low must not exceed busy_high")
+        if self.lag_low_ms > self.lag_high_ms:
+            raise ValueError("lag_low_ms must not exceed lag_high_ms")
+        return self
+
+
 class SfuConfig(BaseModel):
     ice: IceConfig = Field(default_factory=IceConfig)
+    #: Graceful overload: when and what the server sheds.
+    load: LoadConfig = Field(default_factory=LoadConfig)
+    #: Single-port mode: the shared socket's receive buffer holds about this
+    #: many milliseconds of ``udp_port_ingress_mbps``; when the loop falls
+    #: behind, the kernel drops what does not fit instead of handing it over
+    #: seconds late (sfu/receive_buffers.py).
+    receive_buffer_ms: int = Field(default=250, ge=20, le=5000)
+    #: The ingress (every publisher of the worker) the shared socket of
+    #: single-port mode is sized for, in Mbit/s.
+    udp_port_ingress_mbps: float = Field(default=40, gt=0, le=10_000)
     #: Bitrate cap announced to publishers through REMB, per video track.
     max_video_bitrate: int = 2_500_000
     #: Minimum interval between keyframe requests sent to one publisher stream.

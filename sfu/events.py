@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Literal, Optional
 
 LayerQuality = Literal["low", "medium", "high", "off"]
+#: What the server sheds at each load level (sfu/load_manager.py: LEVELS).
+ShedName = Literal["none", "top_layer_off", "lowest_layer_only", "last_n_halved", "speakers_only"]
 ParticipantStateName = Literal["active", "reconnecting"]
 
 
@@ -143,6 +145,17 @@ class ConnectionQuality(Event):
 
     type: ClassVar[str] = "connection_quality"
     updates: list[dict]  # [{participant_id, quality, upstream_loss?, ...}]
+
+
+@dataclass(frozen=True)
+class ServerLoad(Event):
+    """The server serving you is overloaded and sheds video to keep up
+    (``level`` above 0), or has given it all back (0). Never audio, never the
+    speakers' video, never screen shares."""
+
+    type: ClassVar[str] = "server_load"
+    level: int
+    shed: ShedName
 
 
 # --- the end of a session ----------------------------------------------------------
@@ -287,6 +300,6 @@ EVENTS: tuple[type[Event], ...] = (
     ParticipantJoined, ParticipantLeft, TrackPublished, TrackUnpublished, TrackMuted,
     SubscriberOffer, RoomUpdated, ParticipantUpdated, Data, ChatMessage, Reaction,
     HandRaised, SpeakersChanged, SlotsChanged, LayerChanged, SubscribedQualityUpdate,
-    Leave, ParticipantState, Reconnect, ConnectionQuality, RecordingStarted,
+    Leave, ParticipantState, Reconnect, ConnectionQuality, ServerLoad, RecordingStarted,
     RecordingStopped, TranscriptionStarted, TranscriptionStopped, Caption,
 )

@@ -27,10 +27,15 @@ def rank(
     pins: Iterable[str],
     n: int,
     subscriber: str = "",
+    first: Sequence[str] = (),
 ) -> list[str]:
-    """``choose``, in order: pins, then recent speakers, then the longest present."""
+    """``choose``, in order: pins, then recent speakers, then the longest present.
+
+    ``first`` come before all, even beyond ``n`` (the speakers, while the
+    server sheds load: sfu/load_manager.py)."""
     present = [p for p in publishers if p != subscriber]
-    chosen: list[str] = []
+    chosen = [p for p in dict.fromkeys(first) if p in present]
+    n = max(n, len(chosen))
     for candidates in ([p for p in pins if p in present], recent_speakers, present):
         for participant_id in candidates:
             if len(chosen) >= n:

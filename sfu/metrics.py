@@ -7,12 +7,13 @@ prometheus_client lock.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from .load_manager import LoadManager
     from .room import RoomRegistry
 
 COUNTERS = {
@@ -69,9 +70,10 @@ FORWARD_TIME = Histogram((0.00002, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.00
 
 
 class SfuCollector(Collector):
-    def __init__(self, registry: RoomRegistry, prefix: str = "pysfu") -> None:
+    def __init__(self, registry: RoomRegistry, prefix: str = "pysfu", load: Optional[LoadManager] = None) -> None:
         self._registry = registry
         self._prefix = prefix
+        self._load = load
 
     def collect(self):
         registry = self._registry
@@ -100,6 +102,8 @@ class SfuCollector(Collector):
         for reason, count in DATAGRAMS_DROPPED.items():
             dropped.add_metric([reason], count)
         yield dropped
+        if self._load is not None:
+            yield from _load_families(self._prefix, self._load)
         totals = registry.counters()
         for name, help_text in COUNTERS.items():
             family = CounterMetricFamily(f"{self._prefix}_{name}", help_text, labels=["kind"])
@@ -151,6 +155,21 @@ def _link_gauges(prefix: str, participants):
                  sum(jitters) / len(jitters) if jitters else 0.0)
     yield _gauge(f"{prefix}_subscriber_fraction_lost", "mean fraction lost subscribers report",
                  sum(losses) / len(losses) if losses else 0.0)
+
+
+def _load_families(prefix: str, load: LoadManager):
+    """The event loop's load and what the load manager sheds (sfu/load_manager.py)."""
+    measure = load.measure
+    yield _gauge(f"{prefix}_loop_busy_ratio", "share of the time the event loop's thread is on CPU (smoothed)",
+                 measure.busy)
+    yield _gauge(f"{prefix}_loop_lag_smoothed_seconds",
+                 "event loop lag as the load manager sees it (worst probe per 0.5 s, smoothed)", measure.lag)
+    yield measure.lag_histogram.family(f"{prefix}_loop_lag_seconds", "how late each 100 ms loop probe ran")
+    yield _gauge(f"{prefix}_load_shed_level", "video shed for load: 0 none .. 4 speakers' video only", load.level)
+    steps = CounterMetricFamily(f"{prefix}_load_shed_steps", "load shedding steps taken", labels=["direction"])
+    for direction, count in load.steps.items():
+        steps.add_metric([direction], count)
+    yield steps
 
 
 def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:

@@ -6,6 +6,7 @@ reactions, hands) live in their own modules."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ from typing import Callable, Optional
 from . import events, lastn, recording_files
 from .config import SfuConfig
 from .events import EventSink
+from .load_manager import NORMAL, Shed
 from .meeting import Meeting
 from .member import Member
 from .participant import Participant
@@ -51,6 +53,7 @@ class Room:
         metadata: str = "",
         recording_slots: Optional[RecordingSlots] = None,
         transcription_slots: Optional[TranscriptionSlots] = None,
+        shed: Shed = NORMAL,
     ) -> None:
         self.name = name
         self.config = config
@@ -68,6 +71,8 @@ class Room:
         self.meeting = Meeting(self.broadcast)
         #: Active speaker detection: running while anyone is in the room.
         self.speakers = RoomSpeakers(self)
+        #: What the worker's load takes off the video now (sfu/load_manager.py).
+        self.shed = shed
 
     def join(
         self, name: str, notify: EventSink, auto_subscribe: bool = True,
@@ -93,6 +98,7 @@ class Room:
         participant.subscriber.set_speakers(self.speakers.active_ids())
         self.apply_last_n()
         self.transcriptions.greet(participant)
+        self._tell_load(participant)
         return participant
 
     async def leave(self, participant: Member, reason: str = "left") -> None:
@@ -174,6 +180,7 @@ class Room:
             return False
         self._announce_state(participant)
         self.apply_last_n()
+        self._tell_load(participant)
         return True
 
     def _announce_state(self, participant: Participant) -> None:
@@ -280,21 +287,40 @@ class Room:
             participant.notify(event)
         return len(targets)
 
-    # --- last-N (issue 4) -------------------------------------------------------
+    # --- last-N (issue 4) and load shedding (issue 13) ------------------------------
 
     def apply_last_n(self, only: Optional[Participant] = None) -> None:
         """Tell every subscriber (or just ``only``, whose pins changed: pages
-        of the demo's grid re-pin often) whose camera video it may receive."""
+        of the demo's grid re-pin often) whose camera video it may receive,
+        and what the server's load takes off it (the speakers' spared)."""
         publishers = [
             p.id for p in self.participants.values()
             if any(t.kind == "video" and t.source != "screen_share" for t in p.tracks.values())
         ]
+        spared = self.speakers.spared_ids() if self.shed.level else []
         for participant in [only] if only is not None else self.local_participants():
             allowed = lastn.rank(
                 publishers, self.speakers.speech_order.order, participant.pins,
-                self.config.last_n, participant.id,
+                self.shed.last_n(self.config.last_n), participant.id, first=spared,
             )
-            participant.subscriber.set_video_allowed(allowed)  # in order: slots fill from it
+            participant.subscriber.set_video_allowed(allowed, self.shed, spared)  # in order: slots fill from it
+
+    def set_shed(self, shed: Shed) -> None:
+        """The worker's load level changed: apply it, and tell everyone."""
+        if shed != self.shed:
+            self.shed = shed
+            self.apply_last_n()
+            self.broadcast(events.ServerLoad(shed.level, shed.name))
+
+    def _tell_load(self, participant: Participant) -> None:
+        """A newcomer (or a resumed client) learns the load level, if any,
+        on the next loop turn: after the answer to its join."""
+        def tell() -> None:
+            if self.shed.level and self.participants.get(participant.id) is participant:
+                participant.notify(events.ServerLoad(self.shed.level, self.shed.name))
+
+        if self.shed.level:
+            asyncio.get_running_loop().call_soon(tell)
 
     # ------------------------------------------------------------------------
 
@@ -324,6 +350,7 @@ class RoomRegistry:
         self._gone: Counter = Counter()
         self.recording_slots = RecordingSlots(config.max_recordings)
         self.transcription_slots = TranscriptionSlots(config.max_transcriptions)
+        self.shed = NORMAL
         recording_files.expire(config.recording_dir, config.recording_retention_days)
 
     def get_or_create(self, name: str) -> Room:
@@ -339,9 +366,16 @@ class RoomRegistry:
             name, self.config, self._room_empty, self._participant_closed,
             capacity=capacity or self.capacity, observer=self.observer, metadata=metadata,
             recording_slots=self.recording_slots, transcription_slots=self.transcription_slots,
+            shed=self.shed,
         )
         room._emit("room_started")
         return room
+
+    def set_shed(self, shed: Shed) -> None:
+        """The worker's load level (sfu/load_manager.py): its rooms share its loop."""
+        self.shed = shed
+        for room in list(self.rooms.values()):
+            room.set_shed(shed)
 
     async def delete(self, room: Room, reason: str = "room_deleted") -> None:
         """Close a room: everyone in it gets ``leave`` with ``reason``."""

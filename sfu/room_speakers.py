@@ -4,7 +4,8 @@ Every SPEAKER_TICK while anyone is in the room, each member's audio level
 of the last tick (sfu/speaker.py: LevelMeter) goes to the room's
 SpeakerDetector; a change it reports is broadcast (``speakers_changed``),
 handed to the local subscribers (their audio slots follow the speakers),
-and reorders the room's last-N by who spoke last (sfu/lastn.py).
+and reorders the room's last-N by who spoke last (sfu/lastn.py); while the
+server sheds load, the speakers' video is spared (sfu/load_manager.py).
 """
 
 from __future__ import annotations
@@ -44,6 +45,15 @@ class RoomSpeakers:
         """The ids of the active speakers, the dominant one first."""
         return [s["participant_id"] for s in self.detector.active()]
 
+    def spared_ids(self) -> list[str]:
+        """Whose video load shedding never takes: the dominant speaker (in a
+        pause too) and the active speakers."""
+        ids = self.active_ids()
+        dominant = self.detector.dominant
+        if dominant is not None and dominant not in ids:
+            ids.insert(0, dominant)
+        return ids
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.ensure_future(self._loop())
@@ -81,7 +91,7 @@ class RoomSpeakers:
             room.broadcast(events.SpeakersChanged(speakers))
             for participant in room.local_participants():  # audio slots follow them
                 participant.subscriber.set_speakers(ids)
-            if self.speech_order.heard(ids):
+            if self.speech_order.heard(ids) or room.shed.level:  # shedding spares the speakers
                 room.apply_last_n()
         return speakers
 

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 from . import rtcp
 from .allocator import Allocator, Demand
@@ -24,6 +24,7 @@ from .downtrack import DownTrack
 from .layer_selector import (
     OFF, TrackSettings, select_layer, temporal_limit, wanted_layer, wanted_more,
 )
+from .load_manager import NORMAL, Shed
 from .published_track import PublishedTrack
 from .send_lines import Lines, Slot
 from .slots import FixedSlots
@@ -56,6 +57,9 @@ class Subscriber:
         self.allocator = Allocator()
         self.downlink = DownlinkEstimate()
         self.video_allowed: Optional[set[str]] = None  # last-N; None: everyone
+        #: What the server's load takes off the cameras of all but ``spared``
+        self.shed: Shed = NORMAL
+        self.spared: frozenset[str] = frozenset()
         self.slots: list[Slot] = []  # the send m-lines
         self._by_ssrc: dict[int, DownTrack] = {}
         self._task: Optional[asyncio.Task] = None
@@ -225,9 +229,16 @@ class Subscriber:
 
     # --- layer selection ------------------------------------------------------
 
-    def set_video_allowed(self, publishers) -> None:
-        """Last-N: whose camera video this subscriber may receive, most wanted first."""
+    def set_video_allowed(self, publishers, shed: Shed = NORMAL, spared: Iterable[str] = ()) -> None:
+        """Last-N: whose camera video this subscriber may receive, most wanted
+        first; ``shed``: what the server's load takes off the cameras of all
+        but the ``spared`` publishers (sfu/load_manager.py)."""
+        shedding = (shed, frozenset(spared))
+        changed = shedding != (self.shed, self.spared)
+        self.shed, self.spared = shedding
         self.lines.set_last_n(list(publishers))
+        if changed:
+            self.allocate(time.monotonic())
 
     def set_speakers(self, participant_ids: list[str]) -> None:
         """The current speakers, loudest first."""
@@ -267,6 +278,8 @@ class Subscriber:
             wanted = wanted_layer(downtrack.settings, layers)
             if not self._within_last_n(downtrack.track):
                 wanted = OFF
+            elif self.shed.drop_layers:
+                wanted = min(wanted, self.shed.layer_cap(downtrack.track, self.spared, len(layers)))
             chosen.append((downtrack, layers, wanted))
         video = [(d, layers, wanted) for d, layers, wanted in chosen if d.kind == "video"]
         demands = [Demand(d, wanted, d.track.bitrates(), _priority(d)) for d, _, wanted in video]

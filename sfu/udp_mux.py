@@ -51,7 +51,9 @@ libc = ffi.dlopen(None)
 
 #: Datagrams read per loop turn at most, so other callbacks still run.
 BATCH = 64
-RECEIVE_BUFFER = 4 * 1024 * 1024
+#: Bytes the shared socket may queue: ≈ 250 ms of 40 Mbit/s (sfu/receive_buffers.py
+#: sets it from the settings at start): a late loop drops, it does not delay.
+RECEIVE_BUFFER = 1_250_000
 SEND_BUFFER = 4 * 1024 * 1024
 STUN_MAGIC = b"\x21\x12\xa4\x42"
 STUN_USERNAME = 0x0006

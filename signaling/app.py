@@ -15,7 +15,8 @@ from typing import AsyncIterator, Optional
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
-from sfu import udp_mux
+from sfu import receive_buffers, udp_mux
+from sfu.load_manager import LoadManager
 from sfu.transport import local_addresses
 from sfu.metrics import SfuCollector
 from sfu.room import RoomObserver, RoomRegistry
@@ -45,6 +46,7 @@ WEBHOOKS = web.AppKey("webhooks", Optional[WebhookSender])
 DRAINING = web.AppKey("draining", asyncio.Event)
 CLUSTER = web.AppKey("cluster", Optional[Cluster])
 RESUMES = web.AppKey("resumes", ResumeTokens)
+LOAD = web.AppKey("load", LoadManager)
 
 #: aiohttp closes a connection (code 1009) whose message exceeds this many
 #: times the configured limit; up to it, the session answers message_too_large.
@@ -67,10 +69,13 @@ def create_app(config: ServerConfig | None = None, observer: Optional[RoomObserv
     observer = _chain(app[WEBHOOKS].observe if app[WEBHOOKS] else None,
                       app[CLUSTER].observe if app[CLUSTER] else None, observer)
     app[ROOMS] = RoomRegistry(config.sfu, capacity=config.limits.room_capacity, observer=observer)
+    app[LOAD] = LoadManager(config.sfu.load, app[ROOMS].set_shed)
+    receive_buffers.apply(config.sfu)
     app[METRICS] = CollectorRegistry()
-    app[METRICS].register(SfuCollector(app[ROOMS]))
+    app[METRICS].register(SfuCollector(app[ROOMS], load=app[LOAD]))
     ProcessCollector(registry=app[METRICS])
-    app[SERVER_METRICS] = ServerMetrics(app[METRICS], lambda: app[WEBHOOKS].stats if app[WEBHOOKS] else Counter())
+    app[SERVER_METRICS] = ServerMetrics(app[METRICS], lambda: app[WEBHOOKS].stats if app[WEBHOOKS] else Counter(),
+                                        lambda: app[LOAD].measure.last_lag)
     app[SOCKETS] = weakref.WeakSet()
     app[JOINS] = JoinLimiter(config.limits.joins_per_minute)
     app[CONNECTIONS] = connection_limiter(config)
@@ -161,11 +166,11 @@ async def _udp_port(app: web.Application) -> AsyncIterator[None]:
 async def _background(app: web.Application) -> AsyncIterator[None]:
     if app[CLUSTER]:
         await app[CLUSTER].start()
-    app[SERVER_METRICS].start()
+    app[LOAD].start()
     if app[WEBHOOKS]:
         app[WEBHOOKS].start()
     yield
-    await app[SERVER_METRICS].stop()
+    app[LOAD].stop()
     if app[WEBHOOKS]:
         await app[WEBHOOKS].stop()
     if app[CLUSTER]:

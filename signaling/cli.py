@@ -55,6 +55,11 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--udp-port", type=int, metavar="PORT",
                        help="single-port mode: every peer connection shares this one UDP port "
                        "per ICE address (instead of a port each)")
+    serve.add_argument("--receive-buffer-ms", type=int, metavar="MS",
+                       help="single-port mode: the shared socket buffers this much of its expected "
+                       "ingress; beyond, the kernel drops instead of delaying (default 250)")
+    serve.add_argument("--no-load-shedding", action="store_true", default=None,
+                       help="never shed video when the event loop is overloaded (still measured)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
     serve.add_argument("--log-json", action="store_true", default=None, help="log one JSON object per line")
     serve.add_argument("--keys", metavar="KEY:SECRET,...", help="API key/secret pairs (also PYSFU_KEYS)")
@@ -130,7 +135,9 @@ def serve_flags(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--udp-port-range must look like 50000-60000, not {args.udp_port_range!r}") from None
     flags["limits"] = _given(limits)
     flags["webhooks"] = _given({"urls": args.webhook_url})
-    flags["sfu"] = _given({"ice": _given(ice), "resume_grace": args.resume_grace})
+    flags["sfu"] = _given({"ice": _given(ice), "resume_grace": args.resume_grace,
+                           "receive_buffer_ms": args.receive_buffer_ms,
+                           "load": _given({"enabled": False if args.no_load_shedding else None})})
     flags["cluster"] = _given({"redis_url": args.redis_url, "node_id": args.node_id, "url": args.node_url,
                                "heartbeat": args.heartbeat, "ttl": args.node_ttl})
     flags["ice_servers"] = _given({"turn_urls": args.turn_url, "turn_secret": args.turn_secret,

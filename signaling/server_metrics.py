@@ -1,4 +1,5 @@
-"""Signaling-side metrics: join latency, event-loop lag, errors, webhooks.
+"""Signaling-side metrics: join latency, event-loop lag (measured by
+sfu/loop_load.py), errors, webhooks.
 
 The forwarding core's figures come from sfu.metrics.SfuCollector; these
 are the ones only the server around it knows.
@@ -7,21 +8,21 @@ are the ones only the server around it knows.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
-from typing import Callable, Optional
+from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter as PromCounter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-LAG_INTERVAL = 0.25
-
 
 class ServerMetrics:
     """Metrics owned by the signaling server, registered on ``registry``."""
 
-    def __init__(self, registry: CollectorRegistry, webhook_stats: Callable[[], Counter]) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, webhook_stats: Callable[[], Counter], loop_lag: Callable[[], float],
+    ) -> None:
+        """``loop_lag``: the latest event loop lag (sfu/loop_load.py measures it)."""
         self.join_seconds = Histogram(
             "pysfu_join_seconds", "time from a join request to its response",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=registry,
@@ -34,24 +35,7 @@ class ServerMetrics:
             "messages that did not fit a slow reader's outbox: event dropped, or the connection closed",
             ["outcome"], registry=registry,
         )
-        self.loop_lag = 0.0
-        self._lag_task: Optional[asyncio.Task] = None
-        registry.register(_LoopAndWebhooks(self, webhook_stats))
-
-    def start(self) -> None:
-        self._lag_task = asyncio.ensure_future(self._watch_lag())
-
-    async def stop(self) -> None:
-        if self._lag_task is not None:
-            self._lag_task.cancel()
-            await asyncio.gather(self._lag_task, return_exceptions=True)
-
-    async def _watch_lag(self) -> None:
-        """How late the loop wakes a sleeper: a busy media path shows here."""
-        while True:
-            start = time.perf_counter()
-            await asyncio.sleep(LAG_INTERVAL)
-            self.loop_lag = max(0.0, time.perf_counter() - start - LAG_INTERVAL)
+        registry.register(_LoopAndWebhooks(loop_lag, webhook_stats))
 
 
 def _live_tasks() -> int:
@@ -62,14 +46,14 @@ def _live_tasks() -> int:
 
 
 class _LoopAndWebhooks(Collector):
-    def __init__(self, metrics: ServerMetrics, webhook_stats: Callable[[], Counter]) -> None:
-        self._metrics = metrics
+    def __init__(self, loop_lag: Callable[[], float], webhook_stats: Callable[[], Counter]) -> None:
+        self._loop_lag = loop_lag
         self._webhook_stats = webhook_stats
 
     def collect(self):
         yield GaugeMetricFamily(
-            "pysfu_event_loop_lag_seconds", "how late the event loop woke a 250 ms sleep, last sample",
-            value=self._metrics.loop_lag,
+            "pysfu_event_loop_lag_seconds", "how late the event loop ran a 100 ms timer, last sample",
+            value=self._loop_lag(),
         )
         yield GaugeMetricFamily(
             "pysfu_asyncio_tasks", "asyncio tasks not yet done (a leak grows it)", value=_live_tasks(),

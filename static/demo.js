@@ -934,6 +934,7 @@ function wireClient(client) {
   client.on("speakers_changed", onSpeakersChanged);
   client.on("recording_started", showRecording);
   client.on("recording_stopped", showRecording);
+  client.on("server_load", showServerLoad);
   for (const type of ["track_published", "track_unpublished", "track_muted"]) {
     client.on(type, ({ track, participant_id }) => refreshIndicators(participant_id || track.participant_id));
   }
@@ -1065,9 +1066,15 @@ function showRecording() {
   $("recording").hidden = !(demo.client && demo.client.recordings.size > 0);
 }
 
+/** The server is overloaded and sends less video (never audio or the speaker's). */
+function showServerLoad() {
+  $("server-load").hidden = !(demo.client && demo.client.serverLoad.level > 0);
+}
+
 function showJoinedRoom(res, name) {
   showCall(true);
   showRecording();
+  showServerLoad();
   ensureTile(res.participant.id, name, true);
   for (const p of res.participants) {
     if (p.id !== res.participant.id) ensureTile(p.id, p.name);
@@ -1131,6 +1138,7 @@ function endCall(state, text, code) {
   const client = demo.client;
   demo.isJoined = false;
   $("recording").hidden = true;
+  $("server-load").hidden = true;
   clearTiles();
   clearShares();
   resetLayout();

@@ -146,6 +146,8 @@ export const QUALITIES = Object.freeze(["low", "medium", "high"]);
  *                         (also in `slots`); each change also comes as `trackremoved` / `track`
  *  - `recording_started`, `recording_stopped` {room, recording_id, track_ids}  the room is
  *                         being recorded while `recordings` (ids, from join_response too) is not empty
+ *  - `server_load`        {level, shed}  the server is overloaded and sheds video (level 1-4), or
+ *                         gave it back (0); never audio or the speakers' video (also in `serverLoad`)
  * Client events (snake_case like the server's; the camelCase names
  * `trackInfo`, `participantId`, `trackId` still read the same but are deprecated):
  *  - `track`        {track, track_info, participant_id, track_id, mid, kind, streams}  (a RemoteTrack + streams)
@@ -221,6 +223,8 @@ export class PysfuClient extends EventTarget {
     this.transcription = null;
     /** Ids of the room's recordings in progress (non-empty: the room is being recorded). */
     this.recordings = new Set();
+    /** What the server's load takes off the video we get: {level: 0 (nothing) .. 4, shed}. */
+    this.serverLoad = { level: 0, shed: "none" };
     /** @type {Map<Function, Map<string, EventListener>>} */
     this._listenerWrappers = new Map();
     this._leaving = false;
@@ -317,6 +321,8 @@ export class PysfuClient extends EventTarget {
       // reconnect and resume, connection quality (issue 6)
       participant_state: () => roster.setParticipantState(this, msg),
       connection_quality: () => roster.setConnectionQuality(this, msg),
+      // graceful overload (issue 13): the server sheds video while it is overloaded
+      server_load: () => { this.serverLoad = { level: msg.level, shed: msg.shed }; },
       reconnect: () => {}, // the server lost our media: the socket closes next, we resume
       // live captions
       transcription_started: () => { this.transcription = { id: msg.transcription_id, language: msg.language }; },
@@ -390,6 +396,7 @@ export class PysfuClient extends EventTarget {
     res.participants.forEach((p) => roster.addParticipant(this, p));
     this.chat = (res.chat_history || []).slice(-CHAT_HISTORY).map((m) => ({ ...m }));
     this.recordings = new Set(res.recordings || []);
+    this.serverLoad = { level: 0, shed: "none" }; // a loaded server says so right after this answer
     // STUN/TURN servers (TURN credentials minted for us) for both PCs, made just below
     if (!this._ownIceServers) this.rtcConfig.iceServers = res.ice_servers || [];
     this._reconnect.keepResumeToken(res);

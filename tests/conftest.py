@@ -66,8 +66,12 @@ def join_token(identity: str, room: str) -> str:
 
 
 def loopback_config(sfu: dict | None = None, **settings) -> ServerConfig:
-    """Loopback-only server settings, plus ``settings`` (``sfu``: SfuConfig fields)."""
-    return ServerConfig(port=0, sfu=SfuConfig(ice=IceConfig(addresses=LOOPBACK), **(sfu or {})), **settings)
+    """Loopback-only server settings, plus ``settings`` (``sfu``: SfuConfig fields).
+
+    Load shedding is off unless ``sfu`` turns it on: an in-process server's
+    event loop also runs the test's clients, so its load is theirs too."""
+    sfu = {"load": {"enabled": False}, **(sfu or {})}
+    return ServerConfig(port=0, sfu=SfuConfig(ice=IceConfig(addresses=LOOPBACK), **sfu), **settings)
 
 
 async def start_local_server(config: ServerConfig) -> LocalServer:

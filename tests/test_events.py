@@ -220,6 +220,8 @@ WIRE = [
     (events.ConnectionQuality([{"participant_id": "PA_a", "quality": "poor", "downstream_loss": 24.6, "rtt_ms": 2.1}]),
      {"type": "connection_quality",
       "updates": [{"participant_id": "PA_a", "quality": "poor", "downstream_loss": 24.6, "rtt_ms": 2.1}]}),
+    (events.ServerLoad(2, "lowest_layer_only"), {"type": "server_load", "level": 2, "shed": "lowest_layer_only"}),
+    (events.ServerLoad(0, "none"), {"type": "server_load", "level": 0, "shed": "none"}),
     (events.RecordingStarted("demo", "RC_a", ["TR_a"]),
      {"type": "recording_started", "room": "demo", "recording_id": "RC_a", "track_ids": ["TR_a"]}),
     (events.RecordingStopped("demo", "RC_a"),

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from .conftest import ROOT
 from .media import PatternVideoTrack, ToneAudioTrack
 from .prometheus import metrics_text, scrape
+from .waiting import eventually_async
 
 
 async def rtp_stats(pc, stat_type: str) -> dict[str, dict]:
@@ -76,6 +77,15 @@ async def test_error_codes_are_counted(server, clients):
     await client.request({"type": "ping"})
     metrics = await scrape(server.http)
     assert metrics['pysfu_signaling_errors_total{code="bad_json"}'] == 1
+
+
+async def test_load_figures_are_served(server):
+    """The event loop's load and the load manager's level (sfu/load_manager.py)."""
+    metrics = await eventually_async(lambda: scrape(server.http), lambda m: m["pysfu_loop_lag_seconds_count"] >= 3)
+    assert 0 <= metrics["pysfu_loop_busy_ratio"] <= 1
+    assert metrics["pysfu_loop_lag_smoothed_seconds"] >= 0
+    assert metrics["pysfu_load_shed_level"] == 0
+    assert metrics['pysfu_load_shed_steps_total{direction="up"}'] == 0
 
 
 async def test_grafana_dashboard_uses_only_served_metrics(server):

@@ -37,6 +37,7 @@ from .events import (
     RecordingStarted,
     RecordingStopped,
     RoomUpdated,
+    ServerLoad,
     ServerMessage,
     SlotsChanged,
     SpeakersChanged,

@@ -1,0 +1,41 @@
+"""How much the kernel may queue on the media sockets: sized by latency.
+
+A UDP receive buffer is a queue in front of the event loop. A big one turns
+a loop that falls behind into seconds of latency (4 MiB held ≈ 3,500
+datagrams of 1.2 kB: 3.5 s at 1,000 packets/s), all of it stale by the time
+it is read. Sized to ``receive_buffer_ms`` of the socket's expected ingress,
+what the loop cannot take in time is dropped instead (NACKs and the load
+manager, sfu/load_manager.py, deal with that), so latency stays capped.
+
+The kernel doubles the size asked (for its bookkeeping) and charges each
+datagram its buffer's true size (≈ 2.3 kB for 1.2 kB of payload), so a size
+asked in payload bytes holds about that many bytes of datagrams. It also
+caps the size at ``net.core.rmem_max``.
+
+Sized here: the shared socket of single-port mode, which only the server
+opens. A peer connection's own socket (port-range mode) keeps
+sfu/transport.py's RECEIVE_BUFFER: clients (signaling/client/, the
+benchmarks' peers) open theirs through the same code.
+"""
+
+from __future__ import annotations
+
+from . import udp_mux
+from .config import SfuConfig
+
+MIN_SIZE = 64 * 1024  # bytes: a key frame's burst must fit
+
+
+def size(bitrate: float, ms: float) -> int:
+    """Bytes that ``ms`` milliseconds of ``bitrate`` bits/s take."""
+    return max(MIN_SIZE, int(bitrate / 8 * ms / 1000))
+
+
+def shared_port(config: SfuConfig) -> int:
+    """The one socket of single-port mode: every publisher of the worker."""
+    return size(config.udp_port_ingress_mbps * 1_000_000, config.receive_buffer_ms)
+
+
+def apply(config: SfuConfig) -> None:
+    """Size the shared sockets bound from now on (the settings are the process's)."""
+    udp_mux.RECEIVE_BUFFER = shared_port(config)
