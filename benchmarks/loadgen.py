@@ -27,7 +27,7 @@ ingress/egress packets/s, loss at the subscribers (audio and video apart)
 and the part the SFU added, forward latency p50/p99 (all, audio, video),
 join time p50/p99/max and the last joiner's, how often the dominant
 speaker's video reached the subscribers, the degradation the SFU chose
-(its ``pysfu_load_level`` gauge, where it has one), server RSS, the
+(its ``pysfu_load_shed_level`` gauge, where it has one), server RSS, the
 generator's own CPU (total and per participant), the machine's load, and
 two verdicts: "holds" (loss < 0.5 %, p99 < 50 ms, every join < 3 s, no
 degradation) and the big-room bar (audio loss < 0.5 %, audio p99 < 100 ms,
@@ -610,7 +610,7 @@ def window_histogram(before: dict, after: dict, key: str) -> Counter:
 
 
 def load_figures(before: Optional[dict], after: Optional[dict]) -> dict:
-    """The degradation the SFU chose: its pysfu_load_level gauge (the highest
+    """The degradation the SFU chose: its pysfu_load_shed_level gauge (the highest
     over its labels, e.g. workers) at the start and end of the window, and
     every pysfu_load_* sample at the end. None where the SFU has no such gauge."""
     def level(metrics: Optional[dict]) -> Optional[float]:
@@ -621,7 +621,7 @@ def load_figures(before: Optional[dict], after: Optional[dict]) -> dict:
             "load_metrics": after or None}
 
 
-LOAD_LEVEL = "pysfu_load_level"
+LOAD_LEVEL = "pysfu_load_shed_level"
 
 
 def join_figures(joins: list[tuple[str, float]], rejoins: list[tuple[str, float]],
@@ -730,9 +730,9 @@ def print_result(r: dict) -> None:
         f"{r.get('join_failures', 0)} failed;  room filled in {r['setup_s']} s",
         f"  dominant speaker's video reached the subscribers in {_fmt(r.get('speaker_video_pct'), 1)}% "
         f"of {r.get('speaker_video_samples', 0)} samples",
-        f"  degradation: " + (f"pysfu_load_level {_fmt(r.get('load_level_start'))} at the window's start, "
+        f"  degradation: " + (f"pysfu_load_shed_level {_fmt(r.get('load_level_start'))} at the window's start, "
                               f"{_fmt(r.get('load_level_end'))} at its end"
-                              if r.get("load_level_end") is not None else "not reported (no pysfu_load_level)")
+                              if r.get("load_level_end") is not None else "not reported (no pysfu_load_shed_level)")
         + (f"; {', '.join(f'{k} {v:g}' for k, v in r['load_metrics'].items())}" if r.get("load_metrics") else ""),
     ]
     if "rejoined" in r:
