@@ -7,6 +7,7 @@ import pytest
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 
+from sfu.codecs import handler
 from sfu.depacketizer import KEYFRAME_RETRY_FRAMES, VIDEO_HOLD_TICKS, Depacketizer
 
 from .media import PatternVideoTrack
@@ -37,7 +38,7 @@ async def test_reordered_packets_become_decodable_frames(name, encoder, decoder)
     shuffled = packets[:]
     for i in range(1, len(shuffled) - 1, 3):  # neighbours swapped all along (after the first)
         shuffled[i], shuffled[i + 1] = shuffled[i + 1], shuffled[i]
-    depacketizer = Depacketizer(name)
+    depacketizer = Depacketizer(handler(name))
     frames = [f for p in shuffled for f in depacketizer.push(*p)] + depacketizer.flush()
     assert len(frames) == 20 and frames[0].keyframe
     assert [(p.width, p.height) for p in decode(decoder, frames)][-1] == (320, 240)
@@ -46,7 +47,7 @@ async def test_reordered_packets_become_decodable_frames(name, encoder, decoder)
 async def test_a_lost_packet_drops_frames_until_the_next_keyframe():
     packets = await encoded_packets(Vp8Encoder(), 10)
     asked = []
-    depacketizer = Depacketizer("VP8", lambda: asked.append(1))
+    depacketizer = Depacketizer(handler("VP8"), lambda: asked.append(1))
     lost = next(i for i, p in enumerate(packets) if p[1] != packets[0][1]) + 1  # inside frame 2 or 3
     frames = [f for i, p in enumerate(packets) if i != lost for f in depacketizer.push(*p)] + depacketizer.flush()
     assert asked == [1]
@@ -59,7 +60,7 @@ async def test_a_keyframe_that_does_not_come_is_asked_for_again():
     waiting must not last until the publisher happens to send one."""
     packets = await encoded_packets(Vp8Encoder(), 2 + 2 * KEYFRAME_RETRY_FRAMES)
     asked = []
-    depacketizer = Depacketizer("VP8", lambda: asked.append(1))
+    depacketizer = Depacketizer(handler("VP8"), lambda: asked.append(1))
     second = next(i for i, p in enumerate(packets) if p[1] != packets[0][1])
     frames = [f for i, p in enumerate(packets) if i != second for f in depacketizer.push(*p)] + depacketizer.flush()
     assert len(frames) == 1  # only the first keyframe: everything after the loss waits
@@ -72,7 +73,7 @@ async def test_a_low_rate_stream_gives_up_on_a_lost_packet_after_half_a_second()
     asks for a keyframe."""
     packets = await encoded_packets(Vp8Encoder(), 40)
     asked = []
-    depacketizer = Depacketizer("VP8", lambda: asked.append(1))
+    depacketizer = Depacketizer(handler("VP8"), lambda: asked.append(1))
     second = next(i for i, p in enumerate(packets) if p[1] != packets[0][1])
     for i, packet in enumerate(packets):
         if i != second:
