@@ -40,6 +40,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .codecs import CodecHandler, handler as codec_handler
 from .depacketizer import Depacketizer
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,6 @@ MAX_AHEAD = 10 * AUDIO_RATE  # samples of mixed audio held ahead of the output
 BACKGROUND = (24, 24, 28)
 PLACEHOLDER = (60, 62, 70)
 LABEL_BACKGROUND = (0, 0, 0)
-_DECODERS = {"OPUS": "opus", "VP8": "vp8", "H264": "h264"}
 
 
 # --- layout -----------------------------------------------------------------------
@@ -119,7 +119,7 @@ class Mixer:
 class _Stream:
     key: str
     kind: str
-    codec: str
+    codec: CodecHandler
     clock_rate: int
     group: str
     depacketizer: Depacketizer = None
@@ -134,7 +134,7 @@ class _Stream:
         import av
 
         self.depacketizer = Depacketizer(self.codec, on_keyframe_needed)
-        self.decoder = av.CodecContext.create(_DECODERS[self.codec], "r")
+        self.decoder = av.CodecContext.create(self.codec.ffmpeg_name, "r")
         self.origin = None
 
 
@@ -172,7 +172,7 @@ class Compositor:
             self._sender_report(*item[1:])
         elif what == "track":
             _, key, kind, codec, clock_rate, group = item
-            stream = _Stream(key, kind, codec.upper(), clock_rate, group)
+            stream = _Stream(key, kind, codec_handler(codec), clock_rate, group)
             stream.reset(self._keyframe_request(key))
             self.streams[key] = stream
         elif what == "reset" and item[1] in self.streams:

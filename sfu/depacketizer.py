@@ -3,11 +3,12 @@ forwarding path).
 
 A ``Depacketizer`` takes one stream's packets in arrival order, puts them
 back in sequence order through a small reorder window, and assembles whole
-frames: VP8 (RFC 7741 descriptor stripped), H.264 (RFC 6184 single NAL,
-STAP-A and FU-A to Annex B) and Opus (one packet, one frame). A frame with a
-missing packet is dropped; after a drop, video waits for the next keyframe
-(``on_keyframe_needed`` asks the publisher for one) so that a decoder never
-sees a frame whose reference is gone. Timestamps are unwrapped to 64 bits.
+frames: the codec's handler (sfu/codecs/) turns each video payload into
+bitstream bytes and tells which frames are keyframes; audio is one packet,
+one frame. A frame with a missing packet is dropped; after a drop, video
+waits for the next keyframe (``on_keyframe_needed`` asks the publisher for
+one) so that a decoder never sees a frame whose reference is gone.
+Timestamps are unwrapped to 64 bits.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
+from .codecs import CodecHandler
+
 if TYPE_CHECKING:
     from .stream_reader import ReceivedPacket
 
-START_CODE = b"\x00\x00\x00\x01"
 #: Frames that arrive while waiting for a keyframe before it is asked for again
 #: (the first request, or the keyframe itself, may be lost too).
 KEYFRAME_RETRY_FRAMES = 30
@@ -36,94 +38,15 @@ class Frame:
     keyframe: bool
 
 
-# --- per-codec payload handling ------------------------------------------------
-
-
-def vp8_payload(payload: bytes) -> tuple[bool, bytes]:
-    """(starts a frame, VP8 bitstream bytes) with the RFC 7741 descriptor removed."""
-    if not payload:
-        return False, b""
-    first = payload[0]
-    pos = 1
-    if first & 0x80 and len(payload) > 1:
-        ext = payload[1]
-        pos = 2
-        if ext & 0x80:
-            pos += 2 if len(payload) > pos and payload[pos] & 0x80 else 1
-        if ext & 0x40:
-            pos += 1
-        if ext & 0x30:
-            pos += 1
-    start = bool(first & 0x10) and not first & 0x07
-    return start, payload[pos:]
-
-
-def vp8_keyframe(data: bytes) -> bool:
-    return bool(data) and not data[0] & 0x01
-
-
-def h264_payload(payload: bytes) -> tuple[bool, bytes]:
-    """(starts a NAL unit sequence, Annex B bytes) of one RTP payload."""
-    if not payload:
-        return False, b""
-    nal_type = payload[0] & 0x1F
-    if 1 <= nal_type <= 23:
-        return True, START_CODE + payload
-    if nal_type == 24:  # STAP-A: 16-bit sizes, then NAL units
-        out = bytearray()
-        pos = 1
-        while pos + 2 <= len(payload):
-            size = int.from_bytes(payload[pos : pos + 2], "big")
-            pos += 2
-            if size == 0 or pos + size > len(payload):
-                break
-            out += START_CODE + payload[pos : pos + size]
-            pos += size
-        return True, bytes(out)
-    if nal_type == 28 and len(payload) > 1:  # FU-A
-        header = payload[1]
-        if header & 0x80:  # start of the fragmented NAL unit
-            return True, START_CODE + bytes([(payload[0] & 0xE0) | (header & 0x1F)]) + payload[2:]
-        return False, payload[2:]
-    return False, b""  # STAP-B, MTAP, FU-B: not used by WebRTC
-
-
-def h264_nal_types(data: bytes) -> list[int]:
-    """NAL unit types of an Annex B buffer (4-byte start codes, as built here)."""
-    types = []
-    pos = data.find(START_CODE)
-    while pos >= 0 and pos + 4 < len(data):
-        types.append(data[pos + 4] & 0x1F)
-        pos = data.find(START_CODE, pos + 4)
-    return types
-
-
-def h264_keyframe(data: bytes) -> bool:
-    return 5 in h264_nal_types(data)
-
-
-def h264_parameter_sets(data: bytes) -> bytes:
-    """The SPS and PPS NAL units of an Annex B frame (the stream's extradata)."""
-    units = [START_CODE + unit for unit in data.split(START_CODE) if unit and unit[0] & 0x1F in (7, 8)]
-    return b"".join(units)
-
-
-_CODECS = {
-    "VP8": (vp8_payload, vp8_keyframe),
-    "H264": (h264_payload, h264_keyframe),
-}
-
-
 # --- the assembler ---------------------------------------------------------------
 
 
 class Depacketizer:
     """One stream's packets in, whole frames out (see the module docstring)."""
 
-    def __init__(self, codec_name: str, on_keyframe_needed: Callable[[], None] = lambda: None) -> None:
-        self.codec = codec_name.upper()
-        self.audio = self.codec not in _CODECS
-        self._payload, self._is_keyframe = _CODECS.get(self.codec, (None, None))
+    def __init__(self, codec: CodecHandler, on_keyframe_needed: Callable[[], None] = lambda: None) -> None:
+        self.codec = codec
+        self.audio = codec.kind == "audio"
         self._on_keyframe_needed = on_keyframe_needed
         self._window = AUDIO_WINDOW if self.audio else VIDEO_WINDOW
         self._pending: dict[int, tuple[int, bool, bytes]] = {}  # ext seq -> (ts, marker, payload)
@@ -223,11 +146,11 @@ class Depacketizer:
         if self._parts and ts != self._frame_ts:
             self._frame_ok = False  # the previous frame never saw its marker
             self._end_frame(frames)
-        start, data = self._payload(payload)
+        start, data = self.codec.depacketize(payload)
         if not self._parts:
             self._frame_ts = ts
             self._frame_ok = start
-        elif start and self.codec == "VP8":
+        elif start and self.codec.frame_starts:
             self._frame_ok = False  # a second frame start: something is wrong
         self._parts.append(data)
         if marker:
@@ -245,7 +168,7 @@ class Depacketizer:
             if not self.waiting_keyframe:
                 self._need_keyframe()
             return
-        keyframe = self._is_keyframe(data)
+        keyframe = self.codec.frame_is_keyframe(data)
         if self.waiting_keyframe:
             if not keyframe:
                 self._waited_frames += 1

@@ -4,7 +4,8 @@ A ``Recording`` reads each recorded track like a down-track (see
 ``layer_reader.LayerReader``) and hands the packets to one worker thread,
 which depacketizes them into frames, maps RTP timestamps to wall-clock time
 through the publisher's sender reports (so that audio and video stay in
-sync), and muxes them with PyAV: WebM for VP8 + Opus, Matroska for H.264.
+sync), and muxes them with PyAV: WebM where every codec fits it (VP8 + Opus),
+else Matroska (H.264); the codec handlers (sfu/codecs/) tell which.
 Video starts at a keyframe; audio before the first video frame is dropped;
 a frame with a lost packet is dropped and video resumes at the next
 keyframe, timestamps untouched (the file has a gap, not a shift).
@@ -34,7 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 from . import events, recording_files
-from .depacketizer import Depacketizer, Frame, h264_parameter_sets
+from .codecs import CodecHandler, handler as codec_handler
+from .depacketizer import Depacketizer, Frame
 from .ids import new_id
 from .layer_reader import LayerReader
 
@@ -82,7 +84,7 @@ class RecordingSlots:
 class _TrackState:
     track_id: str
     kind: str
-    codec: str
+    codec: CodecHandler
     clock_rate: int
     depacketizer: Depacketizer
     origin: Optional[tuple[int, float]] = None  # (unwrapped RTP ts, NTP seconds) of a sender report
@@ -104,11 +106,11 @@ class Recording:
         self.id = new_id("RC")
         self.room = room_name
         self.track_ids = [t.id for t in tracks]
-        h264 = any(t.codec.name.upper() == "H264" for t in tracks)
-        self.format = "matroska" if h264 else "webm"
+        webm = all(codec_handler(t.codec.name).webm for t in tracks)
+        self.format = "webm" if webm else "matroska"
         safe_room = "".join(c if c.isalnum() or c in "-_" else "_" for c in room_name)[:64]
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.path = path or Path(directory) / f"{safe_room}-{stamp}-{self.id}.{'mkv' if h264 else 'webm'}"
+        self.path = path or Path(directory) / f"{safe_room}-{stamp}-{self.id}.{'webm' if webm else 'mkv'}"
         self.started_at = time.time()
         self.error: Optional[str] = None
         self.duration = 0.0
@@ -121,10 +123,10 @@ class Recording:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
         self._readers: list[LayerReader] = []
-        self._states = [
-            _TrackState(t.id, t.kind, t.codec.name.upper(), t.codec.clock_rate, Depacketizer(t.codec.name))
-            for t in tracks
-        ]
+        self._states = []
+        for t in tracks:
+            codec = codec_handler(t.codec.name)
+            self._states.append(_TrackState(t.id, t.kind, codec, t.codec.clock_rate, Depacketizer(codec)))
         self._thread = threading.Thread(target=self._run, name=f"recorder-{self.id}", daemon=True)
         self._container = None
         self._origin = 0.0  # wall-clock time of pts 0
@@ -147,7 +149,7 @@ class Recording:
         self._thread.start()
         for key, track in enumerate(self._tracks):
             reader = LayerReader(track, self._queue.put, key)
-            self._states[key].depacketizer = Depacketizer(track.codec.name, reader.request_keyframe)
+            self._states[key].depacketizer = Depacketizer(self._states[key].codec, reader.request_keyframe)
             self._readers.append(reader)
             reader.want(len(track.layers) - 1)  # a simulcast track at its best layer
         self._follow_timer = self._loop.call_later(FOLLOW_INTERVAL, self._follow_tracks)
@@ -162,7 +164,7 @@ class Recording:
                 continue
             self.track_ids.append(track.id)
             path = self.path.with_name(f"{self.path.stem}-{track.id}{self.path.suffix}")
-            if track.codec.name.upper() == "H264":
+            if not codec_handler(track.codec.name).webm:
                 path = path.with_suffix(".mkv")
             later = Recording(self.room, [track], self.path.parent, path=path)
             self.later.append(later)
@@ -300,15 +302,15 @@ class Recording:
     def _add_stream(self, state: _TrackState):
         container = self._container
         first = state.ready[0][1]
-        if state.codec == "OPUS":
-            stream = container.add_stream("opus", rate=48000)
-        elif state.codec == "VP8":
-            stream = container.add_stream("vp8")
-            stream.width, stream.height = _vp8_size(first.data)
-        else:  # H264: the parameter sets of the first keyframe are the stream's extradata
-            stream = container.add_stream("h264")
-            stream.width, stream.height = _h264_size(first.data)
-            stream.codec_context.extradata = h264_parameter_sets(first.data)
+        codec = state.codec
+        if state.kind == "audio":
+            stream = container.add_stream(codec.ffmpeg_name, rate=state.clock_rate)
+        else:  # sized by the first keyframe, which also carries what the decoder needs
+            stream = container.add_stream(codec.ffmpeg_name)
+            stream.width, stream.height = codec.picture_size(first.data) or _decoded_size(codec, first.data)
+            extradata = codec.extradata(first.data)
+            if extradata:
+                stream.codec_context.extradata = extradata
         stream.time_base = TIME_BASE
         return stream
 
@@ -338,17 +340,12 @@ class Recording:
                 log.exception("recording %s: closing the file failed", self.id)
 
 
-def _vp8_size(data: bytes) -> tuple[int, int]:
-    if len(data) >= 10 and data[3:6] == b"\x9d\x01\x2a":
-        return (int.from_bytes(data[6:8], "little") & 0x3FFF, int.from_bytes(data[8:10], "little") & 0x3FFF)
-    return 640, 480
-
-
-def _h264_size(data: bytes) -> tuple[int, int]:
-    """Picture size of an H.264 keyframe: decoded once, at the start of a recording."""
+def _decoded_size(codec: CodecHandler, data: bytes) -> tuple[int, int]:
+    """Picture size of a keyframe whose header does not tell it (H.264): decoded
+    once, at the start of a recording."""
     import av
 
-    decoder = av.CodecContext.create("h264", "r")
+    decoder = av.CodecContext.create(codec.ffmpeg_name, "r")
     try:
         for frame in decoder.decode(av.Packet(data)):
             return frame.width, frame.height

@@ -25,6 +25,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from .codecs import handler as codec_handler
 from .depacketizer import Depacketizer, QueueReader
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ PCM_RATE = 16000
 BATCH_INTERVAL = 0.04  # the tap's thread wakes this often, not per packet (less GIL churn)
 BACKLOG = 500  # items kept for a slow ``async for`` reader (oldest dropped)
 _STOP = object()
-_DECODERS = {"OPUS": "opus", "VP8": "vp8", "H264": "h264"}
 
 
 class Tap:
@@ -47,9 +47,9 @@ class Tap:
     def __init__(self, track: PublishedTrack, callback: Optional[Callable[[Any], None]] = None) -> None:
         if track.kind != self.kind:
             raise ValueError(f"{type(self).__name__} needs a {self.kind} track, not {track.kind}")
-        codec = track.codec.name.upper()
-        if codec not in _DECODERS:
-            raise ValueError(f"no decoder for {codec}")
+        codec = codec_handler(track.codec.name)
+        if not codec.ffmpeg_name:
+            raise ValueError(f"no decoder for {track.codec.name}")
         self.track = track
         self.callback = callback
         self.codec = codec
@@ -103,7 +103,7 @@ class Tap:
     def _run(self) -> None:
         import av
 
-        decoder = av.CodecContext.create(_DECODERS[self.codec], "r")
+        decoder = av.CodecContext.create(self.codec.ffmpeg_name, "r")
         depacketizer = Depacketizer(self.codec, self._reader.request_keyframe)
         try:
             while self._batch(decoder, depacketizer):

@@ -46,6 +46,18 @@ def rtp_packet(
     return header + payload + tail
 
 
+def bare(payload: bytes) -> tuple[bytes, int]:
+    """(packet, payload offset) of a payload read on its own."""
+    return payload, 0
+
+
+def in_rtp(payload: bytes) -> tuple[bytes, int]:
+    """(packet, payload offset) of a payload behind a CSRC and a header
+    extension, so that a reader must start at the offset it is given."""
+    extension = one_byte_ext([(1, b"\x01\x01\x01")])
+    return rtp_packet(csrcs=[1], extension=extension, payload=payload), 12 + 4 + len(extension)
+
+
 def raw_ext(profile: int, body: bytes, length_words: Optional[int] = None) -> bytes:
     """An extension block with an explicit profile; the length field may lie."""
     if length_words is None:
@@ -109,11 +121,12 @@ def vp8_descriptor(
     return out
 
 
-def vp8_frame_header(keyframe: bool) -> bytes:
-    """The first bytes of a VP8 frame (RFC 6386 9.1): P bit 0 means key frame."""
+def vp8_frame_header(keyframe: bool, width: int = 640, height: int = 480) -> bytes:
+    """The first bytes of a VP8 frame (RFC 6386 9.1): P bit 0 means key frame;
+    a key frame's 16-bit sizes hold two upscaling bits above 14 bits of size."""
     if keyframe:
-        # size/show/version bits, then the key frame start code and 640x480.
-        return bytes([0x10, 0x02, 0x00]) + b"\x9d\x01\x2a" + struct.pack("<HH", 640, 480)
+        # size/show/version bits, then the key frame start code and the picture size.
+        return bytes([0x10, 0x02, 0x00]) + b"\x9d\x01\x2a" + struct.pack("<HH", width, height)
     return bytes([0x11, 0x02, 0x00])
 
 

@@ -1,7 +1,7 @@
 """A subscriber that never decodes: it answers the server's offers with a
-bare PeerTransport, reads VP8 key frame sizes from the RTP it receives, and
-can report any REMB it is told to. Used to drive bandwidth-based layer
-selection from a test."""
+bare PeerTransport, reads key frame sizes from the RTP it receives (where
+the codec's header tells them, as VP8's does), and can report any REMB it
+is told to. Used to drive bandwidth-based layer selection from a test."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Optional
 import aiohttp
 
 from sfu import rtcp
-from sfu.codecs.vp8 import keyframe_size
+from sfu.codecs import CodecHandler, handler
 from sfu.config import IceConfig
 from sfu.rtp import payload_offset
 from sfu.transport import PeerTransport
@@ -34,7 +34,7 @@ class RawSubscriber:
         self._tasks: list[asyncio.Task] = []
         self._remb: Optional[int] = None
         self._ssrcs: set[int] = set()
-        self._video_pts: set[int] = set()
+        self._video_codecs: dict[int, CodecHandler] = {}  # payload type -> handler
         self._pli_sent = 0.0
         #: Sequence numbers received, per SSRC, in arrival order (any kind).
         self.seqs: dict[int, list[int]] = {}
@@ -73,8 +73,9 @@ class RawSubscriber:
             self.events.append({**data, "at": time.monotonic()})
             if data["type"] == "subscriber_offer" and self.answering:
                 answer = await self.transport.answer(data["sdp"])
-                self._video_pts = {
-                    s.codec.payload_type for s in self.transport.received_sections() if s.kind == "video"
+                self._video_codecs = {
+                    s.codec.payload_type: handler(s.codec.name)
+                    for s in self.transport.received_sections() if s.kind == "video"
                 }
                 asyncio.ensure_future(self.request({"type": "subscriber_answer", "sdp": answer}))
 
@@ -102,11 +103,12 @@ class RawSubscriber:
         offset = payload_offset(packet)
         self.seqs.setdefault(int.from_bytes(packet[8:12], "big"), []).append(
             int.from_bytes(packet[2:4], "big"))
-        if offset < 0 or packet[1] & 0x7F not in self._video_pts:
+        codec = self._video_codecs.get(packet[1] & 0x7F)
+        if offset < 0 or codec is None:
             return
         self._ssrcs.add(int.from_bytes(packet[8:12], "big"))
         self.video_packets += 1
-        size = keyframe_size(packet, offset)
+        size = codec.frame_size(packet, offset)
         if size is not None:
             self.frame_sizes.append((time.monotonic(), *size))
 

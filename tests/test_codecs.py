@@ -1,133 +1,78 @@
-"""sfu.codecs: keyframe detection on VP8 and H.264 RTP payloads."""
+"""sfu.codecs: the handler registry, what each handler tells the rest of the
+SFU, and the plain handler an unknown codec gets. Each codec's payload
+reading has its own file: test_codec_vp8.py, test_codec_h264.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from sfu import rtp
-from sfu.codecs import h264, handler, vp8
+from sfu.codecs import CodecHandler, handler
 
-from .packets import fu_a, h264_nal, one_byte_ext, rtp_packet, stap_a, vp8_descriptor, vp8_frame_header
+from .packets import h264_nal, rtp_packet, stap_a, vp8_descriptor, vp8_frame_header
 
 P = pytest.param
 
-KEY = vp8_frame_header(keyframe=True)
-DELTA = vp8_frame_header(keyframe=False)
-
-# Skipped descriptor octets are odd in key frame rows and even in delta frame
-# rows, so reading the P bit one octet off flips the answer.
-ALL_ODD = dict(picture_id=0x1235, long_picture_id=True, tl0picidx=0x55, tid=1, layer_sync=True, keyidx=1)
-ALL_EVEN = dict(picture_id=0x1234, long_picture_id=True, tl0picidx=0x54, tid=2, keyidx=0)
-
-
-def framing(request_param: str, payload: bytes) -> tuple[bytes, int]:
-    """The payload alone (offset 0) or inside a full RTP packet (offset past the header)."""
-    if request_param == "bare":
-        return payload, 0
-    packet = rtp_packet(csrcs=[1], extension=one_byte_ext([(1, b"\x01\x01\x01")]), payload=payload)
-    return packet, rtp.payload_offset(packet)
-
-
-FRAMINGS = pytest.mark.parametrize("framed", [P("bare", id="bare"), P("rtp", id="in-rtp")])
-
-
-@FRAMINGS
-@pytest.mark.parametrize(
-    "payload, keyframe",
-    [
-        P(vp8_descriptor() + KEY, True, id="minimal-descriptor-key"),
-        P(vp8_descriptor() + DELTA, False, id="minimal-descriptor-delta"),
-        P(vp8_descriptor(picture_id=0x11) + KEY, True, id="7-bit-picture-id-key"),
-        P(vp8_descriptor(picture_id=0x10) + DELTA, False, id="7-bit-picture-id-delta"),
-        P(vp8_descriptor(picture_id=0x1235, long_picture_id=True) + KEY, True, id="15-bit-picture-id-key"),
-        P(vp8_descriptor(picture_id=0x1234, long_picture_id=True) + DELTA, False, id="15-bit-picture-id-delta"),
-        P(vp8_descriptor(tl0picidx=0x55) + KEY, True, id="tl0picidx-key"),
-        P(vp8_descriptor(tl0picidx=0x54) + DELTA, False, id="tl0picidx-delta"),
-        P(vp8_descriptor(tid=1, layer_sync=True, keyidx=1) + KEY, True, id="tid-keyidx-key"),
-        P(vp8_descriptor(tid=2) + DELTA, False, id="tid-delta"),
-        P(vp8_descriptor(keyidx=3) + KEY, True, id="keyidx-only-key"),
-        P(vp8_descriptor(**ALL_ODD) + KEY, True, id="all-extensions-key"),
-        P(vp8_descriptor(**ALL_EVEN) + DELTA, False, id="all-extensions-delta"),
-        P(vp8_descriptor(non_reference=True) + KEY, True, id="non-reference-bit-irrelevant"),
-        P(vp8_descriptor(start=False) + KEY, False, id="continuation-of-key-frame"),
-        P(vp8_descriptor(start=True, partition=1) + KEY, False, id="start-of-partition-1"),
-        P(vp8_descriptor(start=False, partition=2, **ALL_ODD) + KEY, False, id="later-partition-extended"),
-        P(b"", False, id="empty-payload"),
-        P(vp8_descriptor(), False, id="descriptor-without-frame"),
-        P(b"\x90", False, id="x-bit-without-extension-octet"),
-        P(b"\x90\x80", False, id="i-bit-without-picture-id"),
-        P(b"\x90\x80\x80", False, id="15-bit-picture-id-cut"),
-        P(vp8_descriptor(**ALL_ODD), False, id="all-extensions-without-frame"),
-    ],
-)
-def test_vp8_is_keyframe(framed, payload, keyframe):
-    packet, offset = framing(framed, payload)
-    assert vp8.is_keyframe(packet, offset) is keyframe
-
-
-@pytest.mark.parametrize("offset", [P(2, id="at-end"), P(10, id="past-end")])
-def test_vp8_offset_out_of_range(offset):
-    assert vp8.is_keyframe(vp8_descriptor() + b"\x00", offset) is False
-
-
-IDR, SPS, PPS, SEI, SLICE, AUD = 5, 7, 8, 6, 1, 9
-
-
-@FRAMINGS
-@pytest.mark.parametrize(
-    "payload, keyframe",
-    [
-        P(h264_nal(IDR), True, id="single-idr"),
-        P(h264_nal(SPS), True, id="single-sps"),
-        P(h264_nal(IDR, nri=0), True, id="single-idr-nri-0"),
-        P(h264_nal(PPS), False, id="single-pps"),
-        P(h264_nal(SLICE), False, id="single-non-idr-slice"),
-        P(h264_nal(SEI), False, id="single-sei"),
-        P(h264_nal(AUD, b"\xf0"), False, id="single-aud"),
-        P(stap_a([h264_nal(SPS), h264_nal(PPS), h264_nal(IDR)]), True, id="stap-a-sps-pps-idr"),
-        P(stap_a([h264_nal(SPS), h264_nal(PPS)]), True, id="stap-a-sps-pps"),
-        P(stap_a([h264_nal(SEI), h264_nal(IDR)]), True, id="stap-a-idr-second"),
-        P(stap_a([h264_nal(SEI), h264_nal(PPS, b"\x07\x07"), h264_nal(IDR)]), True, id="stap-a-idr-third"),
-        P(stap_a([h264_nal(PPS), h264_nal(SLICE)]), False, id="stap-a-pps-slice"),
-        P(stap_a([h264_nal(SEI, b"\x05" * 40)]), False, id="stap-a-sei-body-full-of-5s"),
-        P(stap_a([h264_nal(PPS)]) + b"\x00\x64" + h264_nal(SPS), False, id="stap-a-size-overruns-stops"),
-        P(stap_a([h264_nal(PPS)]) + b"\x00\x00" + h264_nal(SPS), False, id="stap-a-zero-size-stops"),
-        P(stap_a([h264_nal(IDR)]) + b"\x00\x64\x01", True, id="stap-a-idr-before-damage"),
-        P(stap_a([]), False, id="stap-a-header-only"),
-        P(stap_a([]) + b"\x00", False, id="stap-a-half-size-field"),
-        P(fu_a(IDR, start=True), True, id="fu-a-idr-start"),
-        P(fu_a(IDR, start=True, end=True), True, id="fu-a-idr-start-and-end"),
-        P(fu_a(IDR, start=False), False, id="fu-a-idr-middle"),
-        P(fu_a(IDR, start=False, end=True), False, id="fu-a-idr-end"),
-        P(fu_a(SPS, start=True), True, id="fu-a-sps-start"),
-        P(fu_a(SLICE, start=True), False, id="fu-a-slice-start"),
-        P(fu_a(IDR, start=True, body=b"")[:1], False, id="fu-a-without-fu-header"),
-        P(b"", False, id="empty-payload"),
-    ],
-)
-def test_h264_is_keyframe(framed, payload, keyframe):
-    packet, offset = framing(framed, payload)
-    assert h264.is_keyframe(packet, offset) is keyframe
-
 
 @pytest.mark.parametrize(
-    "name, handler_name, kind, munges_ids",
+    "name, expected",
     [
-        P("VP8", "VP8", "video", True, id="VP8"),
-        P("vp8", "VP8", "video", True, id="vp8-lowercase"),
-        P("H264", "H264", "video", False, id="H264"),
-        P("h264", "H264", "video", False, id="h264-lowercase"),
-        P("opus", "opus", "audio", False, id="opus"),
-        P("VP9", "", "audio", False, id="unknown-codec-gets-the-plain-handler"),
+        # (name, kind, munges IDs, FFmpeg name, fits WebM, a start flag marks a frame)
+        P("VP8", ("VP8", "video", True, "vp8", True, True), id="VP8"),
+        P("vp8", ("VP8", "video", True, "vp8", True, True), id="vp8-lowercase"),
+        P("H264", ("H264", "video", False, "h264", False, False), id="H264"),
+        P("h264", ("H264", "video", False, "h264", False, False), id="h264-lowercase"),
+        P("opus", ("opus", "audio", False, "opus", True, False), id="opus"),
+        P("OPUS", ("opus", "audio", False, "opus", True, False), id="OPUS-uppercase"),
+        P("VP9", ("", "audio", False, "", False, False), id="unknown-video-codec-gets-the-plain-handler"),
+        P("PCMU", ("", "audio", False, "", False, False), id="unknown-audio-codec-gets-the-plain-handler"),
     ],
 )
-def test_handler_registry(name, handler_name, kind, munges_ids):
+def test_handler_registry(name, expected):
     found = handler(name)
-    assert (found.name, found.kind, found.munges_ids) == (handler_name, kind, munges_ids)
+    assert isinstance(found, CodecHandler)
+    assert (found.name, found.kind, found.munges_ids, found.ffmpeg_name, found.webm, found.frame_starts) == expected
 
 
-def test_only_a_codec_with_keyframes_finds_one():
-    key = rtp_packet(payload=vp8_descriptor(start=True) + vp8_frame_header(True))
-    assert handler("VP8").is_keyframe(key, 12) and handler("VP8").frame_size(key, 12) == (640, 480)
-    assert not handler("opus").is_keyframe(key, 12) and handler("opus").frame_size(key, 12) is None
-    assert handler("opus").id_munger() is None and handler("H264").id_munger() is None
+def test_unknown_codecs_share_one_plain_handler():
+    assert handler("VP9") is handler("AV1") and type(handler("VP9")) is CodecHandler
+
+
+KEY_PACKET = rtp_packet(payload=vp8_descriptor(picture_id=1, tl0picidx=1, tid=0) + vp8_frame_header(True))
+IDR_PACKET = rtp_packet(payload=stap_a([h264_nal(7), h264_nal(8), h264_nal(5)]))
+
+
+@pytest.mark.parametrize("name", [P("opus", id="opus"), P("VP9", id="unknown")])
+def test_audio_and_unknown_codecs_detect_and_munge_nothing(name):
+    """Whatever the bytes say (here a VP8 and an H.264 keyframe), a codec
+    with nothing to detect finds no keyframe, no size, no descriptor."""
+    codec = handler(name)
+    for packet in (KEY_PACKET, IDR_PACKET):
+        assert codec.is_keyframe(packet, 12) is False
+        assert codec.frame_size(packet, 12) is None
+        assert codec.describe(packet, 12, len(packet)) is None
+    assert codec.id_munger() is None
+
+
+@pytest.mark.parametrize("name", [P("opus", id="opus"), P("VP9", id="unknown")])
+def test_audio_and_unknown_payloads_are_frames_as_they_are(name):
+    """One packet, one frame: the payload is the codec's bitstream, and every frame stands alone."""
+    codec = handler(name)
+    payload = b"\x78\x01\x02\x03"
+    assert codec.depacketize(payload) == (True, payload)
+    assert codec.frame_is_keyframe(payload) is True
+    assert codec.picture_size(payload) is None and codec.extradata(payload) == b""
+
+
+@pytest.mark.parametrize(
+    "name, packet, keyframe, size, described",
+    [
+        P("VP8", KEY_PACKET, True, (640, 480), True, id="VP8"),
+        P("H264", IDR_PACKET, True, None, False, id="H264"),
+    ],
+)
+def test_a_video_handler_answers_for_its_own_keyframe(name, packet, keyframe, size, described):
+    codec = handler(name)
+    assert codec.is_keyframe(packet, 12) is keyframe
+    assert codec.frame_size(packet, 12) == size
+    assert (codec.describe(packet, 12, len(packet)) is not None) is described
+    assert (codec.id_munger() is not None) is codec.munges_ids

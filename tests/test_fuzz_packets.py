@@ -17,7 +17,7 @@ from aioice import stun
 from hypothesis import example, given, strategies as st
 
 from sfu import rtcp, rtp, udp_mux
-from sfu.codecs import h264, vp8
+from sfu.codecs import h264, handler, vp8
 from sfu.depacketizer import Depacketizer, Frame
 from sfu.rtcp import Fir, Nack, Pli, ReceiverReport, Remb, ReportBlock, SenderReport
 
@@ -264,6 +264,8 @@ def test_vp8_descriptor_readers_never_raise(case):
     assert isinstance(vp8.is_keyframe(packet, offset), bool)
     size = vp8.keyframe_size(packet, offset)
     assert size is None or all(0 <= side < 0x4000 for side in size)
+    start, data = vp8.depacketize(packet[offset:])
+    assert isinstance(start, bool) and isinstance(data, bytes)
     end = len(packet)
     descriptor = vp8.parse_descriptor(packet, offset, end)
     if descriptor is None:
@@ -351,6 +353,9 @@ def h264_like(draw) -> bytes:
 def test_h264_payload_helpers_never_raise(payload):
     counted("h264")
     assert isinstance(h264.is_keyframe(payload, 0), bool)
+    start, data = h264.depacketize(payload)
+    assert isinstance(start, bool) and isinstance(data, bytes)
+    assert isinstance(h264.HANDLER.frame_is_keyframe(data), bool) and isinstance(h264.HANDLER.extradata(data), bytes)
 
 
 # --- the depacketizer (recorder and media taps) -----------------------------------
@@ -366,7 +371,7 @@ def test_h264_payload_helpers_never_raise(payload):
 def test_depacketizer_never_raises_and_yields_frames(codec, packets):
     counted("depacketizer")
     asked = []
-    depacketizer = Depacketizer(codec, lambda: asked.append(1))
+    depacketizer = Depacketizer(handler(codec), lambda: asked.append(1))
     frames = []
     for seq, ts, marker, payload in packets:
         frames += depacketizer.push(seq, ts, marker, payload)

@@ -1,11 +1,14 @@
-"""Per-codec payload handlers: what the forwarder needs to know of a codec,
-read from the RTP payload without decoding.
+"""Per-codec payload handlers: what the SFU needs to know of a codec, read
+from the RTP payload without decoding.
 
-A stream and its down-tracks ask their track's handler, never a codec by
-name: whether a packet starts a keyframe, the picture size a keyframe
-announces, the per-packet descriptor that simulcast forwarding reads (the
-temporal layer, where the picture IDs sit) and a fresh ID munger that keeps
-those IDs continuous across layer switches.
+Nothing outside this package names a codec (SDP negotiation aside): a
+stream and its down-tracks ask their track's handler whether a packet starts
+a keyframe, the picture size a keyframe announces, the per-packet descriptor
+that simulcast forwarding reads (the temporal layer, where the picture IDs
+sit) and a fresh ID munger that keeps those IDs continuous across layer
+switches. The depacketizer, recorder, taps and compositor (never the
+forwarding path) ask it how RTP payloads become the codec's bitstream, which
+assembled frames are keyframes, and the codec's name in FFmpeg.
 """
 
 from __future__ import annotations
@@ -54,6 +57,33 @@ class CodecHandler:
 
     def id_munger(self) -> Optional[IdMunger]:
         return None
+
+    # --- frames (depacketizer, recorder, taps; never the forwarding path) ---
+
+    #: FFmpeg's name of the codec (its decoder, and the stream a recording
+    #: muxes); empty for a codec nothing here can decode.
+    ffmpeg_name = ""
+    #: Whether a WebM file can hold it (else a recording is Matroska).
+    webm = False
+    #: Whether ``depacketize``'s start flag marks a frame's first packet (a
+    #: second one inside a frame means damage), not a NAL unit's (H.264).
+    frame_starts = False
+
+    def depacketize(self, payload: bytes) -> tuple[bool, bytes]:
+        """(starts a unit, the codec's bitstream bytes) of one RTP payload."""
+        return True, payload
+
+    def frame_is_keyframe(self, data: bytes) -> bool:
+        """Whether a whole frame (``depacketize``'s output joined) is a keyframe."""
+        return True
+
+    def picture_size(self, data: bytes) -> Optional[tuple[int, int]]:
+        """(width, height) a whole keyframe's header announces (None: it must be decoded)."""
+        return None
+
+    def extradata(self, data: bytes) -> bytes:
+        """What a container stores for the decoder, from the first keyframe (H.264: SPS, PPS)."""
+        return b""
 
 
 from . import h264, opus, vp8  # noqa: E402  (they subclass CodecHandler)

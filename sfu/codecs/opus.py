@@ -8,6 +8,8 @@ from . import CodecHandler
 class OpusHandler(CodecHandler):
     name = "opus"
     kind = "audio"
+    ffmpeg_name = "opus"
+    webm = True
 
 
 HANDLER = OpusHandler()

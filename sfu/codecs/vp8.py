@@ -1,4 +1,5 @@
-"""VP8 RTP payload descriptor (RFC 7741), read without decoding."""
+"""VP8 RTP payload (RFC 7741): the descriptor read without decoding, picture
+IDs kept continuous across simulcast switches, payloads to VP8 frames."""
 
 from __future__ import annotations
 
@@ -8,28 +9,14 @@ from . import CodecHandler
 def is_keyframe(packet: bytes, offset: int = 0) -> bool:
     """True for the first packet of a VP8 key frame (payload at ``offset``)."""
     size = len(packet)
-    if offset >= size:
+    if offset >= size or not _starts_frame(packet[offset]):
         return False
-    first = packet[offset]
-    if not first & 0x10 or first & 0x07:  # S bit set and partition index 0
-        return False
-    pos = offset + 1
-    if first & 0x80:  # X: extended control bits
-        if pos >= size:
-            return False
-        ext = packet[pos]
-        pos += 1
-        if ext & 0x80:  # I: picture ID, 7 or 15 bits
-            if pos >= size:
-                return False
-            pos += 2 if packet[pos] & 0x80 else 1
-        if ext & 0x40:  # L: TL0PICIDX
-            pos += 1
-        if ext & 0x30:  # T or K: TID/Y/KEYIDX
-            pos += 1
-    if pos >= size:
-        return False
-    return not packet[pos] & 0x01  # P bit of the VP8 frame header: 0 = key frame
+    pos = frame_offset(packet, offset, size)
+    return 0 <= pos < size and not packet[pos] & 0x01  # P bit of the frame header: 0 = key frame
+
+
+def _starts_frame(first: int) -> bool:
+    return bool(first & 0x10) and not first & 0x07  # S bit set and partition index 0
 
 
 class Descriptor:
@@ -53,7 +40,7 @@ def parse_descriptor(packet: bytes, offset: int, end: int | None = None) -> Desc
         return None
     first = packet[offset]
     found = Descriptor()
-    found.start = bool(first & 0x10) and not first & 0x07
+    found.start = bool(first & 0x10) and not first & 0x07  # inline: every simulcast packet
     if not first & 0x80:
         return found
     pos = offset + 1
@@ -81,22 +68,46 @@ def parse_descriptor(packet: bytes, offset: int, end: int | None = None) -> Desc
 
 def keyframe_size(packet: bytes, offset: int) -> tuple[int, int] | None:
     """(width, height) from the key frame header, in the first packet of a key frame."""
-    descriptor = parse_descriptor(packet, offset)
-    if descriptor is None or not descriptor.start:
+    if offset >= len(packet) or not _starts_frame(packet[offset]):
         return None
+    return _header_size(packet, frame_offset(packet, offset, len(packet)))
+
+
+def frame_offset(packet: bytes, offset: int, size: int) -> int:
+    """Where the VP8 frame starts after the descriptor at ``offset`` (< ``size``);
+    -1 when the descriptor is cut short before its picture ID."""
     pos = offset + 1
-    first_ext = packet[offset] & 0x80
-    if first_ext:
-        ext = packet[offset + 1]
+    if packet[offset] & 0x80:
+        if pos >= size:
+            return -1
+        ext = packet[pos]
         pos += 1
-        pos += (2 if descriptor.pid_bits == 15 else 1) if ext & 0x80 else 0
-        pos += 1 if ext & 0x40 else 0
-        pos += 1 if ext & 0x30 else 0
-    if pos + 10 > len(packet) or packet[pos] & 0x01 or packet[pos + 3 : pos + 6] != b"\x9d\x01\x2a":
+        if ext & 0x80:
+            if pos >= size:
+                return -1
+            pos += 2 if packet[pos] & 0x80 else 1
+        if ext & 0x40:
+            pos += 1
+        if ext & 0x30:
+            pos += 1
+    return pos
+
+
+def _header_size(data: bytes, pos: int) -> tuple[int, int] | None:
+    """(width, height) of the key frame header at ``pos`` (RFC 6386 9.1), None if it is none."""
+    if pos < 0 or pos + 10 > len(data) or data[pos] & 0x01 or data[pos + 3 : pos + 6] != b"\x9d\x01\x2a":
         return None
-    width = int.from_bytes(packet[pos + 6 : pos + 8], "little") & 0x3FFF
-    height = int.from_bytes(packet[pos + 8 : pos + 10], "little") & 0x3FFF
+    width = int.from_bytes(data[pos + 6 : pos + 8], "little") & 0x3FFF
+    height = int.from_bytes(data[pos + 8 : pos + 10], "little") & 0x3FFF
     return width, height
+
+
+def depacketize(payload: bytes) -> tuple[bool, bytes]:
+    """(starts a frame, VP8 bitstream bytes) with the descriptor removed."""
+    if not payload:
+        return False, b""
+    pos = frame_offset(payload, 0, len(payload))
+    return _starts_frame(payload[0]), payload[pos:] if pos >= 0 else b""
 
 
 class Vp8Munger:
@@ -187,6 +198,19 @@ class Vp8Handler(CodecHandler):
 
     def id_munger(self) -> Vp8Munger:
         return Vp8Munger()
+
+    ffmpeg_name = "vp8"
+    webm = True
+    frame_starts = True
+
+    def depacketize(self, payload: bytes) -> tuple[bool, bytes]:
+        return depacketize(payload)
+
+    def frame_is_keyframe(self, data: bytes) -> bool:
+        return bool(data) and not data[0] & 0x01
+
+    def picture_size(self, data: bytes) -> tuple[int, int] | None:
+        return _header_size(data, 0)
 
 
 HANDLER = Vp8Handler()
