@@ -105,7 +105,10 @@ class UdpMux:
                     sock.setsockopt(socket.SOL_SOCKET, option, size)
                 except OSError:
                     pass
-            sock.bind((address, port))
+            try:
+                sock.bind((address, port))
+            except OSError as exc:
+                raise OSError(exc.errno, f"UDP {address}:{port}: {exc.strerror}") from None
             return cls(sock, asyncio.get_running_loop())
         except BaseException:
             sock.close()
@@ -416,13 +419,22 @@ def shared(address: str, port: int) -> UdpMux:
 
 def open_shared(addresses: list[str], port: int) -> list[UdpMux]:
     """Bind every configured address at start-up, so a taken port fails early."""
-    return [shared(address, port) for address in addresses]
+    muxes: list[UdpMux] = []
+    try:
+        for address in addresses:
+            muxes.append(shared(address, port))
+    except OSError:
+        close_shared(muxes)
+        raise
+    return muxes
 
 
-def close_shared() -> None:
-    for mux in _muxes.values():
-        mux.close()
-    _muxes.clear()
+def close_shared(muxes: Optional[list[UdpMux]] = None) -> None:
+    """Close ``muxes`` (default: every one) and forget them."""
+    for key, mux in list(_muxes.items()):
+        if muxes is None or mux in muxes:
+            mux.close()
+            del _muxes[key]
 
 
 def shared_muxes() -> list[UdpMux]:
