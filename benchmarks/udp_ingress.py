@@ -11,6 +11,10 @@ endpoint that only counts. Two figures per run:
   makes each datagram cost that many µs more in the endpoint (a calibrated
   spin standing in for unprotect and fan-out, included in the figure), so
   the loop is as busy as a server's and each read finds more waiting.
+  ``--busy`` adds a callback spinning that many µs on every loop turn (the
+  rest of a busy server's turn: timers, RTCP, signaling, other sockets): what
+  the reader takes per turn then bounds the ingress, and the excess is lost
+  in the socket buffer (``loss`` against ``--rate``).
 - **drain**: the socket filled with 256 datagrams, then one reader turn
   timed alone (``time.thread_time``): the read path's own cost per datagram,
   without wake-ups.
@@ -135,6 +139,7 @@ async def live_cost(mux, counter: Counter, senders: list[socket.socket], args: a
     process = multiprocessing.get_context("fork").Process(
         target=blast, args=(senders, mux.sockname, args.size, args.rate), daemon=True)
     process.start()
+    busy = _busy_every_turn(args.busy_rounds) if args.busy_rounds else None
     try:
         await asyncio.sleep(args.warmup)
         start = _snapshot(counter, mux)
@@ -143,6 +148,8 @@ async def live_cost(mux, counter: Counter, senders: list[socket.socket], args: a
     finally:
         process.terminate()
         process.join()
+        if busy is not None:
+            busy.cancel()
     received = end["received"] - start["received"]
     wall = end["wall"] - start["wall"]
     reads = end["reads"] - start["reads"]
@@ -151,7 +158,28 @@ async def live_cost(mux, counter: Counter, senders: list[socket.socket], args: a
         "live_us": (end["cpu"] - start["cpu"]) / received * 1e6,
         "cpu_percent": (end["cpu"] - start["cpu"]) / wall * 100,
         "per_read": received / reads if reads else None,
+        "loss_percent": max(0.0, 100 * (1 - received / wall / args.rate)) if args.rate else None,
     }
+
+
+def _busy_every_turn(rounds: int) -> asyncio.Handle:
+    """A callback that spins ``rounds`` loop rounds and schedules itself again: once a loop turn."""
+    loop = asyncio.get_running_loop()
+    spin = range(rounds)
+    handle: list[asyncio.Handle] = []
+
+    def turn() -> None:
+        for _ in spin:
+            pass
+        handle[0] = loop.call_soon(turn)
+
+    handle.append(loop.call_soon(turn))
+
+    class Stop:
+        def cancel(self) -> None:
+            handle[0].cancel()
+
+    return Stop()
 
 
 def _snapshot(counter: Counter, mux) -> dict:
@@ -175,7 +203,7 @@ def run_fresh(source: Path, args: argparse.Namespace) -> dict:
     """One measurement in a new process running the code in ``source``."""
     argv = [sys.executable, "-m", "benchmarks.udp_ingress", "--one-run", "--loop", args.loop,
             "--sources", str(args.sources), "--size", str(args.size), "--rate", str(args.rate),
-            "--rounds", str(args.rounds), "--seconds", str(args.seconds), "--warmup", str(args.warmup)]
+            "--rounds", str(args.rounds), "--busy-rounds", str(args.busy_rounds), "--seconds", str(args.seconds), "--warmup", str(args.warmup)]
     env = {**os.environ, "PYTHONPATH": str(source)}
     output = subprocess.run(argv, cwd=source, env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(output.strip().splitlines()[-1])
@@ -188,6 +216,8 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=0, help="datagrams per second in all (0: flat out)")
     parser.add_argument("--work", type=float, default=0.0,
                         help="µs of CPU an endpoint spends per datagram, standing in for a connection's work")
+    parser.add_argument("--busy", type=float, default=0.0,
+                        help="µs of CPU another callback spends on every loop turn (the rest of a busy server)")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=3)
@@ -195,11 +225,12 @@ def main() -> None:
     parser.add_argument("--compare-ref", metavar="REV", help="also run a snapshot of REV, interleaved")
     parser.add_argument("--one-run", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=0, help=argparse.SUPPRESS)  # --work, calibrated once
+    parser.add_argument("--busy-rounds", type=int, default=0, help=argparse.SUPPRESS)  # --busy, likewise
     args = parser.parse_args()
     if args.one_run:
         run_in_process(args)
         return
-    args.rounds = rounds_for(args.work)  # the same spin for every run
+    args.rounds, args.busy_rounds = rounds_for(args.work), rounds_for(args.busy)  # the same spin for every run
     codes: dict[str, Path] = {"working tree": ROOT}
     if args.compare_ref:
         from .forwarding import snapshot
@@ -212,17 +243,24 @@ def main() -> None:
             results[label].append(result)
             print(f"{label}: live {result['live_us']:.2f} µs per datagram, "
                   f"{result['received_per_s']:,.0f}/s, {result['cpu_percent']:.0f} % of a core"
-                  f"{_per_read(result['per_read'])}; drain {result['drain_us']:.2f} µs", flush=True)
+                  f"{_per_read(result['per_read'])}{_loss(result['loss_percent'])}; "
+                  f"drain {result['drain_us']:.2f} µs", flush=True)
     print(f"\n{args.loop}, {args.sources} sources, {args.size} B, rate {args.rate or 'flat out'}, "
-          f"work {args.work} µs; medians of {args.repeat}:")
+          f"work {args.work} µs, busy {args.busy} µs a turn; medians of {args.repeat}:")
     for label, runs in results.items():
+        loss = [r["loss_percent"] for r in runs if r["loss_percent"] is not None]
         print(f"  {label}: live {statistics.median(r['live_us'] for r in runs):.2f} µs per datagram "
-              f"({statistics.median(r['received_per_s'] for r in runs):,.0f}/s), "
+              f"({statistics.median(r['received_per_s'] for r in runs):,.0f}/s"
+              f"{_loss(statistics.median(loss)) if loss else ''}), "
               f"drain {statistics.median(r['drain_us'] for r in runs):.2f} µs")
 
 
 def _per_read(value: Optional[float]) -> str:
     return f", {value:.1f} per recvmmsg" if value else ""
+
+
+def _loss(value: Optional[float]) -> str:
+    return f", loss {value:.1f} %" if value is not None else ""
 
 
 if __name__ == "__main__":
