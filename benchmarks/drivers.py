@@ -195,7 +195,7 @@ class PysfuDriver(ServerDriver):
         argv = base + ["serve", "--port", str(port), "--ice-address", "127.0.0.1",
                        "--log-level", "warning", "--joins-per-minute", "0", "--connections-per-address", "0",
                        "--room-capacity", str(self.room_capacity), "--workers", str(self.workers)]
-        argv += ["--udp-port", str(free_udp_port())] if self.single_port else []
+        argv += ["--udp-port", str(free_udp_port(self.workers) if self.single_port else 0)]  # 0: a port per connection
         return argv + ([] if self.uvloop else ["--no-uvloop"])
 
     async def start(self) -> None:

@@ -65,6 +65,7 @@ import asyncio
 import itertools
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -199,10 +200,25 @@ def free_port() -> int:
 # --- code under test -------------------------------------------------------------
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_udp_port(count: int = 1) -> int:
+    """The first of ``count`` consecutive UDP ports free on 127.0.0.1 (one per
+    worker), in 10000-19999: below Linux's ephemeral range, so no socket bound
+    to port 0 (the clients' own) takes it before the server binds it, and
+    below the ranges the tests give --udp-port-range (20000 and up)."""
+    pick = random.SystemRandom()  # not the seeded global: concurrent runs must not pick alike
+    for _ in range(100):
+        first = pick.randrange(10000, 20000 - count)
+        probes = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
+        try:
+            for port, probe in enumerate(probes, first):
+                probe.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise RuntimeError(f"no {count} consecutive free UDP ports")
 
 
 def git(*args: str) -> str:
@@ -307,7 +323,7 @@ def server_argv(port: int, uvloop: bool, source: Optional[Path] = None, workers:
     base = [str(script)] if script.exists() and source is None else [sys.executable, "-m", "signaling"]
     argv = base + ["serve", "--port", str(port), "--ice-address", "127.0.0.1", "--log-level", "warning",
                    "--workers", str(workers), "--worker-room-limit", str(room_limit)]
-    argv += ["--udp-port", str(udp_port)] if udp_port else []
+    argv += ["--udp-port", str(udp_port)]  # 0: a port per connection
     return argv + ([] if uvloop else ["--no-uvloop"])
 
 
@@ -437,7 +453,7 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
                 server = await asyncio.create_subprocess_exec(
                     *server_argv(port, config.uvloop, config.source, config.workers,
                                  -(-(config.subscribers + 1) // config.workers),
-                                 free_udp_port() if config.single_port else 0),
+                                 free_udp_port(config.workers) if config.single_port else 0),
                     cwd=config.source or ROOT,
                     stdin=subprocess.DEVNULL,
                     stdout=log, stderr=subprocess.STDOUT,

@@ -192,7 +192,7 @@ class PublisherPeer:
         self.audio_rate = audio_rate  # Opus-like packets/s on an audio m-line (0: none)
         self.tick = tick
         self.transport = PeerTransport(
-            ice or IceConfig(addresses=["127.0.0.1"]), lambda packet: None, self._on_rtcp
+            ice or IceConfig(addresses=["127.0.0.1"], udp_port=0), lambda packet: None, self._on_rtcp
         )
         self.packets_per_frame = max(1, round(rate / fps))
         self.frames_per_key = max(1, round(keyframe_interval * rate / self.packets_per_frame))
@@ -712,7 +712,7 @@ class SubscriberPeer:
         self.room = room
         self.name = name
         self.transport = PeerTransport(
-            ice or IceConfig(addresses=["127.0.0.1"]), self._on_rtp, self._on_rtcp
+            ice or IceConfig(addresses=["127.0.0.1"], udp_port=0), self._on_rtp, self._on_rtcp
         )
         self.streams: dict[int, _Stream] = {}
         self.packets = 0
@@ -842,7 +842,7 @@ async def _stdin_lines() -> asyncio.StreamReader:
 
 
 async def run_peer(args: argparse.Namespace) -> int:
-    ice = IceConfig(addresses=[args.ice_address])
+    ice = IceConfig(addresses=[args.ice_address], udp_port=0)  # a client: a socket per connection
     if args.role == "publisher" and args.simulcast:
         rates = [float(r) for r in args.layer_rates.split(",")]
         if len(rates) != len(DEFAULT_LAYERS):

@@ -165,7 +165,7 @@ class SimulatedParticipant:
         #: publisher tag (video_tag) -> when its video last reached us (monotonic ns)
         self.video_seen: dict[int, int] = {}
         self.publishes = publish
-        ice = IceConfig(addresses=["127.0.0.1"])
+        ice = IceConfig(addresses=["127.0.0.1"], udp_port=0)  # a client: a socket per connection
         self.publisher = PeerTransport(ice, lambda packet: None, self._on_publisher_rtcp)
         self.subscriber = PeerTransport(ice, self._on_rtp, self._on_subscriber_rtcp)
         session.on_publisher_layers = self._dynacast

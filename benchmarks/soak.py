@@ -86,7 +86,7 @@ def free_port() -> int:
 
 def start_server(port: int) -> subprocess.Popen:
     command = [sys.executable, "-m", "signaling", "serve", "--port", str(port), "--ice-address", "127.0.0.1",
-               "--workers", "1", "--log-level", "warning", "--joins-per-minute", "0"]
+               "--workers", "1", "--udp-port", "0", "--log-level", "warning", "--joins-per-minute", "0"]
     proc = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -8,14 +8,20 @@ from typing import Literal, Optional
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 
+#: The media UDP port by default (LiveKit's); with N workers, worker i takes it + i.
+DEFAULT_UDP_PORT = 7882
+
+
 class IceConfig(BaseModel):
     """Which local addresses are offered as ICE candidates, and how.
 
     ``addresses`` empty means every non-loopback interface (aioice's
     default). ``public_address`` is announced as well, for a server behind a
-    1:1 NAT. ``port_min``/``port_max`` bound the local UDP ports (0 = any).
-    ``udp_port`` (single-port mode) makes every peer connection share one
-    UDP socket per address on that port instead (sfu/udp_mux.py).
+    1:1 NAT. By default every peer connection shares one UDP socket per
+    address on ``udp_port`` (single-port mode, sfu/udp_mux.py). ``udp_port``
+    0 gives each peer connection a socket of its own instead, on any free
+    port or within ``port_min``/``port_max``; a range given without an
+    explicit ``udp_port`` means that too.
     Remote candidates follow sfu/candidates.py (loopback ones only when
     ``addresses`` holds a loopback address).
     """
@@ -24,7 +30,7 @@ class IceConfig(BaseModel):
     public_address: Optional[str] = None
     port_min: int = Field(default=0, ge=0, le=65535)
     port_max: int = Field(default=0, ge=0, le=65535)
-    udp_port: int = Field(default=0, ge=0, le=65535)
+    udp_port: int = Field(default=DEFAULT_UDP_PORT, ge=0, le=65535)
     #: Remote ICE candidates one peer connection accepts (SDP and trickle):
     #: each one is an address the server sends STUN checks to.
     max_remote_candidates: int = Field(default=20, ge=1, le=1000)
@@ -35,6 +41,8 @@ class IceConfig(BaseModel):
             raise ValueError("set both port_min and port_max, or neither")
         if self.port_min > self.port_max:
             raise ValueError("port_min must not exceed port_max")
+        if self.port_min and "udp_port" not in self.model_fields_set:
+            self.udp_port = 0  # a range asked for: a port per connection from it
         if self.udp_port and self.port_min:
             raise ValueError("udp_port (one shared port) and port_min/port_max (a range) exclude each other")
         return self

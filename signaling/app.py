@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 
 from sfu import receive_buffers, udp_mux
+from sfu.config import IceConfig
 from sfu.load_manager import LoadManager
 from sfu.transport import local_addresses
 from sfu.metrics import SfuCollector
@@ -150,17 +151,28 @@ def _cluster(app: web.Application) -> Cluster:
     return Cluster(config.cluster, config.node_url, lambda: registry_load(app[ROOMS]), app[DRAINING].is_set)
 
 
+class MediaPortError(OSError):
+    """Single-port mode's UDP port cannot be bound (`pysfu serve` exits saying so)."""
+
+
+def bind_media_ports(ice: IceConfig) -> list[udp_mux.UdpMux]:
+    """Single-port mode: the shared media sockets, one per ICE address."""
+    try:
+        return udp_mux.open_shared(local_addresses(ice), ice.udp_port)
+    except OSError as exc:
+        raise MediaPortError(exc.errno, f"{exc.strerror} (--udp-port chooses another port, "
+                             "--udp-port 0 a port per connection)") from None
+
+
 async def _udp_port(app: web.Application) -> AsyncIterator[None]:
     """Single-port mode: bind the shared media sockets at start (a taken port
     stops the server here, not at the first join) and close them at the end."""
     ice = app[CONFIG].sfu.ice
-    if ice.udp_port:
-        addresses = local_addresses(ice)
-        muxes = udp_mux.open_shared(addresses, ice.udp_port)
+    muxes = bind_media_ports(ice) if ice.udp_port else []
+    if muxes:
         log.info("media on UDP %s", ", ".join(f"{m.sockname[0]}:{m.sockname[1]}" for m in muxes))
     yield
-    if ice.udp_port:
-        udp_mux.close_shared()
+    udp_mux.close_shared(muxes)
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:

@@ -44,7 +44,8 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--public-address", metavar="ADDR",
                        help="public address announced as well, for a server behind a 1:1 NAT")
     serve.add_argument("--udp-port-range", metavar="MIN-MAX",
-                       help="local UDP ports for media, e.g. 50000-60000 (default: any)")
+                       help="a UDP port per peer connection from this range, e.g. 50000-60000, "
+                       "instead of one shared port")
     serve.add_argument("--turn-url", action="append", metavar="URL",
                        help="TURN server sharing --turn-secret, e.g. turn:host:3478?transport=udp; repeatable")
     serve.add_argument("--turn-secret", metavar="SECRET",
@@ -53,8 +54,8 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
                        help="lifetime of the TURN credentials minted per participant (default 86400)")
     serve.add_argument("--stun-url", action="append", metavar="URL", help="STUN server for clients; repeatable")
     serve.add_argument("--udp-port", type=int, metavar="PORT",
-                       help="single-port mode: every peer connection shares this one UDP port "
-                       "per ICE address (instead of a port each)")
+                       help="the UDP port every peer connection shares, per ICE address (default 7882; "
+                       "with --workers N, worker i uses PORT + i); 0: a port per connection, any free one")
     serve.add_argument("--receive-buffer-ms", type=int, metavar="MS",
                        help="single-port mode: the shared socket buffers this much of its expected "
                        "ingress; beyond, the kernel drops instead of delaying (default 250)")
@@ -194,7 +195,7 @@ def worker_count(config: ServerConfig) -> int:
 
 async def serve(config: ServerConfig) -> None:
     """Serve until SIGTERM/SIGINT, then drain for up to the grace period."""
-    from .app import create_app, drain
+    from .app import MediaPortError, create_app, drain
     from .scaling.cluster import ClusterError
     from .scaling.front import create_front_app, stop_workers
 
@@ -204,7 +205,10 @@ async def serve(config: ServerConfig) -> None:
                     "raise ulimit -n or lower max_connections", open_files, config.limits.max_connections)
     workers = worker_count(config)
     if workers > 1:
-        app = create_front_app(config, workers)
+        try:
+            app = create_front_app(config, workers)
+        except ValueError as exc:  # e.g. too few UDP ports for the workers
+            raise SystemExit(f"pysfu: {exc}") from None
         stopping = stop_workers
     else:
         app = create_app(config)
@@ -212,7 +216,7 @@ async def serve(config: ServerConfig) -> None:
     runner = web.AppRunner(app, handle_signals=False)
     try:
         await runner.setup()
-    except ClusterError as exc:
+    except (ClusterError, MediaPortError) as exc:
         raise SystemExit(f"pysfu: {exc}") from None
     await web.TCPSite(runner, config.host, config.port).start()
     print(f"pysfu listening on http://{config.host}:{config.port} ({workers} worker{'s' * (workers > 1)})",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from benchmarks.forwarding import free_udp_port  # noqa: F401 (tests import it from here)
 from sfu.config import IceConfig, SfuConfig
 from signaling.auth import VideoGrant, create_token
 from signaling.app import ROOMS, create_app
@@ -26,12 +27,6 @@ LOOPBACK = ["127.0.0.1"]
 
 def free_port() -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
@@ -65,13 +60,20 @@ def join_token(identity: str, room: str) -> str:
     return create_token(API_KEY, API_SECRET, identity, VideoGrant(room=room, roomJoin=True))
 
 
+#: In-process servers give each peer connection its own UDP socket (on any
+#: free port): several servers share the test process, and a fixed port would
+#: collide. Server processes (start_server_process) run the default mode, one
+#: shared port, on a free one; tests of either mode ask for it.
+LOOPBACK_ICE = IceConfig(addresses=LOOPBACK, udp_port=0)
+
+
 def loopback_config(sfu: dict | None = None, **settings) -> ServerConfig:
     """Loopback-only server settings, plus ``settings`` (``sfu``: SfuConfig fields).
 
     Load shedding is off unless ``sfu`` turns it on: an in-process server's
     event loop also runs the test's clients, so its load is theirs too."""
     sfu = {"load": {"enabled": False}, **(sfu or {})}
-    return ServerConfig(port=0, sfu=SfuConfig(ice=IceConfig(addresses=LOOPBACK), **sfu), **settings)
+    return ServerConfig(port=0, sfu=SfuConfig(ice=LOOPBACK_ICE, **sfu), **settings)
 
 
 async def start_local_server(config: ServerConfig) -> LocalServer:
@@ -161,7 +163,8 @@ class ServerProcess:
 def start_server_process(extra: list[str] = (), probe_report: Path | None = None) -> ServerProcess:
     port = free_port()
     workers = [] if "--workers" in extra else ["--workers", "1"]  # the single process unless asked
-    args = ["serve", "--port", str(port), "--ice-address", "127.0.0.1", "--log-level", "warning", *workers, *extra]
+    args = ["serve", "--port", str(port), "--ice-address", "127.0.0.1", "--log-level", "warning", *workers,
+            *media_ports(extra), *extra]
     if probe_report is not None:
         command = [sys.executable, str(ROOT / "tests" / "server_probe.py"), str(probe_report), *args]
     else:
@@ -173,6 +176,14 @@ def start_server_process(extra: list[str] = (), probe_report: Path | None = None
         proc.kill()
         raise
     return ServerProcess(proc, port)
+
+
+def media_ports(extra: list[str]) -> list[str]:
+    """The default mode (one shared UDP port per worker), on free ports, unless ``extra`` chooses."""
+    if "--udp-port" in extra or "--udp-port-range" in extra:
+        return []
+    workers = int(extra[list(extra).index("--workers") + 1]) if "--workers" in extra else 1
+    return ["--udp-port", str(free_udp_port(workers))]
 
 
 def stop_server_process(server: ServerProcess, timeout: float = 10) -> int:

@@ -23,7 +23,7 @@ from sfu.transport import PeerTransport
 class RawSubscriber:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.transport = PeerTransport(IceConfig(addresses=["127.0.0.1"]), self._on_rtp, lambda p: None)
+        self.transport = PeerTransport(IceConfig(addresses=["127.0.0.1"], udp_port=0), self._on_rtp, lambda p: None)
         self.events: list[dict] = []
         self.frame_sizes: list[tuple[float, int, int]] = []  # (time, width, height) per key frame
         self.video_packets = 0

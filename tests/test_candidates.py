@@ -13,7 +13,7 @@ from signaling.client import ClientError
 
 from .media import ToneAudioTrack
 
-LOOPBACK = IceConfig(addresses=["127.0.0.1"])
+LOOPBACK = IceConfig(addresses=["127.0.0.1"], udp_port=0)
 
 
 @pytest.mark.parametrize(

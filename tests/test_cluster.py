@@ -194,6 +194,7 @@ async def _gone(cluster: Cluster, node_id: str) -> bool:
 @pytest.mark.parametrize("workers", [1, 2], ids=["single-process", "front-and-workers"])
 async def test_serve_without_redis_exits_with_a_clear_error(workers):
     redis_url = f"redis://127.0.0.1:{free_port()}/0"
-    config = load_config({"port": free_port(), "workers": workers, "cluster": {"redis_url": redis_url}}, env={})
+    config = load_config({"port": free_port(), "workers": workers, "cluster": {"redis_url": redis_url},
+                          "sfu": {"ice": {"udp_port": 0}}}, env={})  # 0: no media port to collide on
     with pytest.raises(SystemExit, match="cannot reach Redis at redis://127.0.0.1:"):
         await serve(config)

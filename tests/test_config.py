@@ -57,6 +57,30 @@ def test_bad_values_are_named(env, message):
     assert message in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "argv, env, ports",
+    [
+        ([], {}, (7882, 0, 0)),
+        (["--udp-port", "9000"], {}, (9000, 0, 0)),
+        (["--udp-port", "0"], {}, (0, 0, 0)),
+        (["--udp-port-range", "50000-50100"], {}, (0, 50000, 50100)),
+        ([], {"PYSFU_SFU__ICE__PORT_MIN": "50000", "PYSFU_SFU__ICE__PORT_MAX": "50100"}, (0, 50000, 50100)),
+    ],
+    ids=["default: one shared port", "another shared port", "a port per connection, any", "a range",
+         "a range from the environment"],
+)
+def test_media_ports(argv, env, ports):
+    """(udp_port, port_min, port_max): one shared UDP port unless a port per connection is asked for."""
+    ice = load_config(serve_flags(build_parser().parse_args(["serve", *argv])), env=env).sfu.ice
+    assert (ice.udp_port, ice.port_min, ice.port_max) == ports
+
+
+def test_a_shared_port_and_a_range_together_are_refused():
+    flags = serve_flags(build_parser().parse_args(["serve", "--udp-port", "7882", "--udp-port-range", "50000-50100"]))
+    with pytest.raises(ConfigError, match="exclude each other"):
+        load_config(flags, env={})
+
+
 def test_short_secret_refused_without_echoing_it():
     with pytest.raises(ConfigError) as caught:
         load_config(env={"PYSFU_KEYS": "k:tooshort"})

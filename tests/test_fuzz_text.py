@@ -154,7 +154,7 @@ def test_publish_negotiation_answers_or_raises_sdp_error(offer):
     counted("sdp publish")
 
     async def negotiate():
-        publisher = Publisher("PA_fuzz", SfuConfig(ice=IceConfig(addresses=["127.0.0.1"])), lambda state: None)
+        publisher = Publisher("PA_fuzz", SfuConfig(ice=IceConfig(addresses=["127.0.0.1"], udp_port=0)), lambda state: None)
         try:
             answer, added, removed, adopted = await publisher.negotiate(offer, {})
             assert answer.startswith("v=0") and removed == [] and adopted == []

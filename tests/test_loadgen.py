@@ -32,7 +32,7 @@ PARTICIPANTS = 20
 @pytest.fixture
 async def server():
     """Last-N 4 and light media keep this meeting small enough for a busy CI box."""
-    config = ServerConfig(port=0, sfu=SfuConfig(ice=IceConfig(addresses=LOOPBACK), last_n=4))
+    config = ServerConfig(port=0, sfu=SfuConfig(ice=IceConfig(addresses=LOOPBACK, udp_port=0), last_n=4))
     local = await start_local_server(config)
     yield local
     await local.runner.cleanup()

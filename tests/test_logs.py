@@ -14,7 +14,7 @@ import pytest
 from signaling.client import Client
 from signaling.logs import ContextFilter, JsonFormatter, TextFormatter
 
-from .conftest import LOOPBACK, ROOT, free_port, wait_for_http
+from .conftest import LOOPBACK, ROOT, free_port, free_udp_port, wait_for_http
 from .media import ToneAudioTrack
 from .waiting import eventually
 
@@ -65,7 +65,7 @@ async def test_debug_log_keeps_ice_passwords_out(tmp_path):
     with open(log_path, "w") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "signaling", "serve", "--port", str(port), "--ice-address", "127.0.0.1",
-             "--workers", "1", "--log-level", "debug"], cwd=ROOT, stderr=log_file)
+             "--workers", "1", "--udp-port", str(free_udp_port()), "--log-level", "debug"], cwd=ROOT, stderr=log_file)
     try:
         await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{port}/healthz")
         async with Client(f"ws://127.0.0.1:{port}/ws", ice_addresses=LOOPBACK) as client:

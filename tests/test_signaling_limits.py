@@ -25,7 +25,7 @@ from signaling.outbox import Outbox
 from signaling.scaling.tickets import create_ticket
 
 from .conftest import (
-    API_KEY, API_SECRET, KEYS, ROOT, ServerProcess, client_factory, free_port, start_server_process,
+    API_KEY, API_SECRET, KEYS, ROOT, ServerProcess, client_factory, free_port, free_udp_port, start_server_process,
     stop_server_process, wait_for_http,
 )
 from .frames import count_frames
@@ -295,7 +295,8 @@ async def test_idle_connections_at_a_low_open_file_limit_leave_room_for_a_call()
         pytest.skip(f"the hard open-file limit ({hard}) leaves no room to show it")
     port = free_port()
     command = [sys.executable, "-c", LIMITED_SERVE, "serve", "--port", str(port), "--ice-address", "127.0.0.1",
-               "--log-level", "warning", "--workers", "1", "--connections-per-address", "0"]
+               "--log-level", "warning", "--workers", "1", "--udp-port", str(free_udp_port()),
+               "--connections-per-address", "0"]
     proc = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYSFU_LIMITS__JOIN_TIMEOUT": "120"})
     server = ServerProcess(proc, port)
     try:

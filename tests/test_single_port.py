@@ -120,6 +120,99 @@ async def test_garbage_from_unknown_addresses_is_dropped():
         await local.runner.cleanup()
 
 
+class Inbox:
+    """A connection's receiver that keeps what it is handed."""
+
+    def __init__(self) -> None:
+        self.datagrams: list[tuple[bytes, tuple]] = []
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.datagrams.append((data, addr))
+
+
+def mux_on(host: str) -> udp_mux.UdpMux:
+    """A mux on its own socket (room for a few hundred small datagrams), on the running loop."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.bind((host, 0))
+    return udp_mux.UdpMux(sock, asyncio.get_running_loop())
+
+
+def senders_on(host: str, count: int) -> list[socket.socket]:
+    senders = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((host, 0))
+        senders.append(sock)
+    return senders
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"], ids=["ipv4", "ipv6"])
+async def test_batched_reads_hand_each_connection_its_datagrams_and_their_source(host):
+    """The reader takes datagrams in recvmmsg batches: each still reaches
+    the connection its source address was confirmed for, whole and in order,
+    with the (host, port) that recvfrom would have given."""
+    mux = mux_on(host)
+    senders = senders_on(host, 40)
+    inboxes = [Inbox() for _ in senders]
+    sizes = [12, 1200, udp_mux.ReceiveBatch.DATAGRAM]
+    try:
+        for index, (sender, inbox) in enumerate(zip(senders, inboxes)):
+            mux.endpoint(f"ufrag{index}", inbox).confirm(sender.getsockname()[:2])
+        for size in sizes:
+            for index, sender in enumerate(senders):
+                sender.sendto(bytes([0x80, index]) + bytes(size - 2), mux.sockname)
+        await eventually(lambda: sum(len(inbox.datagrams) for inbox in inboxes) == len(senders) * len(sizes))
+        for index, (sender, inbox) in enumerate(zip(senders, inboxes)):
+            source = (host, sender.getsockname()[1])
+            assert inbox.datagrams == [(bytes([0x80, index]) + bytes(size - 2), source) for size in sizes]
+        assert mux.dropped == 0
+    finally:
+        for sender in senders:
+            sender.close()
+        mux.close()
+
+
+async def test_one_reader_turn_takes_a_bounded_number_of_datagrams():
+    """Other callbacks (signaling, timers, other sockets) run between turns."""
+    mux = mux_on("127.0.0.1")
+    [sender] = senders_on("127.0.0.1", 1)
+    inbox = Inbox()
+    try:
+        mux.endpoint("ufrag", inbox).confirm(sender.getsockname())
+        for index in range(udp_mux.TURN + 10):
+            sender.sendto(b"\x80" + index.to_bytes(2, "big") + bytes(9), mux.sockname)
+        mux._readable()  # what the loop's reader callback runs
+        assert len(inbox.datagrams) == udp_mux.TURN
+        mux._readable()
+        assert [int.from_bytes(data[1:3], "big") for data, _ in inbox.datagrams] == list(range(udp_mux.TURN + 10))
+    finally:
+        sender.close()
+        mux.close()
+
+
+async def test_more_senders_than_the_address_cache_still_route(monkeypatch):
+    monkeypatch.setattr(udp_mux, "ADDRESS_CACHE", 4)
+    mux = mux_on("127.0.0.1")
+    senders = senders_on("127.0.0.1", 10)
+    inboxes = [Inbox() for _ in senders]
+    try:
+        for index, (sender, inbox) in enumerate(zip(senders, inboxes)):
+            mux.endpoint(f"ufrag{index}", inbox).confirm(sender.getsockname())
+        for _ in range(3):
+            for sender in senders:
+                sender.sendto(b"\x80" + bytes(11), mux.sockname)
+        await eventually(lambda: all(len(inbox.datagrams) == 3 for inbox in inboxes))
+        assert all({addr for _, addr in inbox.datagrams} == {sender.getsockname()}
+                   for sender, inbox in zip(senders, inboxes))
+        assert len(mux._addresses) <= 4
+    finally:
+        for sender in senders:
+            sender.close()
+        mux.close()
+
+
 def test_stun_username_names_the_local_ufrag():
     message = bytes([0, 1, 0, 16]) + udp_mux.STUN_MAGIC + bytes(12)
     message += b"\x80\x22\x00\x01x\x00\x00\x00"  # an attribute before USERNAME

@@ -10,7 +10,7 @@ from sfu.media_section import CodecInfo
 from sfu.published_track import PublishedTrack
 from sfu.subscriber import Subscriber
 
-CONFIG = SfuConfig(ice=IceConfig(addresses=["127.0.0.1"]))
+CONFIG = SfuConfig(ice=IceConfig(addresses=["127.0.0.1"], udp_port=0))
 VP8 = CodecInfo("video/VP8", 90000, 96)
 
 

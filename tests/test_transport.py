@@ -23,7 +23,7 @@ from sfu.transport import INTERNALS, PeerTransport
 
 from .test_udp_fuzz import binding_request
 
-LOOPBACK = IceConfig(addresses=["127.0.0.1"])
+LOOPBACK = IceConfig(addresses=["127.0.0.1"], udp_port=0)  # a socket per connection
 
 
 def _resolve(dotted: str):
@@ -192,7 +192,7 @@ async def test_port_range_is_respected():
 
 
 async def test_public_address_is_announced():
-    ice = IceConfig(addresses=["127.0.0.1"], public_address="203.0.113.7")
+    ice = IceConfig(addresses=["127.0.0.1"], public_address="203.0.113.7", udp_port=0)
     transport = PeerTransport(ice, lambda p: None, lambda p: None)
     transport.add_sendonly("audio", CodecInfo("audio/opus", 48000, 111, channels=2), "s", "t")
     sdp = await transport.create_offer()

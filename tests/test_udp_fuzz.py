@@ -215,8 +215,9 @@ def selected_pair(pc):
     return connection._nominated[1]
 
 
-def in_process_config(**ice) -> ServerConfig:
-    return ServerConfig(port=0, sfu=SfuConfig(ice=IceConfig(addresses=LOOPBACK, **ice)))
+def in_process_config(udp_port: int = 0) -> ServerConfig:
+    """A socket per connection, or single-port mode on ``udp_port``."""
+    return ServerConfig(port=0, sfu=SfuConfig(ice=IceConfig(addresses=LOOPBACK, udp_port=udp_port)))
 
 
 def errors_in(caplog) -> list[str]:

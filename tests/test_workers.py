@@ -14,7 +14,9 @@ import pytest
 
 from benchmarks.peers import PublisherPeer, SubscriberPeer
 from signaling.client import Client
-from signaling.scaling.supervisor import Worker, place, split_port_range
+from sfu.config import IceConfig, SfuConfig
+from signaling.config import ServerConfig
+from signaling.scaling.supervisor import Supervisor, Worker, place, split_port_range
 
 from .conftest import LOOPBACK, start_server_process, stop_server_process
 from .processes import child_pids
@@ -70,6 +72,16 @@ def test_placement_fills_a_worker_to_the_room_limit_then_spreads():
     assert place("other", workers, room_limit=2).index in (0, 1)
     workers[0].ready.clear()
     assert place("big", workers, room_limit=2).index == 1  # a dead worker gets nobody
+
+
+def test_each_worker_gets_its_own_udp_port():
+    config = ServerConfig(sfu=SfuConfig(ice=IceConfig(udp_port=7882)))
+    assert [w.config.sfu.ice.udp_port for w in Supervisor(config, 3).workers] == [7882, 7883, 7884]
+    config = ServerConfig(sfu=SfuConfig(ice=IceConfig(port_min=50000, port_max=50099)))
+    ices = [w.config.sfu.ice for w in Supervisor(config, 2).workers]
+    assert [(ice.udp_port, ice.port_min, ice.port_max) for ice in ices] == [(0, 50000, 50049), (0, 50050, 50099)]
+    with pytest.raises(ValueError, match="65535"):
+        Supervisor(ServerConfig(sfu=SfuConfig(ice=IceConfig(udp_port=65535))), 2)
 
 
 def test_port_range_is_split_between_workers():

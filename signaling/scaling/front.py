@@ -85,6 +85,7 @@ def create_front_app(config: ServerConfig, count: int) -> web.Application:
 
 async def _workers(app: web.Application):
     supervisor = app[SUPERVISOR]
+    supervisor.check_udp_ports()
     supervisor.on_worker_lost = lambda worker: _worker_lost(app, worker)
     if app[CLUSTER]:
         await app[CLUSTER].start()

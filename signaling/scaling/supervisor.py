@@ -3,9 +3,12 @@ processes (signaling/scaling/worker.py), restarts one that dies, routes the
 control messages workers send each other, and places participants on
 workers by load.
 
-Each worker gets its own slice of the UDP port range (single-port mode:
-its own port, udp_port + worker index). Control goes over
-each worker's stdin/stdout as JSON lines (signaling/scaling/control.py).
+Each worker gets its own UDP port for media: udp_port + worker index (7882,
+7883, ... by default), or its own slice of the port range. Consecutive
+ports rather than one port shared through SO_REUSEPORT: the kernel would
+spread a client's datagrams over the workers by address hash, not to the
+worker that holds its connection. Control goes over each worker's
+stdin/stdout as JSON lines (signaling/scaling/control.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from sfu import udp_mux
+
+from ..app import bind_media_ports
 from ..config import Cluster, ServerConfig
 from . import control as c
 
@@ -96,6 +102,8 @@ class Supervisor:
         #: X-Forwarded-For is then believed); new on every start.
         self.front_secret = secrets.token_urlsafe(32)
         ranges = split_port_range(config.sfu.ice.port_min, config.sfu.ice.port_max, count)
+        if config.sfu.ice.udp_port + count - 1 > 65535:
+            raise ValueError(f"UDP ports {config.sfu.ice.udp_port} + {count} workers go past 65535")
         self.workers = [Worker(i, self._worker_config(i, ranges[i])) for i in range(count)]
         self.restarts = 0
         self.on_worker_lost: Callable[[Worker], None] = lambda worker: None
@@ -112,6 +120,13 @@ class Supervisor:
             "worker_index": index, "host": "127.0.0.1", "port": 0, "workers": 1, "sfu": sfu,
             "cluster": Cluster(),  # the front is the node in the Redis cluster, not each worker
         })
+
+    def check_udp_ports(self) -> None:
+        """Single-port mode: raise MediaPortError now if a worker's port is
+        taken (that worker would only crash and restart). On the running loop."""
+        for worker in self.workers:
+            if worker.config.sfu.ice.udp_port:
+                udp_mux.close_shared(bind_media_ports(worker.config.sfu.ice))
 
     async def start(self) -> None:
         self._tasks = [asyncio.ensure_future(self._keep_running(w)) for w in self.workers]
