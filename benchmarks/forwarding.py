@@ -18,10 +18,11 @@ window:
     python -m benchmarks.forwarding --subscribers 1,8,16 --repeat 3 --compare-uvloop
     python -m benchmarks.forwarding --subscribers 8 --compare-simulcast --repeat 3
     python -m benchmarks.forwarding --subscribers 8 --compare-ports --repeat 3
-    python -m benchmarks.forwarding --subscribers 8 --single-port --compare-ref HEAD~1 --repeat 3
+    python -m benchmarks.forwarding --subscribers 8 --compare-ref HEAD~1 --repeat 3
     python -m benchmarks.forwarding --subscribers 8,32 --compare-janus --janus-event-loops 1,default
 
-``--single-port`` runs the server with one shared UDP port (``--udp-port``);
+The server runs as deployed, with one shared UDP port (``--udp-port``);
+``--port-range`` gives it a port per peer connection instead, and
 ``--compare-ports`` runs every configuration in both modes, interleaved.
 ``--compare-ref REV`` runs every configuration on the working tree (or
 ``--ref``) and on a snapshot of REV, interleaved, so a change is measured
@@ -929,8 +930,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only K subscribers read during the window (loss and latency are theirs); the "
                         "others are stopped with SIGSTOP, sinks the server still sends to, so the load "
                         "generator's CPU stays small (egress counted at the server)")
+    parser.add_argument("--port-range", action="store_true",
+                        help="server with a UDP port per peer connection (--udp-port 0) instead of "
+                        "its default, one shared UDP port")
     parser.add_argument("--single-port", action="store_true",
-                        help="server in single UDP port mode (--udp-port)")
+                        help="one shared UDP port (the default; kept for older command lines)")
     parser.add_argument("--compare-ports", action="store_true",
                         help="run every configuration with a port per connection and with one "
                         "shared UDP port, interleaved")
@@ -992,7 +996,7 @@ def run_plan(args: argparse.Namespace, codes: list[tuple[dict, Optional[Path]]])
     layer_rates = [float(r) for r in args.layer_rates.split(",")]
     modes = ([None, layer_rates] if args.compare_simulcast
              else [layer_rates] if args.simulcast else [None])
-    ports = [False, True] if args.compare_ports else [args.single_port]
+    ports = [False, True] if args.compare_ports else [not args.port_range]
     pysfu = args.sfu == "pysfu" or args.compare_janus
     janus = args.sfu == "janus" or args.compare_janus
     plan = []

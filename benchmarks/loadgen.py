@@ -788,8 +788,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slots", help='slot subscription, "VIDEO,AUDIO" (e.g. 9,3), or "off" '
                         "(one m-line per track); default: the scenario's (s3: 9,3)")
     parser.add_argument("--no-uvloop", action="store_true", help="run pysfu on asyncio's loop")
+    parser.add_argument("--port-range", action="store_true",
+                        help="pysfu with a UDP port per peer connection (--udp-port 0) instead of its "
+                        "default, one shared UDP port (one socket, recvmmsg/sendmmsg batches)")
     parser.add_argument("--single-port", action="store_true",
-                        help="pysfu in single UDP port mode (--udp-port: one socket, sendmmsg batches)")
+                        help="one shared UDP port (the default; kept for older command lines)")
     parser.add_argument("--pysfu-workers", type=int, default=1,
                         help="pysfu's worker processes (default 1: one process, as Janus is)")
     parser.add_argument("--pin", action="store_true",
@@ -856,7 +859,7 @@ def make_driver(args: argparse.Namespace, scenario: Scenario, workdir: Path, sfu
     server_cpus = cpu_sets(args.pin)[0]
     if sfu == "pysfu":
         return cls(last_n=scenario.last_n, uvloop=not args.no_uvloop, log_path=workdir / "server.log",
-                   workers=args.pysfu_workers, single_port=args.single_port, cpus=server_cpus)
+                   workers=args.pysfu_workers, single_port=not args.port_range, cpus=server_cpus)
     if sfu == "janus":
         return cls(event_loops=event_loops, workdir=workdir / "janus", preexec_fn=child_setup(server_cpus))
     return cls()
