@@ -12,18 +12,20 @@ datagram its buffer's true size (≈ 2.3 kB for 1.2 kB of payload), so a size
 asked in payload bytes holds about that many bytes of datagrams. It also
 caps the size at ``net.core.rmem_max``.
 
-Sized here: the shared socket of single-port mode, which only the server
-opens. A peer connection's own socket (port-range mode) keeps
-sfu/transport.py's RECEIVE_BUFFER: clients (signaling/client/, the
-benchmarks' peers) open theirs through the same code.
+Sized here: the shared socket of single-port mode, and a server peer
+connection's own socket in port-range mode (one publisher's ingress, at
+most ``CONNECTION_MBPS``). Clients (signaling/client/, the benchmarks' peers)
+open theirs through the same code and keep sfu/transport.py's
+RECEIVE_BUFFER: a test's or a load generator's loop is allowed to be late.
 """
 
 from __future__ import annotations
 
-from . import udp_mux
+from . import transport, udp_mux
 from .config import SfuConfig
 
 MIN_SIZE = 64 * 1024  # bytes: a key frame's burst must fit
+CONNECTION_MBPS = 10  # a publisher's camera, screen share and audio, with margin
 
 
 def size(bitrate: float, ms: float) -> int:
@@ -36,6 +38,12 @@ def shared_port(config: SfuConfig) -> int:
     return size(config.udp_port_ingress_mbps * 1_000_000, config.receive_buffer_ms)
 
 
+def per_connection(config: SfuConfig) -> int:
+    """A server peer connection's own socket (port-range mode): one publisher."""
+    return size(CONNECTION_MBPS * 1_000_000, config.receive_buffer_ms)
+
+
 def apply(config: SfuConfig) -> None:
-    """Size the shared sockets bound from now on (the settings are the process's)."""
+    """Size the server's sockets bound from now on (the settings are the process's)."""
     udp_mux.RECEIVE_BUFFER = shared_port(config)
+    transport.SERVER_RECEIVE_BUFFER = per_connection(config)

@@ -320,10 +320,10 @@ class PeerTransport:
         return send
 
     def _datagram_sender(self, protector: _Protector, udp, remote: tuple) -> PartsSender:
-        protect = protector.protect
+        protect, backlog = protector.protect, udp.get_write_buffer_size
 
         def send(header: bytes, extension: bytes, payload: bytes) -> bool:
-            protected = protect(header, extension, payload)
+            protected = protect(header, extension, payload) if backlog() < SEND_BACKLOG else None
             if protected is None:
                 self.send_errors += 1
                 return False
@@ -589,7 +589,7 @@ class _Gatherer:
                 transport, protocol = await loop.create_datagram_endpoint(
                     lambda: aioice.ice.StunProtocol(connection), local_addr=(address, port)
                 )
-                _grow_receive_buffer(transport)
+                _size_receive_buffer(transport, SERVER_RECEIVE_BUFFER if self._wrap else RECEIVE_BUFFER)
                 return protocol
             except OSError:
                 continue
@@ -637,7 +637,15 @@ class _Gatherer:
             protocol.datagram_received = self._wrap(connection, protocol.datagram_received)
 
 
+#: A client's own socket (signaling/client/, the benchmarks' peers): a late
+#: loop turn of a test or a load generator must not overflow it.
 RECEIVE_BUFFER = 4 * 1024 * 1024
+#: A server connection's own socket (port-range mode): sized by latency
+#: (sfu/receive_buffers.py sets it from the settings at start).
+SERVER_RECEIVE_BUFFER = 320_000
+#: Bytes a port-range connection's transport may hold when the kernel's send
+#: buffer is full; copies beyond are dropped, not delayed.
+SEND_BACKLOG = 256 * 1024
 ICE_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
@@ -647,13 +655,12 @@ def _unique_ufrag() -> str:
     return "".join(secrets.choice(ICE_CHARS) for _ in range(16))
 
 
-def _grow_receive_buffer(transport) -> None:
-    """A few hundred ms of video at full rate: a late loop turn must not
-    overflow the socket (the kernel caps this at net.core.rmem_max)."""
+def _size_receive_buffer(transport, size: int) -> None:
+    """The socket may queue ``size`` bytes (the kernel caps this at net.core.rmem_max)."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
         except OSError:
             pass
 
