@@ -16,6 +16,7 @@ from sfu.media_section import CodecInfo
 from sfu.published_track import PublishedTrack
 from sfu.relay import NACK, PREFIX, RTP, WISH, RelayLink
 from sfu.rtp import HEADER
+from sfu.stream_reader import ReceivedPacket
 from signaling.app import create_app
 
 from .conftest import LocalServer, loopback_config
@@ -45,7 +46,7 @@ async def test_relay_takes_media_and_requests_only_from_the_agreed_worker():
             stranger.sendto(PREFIX.pack(RTP, 0, feed.number) + rtp_packet(0xBAD, 1), ("127.0.0.1", b.port))
             lookalike.sendto(PREFIX.pack(WISH, 0, feed.number), ("127.0.0.1", a.port))  # "pause it"
             lookalike.sendto(PREFIX.pack(NACK, 0, feed.number) + b"\x00\x01", ("127.0.0.1", a.port))
-        sink.write(rtp_packet(0x600D, 2), b"", 2, 6000, 0, True, 0.0)  # the agreed worker's packet
+        sink.write(ReceivedPacket(rtp_packet(0x600D, 2), b"", 2, 6000, 12, True, 0.0))  # the agreed worker's packet
         await eventually(lambda: feed.track.layers[0] is not None and feed.track.layers[0].ssrc == 0x600D,
                          timeout=5)
         assert b.packets_received == 1  # the stranger's RTP (ahead in B's socket) was not taken
