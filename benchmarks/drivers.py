@@ -173,8 +173,10 @@ class PysfuDriver(ServerDriver):
     def __init__(self, last_n: Optional[int] = None, uvloop: bool = True,
                  room_capacity: int = 1000, log_path: Optional[Path] = None,
                  url: Optional[str] = None, cwd: Optional[Path] = None, workers: int = 1,
-                 single_port: bool = False, cpus: Optional[set[int]] = None) -> None:
+                 single_port: bool = False, cpus: Optional[set[int]] = None,
+                 load_shedding: bool = True) -> None:
         self.last_n = last_n
+        self.load_shedding = load_shedding
         self.cpus = cpus
         self.workers = workers
         self.single_port = single_port
@@ -196,6 +198,7 @@ class PysfuDriver(ServerDriver):
                        "--log-level", "warning", "--joins-per-minute", "0", "--connections-per-address", "0",
                        "--room-capacity", str(self.room_capacity), "--workers", str(self.workers)]
         argv += ["--udp-port", str(free_udp_port(self.workers) if self.single_port else 0)]  # 0: a port per connection
+        argv += [] if self.load_shedding else ["--no-load-shedding"]
         return argv + ([] if self.uvloop else ["--no-uvloop"])
 
     async def start(self) -> None:

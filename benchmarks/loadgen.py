@@ -788,6 +788,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slots", help='slot subscription, "VIDEO,AUDIO" (e.g. 9,3), or "off" '
                         "(one m-line per track); default: the scenario's (s3: 9,3)")
     parser.add_argument("--no-uvloop", action="store_true", help="run pysfu on asyncio's loop")
+    parser.add_argument("--no-load-shedding", action="store_true",
+                        help="pysfu never sheds video under load (its load manager only measures)")
     parser.add_argument("--port-range", action="store_true",
                         help="pysfu with a UDP port per peer connection (--udp-port 0) instead of its "
                         "default, one shared UDP port (one socket, recvmmsg/sendmmsg batches)")
@@ -859,7 +861,8 @@ def make_driver(args: argparse.Namespace, scenario: Scenario, workdir: Path, sfu
     server_cpus = cpu_sets(args.pin)[0]
     if sfu == "pysfu":
         return cls(last_n=scenario.last_n, uvloop=not args.no_uvloop, log_path=workdir / "server.log",
-                   workers=args.pysfu_workers, single_port=not args.port_range, cpus=server_cpus)
+                   workers=args.pysfu_workers, single_port=not args.port_range, cpus=server_cpus,
+                   load_shedding=not args.no_load_shedding)
     if sfu == "janus":
         return cls(event_loops=event_loops, workdir=workdir / "janus", preexec_fn=child_setup(server_cpus))
     return cls()
