@@ -304,6 +304,7 @@ class PysfuSession(SessionDriver):
         self.counters = {"offers": 0, "settings_sent": 0, "errors": 0, "speakers_changed": 0}
         self.ended: Optional[str] = None  # why the server ended the session
         self.slots: Optional[dict] = None  # slot subscription (set before connect)
+        self.errors: list[str] = []  # events that could not be handled (the first few)
 
     async def connect(self) -> None:
         await self.signaling.connect()
@@ -352,39 +353,51 @@ class PysfuSession(SessionDriver):
     # --- events ----------------------------------------------------------------
 
     async def _events(self) -> None:
+        """Handle the server's events in order. One that cannot be handled is
+        counted and kept in ``errors`` (the run reports it); the pump goes on:
+        a dead pump would silently drop every later wish and dynacast order."""
         while True:
             event = await self.signaling.events.get()
-            kind = event.get("type")
-            if kind == "subscriber_offer":
-                self.counters["offers"] += 1
-                self._video_owner = {t["track_id"]: t["participant_id"]
-                                     for t in event.get("tracks", []) if t["kind"] == "video"}
-                self._flowing &= set(self._video_owner)
-                self._offers.put_nowait(event["sdp"])
-            elif kind == "slots_changed":  # what each slot carries now, by track id
-                self._video_owner = {s["track_id"]: s["participant_id"] for s in event["slots"]
-                                     if s["kind"] == "video" and s["track_id"]}
-                self._flowing &= set(self._video_owner)
-            elif kind == "participant_joined":
-                participant = event["participant"]
-                self._names[participant["id"]] = participant["name"]
-            elif kind == "layer_changed":
-                track_id = event["track_id"]
-                if event.get("quality") == "off":
-                    self._flowing.discard(track_id)
-                elif track_id in self._video_owner:
-                    self._flowing.add(track_id)
-                    self._spawn(self._ask(track_id))
-            elif kind == "subscribed_quality_update":
-                self.on_publisher_layers({q["rid"]: q["enabled"] for q in event["qualities"] if q.get("rid")})
-            elif kind == "speakers_changed":
-                self.counters["speakers_changed"] += 1
-                for speaker in event.get("speakers", []):
-                    if speaker.get("dominant"):  # listed only while speaking: keep the last one
-                        self.dominant = self._names.get(speaker["participant_id"], self.dominant)
-            elif kind == "leave":
-                self.ended = event.get("reason", "?")
-                self.counters[f"ended_by_server_{self.ended}"] = 1
+            try:
+                self._on_event(event)
+            except Exception as error:
+                self.counters["errors"] += 1
+                if len(self.errors) < 3:
+                    self.errors.append(f"{self.identity}: {event.get('type')} event: {error!r}")
+
+    def _on_event(self, event: dict) -> None:
+        kind = event.get("type")
+        if kind == "subscriber_offer":
+            self.counters["offers"] += 1
+            self._video_owner = {t["track_id"]: t["participant_id"]
+                                 for t in event.get("tracks", []) if t["kind"] == "video"}
+            self._flowing &= set(self._video_owner)
+            self._offers.put_nowait(event["sdp"])
+        elif kind == "slots_changed":  # what each slot carries now, by track id
+            # an empty slot has no participant_id or track_id (docs/protocol.md)
+            self._video_owner = {s["track_id"]: s["participant_id"] for s in event["slots"]
+                                 if s["kind"] == "video" and s.get("track_id")}
+            self._flowing &= set(self._video_owner)
+        elif kind == "participant_joined":
+            participant = event["participant"]
+            self._names[participant["id"]] = participant["name"]
+        elif kind == "layer_changed":
+            track_id = event["track_id"]
+            if event.get("quality") == "off":
+                self._flowing.discard(track_id)
+            elif track_id in self._video_owner:
+                self._flowing.add(track_id)
+                self._spawn(self._ask(track_id))
+        elif kind == "subscribed_quality_update":
+            self.on_publisher_layers({q["rid"]: q["enabled"] for q in event["qualities"] if q.get("rid")})
+        elif kind == "speakers_changed":
+            self.counters["speakers_changed"] += 1
+            for speaker in event.get("speakers", []):
+                if speaker.get("dominant"):  # listed only while speaking: keep the last one
+                    self.dominant = self._names.get(speaker["participant_id"], self.dominant)
+        elif kind == "leave":
+            self.ended = event.get("reason", "?")
+            self.counters[f"ended_by_server_{self.ended}"] = 1
 
     async def _ask(self, track_id: str) -> None:
         """Send update_track_settings for a forwarded video track when our wish changed."""

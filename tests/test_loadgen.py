@@ -2,9 +2,11 @@
 
 The server runs in this process (so its tasks and sockets can be counted);
 the 20 participants run in two generator processes over real
-ICE/DTLS/SRTP. Asserts what a user would notice: everyone joins, audio and
-video arrive, at most 1% is lost, and once everyone has left the server
-holds no room, task or socket more than before.
+ICE/DTLS/SRTP, with slot subscription as in s3. Asserts what a user would
+notice: everyone joins, audio and video arrive, at most 1% is lost, the
+layer wishes hold (tiles low, the speaker high: so dynacast stops the top
+layer of everyone but the speakers at the publishers), and once everyone
+has left the server holds no room, task or socket more than before.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ async def test_twenty_participants_ten_seconds_no_loss_no_leak(server):
     gc.collect()
     fds, tasks = open_fds(), live_tasks()
     scenario = Scenario("ci", PARTICIPANTS, speakers=2, tile_quality="low", speaker_quality="high",
-                        join_rate=10.0, last_joins_alone=False)
+                        join_rate=10.0, last_joins_alone=False, slots={"video": 4, "audio": 3})
     media = MediaSettings(layer_rates=(10.0, 20.0, 40.0))
     options = RunOptions(workers=2, warmup=2.0, duration=8.0, speaker_period=2.0, join_timeout=45.0,
                          media=media)
@@ -61,6 +63,13 @@ async def test_twenty_participants_ten_seconds_no_loss_no_leak(server):
     assert result["latency_p99_ms_audio"] is not None and result["latency_p99_ms_video"] is not None
     assert result["join_ms_max"] is not None
     assert result["server_participants_after"] == 0
+    # the generator handled every event (an empty audio slot once killed its event pump)
+    assert not [w for w in result["warnings"] if w.startswith("generator:")], result["warnings"]
+    # nobody wants a tile's top layer: only the speakers' (one or two at a time,
+    # 2 s more while dynacast waits) may be sent, not the 20 of a broken wish
+    all_on = PARTICIPANTS * media.layer_rates[2]
+    top_layer = result["generator_sent_pps_by_stream"].get("video_f", 0)
+    assert top_layer < 0.35 * all_on, result["generator_sent_pps_by_stream"]
 
     await eventually(lambda: not server.rooms.rooms, timeout=10, message="the room outlived everyone")
     await asyncio.sleep(0.3)
