@@ -34,6 +34,8 @@ import time
 from collections import Counter
 from typing import Any, Optional
 
+from sfu.garbage_collector import GarbageCollector
+
 from .drivers import driver_class
 from .peers import _stdin_lines, emit
 from .simulated import Counts, LatencyHistogram, MediaSettings, Pacer, SimulatedParticipant, video_tag
@@ -43,6 +45,8 @@ log = logging.getLogger("benchmarks.loadgen_worker")
 SPEAKER_SAMPLE = 0.5  # s between two checks of the speaker's video
 SPEAKER_GRACE = 2.0  # s after a change of speaker before its video must flow
 SPEAKER_FRESH_NS = 1_000_000_000  # the speaker's video arrived within this: flowing
+GC_INTERVAL = 30.0  # s between collections of what is new (the server's default: 60)
+GC_FULL_INTERVAL = 3600.0  # a run is shorter: the heap is collected when it ends
 
 
 class Worker:
@@ -179,6 +183,10 @@ class Worker:
 
     async def run(self) -> int:
         stdin = await _stdin_lines()
+        # the participants' heap grows fast: no full collection may stall the
+        # pacer or the receive path (the server's policy, sfu/garbage_collector.py)
+        collector = GarbageCollector(interval=GC_INTERVAL, full_interval=GC_FULL_INTERVAL)
+        collector.start()
         self.pacer.start()
         self.spawn(self.watch_speaker_video())
         emit("ready")
@@ -210,6 +218,7 @@ class Worker:
                     return 0
         finally:
             await self.shutdown()
+            collector.stop()
 
     async def shutdown(self) -> None:
         for task in list(self.tasks):

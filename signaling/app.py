@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCol
 
 from sfu import receive_buffers, udp_mux
 from sfu.config import IceConfig
+from sfu.garbage_collector import GarbageCollector, GarbageCollectorMetrics
 from sfu.load_manager import LoadManager
 from sfu.transport import local_addresses
 from sfu.metrics import SfuCollector
@@ -98,6 +99,26 @@ def create_app(config: ServerConfig | None = None, observer: Optional[RoomObserv
     if config.open:
         log.warning("no API keys configured: anyone may join without a token (open mode)")
     return app
+
+
+def manage_garbage_collection(app: web.Application) -> None:
+    """The process serving ``app`` makes its own full garbage collections
+    (sfu/garbage_collector.py), unless ``gc_interval`` is 0. For the one
+    application of a process (``pysfu serve``, a worker), before it starts."""
+    config = app[CONFIG]
+    if not config.gc_interval:
+        return
+    rooms = app[ROOMS]
+    collector = GarbageCollector(config.gc_interval, config.gc_full_interval,
+                                 idle=lambda: not any(room.participants for room in rooms.rooms.values()))
+    app[METRICS].register(GarbageCollectorMetrics(collector))
+
+    async def running(app: web.Application) -> AsyncIterator[None]:
+        collector.start()
+        yield
+        collector.stop()
+
+    app.cleanup_ctx.append(running)
 
 
 def handler_args(config: ServerConfig) -> dict:

@@ -195,7 +195,7 @@ def worker_count(config: ServerConfig) -> int:
 
 async def serve(config: ServerConfig) -> None:
     """Serve until SIGTERM/SIGINT, then drain for up to the grace period."""
-    from .app import MediaPortError, create_app, drain
+    from .app import MediaPortError, create_app, drain, manage_garbage_collection
     from .scaling.cluster import ClusterError
     from .scaling.front import create_front_app, stop_workers
 
@@ -212,6 +212,7 @@ async def serve(config: ServerConfig) -> None:
         stopping = stop_workers
     else:
         app = create_app(config)
+        manage_garbage_collection(app)
         stopping = drain
     runner = web.AppRunner(app, handle_signals=False)
     try:

@@ -32,7 +32,7 @@ from sfu.relay import RelayFeed, RelayLink
 from sfu.remote import RemoteParticipant
 from sfu.room import Room, RoomRegistry
 
-from ..app import FRONT_SECRET, METRICS, ROOMS, create_app, drain
+from ..app import FRONT_SECRET, METRICS, ROOMS, create_app, drain, manage_garbage_collection
 from ..config import ServerConfig
 from ..logs import setup_logging
 from . import control as c
@@ -257,6 +257,7 @@ async def run(config: ServerConfig, reader: asyncio.StreamReader, control: Contr
     span_holder.append(span)
     app[METRICS].register(RelayCollector(link))
     app[FRONT_SECRET] = front_secret
+    manage_garbage_collection(app)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
