@@ -166,11 +166,11 @@ def test_load_shedding_settings_from_flags_and_environment():
     flags = serve_flags(build_parser().parse_args(["serve", "--no-load-shedding", "--receive-buffer-ms", "100"]))
     config = load_config(flags, env={"PYSFU_SFU__LOAD__BUSY_HIGH": "0.9", "PYSFU_SFU__LOAD__HOLD": "30"})
     load = config.sfu.load
-    assert (load.enabled, load.busy_high, load.hold, load.busy_low) == (False, 0.9, 30, 0.6)
+    assert (load.enabled, load.busy_high, load.hold, load.busy_low) == (False, 0.9, 30, 0.75)
     assert config.sfu.receive_buffer_ms == 100
     assert load_config(env={}).sfu.load.enabled  # on by default
 
 
 def test_load_thresholds_must_leave_room_for_hysteresis():
     with pytest.raises(ConfigError, match="busy_low must not exceed busy_high"):
-        load_config(env={"PYSFU_SFU__LOAD__BUSY_LOW": "0.9"})
+        load_config(env={"PYSFU_SFU__LOAD__BUSY_LOW": "0.97"})
