@@ -3,7 +3,7 @@
 The real forwarding objects, no server around them: a VP8 packet goes into
 ``sfu.stream.ReceivedStream.on_rtp``, which hands it to N
 ``sfu.downtrack.DownTrack.write`` calls, each rewriting the header for its
-subscriber and sending through ``sfu.transport.PeerTransport.send_rtp_parts``
+subscriber and sending through ``sfu.transport.PeerTransport.rtp_sender()``
 with that subscriber's own pylibsrtp session. Each down-track's transport is
 one end of a real aiortc peer pair over loopback (ICE, DTLS, SRTP keys
 negotiated as in the server), built through the public API: the server end
