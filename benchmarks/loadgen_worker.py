@@ -45,8 +45,7 @@ log = logging.getLogger("benchmarks.loadgen_worker")
 SPEAKER_SAMPLE = 0.5  # s between two checks of the speaker's video
 SPEAKER_GRACE = 2.0  # s after a change of speaker before its video must flow
 SPEAKER_FRESH_NS = 1_000_000_000  # the speaker's video arrived within this: flowing
-GC_INTERVAL = 30.0  # s between collections of what is new (the server's default: 60)
-GC_FULL_INTERVAL = 3600.0  # a run is shorter: the heap is collected when it ends
+GC_INTERVAL = 3600.0  # s between full collections: longer than a run, collected as it ends
 
 
 class Worker:
@@ -185,7 +184,7 @@ class Worker:
         stdin = await _stdin_lines()
         # the participants' heap grows fast: no full collection may stall the
         # pacer or the receive path (the server's policy, sfu/garbage_collector.py)
-        collector = GarbageCollector(interval=GC_INTERVAL, full_interval=GC_FULL_INTERVAL)
+        collector = GarbageCollector(interval=GC_INTERVAL)
         collector.start()
         self.pacer.start()
         self.spawn(self.watch_speaker_video())

@@ -260,11 +260,9 @@ class ServerConfig(_Settings):
     worker_room_limit: int = Field(default=100, ge=1)
     #: Set by the supervisor in the config it hands a worker process.
     worker_index: Optional[int] = None
-    #: Seconds between the serving process's own collections of what is new
-    #: (sfu/garbage_collector.py); 0: Python's automatic full collections.
-    gc_interval: float = Field(default=60, ge=0, le=3600)
-    #: Seconds between two collections of the whole heap (the one pause left).
-    gc_full_interval: float = Field(default=600, gt=0, le=86400)
+    #: Longest time between two full garbage collections, which the serving
+    #: process makes itself (sfu/garbage_collector.py); 0: Python's own.
+    gc_interval: float = Field(default=600, ge=0, le=86400)
     limits: Limits = Field(default_factory=Limits)
     webhooks: Webhooks = Field(default_factory=Webhooks)
     sfu: SfuConfig = Field(default_factory=SfuConfig)

@@ -13,6 +13,8 @@ import textwrap
 
 import pytest
 
+from sfu.garbage_collector import GarbageCollector
+
 from .conftest import ROOT, start_server_process, stop_server_process
 from .prometheus import scrape
 from .waiting import eventually_async
@@ -45,7 +47,7 @@ def run(body: str) -> dict:
 def test_python_starts_no_full_collection_while_the_collector_is_managed():
     result = run("""
         async def main():
-            collector = GarbageCollector(interval=3600, full_interval=3600)
+            collector = GarbageCollector(interval=3600)
             collector.start()
             full_starts.clear()
             kept = [[i] for i in range(300_000)]  # long-lived: Python would walk the heap for them
@@ -59,104 +61,72 @@ def test_python_starts_no_full_collection_while_the_collector_is_managed():
     assert result["after_stop"] > 0, "stop() did not give full collections back to Python"
 
 
-def test_new_cycles_are_freed_on_the_interval_and_survivors_frozen():
+def test_what_existed_at_start_is_frozen_and_a_collection_frees_new_cycles():
     result = run("""
         async def main():
-            collector = GarbageCollector(interval=0.05, full_interval=3600)
+            collector = GarbageCollector(interval=3600)
             collector.start()
-            frozen_at_start = gc.get_freeze_count()
-            garbage = weakref.ref(cycle())
-            kept = cycle()
-            for _ in range(100):  # at most 5 s
-                if garbage() is None and collector.collections["young"]:
-                    break
-                await asyncio.sleep(0.05)
-            print(json.dumps({"freed": garbage() is None, "young": collector.collections["young"],
-                              "full": collector.collections["full"], "frozen_at_start": frozen_at_start,
-                              "frozen": gc.get_freeze_count()}))
+            frozen = gc.get_freeze_count()
+            left, kept = cycle(), cycle()
+            gc.collect(1)  # a young collection promotes both to the oldest generation
+            garbage = weakref.ref(left)
+            del left  # its participant leaves: garbage, in reference cycles
+            gc.collect(1)  # young collections do not reach it
+            before = garbage() is None
+            pause = collector.collect()
+            samples = {s.name: s.value for f in GarbageCollectorMetrics(collector).collect() for s in f.samples}
+            print(json.dumps({"frozen": frozen, "before": before, "after": garbage() is None,
+                              "kept": kept.other.other is kept, "pause": pause,
+                              "count": samples["pysfu_gc_full_collections_total"],
+                              "pauses": samples["pysfu_gc_pause_seconds_count"],
+                              "frozen_metric": samples["pysfu_gc_frozen_objects"]}))
             collector.stop()
         asyncio.run(main())
     """)
-    assert result["freed"], "a new reference cycle outlived the collection of what is new"
-    assert result["young"] >= 1 and result["full"] == 0
-    assert result["frozen_at_start"] > 1000, "what existed at start (modules, classes) was not frozen"
-    assert result["frozen"] > result["frozen_at_start"], "the survivors were not frozen"
+    assert result["frozen"] > 1000, "what existed at start (modules, classes) was not frozen"
+    assert result["frozen_metric"] == result["frozen"]
+    assert not result["before"], "a promoted cycle was freed without a full collection"
+    assert result["after"], "the full collection did not free the cycle"
+    assert result["kept"]
+    assert result["count"] == 1 and result["pauses"] == 1 and result["pause"] > 0
 
 
-def test_cycles_that_die_frozen_wait_for_the_full_collection():
-    result = run("""
-        async def main():
-            collector = GarbageCollector(interval=3600, full_interval=3600)
-            collector.start()
-            left = cycle()  # a participant's objects, frozen while it is in the room
-            collector.collect_young()
-            gone = weakref.ref(left)
-            del left  # it leaves: its cycle is garbage, but frozen
-            collector.collect_young()
-            after_young = gone() is None
-            collector.collect_full()
-            after_full = gone() is None
-            families = {f.name: f for f in GarbageCollectorMetrics(collector).collect()}
-            counts = {s.labels["kind"]: s.value for s in families["pysfu_gc_collections"].samples
-                      if s.name.endswith("_total")}
-            pauses = [s.value for s in families["pysfu_gc_full_pause_seconds"].samples
-                      if s.name.endswith("_count")]
-            print(json.dumps({"after_young": after_young, "after_full": after_full, "counts": counts,
-                              "full_pauses": pauses}))
-            collector.stop()
-        asyncio.run(main())
-    """)
-    assert not result["after_young"], "a frozen object was collected before the full collection"
-    assert result["after_full"], "the full collection did not free the cycle that died frozen"
-    assert result["counts"] == {"young": 2, "full": 1}
-    assert result["full_pauses"] == [1]
-
-
-def test_the_heap_is_collected_once_each_time_the_process_empties():
-    result = run("""
-        async def main():
-            state = {"idle": False}
-            collector = GarbageCollector(interval=0.02, full_interval=3600, idle=lambda: state["idle"])
-            collector.start()
-            async def ticks(n):
-                start = collector.collections["young"] + collector.collections["full"]
-                for _ in range(500):  # at most 10 s
-                    if collector.collections["young"] + collector.collections["full"] >= start + n:
-                        return
-                    await asyncio.sleep(0.02)
-            await ticks(3)
-            busy = dict(collector.collections)
-            state["idle"] = True
-            await ticks(5)
-            first_idle = dict(collector.collections)
-            state["idle"] = False
-            await ticks(3)
-            state["idle"] = True
-            await ticks(3)
-            print(json.dumps({"busy": busy, "first_idle": first_idle, "again": collector.collections}))
-            collector.stop()
-        asyncio.run(main())
-    """)
-    assert result["busy"]["full"] == 0
-    assert result["first_idle"]["full"] == 1, "one full collection when the process empties, not one per tick"
-    assert result["again"]["full"] == 2, "emptied again: one more"
+# (participants held, seconds since start) at each check -> why a full collection is due
+@pytest.mark.parametrize("script, expected", [
+    pytest.param([(0, 10), (0, 100)], [None, None], id="never held anyone: nothing to free"),
+    pytest.param([(20, 10), (0, 15), (0, 20)], [None, "the process is empty", None],
+                 id="once each time the process empties"),
+    pytest.param([(100, 40), (96, 50), (90, 60), (90, 70)], [None, None, "10 participants left", None],
+                 id="a tenth of the most held has left"),
+    pytest.param([(100, 40), (80, 50), (75, 60), (70, 90)], [None, "20 participants left", None, "10 participants left"],
+                 id="departures: counted from the last collection"),
+    pytest.param([(100, 5), (80, 20), (80, 35)], [None, None, "20 participants left"],
+                 id="departures wait MIN_GAP after the last collection"),
+    pytest.param([(20, 40), (16, 100)], [None, None], id="fewer than DEPARTED_MIN: they wait"),
+    pytest.param([(20, 40), (20, 599), (20, 601)], [None, None, "interval"], id="at the latest every interval"),
+])
+def test_when_a_full_collection_is_due(script, expected):
+    collector = GarbageCollector(interval=600, clock=lambda: 0.0)
+    reasons = []
+    for held, now in script:
+        reason = collector.due(held, now)
+        if reason is not None:  # what collect() notes, without collecting this test process
+            collector._last, collector._most, collector._collected_empty = now, held, held == 0
+        reasons.append(reason)
+    assert reasons == expected
 
 
 @pytest.fixture
-def server_with_short_gc_intervals(monkeypatch):
-    monkeypatch.setenv("PYSFU_GC_INTERVAL", "0.2")
-    monkeypatch.setenv("PYSFU_GC_FULL_INTERVAL", "0.5")
+def server_with_a_short_gc_interval(monkeypatch):
+    monkeypatch.setenv("PYSFU_GC_INTERVAL", "1")
     server = start_server_process()
     yield server
     stop_server_process(server)
 
 
-async def test_a_serving_process_makes_its_own_collections(server_with_short_gc_intervals):
-    server = server_with_short_gc_intervals
+async def test_a_serving_process_makes_its_own_collections(server_with_a_short_gc_interval):
+    server = server_with_a_short_gc_interval
     metrics = await eventually_async(
-        lambda: scrape(server.http),
-        lambda m: m.get('pysfu_gc_collections_total{kind="full"}', 0) >= 1
-        and m.get('pysfu_gc_collections_total{kind="young"}', 0) >= 1,
-        timeout=20)
+        lambda: scrape(server.http), lambda m: m.get("pysfu_gc_full_collections_total", 0) >= 1, timeout=20)
     assert metrics["pysfu_gc_frozen_objects"] > 1000
-    assert metrics["pysfu_gc_full_pause_seconds_count"] >= 1
+    assert metrics["pysfu_gc_pause_seconds_count"] >= 1
