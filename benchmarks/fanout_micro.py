@@ -124,7 +124,7 @@ class Pair:
 
 async def connect_pair(server_ice: IceConfig) -> Pair:
     server = PeerTransport(server_ice, lambda packet: None, lambda packet: None)
-    client = PeerTransport(IceConfig(addresses=["127.0.0.1"]), lambda packet: None, lambda packet: None)
+    client = PeerTransport(IceConfig(addresses=["127.0.0.1"], udp_port=0), lambda packet: None, lambda packet: None)
     transceiver = server.add_sendonly("video", VP8, "micro", "micro-video")
     await server.accept_answer(await client.answer(await server.create_offer()))
     deadline = time.monotonic() + CONNECT_TIMEOUT
@@ -332,8 +332,8 @@ async def build_mode(name: str, subscribers: int, payload_size: int) -> Mode:
     if name == "single port":
         port = free_udp_port()
         ice = IceConfig(addresses=["127.0.0.1"], udp_port=port)
-    else:
-        ice = IceConfig(addresses=["127.0.0.1"])
+    else:  # a port per connection
+        ice = IceConfig(addresses=["127.0.0.1"], udp_port=0)
     pairs = [await connect_pair(ice) for _ in range(subscribers)]
     mux = udp_mux.shared("127.0.0.1", ice.udp_port) if ice.udp_port else None
     return Mode(name, pairs, build_fanout([(p.server, p.section) for p in pairs]), mux, Packets(payload_size))
