@@ -30,7 +30,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import aiohttp
 
@@ -69,6 +69,8 @@ class SessionDriver(abc.ABC):
     #: Identity of the dominant speaker as the SFU last announced it; None
     #: until it does (and always for SFUs that do not say).
     dominant: Optional[str] = None
+    #: Server events this session could not handle (the first few; the run reports them).
+    errors: Sequence[str] = ()
 
     @abc.abstractmethod
     async def connect(self) -> None:
@@ -304,7 +306,7 @@ class PysfuSession(SessionDriver):
         self.counters = {"offers": 0, "settings_sent": 0, "errors": 0, "speakers_changed": 0}
         self.ended: Optional[str] = None  # why the server ended the session
         self.slots: Optional[dict] = None  # slot subscription (set before connect)
-        self.errors: list[str] = []  # events that could not be handled (the first few)
+        self.errors: list[str] = []
 
     async def connect(self) -> None:
         await self.signaling.connect()

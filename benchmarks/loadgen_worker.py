@@ -103,7 +103,7 @@ class Worker:
         participant.sending = False
         self.departed.add(participant.counts())
         self.departed_sent.update(participant.sent())
-        self.errors += participant.errors[:3] + getattr(participant.session, "errors", [])[:3]
+        self.errors += participant.errors[:3] + list(participant.session.errors[:3])
         await participant.leave()
         emit("left", identity=identity)
 
@@ -131,7 +131,7 @@ class Worker:
             offers["plis"] += participant.plis
             offers["srtp_errors"] += participant.subscriber.srtp_errors
             offers.update(participant.session.stats())
-            errors += participant.errors[:2] + getattr(participant.session, "errors", [])[:2]
+            errors += participant.errors[:2] + list(participant.session.errors[:2])
         pacer = self.pacer
         return {
             "participants": len(self.participants),

@@ -109,8 +109,7 @@ def manage_garbage_collection(app: web.Application) -> None:
     if not config.gc_interval:
         return
     rooms = app[ROOMS]
-    collector = GarbageCollector(
-        config.gc_interval, participants=lambda: sum(len(room.participants) for room in rooms.rooms.values()))
+    collector = GarbageCollector(config.gc_interval, participants=lambda: len(rooms.participants()))
     app[METRICS].register(GarbageCollectorMetrics(collector))
 
     async def running(app: web.Application) -> AsyncIterator[None]:

@@ -106,12 +106,13 @@ def test_what_existed_at_start_is_frozen_and_a_collection_frees_new_cycles():
     pytest.param([(20, 40), (20, 599), (20, 601)], [None, None, "interval"], id="at the latest every interval"),
 ])
 def test_when_a_full_collection_is_due(script, expected):
-    collector = GarbageCollector(interval=600, clock=lambda: 0.0)
+    state = {"held": 0, "now": 0.0}
+    collector = GarbageCollector(interval=600, participants=lambda: state["held"], clock=lambda: state["now"])
     reasons = []
-    for held, now in script:
-        reason = collector.due(held, now)
-        if reason is not None:  # what collect() notes, without collecting this test process
-            collector._last, collector._most, collector._collected_empty = now, held, held == 0
+    for state["held"], state["now"] in script:
+        reason = collector.due(state["held"], state["now"])
+        if reason is not None:
+            collector.collect(reason)  # a real one, of this test process's heap
         reasons.append(reason)
     assert reasons == expected
 
