@@ -34,6 +34,7 @@ def _codecs_of(mime_type: str) -> list:
 
 #: Redirects (issue 7: the room lives on another node) a join follows at most.
 MAX_REDIRECTS = 3
+CLOSE_TIMEOUT = 10.0  #: seconds the closing handshake may take (aiohttp's own ws_close)
 
 
 class ClientError(Exception):
@@ -81,6 +82,7 @@ class Client:
         self._session: Optional[aiohttp.ClientSession] = None
         self._ws: Optional[aiohttp.ClientWebSocketResponse] = None
         self._tasks: list[asyncio.Task] = []
+        self._reader: Optional[asyncio.Task] = None
         self.closed = asyncio.Event()
         self.room: Optional[str] = None
         self.resume_token: Optional[str] = None
@@ -129,21 +131,29 @@ class Client:
         self._start_tasks()
 
     def _start_tasks(self) -> None:
-        self._tasks = [
-            asyncio.ensure_future(self._read()),
-            asyncio.ensure_future(self._answer_offers()),
-        ]
+        self._reader = asyncio.ensure_future(self._read())
+        self._tasks = [self._reader, asyncio.ensure_future(self._answer_offers())]
 
     async def _reconnect(self, url: str) -> None:
         """Move the signaling connection to ``url`` (before joining only)."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._ws.close()
+        await self._close_socket()
         self.url = url
         self.closed.clear()
         self._ws = await self._session.ws_connect(url)
         self._start_tasks()
+
+    async def _close_socket(self) -> None:
+        """The closing handshake, then the tasks.  In that order: a reader
+        cancelled mid-handshake makes aiohttp abort the socket (1006), and the
+        reset can cost the server what it had not read yet, a ``leave`` too."""
+        if self._ws is not None:
+            await self._ws.close()
+            # a message that came in meanwhile leaves the handshake to the reader
+            if self._reader is not None:
+                await asyncio.wait({self._reader}, timeout=CLOSE_TIMEOUT)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def send_raw(self, text: str) -> None:
         await self._ws.send_str(text)
@@ -420,11 +430,7 @@ class Client:
 
     async def close(self) -> None:
         self.closed.set()  # wait_for may swallow a cancel: loops check this too
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._ws is not None:
-            await self._ws.close()
+        await self._close_socket()
         if self._session is not None:
             await self._session.close()
         if self.publisher is not None:
