@@ -105,12 +105,13 @@ def metrics(port: int) -> str:
 
 
 def sample(pid: int, port: int) -> Sample:
+    fds = len(os.listdir(f"/proc/{pid}/fd"))  # before the scrape: its own connection is not counted
     text = metrics(port)
     rss_kb = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                   if line.startswith("VmRSS:"))
     tasks, participants = TASKS.search(text), PARTICIPANTS.search(text)
     return Sample(
-        fds=len(os.listdir(f"/proc/{pid}/fd")),
+        fds=fds,
         tasks=int(float(tasks.group(1))) if tasks else -1,
         rss_mb=rss_kb / 1024,
         participants=int(float(participants.group(1))) if participants else -1,
