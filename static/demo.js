@@ -946,8 +946,12 @@ function wireClient(client) {
 }
 
 function newClient() {
-  // ?relay=1: media only through the TURN servers the server hands out
-  const client = new PysfuClient(params.get("relay") === "1" ? { iceTransportPolicy: "relay" } : {});
+  // ?relay=1: media only through the TURN servers the server hands out;
+  // ?connectTimeout=MS: how long a peer connection may take to connect
+  const options = params.get("relay") === "1" ? { iceTransportPolicy: "relay" } : {};
+  const connectTimeout = Number.parseInt(params.get("connectTimeout") || "", 10);
+  if (connectTimeout >= 0) options.connectTimeoutMs = connectTimeout;
+  const client = new PysfuClient(options);
   wireClient(client);
   demo.client = client;
   return client;

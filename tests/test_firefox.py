@@ -162,7 +162,7 @@ async def test_two_firefox_pages_with_simulcast(dev_server, tmp_path):
             raise
 
 
-CONNECT_TIMEOUT_S = 15  # pysfu.js DEFAULT_CONNECT_TIMEOUT_MS
+CONNECT_TIMEOUT_S = 5  # the demo page's ?connectTimeout (pysfu.js's default is 15 s)
 
 
 async def test_firefox_without_loopback_ice_says_why(dev_server, tmp_path):
@@ -172,7 +172,7 @@ async def test_firefox_without_loopback_ice_says_why(dev_server, tmp_path):
     async with firefox(tmp_path, prefs={"media.peerconnection.ice.loopback": None}) as fox:
         page = await fox.new_page()
         try:
-            await page.goto(f"{dev_server.http}/?room=noloop&name=fox&autojoin=1")
+            await page.goto(f"{dev_server.http}/?room=noloop&name=fox&autojoin=1&connectTimeout={CONNECT_TIMEOUT_S * 1000}")
             await wait_until(page, JOINED_JS, timeout=30)
             shown = await wait_until(page, f"() => document.body.dataset.state === 'error' && ({STATUS_JS})()",
                                      timeout=CONNECT_TIMEOUT_S + 20)
