@@ -16,6 +16,10 @@ from .waiting import eventually, eventually_async
 
 pytestmark = pytest.mark.browser
 
+#: Seconds a steady estimate is held while no layer may change: dozens of
+#: allocation rounds and several key frame intervals.
+STEADY_SECONDS = 15
+
 INBOUND_VIDEO_JS = """
 async () => {
   const pc = window.pysfuDemo.client.subscriberPc;
@@ -152,7 +156,7 @@ async def test_bandwidth_estimate_chooses_layers_without_flapping(server_process
             await eventually(lambda: layer_events()[-1]["quality"] == "medium", timeout=2)
             settled = len(layer_events())
             start, rates = time.monotonic(), []
-            while time.monotonic() - start < 30:
+            while time.monotonic() - start < STEADY_SECONDS:
                 await asyncio.sleep(2)
                 metrics = await scrape(server_process.http)
                 rates.append((round(time.monotonic() - start), *(
