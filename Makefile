@@ -127,7 +127,7 @@ redis-server:
 	fi
 
 test: install-test chromium firefox coturn janus redis-server
-	$(BIN)/python -m pytest -q -rs tests
+	$(BIN)/python -m pytest -q -rs --durations=15 tests
 
 unit: install-test
 	$(BIN)/python -m pytest -q -m "not browser" tests
