@@ -57,7 +57,13 @@ async def test_lossy_subscriber_is_poor_then_good_again(server, clients):
     tracks = {t.kind: t for t in await subscriber.wait_tracks(2)}
     assert len(await count_frames(tracks["video"].track, 1.0)) >= 3
     participant = server.rooms.rooms["quality"].participants[subscriber.participant_id]
-    assert participant.quality.quality in (EXCELLENT, GOOD)
+    # a loaded machine can start the call with a poor window (late packets while
+    # both PCs came up): what matters is that a clean call is good before the loss
+    try:
+        await eventually(lambda: participant.quality.quality in (EXCELLENT, GOOD), timeout=15)
+    except AssertionError:
+        meter = participant.quality
+        raise AssertionError(f"a clean call never rated good: {meter.quality} {meter.measure.info()}") from None
 
     loss = EgressLoss(participant.subscriber.transport, every=4, drop_retransmissions=True)
     receiving = asyncio.ensure_future(count_frames(tracks["video"].track, 30))  # keep decoding
