@@ -126,8 +126,16 @@ redis-server:
 		echo "redis-server missing: cluster tests will be skipped (run 'sudo apt-get install redis-server')"; \
 	fi
 
+# The quick in-process tests (about a minute, a third of one core) run
+# alongside the browser and slow ones, which run one at a time; their
+# output follows. No two heavy tests share the 2 cores.
 test: install-test chromium firefox coturn janus redis-server
-	$(BIN)/python -m pytest -q -rs --durations=15 tests
+	@$(BIN)/python -m pytest -q -rs -p no:cacheprovider -m "not slow and not browser" tests \
+		> .quick-tests.log 2>&1 & quick=$$!; \
+	$(BIN)/python -m pytest -q -rs --durations=15 -m "slow or browser" tests; heavy=$$?; \
+	wait $$quick; quick=$$?; \
+	echo "--- the quick tests, run alongside:"; cat .quick-tests.log; \
+	[ $$heavy -eq 0 ] && [ $$quick -eq 0 ]
 
 unit: install-test
 	$(BIN)/python -m pytest -q -m "not browser" tests
