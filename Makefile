@@ -131,9 +131,9 @@ redis-server:
 # output follows. No two heavy tests share the 2 cores.
 test: install-test chromium firefox coturn janus redis-server
 	@$(BIN)/python -m pytest -q -rs -p no:cacheprovider -m "not slow and not browser" tests \
-		> .quick-tests.log 2>&1 & quick=$$!; \
+		> .quick-tests.log 2>&1 & quick_pid=$$!; \
 	$(BIN)/python -m pytest -q -rs --durations=15 -m "slow or browser" tests; heavy=$$?; \
-	wait $$quick; quick=$$?; \
+	wait $$quick_pid; quick=$$?; \
 	echo "--- the quick tests, run alongside:"; cat .quick-tests.log; \
 	[ $$heavy -eq 0 ] && [ $$quick -eq 0 ]
 

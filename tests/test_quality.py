@@ -59,11 +59,9 @@ async def test_lossy_subscriber_is_poor_then_good_again(server, clients):
     participant = server.rooms.rooms["quality"].participants[subscriber.participant_id]
     # a loaded machine can start the call with a poor window (late packets while
     # both PCs came up): what matters is that a clean call is good before the loss
-    try:
-        await eventually(lambda: participant.quality.quality in (EXCELLENT, GOOD), timeout=15)
-    except AssertionError:
-        meter = participant.quality
-        raise AssertionError(f"a clean call never rated good: {meter.quality} {meter.measure.info()}") from None
+    meter = participant.quality
+    await eventually(lambda: meter.quality in (EXCELLENT, GOOD), timeout=15,
+                     message=lambda: f"a clean call never rated good: {meter.quality} {meter.measure.info()}")
 
     loss = EgressLoss(participant.subscriber.transport, every=4, drop_retransmissions=True)
     receiving = asyncio.ensure_future(count_frames(tracks["video"].track, 30))  # keep decoding

@@ -6,15 +6,19 @@ import asyncio
 import time
 
 
-async def eventually(predicate, timeout: float = 10, interval: float = 0.1, message: str = ""):
-    """Wait until predicate() is truthy (bounded); return its value."""
+async def eventually(predicate, timeout: float = 10, interval: float = 0.1, message=""):
+    """Wait until predicate() is truthy (bounded); return its value.
+
+    ``message``: the failure's text, or a function giving it then (the
+    state at the deadline, not at the start)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(message or f"condition not met within {timeout}s")
+            text = message() if callable(message) else message
+            raise AssertionError(text or f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
 
 
