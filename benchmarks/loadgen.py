@@ -236,6 +236,7 @@ class Room:
         self.publishing: dict[str, bool] = {}
         self.joined: dict[str, float] = {}  # identity -> join ms (current session)
         self.join_ms: list[tuple[str, float]] = []  # every join, in order of completion
+        self.phases: dict[str, dict[str, float]] = {}  # identity -> its last join's steps (ms)
         self.failures: list[str] = []
         self.pending: set[str] = set()
         self.left: set[str] = set()
@@ -269,6 +270,7 @@ class Room:
                 self.pending.discard(identity)
                 self.joined[identity] = event["join_ms"]
                 self.join_ms.append((identity, event["join_ms"]))
+                self.phases[identity] = event.get("phases") or {}
             elif kind == "join_failed":
                 self.pending.discard(identity)
                 self.failures.append(f"{identity}: {event.get('message')}")
@@ -431,6 +433,7 @@ async def run_scenario(scenario: Scenario, driver: ServerDriver, options: RunOpt
         if options.pin and result["server_cpus"] == result["generator_cpus"]:
             result["warnings"].append("--pin did not separate the server from the generator")
         result.update(join_figures(initial_joins, churn_joins, scenario))
+        result["slowest_joins"] = slowest_joins(initial_joins, room.phases)
         result["setup_s"] = round(setup_s, 1)
         result["speaker_changes"] = script.changes
         result["join_failures"] = len(room.failures)
@@ -641,6 +644,16 @@ def join_figures(joins: list[tuple[str, float]], rejoins: list[tuple[str, float]
     return out
 
 
+def slowest_joins(joins: list[tuple[str, float]], phases: dict[str, dict[str, float]],
+                  count: int = 5) -> list[dict]:
+    """The ``count`` slowest joins, each with when its steps were done (ms
+    from its start), in the order the room filled: where a slow join waited."""
+    order = {identity: n for n, (identity, _) in enumerate(joins, 1)}
+    slow = sorted(joins, key=lambda join: join[1], reverse=True)[:count]
+    return [{"identity": identity, "nth": order[identity], "join_ms": ms, **phases.get(identity, {})}
+            for identity, ms in sorted(slow, key=lambda join: order[join[0]])]
+
+
 # issue 13's criteria: a room "holds" ...
 HOLD_LOSS_PCT, HOLD_P99_MS, JOIN_MS = 0.5, 50.0, 3000.0
 # ... and at 150, with the load manager shedding video, audio must still hold
@@ -728,6 +741,9 @@ def print_result(r: dict) -> None:
         f"p99 {_fmt(r['join_ms_p99'], 0)} ms  max {_fmt(r.get('join_ms_max'), 0)} ms  last joiner "
         f"{_fmt(r['last_join_ms'], 0)} ms;  {r.get('joined')} of {r['participants']} joined, "
         f"{r.get('join_failures', 0)} failed;  room filled in {r['setup_s']} s",
+        *[f"    slow join #{j['nth']} {j['identity']}: " + ", ".join(
+            f"{k} {_fmt(v, 0)}" for k, v in j.items() if k not in ("identity", "nth")) + " ms"
+          for j in r.get("slowest_joins", []) if j["join_ms"] >= JOIN_MS],
         f"  dominant speaker's video reached the subscribers in {_fmt(r.get('speaker_video_pct'), 1)}% "
         f"of {r.get('speaker_video_samples', 0)} samples",
         f"  degradation: " + (f"pysfu_load_shed_level {_fmt(r.get('load_level_start'))} at the window's start, "

@@ -93,7 +93,8 @@ class Worker:
             await self.leave(identity)  # free its connections; the run reports the failure
             return
         emit("joined", identity=identity, join_ms=round(join_ms, 1),
-             publish_ms=round(participant.publish_ms, 1) if participant.publish_ms else None)
+             publish_ms=round(participant.publish_ms, 1) if participant.publish_ms else None,
+             phases=participant.phases)
 
     async def leave(self, identity: str) -> None:
         participant = self.participants.pop(identity, None)

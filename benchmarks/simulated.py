@@ -181,6 +181,8 @@ class SimulatedParticipant:
         self.started = 0.0
         self.join_ms: Optional[float] = None
         self.publish_ms: Optional[float] = None
+        #: when each step of the join was done, in ms from its start (first time only)
+        self.phases: dict[str, float] = {}
         self.offers_answered = 0
         self.errors: list[str] = []
         self.rtcp_ssrc = random.getrandbits(32)
@@ -196,17 +198,22 @@ class SimulatedParticipant:
         """Connect, publish, answer the first offer, get media; the join time in ms."""
         self.started = time.monotonic()
         await self.session.connect()
+        self._mark("connected")
         self._answering = asyncio.ensure_future(self._answer_offers())
         if self.publishes:
             await self._publish()
             await _wait_for(lambda: self.publisher.connected, timeout, "publisher transport connected")
-            self.publish_ms = (time.monotonic() - self.started) * 1000
+            self.publish_ms = self._mark("publisher_connected")
             self._t0 = time.monotonic()
             self.sending = True
         if expect_media:
             await asyncio.wait_for(self.first_media.wait(), timeout)
-        self.join_ms = (time.monotonic() - self.started) * 1000
+        self.join_ms = self._mark("first_media")
         return self.join_ms
+
+    def _mark(self, phase: str) -> float:
+        """Note that ``phase`` of the join is done (the first time only); ms so far."""
+        return self.phases.setdefault(phase, round((time.monotonic() - self.started) * 1000, 1))
 
     async def _publish(self) -> None:
         media = self.media
@@ -222,6 +229,7 @@ class SimulatedParticipant:
         if video is not None:
             offer = simulcast_offer(offer, video.mid, rids)
         answer = await self.session.publish(offer)
+        self._mark("publish_answered")
         await self.publisher.accept_answer(answer)
         if audio is not None:
             section = self.publisher.sent_section(audio)
@@ -259,10 +267,12 @@ class SimulatedParticipant:
     async def _answer_offers(self) -> None:
         while True:
             offer = await self.session.next_subscriber_offer()
+            self._mark("offered")
             try:
                 answer = await self.subscriber.answer(offer)
                 self._learn_offer(offer)
                 await self.session.answer_subscriber(answer)
+                self._mark("answered")
                 self.offers_answered += 1
             except Exception as exc:  # counted; the run reports it
                 self.errors.append(f"subscriber offer: {type(exc).__name__}: {exc}")

@@ -84,10 +84,10 @@ class SfuConfig(BaseModel):
     ice: IceConfig = Field(default_factory=IceConfig)
     #: Graceful overload: when and what the server sheds.
     load: LoadConfig = Field(default_factory=LoadConfig)
-    #: Single-port mode: the shared socket's receive buffer holds about this
-    #: many milliseconds of ``udp_port_ingress_mbps``; when the loop falls
-    #: behind, the kernel drops what does not fit instead of handing it over
-    #: seconds late (sfu/receive_buffers.py).
+    #: Single-port mode: media that waited this many milliseconds in the
+    #: shared socket is dropped instead of handed over late (STUN, DTLS and
+    #: RTCP are kept); its kernel queue holds four times that much of
+    #: ``udp_port_ingress_mbps`` (sfu/receive_buffers.py).
     receive_buffer_ms: int = Field(default=250, ge=20, le=5000)
     #: The ingress (every publisher of the worker) the shared socket of
     #: single-port mode is sized for, in Mbit/s.

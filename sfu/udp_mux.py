@@ -18,7 +18,15 @@ callback per datagram: ``recvmmsg(2)`` reads up to 64 datagrams into C
 memory per call (``ReceiveBatch``), at most ``TURN`` datagrams per loop turn
 so other callbacks still run; each becomes one bytes object, and its source
 address is decoded once per sender (a bounded cache of raw socket address ->
-``(host, port)``). Forwarded media is written straight into a ``SendBatch`` (C
+``(host, port)``).
+
+When the loop falls behind, the media that waited longer than
+``STALE_AFTER`` in the socket (its arrival time is the kernel's, read with
+the datagram) is dropped unread, and everything else is still handled:
+STUN, DTLS and RTCP are what a joining participant's handshake and every
+subscriber's feedback are made of, and a kernel that dropped them with the
+media would turn each loss into a retransmission timer of a second or more
+(sfu/receive_buffers.py sizes the kernel's queue well past that age). Forwarded media is written straight into a ``SendBatch`` (C
 memory; SRTP protects it there) and leaves in one ``sendmmsg(2)`` call at the
 end of that reader turn: one syscall and no Python bytes object per copy.
 This module knows nothing of aioice: a connection is any object with
@@ -33,6 +41,7 @@ import asyncio
 import logging
 import socket
 import struct
+import time
 from typing import Callable, Optional, Protocol
 
 from cffi import FFI
@@ -58,9 +67,13 @@ libc = ffi.dlopen(None)
 TURN = 256
 #: Source addresses whose decoded form is cached; past that the cache starts over.
 ADDRESS_CACHE = 4096
-#: Bytes the shared socket may queue: ≈ 250 ms of 40 Mbit/s (sfu/receive_buffers.py
-#: sets it from the settings at start): a late loop drops, it does not delay.
-RECEIVE_BUFFER = 1_250_000
+#: Bytes the shared socket may queue: ≈ 1 s of 40 Mbit/s (sfu/receive_buffers.py
+#: sets it from the settings at start), so that the kernel keeps the handshakes.
+RECEIVE_BUFFER = 5_000_000
+#: Nanoseconds media may wait in the socket; older RTP is dropped unread:
+#: a late loop drops, it does not delay (receive_buffer_ms, 250 ms).
+STALE_AFTER = 250_000_000
+SO_TIMESTAMPNS = 35  # Linux: each datagram's arrival time (CLOCK_REALTIME) as a control message
 SEND_BUFFER = 4 * 1024 * 1024
 SOCKADDR_IN, SOCKADDR_IN6 = 16, 28  # bytes of struct sockaddr_in, sockaddr_in6
 STUN_MAGIC = b"\x21\x12\xa4\x42"
@@ -103,11 +116,8 @@ class UdpMux:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
-            for option, size in ((socket.SO_RCVBUF, RECEIVE_BUFFER), (socket.SO_SNDBUF, SEND_BUFFER)):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, option, size)
-                except OSError:
-                    pass
+            _size_buffers(sock)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             try:
                 sock.bind((address, port))
             except OSError as exc:
@@ -171,13 +181,18 @@ class UdpMux:
         addresses = self._addresses
         data_of, size = inbox.data, inbox.DATAGRAM
         keys, names, name_size, v6 = inbox.keys, inbox.names, inbox.name_size, self._v6
+        deadline = time.time_ns() - STALE_AFTER
         for _ in range(TURN // inbox.SIZE):
             count = inbox.receive()
+            stale = inbox.arrived_before(count, deadline)
             for index, length in enumerate(inbox.lengths[:count].tolist()):
                 if not length:
                     continue
                 start = index * size
                 data = data_of[start:start + length]
+                if index < stale and is_rtp(data):
+                    DATAGRAMS_DROPPED["stale"] += 1
+                    continue
                 key = names[index * name_size:(index + 1) * name_size] if v6 else keys[index * 2]
                 addr = addresses.get(key) or self._decode(key, index)
                 endpoint = routes.get(addr)
@@ -233,12 +248,14 @@ class ReceiveBatch:
 
     SIZE = 64
     DATAGRAM = 2048
+    CONTROL = 32  # CMSG_SPACE(struct timespec): room for the arrival time
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self.name_size = SOCKADDR_IN6 if sock.family == socket.AF_INET6 else SOCKADDR_IN
         self._memory = ffi.new("char[]", self.SIZE * self.DATAGRAM)
         self._names = ffi.new("char[]", self.SIZE * self.name_size)
+        self._control = ffi.new("char[]", self.SIZE * self.CONTROL)
         self._messages = ffi.new("struct mmsghdr[]", self.SIZE)
         self._iovecs = ffi.new("struct iovec[]", self.SIZE)
         for index in range(self.SIZE):
@@ -249,6 +266,7 @@ class ReceiveBatch:
             header.msg_name = self._names + index * self.name_size
             header.msg_iov = self._iovecs + index
             header.msg_iovlen = 1
+            header.msg_control = self._control + index * self.CONTROL
         self.data = ffi.buffer(self._memory)
         self.names = ffi.buffer(self._names)
         self.keys = memoryview(self.names).cast("Q")
@@ -258,6 +276,12 @@ class ReceiveBatch:
         self.lengths = words[ffi.offsetof("struct mmsghdr", "msg_len") // 4::stride]
         self._name_lengths = words[ffi.offsetof("struct msghdr", "msg_namelen") // 4::stride]
         self._full_names = memoryview(array.array("I", [self.name_size] * self.SIZE))
+        # msg_controllen of every message, and each control message's words: a
+        # timestamp's is (cmsg_len, level and type, tv_sec, tv_nsec)
+        longs = memoryview(ffi.buffer(self._messages)).cast("Q")
+        self._control_lengths = longs[ffi.offsetof("struct msghdr", "msg_controllen") // 8::stride // 2]
+        self._full_controls = memoryview(array.array("Q", [self.CONTROL] * self.SIZE))
+        self._stamps = memoryview(ffi.buffer(self._control)).cast("q")
         self.calls = 0
 
     def receive(self) -> int:
@@ -268,8 +292,20 @@ class ReceiveBatch:
         if fd < 0:
             return 0
         self._name_lengths[:] = self._full_names  # the kernel wrote the last lengths there
+        self._control_lengths[:] = self._full_controls
         self.calls += 1
         return max(0, libc.recvmmsg(fd, self._messages, self.SIZE, socket.MSG_DONTWAIT, ffi.NULL))
+
+    def arrived_before(self, count: int, deadline: int) -> int:
+        """How many of the first ``count`` datagrams arrived before
+        ``deadline`` (ns, CLOCK_REALTIME): they are in arrival order, so
+        these are the first ones. One without an arrival time is on time."""
+        stamps, controls = self._stamps, self._control_lengths
+        index = 0
+        while index < count and controls[index] and \
+                stamps[4 * index + 2] * 1_000_000_000 + stamps[4 * index + 3] < deadline:
+            index += 1
+        return index
 
     def source(self, index: int) -> bytes:
         return self.names[index * self.name_size:(index + 1) * self.name_size]
@@ -387,6 +423,24 @@ class MuxEndpoint:
         lost = getattr(self.receiver, "connection_lost", None)
         if lost is not None and not mux.loop.is_closed():
             mux.loop.call_soon(lost, None)
+
+
+def is_rtp(data: bytes) -> bool:
+    """RTP rather than RTCP, STUN or DTLS (RFC 7983 and RFC 5761: RTCP's
+    packet types 192-223 sit where RTP's marker bit and payload type are)."""
+    return 127 < data[0] < 192 and len(data) > 1 and not 191 < data[1] < 224
+
+
+def _size_buffers(sock: socket.socket) -> None:
+    """Ask for the queue sizes; as root, past ``net.core.rmem_max``."""
+    for forced, option, size in ((33, socket.SO_RCVBUF, RECEIVE_BUFFER),
+                                 (32, socket.SO_SNDBUF, SEND_BUFFER)):
+        for name in (forced, option):  # SO_RCVBUFFORCE, SO_SNDBUFFORCE need CAP_NET_ADMIN
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, name, size)
+                break
+            except OSError:
+                continue
 
 
 def stun_local_ufrag(data: bytes) -> Optional[str]:

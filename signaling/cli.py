@@ -57,8 +57,8 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
                        help="the UDP port every peer connection shares, per ICE address (default 7882; "
                        "with --workers N, worker i uses PORT + i); 0: a port per connection, any free one")
     serve.add_argument("--receive-buffer-ms", type=int, metavar="MS",
-                       help="single-port mode: the shared socket buffers this much of its expected "
-                       "ingress; beyond, the kernel drops instead of delaying (default 250)")
+                       help="single-port mode: media that waited this long in the shared socket is "
+                       "dropped instead of delayed (handshakes are kept; default 250)")
     serve.add_argument("--no-load-shedding", action="store_true", default=None,
                        help="never shed video when the event loop is overloaded (still measured)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -14,14 +15,16 @@ from sfu.config import IceConfig, SfuConfig
 from sfu.media_section import CodecInfo
 from sfu.transport import PeerTransport
 
+from .waiting import eventually
+
 RMEM_MAX = int(Path("/proc/sys/net/core/rmem_max").read_text())
 
 
 @pytest.mark.parametrize(
     "settings, size",
     [
-        ({}, 1_250_000),  # 250 ms of 40 Mbit/s
-        ({"receive_buffer_ms": 100, "udp_port_ingress_mbps": 8}, 100_000),
+        ({}, 5_000_000),  # 4 × 250 ms of 40 Mbit/s
+        ({"receive_buffer_ms": 100, "udp_port_ingress_mbps": 8}, 400_000),
         ({"receive_buffer_ms": 20, "udp_port_ingress_mbps": 1}, receive_buffers.MIN_SIZE),
     ],
 )
@@ -35,7 +38,9 @@ async def test_the_shared_socket_gets_that_size():
     mux = udp_mux.UdpMux.bind("127.0.0.1", 0)
     try:
         # the kernel doubles what it is asked (bookkeeping), up to twice rmem_max
-        assert mux.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * min(100_000, RMEM_MAX)
+        # unless root forced it
+        asked = 400_000 if os.geteuid() == 0 else min(400_000, RMEM_MAX)
+        assert mux.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * asked
     finally:
         mux.close()
         receive_buffers.apply(SfuConfig())
@@ -74,3 +79,63 @@ async def test_a_server_connections_own_socket_gets_that_size():
     finally:
         await transport.close()
         receive_buffers.apply(SfuConfig())
+
+
+@pytest.mark.parametrize(
+    "datagram, rtp",
+    [
+        (bytes([0x80, 96]) + bytes(10), True),  # VP8
+        (bytes([0x90, 0xEF]) + bytes(10), True),  # marker bit, payload type 111
+        (bytes([0x80, 200]) + bytes(10), False),  # RTCP sender report
+        (bytes([0x81, 205]) + bytes(10), False),  # RTCP NACK
+        (bytes([0x00, 0x01]) + bytes(10), False),  # STUN binding request
+        (bytes([22, 0xFE]) + bytes(10), False),  # DTLS handshake
+    ],
+)
+def test_what_counts_as_media(datagram, rtp):
+    assert udp_mux.is_rtp(datagram) is rtp
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.datagrams: list[bytes] = []
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.datagrams.append(data)
+
+
+def rtp_packet(seq: int) -> bytes:
+    return bytes([0x80, 96]) + seq.to_bytes(2, "big") + bytes(8) + bytes(1000)
+
+
+async def test_a_late_loop_drops_stale_media_and_keeps_the_handshakes():
+    """The loop falls behind while media, a DTLS flight, RTCP and a STUN check
+    wait in the shared socket: the stale media is dropped unread, the rest
+    is handled, and media that arrives after is forwarded."""
+    stale_after = udp_mux.STALE_AFTER
+    udp_mux.STALE_AFTER = 1_000_000_000  # 1 s
+    mux = udp_mux.UdpMux.bind("127.0.0.1", 0)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sender.bind(("127.0.0.1", 0))
+        inbox = Inbox()
+        mux.endpoint("abcd", inbox).confirm(sender.getsockname())
+        dtls = bytes([22, 0xFE, 0xFD]) + bytes(60)
+        rtcp = bytes([0x81, 201, 0, 7]) + bytes(28)
+        stun = (b"\x00\x01\x00\x0c" + udp_mux.STUN_MAGIC + bytes(12)
+                + b"\x00\x06\x00\x08abcd:efg")
+        dropped = udp_mux.DATAGRAMS_DROPPED["stale"]
+        for datagram in [*map(rtp_packet, range(100)), dtls, rtcp, stun]:
+            sender.sendto(datagram, mux.sockname)
+        time.sleep(1.2)  # the loop is late on purpose: everything queued is now stale
+        for seq in range(100, 110):
+            sender.sendto(rtp_packet(seq), mux.sockname)
+        await eventually(lambda: len(inbox.datagrams) >= 13, message=lambda: f"got {len(inbox.datagrams)}")
+        media = [int.from_bytes(d[2:4], "big") for d in inbox.datagrams if udp_mux.is_rtp(d)]
+        assert media == list(range(100, 110))
+        assert [d for d in inbox.datagrams if not udp_mux.is_rtp(d)] == [dtls, rtcp, stun]
+        assert udp_mux.DATAGRAMS_DROPPED["stale"] - dropped == 100
+    finally:
+        sender.close()
+        mux.close()
+        udp_mux.STALE_AFTER = stale_after
