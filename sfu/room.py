@@ -20,6 +20,7 @@ from .meeting import Meeting
 from .member import Member
 from .participant import Participant
 from .published_track import PublishedTrack
+from .quality_updates import QualityUpdates
 from .recorder import RecordingSlots, Recordings
 from .room_speakers import RoomSpeakers
 from .transcription.room_transcription import Transcriptions, TranscriptionSlots
@@ -71,6 +72,7 @@ class Room:
         self.meeting = Meeting(self.broadcast)
         #: Active speaker detection: running while anyone is in the room.
         self.speakers = RoomSpeakers(self)
+        self.quality_updates = QualityUpdates(self._send_quality)
         #: What the worker's load takes off the video now (sfu/load_manager.py).
         self.shed = shed
 
@@ -111,6 +113,7 @@ class Room:
         self.apply_last_n()
         if not self.participants:
             self.speakers.stop()
+            self.quality_updates.stop()
             await self.recordings.stop()  # files are complete before room_finished
             await self.transcriptions.stop()
             self._on_empty(self)
@@ -121,6 +124,7 @@ class Room:
             return False
         del self.participants[participant.id]
         self.speakers.forget(participant.id)
+        self.quality_updates.forget(participant.id)
         for track in list(participant.tracks.values()):
             self.track_unpublished(participant, track, announce=False)
         await participant.close()
@@ -154,6 +158,7 @@ class Room:
         self.apply_last_n()
         if not self.participants:
             self.speakers.stop()
+            self.quality_updates.stop()
             await self.recordings.stop()
             await self.transcriptions.stop()
             self._on_empty(self)
@@ -188,12 +193,19 @@ class Room:
             self.broadcast(events.ParticipantState(participant.id, participant.state), exclude=participant.id)
 
     def quality_changed(self, participant: Participant) -> None:
-        """Tell the room (a hidden participant: only itself) its new quality."""
+        """Tell the room (a hidden participant: only itself) its new quality,
+        with the other changes of the next moment (sfu/quality_updates.py)."""
         update = {"participant_id": participant.id, "quality": participant.quality.quality,
                   **participant.quality.measure.info()}
-        targets = [participant] if participant.hidden else list(self.participants.values())
-        for target in targets:
-            target.notify(events.ConnectionQuality([update]))
+        if participant.hidden:
+            participant.notify(events.ConnectionQuality([update]))
+        else:
+            self.quality_updates.add(participant.id, update)
+
+    def _send_quality(self, updates: list[dict]) -> None:
+        event = events.ConnectionQuality(updates)
+        for target in list(self.participants.values()):
+            target.notify(event)
 
     def roster(self, exclude: Optional[str] = None) -> list[dict]:
         return [p.info() for p in self.participants.values() if p.id != exclude and not p.hidden]
