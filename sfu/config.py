@@ -53,7 +53,8 @@ class LoadConfig(BaseModel):
     budget, shed video one level at a time; give it back when load falls.
 
     Over budget: the loop's smoothed busy fraction above ``busy_high`` or
-    its smoothed lag above ``lag_high_ms``. Calm: busy below ``busy_low``
+    its smoothed lag (late timers, and media waiting in the shared socket)
+    above ``lag_high_ms``. Calm: busy below ``busy_low``
     and lag below ``lag_low_ms``. Between the two nothing changes.
     """
 
@@ -66,7 +67,8 @@ class LoadConfig(BaseModel):
     lag_high_ms: float = Field(default=50, gt=0)
     lag_low_ms: float = Field(default=20, gt=0)
     #: Seconds between two steps: a step's effect (a key frame, dynacast
-    #: pausing layers at publishers) shows within about two seconds.
+    #: pausing layers at publishers) shows within about two seconds. A
+    #: quarter of that while the lag is four times ``lag_high_ms``.
     step_interval: float = Field(default=2.0, gt=0, le=600)
     #: Seconds of calm before each step back down.
     hold: float = Field(default=10.0, gt=0, le=3600)

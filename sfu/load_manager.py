@@ -16,9 +16,12 @@ One worker's rooms share its loop, so the level is the worker's, applied
 to all its rooms (RoomRegistry.set_shed).
 
 When (``LoadManager.update``, pure: time passed in): over budget, one step
-up, at most every ``step_interval``; calm (under the lower thresholds) for
-``hold`` seconds, one step down, then calm for ``hold`` again before the
-next. Between the thresholds the level stays: hysteresis.
+up, at most every ``step_interval``, or ``FAR_BEHIND`` times as often while
+the lag is ``FAR_BEHIND`` times its budget (a room filling faster than the
+server can take it: every second spent there is media dropped and joins
+delayed, and a step too many comes back down); calm (under the lower
+thresholds) for ``hold`` seconds, one step down, then calm for ``hold``
+again before the next. Between the thresholds the level stays: hysteresis.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_LAST_N = 3  # a halved last-N never goes below this
+FAR_BEHIND = 4  # lag this many times lag_high_ms: steps this many times as often
 ALL_BUT_LOWEST = 1000  # drop_layers: every layer above the lowest
 
 
@@ -109,7 +113,10 @@ class LoadManager:
             return
         if busy > config.busy_high or lag * 1000 > config.lag_high_ms:
             self._calm_since = None
-            if self.level < len(LEVELS) - 1 and now - self._last_step >= config.step_interval:
+            interval = config.step_interval
+            if lag * 1000 >= FAR_BEHIND * config.lag_high_ms:
+                interval /= FAR_BEHIND
+            if self.level < len(LEVELS) - 1 and now - self._last_step >= interval:
                 self._step(+1, now, busy, lag)
         elif busy < config.busy_low and lag * 1000 < config.lag_low_ms:
             if self._calm_since is None:

@@ -1,7 +1,11 @@
 """How loaded the event loop is, measured from inside it: busy and lag.
 
 Every PROBE seconds a timer callback notes how late it ran: the *lag*, how
-long a callback that became ready waited behind the others. Every SAMPLE
+long a callback that became ready waited behind the others. Media that
+waited in the shared UDP socket (single-port mode: the reader knows when
+each datagram arrived, sfu/udp_mux.py) is lag too, the one that matters:
+a loop that reads 256 datagrams a turn can run its timers on time while
+its socket holds a quarter of a second of media. Every SAMPLE
 seconds it also reads the CPU time of the loop's thread: CPU seconds over
 wall seconds is the *busy* fraction, the share of the time the loop spent
 working (its syscalls' kernel time included; a loop near 1.0 cannot take
@@ -42,10 +46,14 @@ class LoopLoad:
         clock: Callable[[], float] = time.monotonic,
         probe: float = PROBE,
         sample: float = SAMPLE,
+        socket_wait: Callable[[], float] = lambda: 0.0,
     ) -> None:
-        """``cpu_clock``: CPU seconds of the loop's thread; ``clock``: wall seconds."""
+        """``cpu_clock``: CPU seconds of the loop's thread; ``clock``: wall
+        seconds; ``socket_wait``: the longest a datagram read since the last
+        call waited in its socket, in seconds."""
         self.cpu_clock = cpu_clock
         self.clock = clock
+        self.socket_wait = socket_wait
         self._probe_every = probe
         self._sample_every = sample
         self.busy = 0.0  # smoothed busy fraction
@@ -98,6 +106,7 @@ class LoopLoad:
         self.probe(now - due)
         if now >= self._next_sample:
             self._next_sample = now + self._sample_every
+            self._window_lag = max(self._window_lag, self.socket_wait())
             busy, lag = self.sample(self.cpu_clock(), self.clock())
             try:
                 on_sample(busy, lag, self.clock())

@@ -181,9 +181,12 @@ class UdpMux:
         addresses = self._addresses
         data_of, size = inbox.data, inbox.DATAGRAM
         keys, names, name_size, v6 = inbox.keys, inbox.names, inbox.name_size, self._v6
-        deadline = time.time_ns() - STALE_AFTER
+        now = time.time_ns()
+        deadline = now - STALE_AFTER
         for _ in range(TURN // inbox.SIZE):
             count = inbox.receive()
+            if count and inbox.arrival(0):
+                _note_wait(now - inbox.arrival(0))
             stale = inbox.arrived_before(count, deadline)
             for index, length in enumerate(inbox.lengths[:count].tolist()):
                 if not length:
@@ -296,14 +299,18 @@ class ReceiveBatch:
         self.calls += 1
         return max(0, libc.recvmmsg(fd, self._messages, self.SIZE, socket.MSG_DONTWAIT, ffi.NULL))
 
+    def arrival(self, index: int) -> int:
+        """When datagram ``index`` arrived (ns, CLOCK_REALTIME); 0: not known."""
+        if not self._control_lengths[index]:
+            return 0
+        return self._stamps[4 * index + 2] * 1_000_000_000 + self._stamps[4 * index + 3]
+
     def arrived_before(self, count: int, deadline: int) -> int:
         """How many of the first ``count`` datagrams arrived before
-        ``deadline`` (ns, CLOCK_REALTIME): they are in arrival order, so
-        these are the first ones. One without an arrival time is on time."""
-        stamps, controls = self._stamps, self._control_lengths
+        ``deadline``: they are in arrival order, so these are the first
+        ones. One without an arrival time is on time."""
         index = 0
-        while index < count and controls[index] and \
-                stamps[4 * index + 2] * 1_000_000_000 + stamps[4 * index + 3] < deadline:
+        while index < count and 0 < self.arrival(index) < deadline:
             index += 1
         return index
 
@@ -456,6 +463,25 @@ def stun_local_ufrag(data: bytes) -> Optional[str]:
             return value.split(b":", 1)[0].decode("ascii", "replace")
         pos += 4 + length + (-length % 4)
     return None
+
+
+# --- how late the loop reads ---------------------------------------------------
+
+_worst_wait = 0  # ns: the longest a datagram waited in a shared socket since the last take
+
+
+def _note_wait(wait: int) -> None:
+    global _worst_wait
+    if wait > _worst_wait:
+        _worst_wait = wait
+
+
+def take_worst_wait() -> float:
+    """Seconds the longest-waiting datagram read since the last call had
+    waited in its socket (the load manager's view of the media's lag)."""
+    global _worst_wait
+    wait, _worst_wait = _worst_wait, 0
+    return wait / 1e9
 
 
 # --- the process's shared sockets ------------------------------------------------

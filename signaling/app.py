@@ -19,6 +19,7 @@ from sfu import receive_buffers, udp_mux
 from sfu.config import IceConfig
 from sfu.garbage_collector import GarbageCollector, GarbageCollectorMetrics
 from sfu.load_manager import LoadManager
+from sfu.loop_load import LoopLoad
 from sfu.transport import local_addresses
 from sfu.metrics import SfuCollector
 from sfu.room import RoomObserver, RoomRegistry
@@ -71,7 +72,7 @@ def create_app(config: ServerConfig | None = None, observer: Optional[RoomObserv
     observer = _chain(app[WEBHOOKS].observe if app[WEBHOOKS] else None,
                       app[CLUSTER].observe if app[CLUSTER] else None, observer)
     app[ROOMS] = RoomRegistry(config.sfu, capacity=config.limits.room_capacity, observer=observer)
-    app[LOAD] = LoadManager(config.sfu.load, app[ROOMS].set_shed)
+    app[LOAD] = LoadManager(config.sfu.load, app[ROOMS].set_shed, LoopLoad(socket_wait=udp_mux.take_worst_wait))
     receive_buffers.apply(config.sfu)
     app[METRICS] = CollectorRegistry()
     app[METRICS].register(SfuCollector(app[ROOMS], load=app[LOAD]))

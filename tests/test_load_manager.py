@@ -91,6 +91,7 @@ def test_rank_keeps_the_spared_first(pins, first, n, chosen):
 CONFIG = LoadConfig(busy_high=0.85, busy_low=0.6, lag_high_ms=50, lag_low_ms=20, step_interval=2, hold=10)
 HOT, CALM, MIDDLE = (0.95, 0), (0.3, 0), (0.7, 0)
 LAGGING = (0.3, 80)
+FAR_BEHIND = (1.0, 200)  # lag 4 × lag_high_ms
 
 
 def levels(script, config=CONFIG) -> list[tuple[float, str]]:
@@ -112,6 +113,11 @@ def levels(script, config=CONFIG) -> list[tuple[float, str]]:
         P([(10, HOT)], [(0.0, "top_layer_off"), (2.0, "lowest_layer_only"), (4.0, "last_n_halved"),
                         (6.0, "speakers_only")], id="over budget: one step per step_interval, up to the last"),
         P([(1, LAGGING)], [(0.0, "top_layer_off")], id="lag alone is over budget"),
+        P([(2, FAR_BEHIND)], [(0.0, "top_layer_off"), (0.5, "lowest_layer_only"), (1.0, "last_n_halved"),
+                              (1.5, "speakers_only")], id="far behind: steps four times as often"),
+        P([(1, FAR_BEHIND), (4, HOT)], [(0.0, "top_layer_off"), (0.5, "lowest_layer_only"),
+                                        (2.5, "last_n_halved"), (4.5, "speakers_only")],
+          id="less behind: the usual pace again"),
         P([(30, MIDDLE)], [], id="between the thresholds: nothing"),
         P([(0.5, HOT), (30, MIDDLE)], [(0.0, "top_layer_off")], id="between the thresholds: the level holds"),
         P([(4.5, HOT), (40, CALM)],

@@ -139,3 +139,25 @@ async def test_a_late_loop_drops_stale_media_and_keeps_the_handshakes():
         sender.close()
         mux.close()
         udp_mux.STALE_AFTER = stale_after
+
+
+async def test_how_long_media_waited_is_the_loops_lag():
+    """The load manager sees the wait of the oldest datagram read (sfu/loop_load.py)."""
+    stale_after = udp_mux.STALE_AFTER
+    udp_mux.STALE_AFTER = 10_000_000_000  # however busy the machine, nothing is dropped
+    mux = udp_mux.UdpMux.bind("127.0.0.1", 0)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sender.bind(("127.0.0.1", 0))
+        inbox = Inbox()
+        mux.endpoint("abcd", inbox).confirm(sender.getsockname())
+        udp_mux.take_worst_wait()
+        sender.sendto(rtp_packet(1), mux.sockname)
+        time.sleep(0.15)  # the loop is late on purpose
+        await eventually(lambda: inbox.datagrams)
+        assert 0.15 <= udp_mux.take_worst_wait() < 10
+        assert udp_mux.take_worst_wait() == 0  # taken: the next sample starts over
+    finally:
+        sender.close()
+        mux.close()
+        udp_mux.STALE_AFTER = stale_after
