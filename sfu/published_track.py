@@ -126,11 +126,16 @@ class PublishedTrack:
     # --- dynacast ---------------------------------------------------------------
 
     def dynacast(self, now: float) -> None:
-        """Tell the publisher to pause layers nobody needs, and resume them."""
+        """Tell the publisher to pause layers nobody needs, and resume them.
+
+        A camera nobody watches pauses entirely, its lowest layer too (as
+        LiveKit's): in a room of 150 with last-N 9 that is most cameras, and
+        their lowest layers were three quarters of the server's ingress. A
+        new watcher waits for the resume (a signaling message and a key
+        frame) instead of a key frame alone."""
         if not self.simulcast:
             return
-        needed = max((d.desired for d in self.downtracks), default=OFF)
-        top = max(0, needed)  # the lowest layer always flows: new subscribers start fast
+        top = max((d.desired for d in self.downtracks), default=OFF)
         if top > self._enabled_top:
             self._unneeded_since = None
             self._set_enabled_top(top)

@@ -180,13 +180,12 @@ async def test_dynacast_pauses_unwatched_layers(server_process, tmp_path):
         high = 'pysfu_layer_bitrate_bps{quality="high"}'
         await eventually_async(lambda: scrape(server_process.http), lambda m: m[high] > 100_000, timeout=5)
 
-        await watcher.close()  # the last subscriber of the high layer goes
+        await watcher.close()  # the last subscriber goes: nobody watches the camera
+        low = 'pysfu_layer_bitrate_bps{quality="low"}'
         started = time.monotonic()
-        while (await scrape(server_process.http))[high] > 10_000:
-            assert time.monotonic() - started < 5, "the publisher kept sending the high layer"
+        while any(m > 10_000 for m in map((await scrape(server_process.http)).get, (high, low))):
+            assert time.monotonic() - started < 5, "the publisher kept sending a layer nobody watches"
             await asyncio.sleep(0.25)
-        low = (await scrape(server_process.http))['pysfu_layer_bitrate_bps{quality="low"}']
-        assert low > 20_000, "the low layer should keep flowing"
 
         newcomer = RawSubscriber(server_process.url)
         try:
