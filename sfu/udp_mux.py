@@ -185,8 +185,9 @@ class UdpMux:
         deadline = now - STALE_AFTER
         for _ in range(TURN // inbox.SIZE):
             count = inbox.receive()
-            if count and inbox.arrival(0):
-                _note_wait(now - inbox.arrival(0))
+            first = inbox.arrival(0) if count else 0
+            if first:
+                _note_wait(now - first)
             stale = inbox.arrived_before(count, deadline)
             for index, length in enumerate(inbox.lengths[:count].tolist()):
                 if not length:
