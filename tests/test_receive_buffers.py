@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -108,56 +109,53 @@ def rtp_packet(seq: int) -> bytes:
     return bytes([0x80, 96]) + seq.to_bytes(2, "big") + bytes(8) + bytes(1000)
 
 
-async def test_a_late_loop_drops_stale_media_and_keeps_the_handshakes():
-    """The loop falls behind while media, a DTLS flight, RTCP and a STUN check
-    wait in the shared socket: the stale media is dropped unread, the rest
-    is handled, and media that arrives after is forwarded."""
-    stale_after = udp_mux.STALE_AFTER
-    udp_mux.STALE_AFTER = 1_000_000_000  # 1 s
+@contextlib.contextmanager
+def shared_socket(stale_after: int):
+    """A shared socket dropping media older than ``stale_after`` ns, a sender
+    it routes to an Inbox, and that Inbox."""
+    before = udp_mux.STALE_AFTER
+    udp_mux.STALE_AFTER = stale_after
     mux = udp_mux.UdpMux.bind("127.0.0.1", 0)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sender.bind(("127.0.0.1", 0))
         inbox = Inbox()
         mux.endpoint("abcd", inbox).confirm(sender.getsockname())
+        yield lambda datagram: sender.sendto(datagram, mux.sockname), inbox
+    finally:
+        sender.close()
+        mux.close()
+        udp_mux.STALE_AFTER = before
+
+
+async def test_a_late_loop_drops_stale_media_and_keeps_the_handshakes():
+    """The loop falls behind while media, a DTLS flight, RTCP and a STUN check
+    wait in the shared socket: the stale media is dropped unread, the rest
+    is handled, and media that arrives after is forwarded."""
+    with shared_socket(stale_after=1_000_000_000) as (send, inbox):
         dtls = bytes([22, 0xFE, 0xFD]) + bytes(60)
         rtcp = bytes([0x81, 201, 0, 7]) + bytes(28)
         stun = (b"\x00\x01\x00\x0c" + udp_mux.STUN_MAGIC + bytes(12)
                 + b"\x00\x06\x00\x08abcd:efg")
         dropped = udp_mux.DATAGRAMS_DROPPED["stale"]
         for datagram in [*map(rtp_packet, range(100)), dtls, rtcp, stun]:
-            sender.sendto(datagram, mux.sockname)
+            send(datagram)
         time.sleep(1.2)  # the loop is late on purpose: everything queued is now stale
         for seq in range(100, 110):
-            sender.sendto(rtp_packet(seq), mux.sockname)
+            send(rtp_packet(seq))
         await eventually(lambda: len(inbox.datagrams) >= 13, message=lambda: f"got {len(inbox.datagrams)}")
         media = [int.from_bytes(d[2:4], "big") for d in inbox.datagrams if udp_mux.is_rtp(d)]
         assert media == list(range(100, 110))
         assert [d for d in inbox.datagrams if not udp_mux.is_rtp(d)] == [dtls, rtcp, stun]
         assert udp_mux.DATAGRAMS_DROPPED["stale"] - dropped == 100
-    finally:
-        sender.close()
-        mux.close()
-        udp_mux.STALE_AFTER = stale_after
 
 
 async def test_how_long_media_waited_is_the_loops_lag():
     """The load manager sees the wait of the oldest datagram read (sfu/loop_load.py)."""
-    stale_after = udp_mux.STALE_AFTER
-    udp_mux.STALE_AFTER = 10_000_000_000  # however busy the machine, nothing is dropped
-    mux = udp_mux.UdpMux.bind("127.0.0.1", 0)
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sender.bind(("127.0.0.1", 0))
-        inbox = Inbox()
-        mux.endpoint("abcd", inbox).confirm(sender.getsockname())
+    with shared_socket(stale_after=10_000_000_000) as (send, inbox):  # nothing stale, however busy
         udp_mux.take_worst_wait()
-        sender.sendto(rtp_packet(1), mux.sockname)
+        send(rtp_packet(1))
         time.sleep(0.15)  # the loop is late on purpose
         await eventually(lambda: inbox.datagrams)
         assert 0.15 <= udp_mux.take_worst_wait() < 10
         assert udp_mux.take_worst_wait() == 0  # taken: the next sample starts over
-    finally:
-        sender.close()
-        mux.close()
-        udp_mux.STALE_AFTER = stale_after
