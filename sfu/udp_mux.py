@@ -26,9 +26,11 @@ the datagram) is dropped unread, and everything else is still handled:
 STUN, DTLS and RTCP are what a joining participant's handshake and every
 subscriber's feedback are made of, and a kernel that dropped them with the
 media would turn each loss into a retransmission timer of a second or more
-(sfu/receive_buffers.py sizes the kernel's queue well past that age). Forwarded media is written straight into a ``SendBatch`` (C
-memory; SRTP protects it there) and leaves in one ``sendmmsg(2)`` call at the
-end of that reader turn: one syscall and no Python bytes object per copy.
+(sfu/receive_buffers.py sizes the kernel's queue well past that age).
+
+Forwarded media is written straight into a ``SendBatch`` (C memory; SRTP
+protects it there) and leaves in one ``sendmmsg(2)`` call at the end of that
+reader turn: one syscall and no Python bytes object per copy.
 This module knows nothing of aioice: a connection is any object with
 ``datagram_received(data, addr)`` (sfu/transport.py plugs aioice's
 StunProtocol in).
