@@ -43,12 +43,20 @@ class PublishedTrack:
         self.on_dynacast: Callable[[PublishedTrack, list[dict]], None] = lambda track, q: None
         self._enabled_top = len(self.layers) - 1  # highest layer the publisher sends
         self._unneeded_since: Optional[float] = None
+        #: When dynacast last asked for a layer after pausing them all: the
+        #: publisher's silence before that was asked for (sfu/quality.py).
+        self.resumed_at = 0.0
         self._infos: list[LayerInfo] = []
         self._infos_time = -1.0
 
     @property
     def simulcast(self) -> bool:
         return len(self.rids) > 1
+
+    @property
+    def paused(self) -> bool:
+        """Dynacast paused every layer: nobody watches."""
+        return self._enabled_top == OFF
 
     @property
     def stream(self) -> Optional[ReceivedStream]:
@@ -138,6 +146,8 @@ class PublishedTrack:
         top = max((d.desired for d in self.downtracks), default=OFF)
         if top > self._enabled_top:
             self._unneeded_since = None
+            if self.paused:
+                self.resumed_at = now
             self._set_enabled_top(top)
         elif top < self._enabled_top:
             if self._unneeded_since is None:

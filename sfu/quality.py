@@ -106,9 +106,11 @@ class QualityMeter:
             streams = [s for s in track.layers if s is not None and s.stats.received]
             if not streams:
                 continue
-            newest = max(s.last_packet_time for s in streams)
+            # a camera dynacast paused is silent on purpose, and so for a while once resumed
+            newest = max(track.resumed_at, *(s.last_packet_time for s in streams))
             # a still screen may send next to nothing: only cameras and microphones count
-            if not track.muted and track.source != "screen_share" and now - newest > UPSTREAM_SILENCE:
+            if not (track.muted or track.paused) and track.source != "screen_share" \
+                    and now - newest > UPSTREAM_SILENCE:
                 measure.silent = True
             for stream in streams:
                 stats = stream.stats

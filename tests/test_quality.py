@@ -4,14 +4,17 @@ announced to the room as ``connection_quality`` when it changes."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
+from sfu.layer_reader import LayerReader
 from sfu.quality import EXCELLENT, GOOD, LIMITS, LOST, POOR, RECOVER_ROUNDS, Measure, QualityMeter
 
 from .frames import count_frames
 from .loss import EgressLoss
 from .media import PatternVideoTrack, ToneAudioTrack
+from .test_layer_reader import send, simulcast_track
 from .waiting import eventually
 
 
@@ -28,6 +31,29 @@ from .waiting import eventually
 ], ids=["nothing", "clean", "some-loss", "slow", "jittery", "lossy-down", "lossy-up", "far", "silent"])
 def test_quality_from_figures(measure, quality):
     assert measure.quality() == quality
+
+
+async def test_a_camera_dynacast_paused_is_not_a_lost_connection():
+    """Nobody watches a simulcast camera: dynacast pauses every layer and the
+    publisher goes quiet on purpose; silence counts again 3 s after a resume."""
+    track = simulcast_track()
+    for layer in range(3):
+        send(track, layer, 1, keyframe=True)
+    start = time.monotonic()
+    track.dynacast(start)
+    track.dynacast(start + 3)  # unneeded for longer than DYNACAST_DELAY: all paused
+    assert track.paused
+    meter = QualityMeter()
+    meter.evaluate(start + 10, [track], [])
+    assert not meter.measure.silent
+    reader = LayerReader(track, lambda item: None)  # someone watches again: resumed
+    reader.want(0)
+    track.dynacast(start + 10)
+    assert not track.paused
+    meter.evaluate(start + 12, [track], [])
+    assert not meter.measure.silent  # the publisher has 3 s to start again
+    meter.evaluate(start + 14, [track], [])
+    assert meter.measure.silent  # it did not
 
 
 def test_worse_at_once_better_only_when_it_holds():
