@@ -61,9 +61,10 @@ def audio_of(client) -> list:
 @pytest.mark.slow
 async def test_slot_subscriber_follows_last_n_speakers_and_pins(make_server):
     server = await make_server()
-    # aiortc's REMB as a subscriber stays near what it receives: keep every
+    # aiortc's REMB as a subscriber stays near what it receives, and dips on a
+    # loaded machine (253 kbps once, with two 100 kbps cameras): keep every
     # camera cheap, so that bandwidth allocation never pauses a slot here
-    server.rooms.config.max_video_bitrate = 100_000
+    server.rooms.config.max_video_bitrate = 50_000
     async with client_factory(server) as connect:
         publishers, tones = [], []
         for index in range(5):
