@@ -19,9 +19,10 @@ most ``CONNECTION_MBPS``). The shared socket is read knowing when each
 datagram arrived (sfu/udp_mux.py): media older than ``receive_buffer_ms``
 is dropped there, unread, and STUN, DTLS and RTCP are still handled, so its
 kernel queue holds ``SHARED_QUEUE_FACTOR`` times that age: the kernel,
-which cannot tell a handshake from media, should not be the one dropping. Clients (signaling/client/, the benchmarks' peers)
-open theirs through the same code and keep sfu/transport.py's
-RECEIVE_BUFFER: a test's or a load generator's loop is allowed to be late.
+which cannot tell a handshake from media, should not be the one dropping.
+Clients (signaling/client/, the benchmarks' peers) open theirs through the
+same code and keep sfu/transport.py's RECEIVE_BUFFER: a test's or a load
+generator's loop is allowed to be late.
 """
 
 from __future__ import annotations

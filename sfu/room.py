@@ -111,12 +111,17 @@ class Room:
             self.broadcast(events.ParticipantLeft(participant.id, reason))
         self._emit("participant_left", participant=participant.info(), reason=reason)
         self.apply_last_n()
-        if not self.participants:
-            self.speakers.stop()
-            self.quality_updates.stop()
-            await self.recordings.stop()  # files are complete before room_finished
-            await self.transcriptions.stop()
-            self._on_empty(self)
+        await self._finish_if_empty()
+
+    async def _finish_if_empty(self) -> None:
+        """The last one went: stop what runs for the room, then let it go."""
+        if self.participants:
+            return
+        self.speakers.stop()
+        self.quality_updates.stop()
+        await self.recordings.stop()  # files are complete before room_finished
+        await self.transcriptions.stop()
+        self._on_empty(self)
 
     async def _drop(self, participant: Member) -> bool:
         """Out of the room, its tracks unpublished (quietly) and closed; False if it was not in it."""
@@ -156,12 +161,7 @@ class Room:
         if not participant.hidden:
             self.broadcast(events.ParticipantLeft(participant.id, reason))
         self.apply_last_n()
-        if not self.participants:
-            self.speakers.stop()
-            self.quality_updates.stop()
-            await self.recordings.stop()
-            await self.transcriptions.stop()
-            self._on_empty(self)
+        await self._finish_if_empty()
 
     def local_participants(self) -> list[Participant]:
         """The members served here (the others are served by their own worker)."""

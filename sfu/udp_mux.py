@@ -76,6 +76,7 @@ RECEIVE_BUFFER = 5_000_000
 #: a late loop drops, it does not delay (receive_buffer_ms, 250 ms).
 STALE_AFTER = 250_000_000
 SO_TIMESTAMPNS = 35  # Linux: each datagram's arrival time (CLOCK_REALTIME) as a control message
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # Linux: past net.core.[rw]mem_max (CAP_NET_ADMIN)
 SEND_BUFFER = 4 * 1024 * 1024
 SOCKADDR_IN, SOCKADDR_IN6 = 16, 28  # bytes of struct sockaddr_in, sockaddr_in6
 STUN_MAGIC = b"\x21\x12\xa4\x42"
@@ -443,9 +444,9 @@ def is_rtp(data: bytes) -> bool:
 
 def _size_buffers(sock: socket.socket) -> None:
     """Ask for the queue sizes; as root, past ``net.core.rmem_max``."""
-    for forced, option, size in ((33, socket.SO_RCVBUF, RECEIVE_BUFFER),
-                                 (32, socket.SO_SNDBUF, SEND_BUFFER)):
-        for name in (forced, option):  # SO_RCVBUFFORCE, SO_SNDBUFFORCE need CAP_NET_ADMIN
+    for forced, option, size in ((SO_RCVBUFFORCE, socket.SO_RCVBUF, RECEIVE_BUFFER),
+                                 (SO_SNDBUFFORCE, socket.SO_SNDBUF, SEND_BUFFER)):
+        for name in (forced, option):
             try:
                 sock.setsockopt(socket.SOL_SOCKET, name, size)
                 break
