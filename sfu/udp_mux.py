@@ -75,7 +75,9 @@ RECEIVE_BUFFER = 5_000_000
 #: Nanoseconds media may wait in the socket; older RTP is dropped unread:
 #: a late loop drops, it does not delay (receive_buffer_ms, 250 ms).
 STALE_AFTER = 250_000_000
-SO_TIMESTAMPNS = 35  # Linux: each datagram's arrival time (CLOCK_REALTIME) as a control message
+#: Linux: each datagram's arrival time (CLOCK_REALTIME) as a control message. The
+#: kernel turns stamping on lazily: the very first datagrams are stamped when read.
+SO_TIMESTAMPNS = 35
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # Linux: past net.core.[rw]mem_max (CAP_NET_ADMIN)
 SEND_BUFFER = 4 * 1024 * 1024
 SOCKADDR_IN, SOCKADDR_IN6 = 16, 28  # bytes of struct sockaddr_in, sockaddr_in6

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import struct
 import time
 from pathlib import Path
 
@@ -109,6 +110,24 @@ def rtp_packet(seq: int) -> bytes:
     return bytes([0x80, 96]) + seq.to_bytes(2, "big") + bytes(8) + bytes(1000)
 
 
+def wait_for_arrival_times(sock: socket.socket, sender: socket.socket) -> None:
+    """Until the kernel stamps datagrams when they arrive. The first socket
+    to ask turns stamping on for the whole system, lazily (a deferred static
+    key): a datagram read before that is stamped when read, so it never
+    looks late. ``sock`` asks for stamps and stays open, so it stays on."""
+    deadline = time.monotonic() + 10
+    while True:
+        sender.sendto(b"probe", sock.getsockname())
+        time.sleep(0.05)
+        _, ancillary, _, _ = sock.recvmsg(64, 64)
+        stamp = next((data for level, kind, data in ancillary if kind == udp_mux.SO_TIMESTAMPNS), None)
+        if stamp is not None:
+            seconds, nanoseconds = struct.unpack("qq", stamp[:16])
+            if time.time_ns() - (seconds * 1_000_000_000 + nanoseconds) >= 40_000_000:
+                return
+        assert time.monotonic() < deadline, "the kernel never stamped datagrams on arrival"
+
+
 @contextlib.contextmanager
 def shared_socket(stale_after: int):
     """A shared socket dropping media older than ``stale_after`` ns, a sender
@@ -117,12 +136,17 @@ def shared_socket(stale_after: int):
     udp_mux.STALE_AFTER = stale_after
     mux = udp_mux.UdpMux.bind("127.0.0.1", 0)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stamped = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sender.bind(("127.0.0.1", 0))
+        stamped.bind(("127.0.0.1", 0))
+        stamped.setsockopt(socket.SOL_SOCKET, udp_mux.SO_TIMESTAMPNS, 1)
+        wait_for_arrival_times(stamped, sender)
         inbox = Inbox()
         mux.endpoint("abcd", inbox).confirm(sender.getsockname())
         yield lambda datagram: sender.sendto(datagram, mux.sockname), inbox
     finally:
+        stamped.close()
         sender.close()
         mux.close()
         udp_mux.STALE_AFTER = before
