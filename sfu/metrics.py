@@ -35,7 +35,7 @@ COUNTERS = {
 #: (bumped by sfu/transport.py and sfu/udp_mux.py; process-wide, so a closed
 #: connection's drops still count).
 DATAGRAMS_DROPPED = dict.fromkeys(
-    ("too_short", "too_large", "not_webrtc", "unchecked_source", "not_connected", "unrouted", "stale"), 0
+    ("too_short", "too_large", "not_webrtc", "unchecked_source", "not_connected", "unrouted", "stale", "backlog_full"), 0
 )
 
 
@@ -96,8 +96,8 @@ class SfuCollector(Collector):
         dropped = CounterMetricFamily(
             f"{self._prefix}_udp_datagrams_dropped",
             "datagrams dropped unparsed: too short or long, not STUN/DTLS/RTP/RTCP, from an address no "
-            "ICE check validated, before DTLS, or (single-port mode) for no known connection or media "
-            "that waited in the socket past receive_buffer_ms",
+            "ICE check validated, before DTLS, or (single-port mode) for no known connection, media "
+            "that waited past receive_buffer_ms, or video beyond the backlog's bound",
             labels=["reason"],
         )
         for reason, count in DATAGRAMS_DROPPED.items():

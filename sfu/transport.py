@@ -188,6 +188,7 @@ class PeerTransport:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except (ValueError, KeyError, AttributeError, TypeError, OperationError) as exc:
             raise SdpError(f"offer rejected: {exc}") from exc
+        self._mark_video()
         return sdp_text.answer_extras(
             self.pc.localDescription.sdp, self._rids, self._start_bitrate_kbps
         )
@@ -375,6 +376,20 @@ class PeerTransport:
                 connection.gather_candidates = lambda c=connection: self._gatherer.gather(c)
                 if self._ice.udp_port:
                     connection._local_username = _unique_ufrag()
+
+    def _mark_video(self) -> None:
+        """Single-port mode: tell the shared socket which payload types the
+        peer sends video with, so that its video may wait behind audio
+        (sfu/video_backlog.py)."""
+        transceivers = self.pc.getTransceivers()
+        types = udp_mux.video_types(
+            codec.payloadType for t in transceivers if t.kind == "video" for codec in t._codecs or ()
+        )
+        for transceiver in transceivers[:1]:  # bundled: one ICE connection
+            connection = transceiver.sender.transport.transport.iceGatherer._connection
+            for protocol in connection._protocols:
+                if isinstance(protocol.transport, udp_mux.MuxEndpoint):
+                    protocol.transport.video_types = types
 
     def _dtls_state_changed(self, dtls) -> None:
         if dtls.state in ("closed", "failed") and not self.closed:

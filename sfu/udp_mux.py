@@ -20,9 +20,13 @@ so other callbacks still run; each becomes one bytes object, and its source
 address is decoded once per sender (a bounded cache of raw socket address ->
 ``(host, port)``).
 
-When the loop falls behind, the media that waited longer than
-``STALE_AFTER`` in the socket (its arrival time is the kernel's, read with
-the datagram) is dropped unread, and everything else is still handled:
+Video waits while audio goes first: an endpoint whose connection told it
+which payload types are video (``video_types``) gets its video through a
+``VideoBacklog`` (sfu/video_backlog.py), served for a bounded time at the
+end of each reader turn, and everything else as it is read. When the loop
+falls behind, the media that waited longer than ``STALE_AFTER`` (its
+arrival time is the kernel's, read with the datagram) is dropped unread,
+and everything else is still handled:
 STUN, DTLS and RTCP are what a joining participant's handshake and every
 subscriber's feedback are made of, and a kernel that dropped them with the
 media would turn each loss into a retransmission timer of a second or more
@@ -49,6 +53,7 @@ from typing import Callable, Optional, Protocol
 from cffi import FFI
 
 from .metrics import DATAGRAMS_DROPPED
+from .video_backlog import VideoBacklog
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +113,12 @@ class UdpMux:
         self.batch = SendBatch(sock)
         self.batch.on_queued = self.queued
         self.inbox = ReceiveBatch(sock)
+        self.backlog = VideoBacklog(on_drop=_count_drop, on_wait=_note_wait)
         #: raw socket address (as recvmmsg wrote it) -> (host, port)
         self._addresses: dict[bytes, tuple] = {}
         self._reading = False
         self._flush_scheduled = False
+        self._backlog_scheduled = False
         loop.add_reader(sock.fileno(), self._readable)
 
     @classmethod
@@ -144,6 +151,7 @@ class UdpMux:
         if self.closed:
             return
         self.closed = True
+        self.backlog.clear()
         for endpoint in list(self.ufrags.values()):
             endpoint.close()
         if not self.loop.is_closed():
@@ -179,11 +187,31 @@ class UdpMux:
         finally:
             self._reading = False
             self.batch.flush()
+            self._serve_later()
+
+    def _serve_later(self) -> None:
+        """Video waits: serve it once per loop turn (its budget's worth), socket readable or not."""
+        if self.backlog and not self._backlog_scheduled and not self.closed:
+            self._backlog_scheduled = True
+            self.loop.call_soon(self._serve_backlog)
+
+    def _serve_backlog(self) -> None:
+        self._backlog_scheduled = False
+        if self.closed:
+            return
+        self._reading = True
+        try:
+            self.backlog.serve(STALE_AFTER)
+        finally:
+            self._reading = False
+            self.batch.flush()
+            self._serve_later()
 
     def _drain(self) -> None:
         inbox = self.inbox
         routes = self.routes
         addresses = self._addresses
+        backlog = self.backlog
         data_of, size = inbox.data, inbox.DATAGRAM
         keys, names, name_size, v6 = inbox.keys, inbox.names, inbox.name_size, self._v6
         now = time.time_ns()
@@ -210,6 +238,10 @@ class UdpMux:
                 if endpoint is None:
                     self.dropped += 1
                     DATAGRAMS_DROPPED["unrouted"] += 1
+                    continue
+                video = endpoint.video_types
+                if video is not None and video[data[1]] and 127 < data[0] < 192:
+                    backlog.add(endpoint, data, addr, inbox.arrival(index) or now)
                     continue
                 endpoint.receiver.datagram_received(data, addr)
             if count < inbox.SIZE:  # the socket is drained
@@ -392,6 +424,9 @@ class MuxEndpoint:
         self.addresses: set[tuple] = set()
         #: The remote address of the connection's selected pair, once connected.
         self.selected: Optional[tuple] = None
+        #: Indexed by an RTP packet's second byte (marker bit and payload
+        #: type): true for video, which may wait behind audio; None: nothing waits.
+        self.video_types: Optional[bytes] = None
         self.closed = False
 
     def sendto(self, data: bytes, addr: tuple) -> None:
@@ -438,6 +473,16 @@ class MuxEndpoint:
             mux.loop.call_soon(lost, None)
 
 
+def video_types(payload_types) -> bytes:
+    """``MuxEndpoint.video_types`` for these video payload types (those
+    RTCP's packet types would shadow, 64-95, are left out: RFC 5761)."""
+    table = bytearray(256)
+    for payload_type in payload_types:
+        if 0 <= payload_type < 64 or 95 < payload_type < 128:
+            table[payload_type] = table[payload_type | 0x80] = 1
+    return bytes(table)
+
+
 def is_rtp(data: bytes) -> bool:
     """RTP rather than RTCP, STUN or DTLS (RFC 7983 and RFC 5761: RTCP's
     packet types 192-223 sit where RTP's marker bit and payload type are)."""
@@ -474,6 +519,10 @@ def stun_local_ufrag(data: bytes) -> Optional[str]:
 # --- how late the loop reads ---------------------------------------------------
 
 _worst_wait = 0  # ns: the longest a datagram waited in a shared socket since the last take
+
+
+def _count_drop(reason: str) -> None:
+    DATAGRAMS_DROPPED[reason] += 1
 
 
 def _note_wait(wait: int) -> None:

@@ -14,7 +14,8 @@ from signaling.config import ServerConfig
 
 from .conftest import LOOPBACK, free_udp_port, start_local_server, start_server_process, stop_server_process
 from .leaks import host_and_cycles, open_fds, settle
-from .media import ToneAudioTrack
+from .frames import count_frames
+from .media import PatternVideoTrack, ToneAudioTrack
 from .processes import udp_sockets_of
 from .waiting import eventually
 
@@ -288,3 +289,41 @@ async def test_demo_works_in_single_port_mode(tmp_path):
         assert udp_sockets_of(server.proc.pid) == [("127.0.0.1", port)]
     finally:
         assert stop_server_process(server) == 0
+
+
+def _payload_types(sdp: str, kind: str) -> set[int]:
+    """The payload types of the ``kind`` m-lines of an SDP (RTX included)."""
+    found, current = set(), None
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            current = line[2:].split()[0]
+            if current == kind:
+                found.update(int(pt) for pt in line.split()[3:])
+    return found
+
+
+async def test_the_socket_learns_a_publishers_video_payload_types_and_both_kinds_flow():
+    """What may wait behind audio (sfu/video_backlog.py) is the video the
+    publisher negotiated, and only that: its camera reaches a subscriber,
+    decoded, and so does its microphone."""
+    local = await start_local_server(single_port_config(free_udp_port()))
+    publisher = Client(local.url, LOOPBACK, timeout=30)
+    viewer = Client(local.url, LOOPBACK, timeout=30)
+    try:
+        await viewer.connect()
+        await viewer.join("video-waits", "viewer")
+        await publisher.connect()
+        await publisher.join("video-waits", "camera")
+        await publisher.publish([ToneAudioTrack(), PatternVideoTrack()])
+        answer = publisher.publisher.remoteDescription.sdp  # the codecs the server took
+        endpoints = [e for mux in udp_mux.shared_muxes() for e in mux.ufrags.values() if e.video_types]
+        assert len(endpoints) == 1  # the publisher PC's; subscriber PCs receive no media
+        marked = {pt for pt in range(128) if endpoints[0].video_types[pt]}
+        assert marked == _payload_types(answer, "video") and not marked & _payload_types(answer, "audio")
+        remote = {t.kind: t for t in await viewer.wait_tracks(2, timeout=20)}
+        assert len(await count_frames(remote["video"].track, 3.0)) >= 10
+        assert len(await count_frames(remote["audio"].track, 2.0)) >= 10
+    finally:
+        await publisher.close()
+        await viewer.close()
+        await local.runner.cleanup()
