@@ -476,7 +476,7 @@ class Session:
 
     def _notify(self, event: events.Event) -> None:
         """Core events for this participant become protocol events."""
-        self._send(p.event_message(event))
+        self._send_text(*_event_text(event))
         if isinstance(event, (events.Leave, events.Reconnect)):
             self._closing = True
             if isinstance(event, events.Reconnect) and self.participant is not None:
@@ -509,8 +509,10 @@ class Session:
             self._close_session(p.CloseCode.JOIN_TIMEOUT)
 
     def _send(self, message: BaseModel) -> None:
-        droppable = message.type in DROPPABLE
-        if self.outbox.put(message.model_dump_json(exclude_none=True), droppable):
+        self._send_text(message.model_dump_json(exclude_none=True), message.type in DROPPABLE)
+
+    def _send_text(self, text: str, droppable: bool) -> None:
+        if self.outbox.put(text, droppable):
             return
         if self._metrics is not None:
             self._metrics.outbox_overflows.labels("dropped" if droppable else "closed").inc()
@@ -600,3 +602,18 @@ def _describe(exc: ValidationError) -> str:
 
 def _clip(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+_last_event: tuple = (None, "", False)
+
+
+def _event_text(event: events.Event) -> tuple[str, bool]:
+    """An event's message as sent, and whether it may be dropped. A room's
+    broadcast hands one event to every session in turn (150 in a big
+    room): the last event's text is kept, so it is built once."""
+    global _last_event
+    if _last_event[0] is not event:
+        message = p.event_message(event)
+        _last_event = (event, message.model_dump_json(exclude_none=True), message.type in DROPPABLE)
+    return _last_event[1], _last_event[2]
+

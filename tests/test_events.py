@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from sfu import events
 from signaling import protocol as p
+from signaling import session
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "protocol.md").read_text()
@@ -241,8 +242,17 @@ WIRE = [
 
 @pytest.mark.parametrize("event,wire", WIRE, ids=lambda v: v.type if isinstance(v, events.Event) else "")
 def test_event_goes_on_the_wire_as_before(event, wire):
-    text = p.event_message(event).model_dump_json(exclude_none=True)  # as signaling/session.py sends it
+    text, _ = session._event_text(event)  # as signaling/session.py sends it
     assert json.loads(text) == wire
+
+
+def test_a_broadcast_builds_its_text_once_and_every_event_gets_its_own():
+    """A room's broadcast hands one event to every session in turn."""
+    for event, wire in WIRE + WIRE:
+        text, droppable = session._event_text(event)
+        assert session._event_text(event)[0] is text  # the second recipient's: not built again
+        assert json.loads(text) == wire
+        assert droppable == (event.type in session.DROPPABLE)
 
 
 def test_every_event_has_a_wire_example():
