@@ -18,6 +18,7 @@ from .events import EventSink
 from .load_manager import NORMAL, Shed
 from .meeting import Meeting
 from .member import Member
+from .paced_updates import PacedUpdates
 from .participant import Participant
 from .published_track import PublishedTrack
 from .quality_updates import QualityUpdates
@@ -73,6 +74,8 @@ class Room:
         #: Active speaker detection: running while anyone is in the room.
         self.speakers = RoomSpeakers(self)
         self.quality_updates = QualityUpdates(self._send_quality)
+        #: Last-N and speakers, paced over loop turns after a change of speakers.
+        self._selections: PacedUpdates = PacedUpdates(self._selection_context, self._select)
         #: What the worker's load takes off the video now (sfu/load_manager.py).
         self.shed = shed
 
@@ -119,6 +122,7 @@ class Room:
             return
         self.speakers.stop()
         self.quality_updates.stop()
+        self._selections.close()
         await self.recordings.stop()  # files are complete before room_finished
         await self.transcriptions.stop()
         self._on_empty(self)
@@ -129,6 +133,7 @@ class Room:
             return False
         del self.participants[participant.id]
         self.speakers.forget(participant.id)
+        self._selections.discard(participant)
         self.quality_updates.forget(participant.id)
         for track in list(participant.tracks.values()):
             self.track_unpublished(participant, track, announce=False)
@@ -305,17 +310,32 @@ class Room:
         """Tell every subscriber (or just ``only``, whose pins changed: pages
         of the demo's grid re-pin often) whose camera video it may receive,
         and what the server's load takes off it (the speakers' spared)."""
+        context = self._selection_context(speakers=False)
+        for participant in [only] if only is not None else self.local_participants():
+            self._select(context, participant)
+
+    def speakers_changed(self) -> None:
+        """Every subscriber's audio slots follow the new speakers, and its
+        last-N their order: paced, a few milliseconds per loop turn."""
+        self._selections.add(self.local_participants())
+
+    def _selection_context(self, speakers: bool = True) -> tuple:
         publishers = [
             p.id for p in self.participants.values()
             if any(t.kind == "video" and t.source != "screen_share" for t in p.tracks.values())
         ]
         spared = self.speakers.spared_ids() if self.shed.level else []
-        for participant in [only] if only is not None else self.local_participants():
-            allowed = lastn.rank(
-                publishers, self.speakers.speech_order.order, participant.pins,
-                self.shed.last_n(self.config.last_n), participant.id, first=spared,
-            )
-            participant.subscriber.set_video_allowed(allowed, self.shed, spared)  # in order: slots fill from it
+        return publishers, spared, self.speakers.active_ids() if speakers else None
+
+    def _select(self, context: tuple, participant: Participant) -> None:
+        if self.participants.get(participant.id) is not participant:
+            return  # left while queued
+        publishers, spared, speakers = context
+        allowed = lastn.rank(
+            publishers, self.speakers.speech_order.order, participant.pins,
+            self.shed.last_n(self.config.last_n), participant.id, first=spared,
+        )
+        participant.subscriber.set_video_allowed(allowed, self.shed, spared, speakers)  # in order: slots fill from it
 
     def set_shed(self, shed: Shed) -> None:
         """The worker's load level changed: apply it, and tell everyone."""

@@ -89,10 +89,8 @@ class RoomSpeakers:
         if speakers is not None:
             ids = [s["participant_id"] for s in speakers]
             room.broadcast(events.SpeakersChanged(speakers))
-            for participant in room.local_participants():  # audio slots follow them
-                participant.subscriber.set_speakers(ids)
-            if self.speech_order.heard(ids) or room.shed.level:  # shedding spares the speakers
-                room.apply_last_n()
+            self.speech_order.heard(ids)
+            room.speakers_changed()  # audio slots follow the speakers; last-N too, and shedding spares them
         return speakers
 
     def _loudest(self, member: Member) -> tuple[float, bool]:

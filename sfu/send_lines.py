@@ -48,11 +48,10 @@ class Lines(Protocol):
     def update_settings(self, track_id: str, settings: TrackSettings) -> bool:
         """Take a subscription's new settings; False if not subscribed."""
 
-    def set_last_n(self, ranked: list[str]) -> None:
-        """Whose camera video the subscriber may receive, most wanted first."""
-
-    def set_speakers(self, participant_ids: list[str]) -> None:
-        """The current speakers, loudest first."""
+    def choose(self, ranked: Optional[list[str]] = None, speakers: Optional[list[str]] = None) -> None:
+        """Last-N (whose camera video the subscriber may receive, most wanted
+        first) and the current speakers (loudest first); None: unchanged.
+        Both at once when both change: one refill, one allocation."""
 
     def offer_tracks(self, in_offer: Iterable[Slot]) -> list[dict]:
         """The subscriber_offer's ``tracks``: which track each m-line carries."""

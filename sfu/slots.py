@@ -121,16 +121,17 @@ class FixedSlots:
                 self._by_publisher.pop(track.participant_id, None)
             self.refill()
 
-    def set_last_n(self, ranked: list[str]) -> None:
-        if ranked != self._ranked:
+    def choose(self, ranked: Optional[list[str]] = None, speakers: Optional[list[str]] = None) -> None:
+        kinds = []
+        if ranked is not None and ranked != self._ranked:
             self._ranked = ranked
             self._subscriber.video_allowed = set(ranked)
-            self.refill(("video",))
-
-    def set_speakers(self, participant_ids: list[str]) -> None:
-        if participant_ids != self._speakers:
-            self._speakers = participant_ids
-            self.refill(("audio",))
+            kinds.append("video")
+        if speakers is not None and speakers != self._speakers:
+            self._speakers = speakers
+            kinds.append("audio")
+        if kinds:
+            self.refill(kinds)
 
     def update_settings(self, track_id: str, settings: TrackSettings) -> bool:
         if track_id not in self._tracks:

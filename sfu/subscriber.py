@@ -229,20 +229,24 @@ class Subscriber:
 
     # --- layer selection ------------------------------------------------------
 
-    def set_video_allowed(self, publishers, shed: Shed = NORMAL, spared: Iterable[str] = ()) -> None:
+    def set_video_allowed(
+        self, publishers, shed: Shed = NORMAL, spared: Iterable[str] = (), speakers: Optional[list[str]] = None,
+    ) -> None:
         """Last-N: whose camera video this subscriber may receive, most wanted
         first; ``shed``: what the server's load takes off the cameras of all
-        but the ``spared`` publishers (sfu/load_manager.py)."""
+        but the ``spared`` publishers (sfu/load_manager.py); ``speakers``: the
+        current speakers, if they changed too."""
         shedding = (shed, frozenset(spared))
         changed = shedding != (self.shed, self.spared)
         self.shed, self.spared = shedding
-        self.lines.set_last_n(list(publishers))
+        publishers = list(publishers)
+        self.lines.choose(publishers, list(speakers) if speakers is not None else None)
         if changed:
             self.allocate(time.monotonic())
 
     def set_speakers(self, participant_ids: list[str]) -> None:
         """The current speakers, loudest first."""
-        self.lines.set_speakers(list(participant_ids))
+        self.lines.choose(speakers=list(participant_ids))
 
     def update_settings(self, track_id: str, settings: TrackSettings) -> bool:
         if not self.lines.update_settings(track_id, settings):

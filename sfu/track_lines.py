@@ -10,7 +10,7 @@ grow the SDP.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from .layer_selector import TrackSettings
 from .published_track import PublishedTrack
@@ -73,15 +73,15 @@ class TrackLines:
         self._subscriber.apply_settings(slot.downtrack, settings)
         return True
 
-    def set_last_n(self, ranked: list[str]) -> None:
-        """Camera video of other publishers is paused (not renegotiated)."""
+    def choose(self, ranked: Optional[list[str]] = None, speakers: Optional[list[str]] = None) -> None:
+        """Camera video of other publishers is paused (not renegotiated);
+        every subscribed audio track is forwarded, whoever speaks."""
+        if ranked is None:
+            return
         allowed = set(ranked)
         if allowed != self._subscriber.video_allowed:
             self._subscriber.video_allowed = allowed
             self._subscriber.allocate(time.monotonic())
-
-    def set_speakers(self, participant_ids: list[str]) -> None:
-        pass  # every subscribed audio track is forwarded
 
     def offer_tracks(self, in_offer: Iterable[Slot]) -> list[dict]:
         return [
