@@ -57,6 +57,9 @@ class Subscriber:
         self.allocator = Allocator()
         self.downlink = DownlinkEstimate()
         self.video_allowed: Optional[set[str]] = None  # last-N; None: everyone
+        #: Last-N order (publisher id -> place): short of bandwidth, the first
+        #: get their video first, so the speaker's is the last to pause
+        self._video_rank: dict[str, int] = {}
         #: What the server's load takes off the cameras of all but ``spared``
         self.shed: Shed = NORMAL
         self.spared: frozenset[str] = frozenset()
@@ -240,6 +243,7 @@ class Subscriber:
         changed = shedding != (self.shed, self.spared)
         self.shed, self.spared = shedding
         publishers = list(publishers)
+        self._video_rank = {publisher: place for place, publisher in enumerate(publishers)}
         self.lines.choose(publishers, list(speakers) if speakers is not None else None)
         if changed:
             self.allocate(time.monotonic())
@@ -285,7 +289,9 @@ class Subscriber:
             elif self.shed.drop_layers:
                 wanted = min(wanted, self.shed.layer_cap(downtrack.track, self.spared, len(layers)))
             chosen.append((downtrack, layers, wanted))
-        video = [(d, layers, wanted) for d, layers, wanted in chosen if d.kind == "video"]
+        rank, last = self._video_rank, len(self._video_rank)
+        video = sorted(((d, layers, wanted) for d, layers, wanted in chosen if d.kind == "video"),
+                       key=lambda item: rank.get(item[0].track.participant_id, last))
         demands = [Demand(d, wanted, d.track.bitrates(), _priority(d)) for d, _, wanted in video]
         caps = self.allocator.allocate(demands, self.downlink.estimate(now), now)
         for downtrack, layers, wanted in chosen:

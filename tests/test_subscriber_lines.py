@@ -5,10 +5,16 @@ counters kept, whichever way it ended."""
 
 from __future__ import annotations
 
+import time
+
 from sfu.config import IceConfig, SfuConfig
+from sfu.layer_selector import OFF
 from sfu.media_section import CodecInfo
 from sfu.published_track import PublishedTrack
 from sfu.subscriber import Subscriber
+from sfu.transport import PeerTransport
+
+from .waiting import eventually
 
 CONFIG = SfuConfig(ice=IceConfig(addresses=["127.0.0.1"], udp_port=0))
 VP8 = CodecInfo("video/VP8", 90000, 96)
@@ -64,3 +70,29 @@ async def test_fixed_slots_follow_last_n_and_a_reassigned_slot_ends_the_old_down
         await sub.close()
     assert b.downtracks == [] and sub.downtracks() == []
     assert not sub.subscribed("TR_PA_a")
+
+
+async def test_short_of_bandwidth_the_first_of_last_n_keeps_its_video():
+    """Two cameras, room for one: the one last-N ranks first (the speaker,
+    while the server sheds load) keeps its video, whichever slot it is in."""
+    offers: list[str] = []
+    sub = Subscriber("PA_viewer", CONFIG, lambda sdp, tracks: offers.append(sdp), lambda state: None,
+                     slots={"video": 2})
+    client = PeerTransport(IceConfig(addresses=["127.0.0.1"], udp_port=0), lambda p: None, lambda p: None)
+    speaker, other = camera("PA_speaker"), camera("PA_other")
+    try:
+        await eventually(lambda: offers)
+        await sub.accept_answer(await client.answer(offers[-1]))
+        sub.subscribe(other)
+        sub.subscribe(speaker)
+        sub.set_video_allowed(["PA_other"])
+        sub.set_video_allowed(["PA_speaker", "PA_other"])  # the speaker comes second, in slot 1
+        assert carried(sub) == ["TR_PA_other", "TR_PA_speaker"]
+        [on_speaker], [on_other] = speaker.downtracks, other.downtracks
+        assert on_speaker.target == on_other.target == 0
+        sub.downlink.on_receiver_report([(60, 150_000)])  # 23 % lost: about 130 kbps left
+        sub.allocate(time.monotonic())
+        assert (on_speaker.target, on_other.target) == (0, OFF)
+    finally:
+        await sub.close()
+        await client.close()
