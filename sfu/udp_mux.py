@@ -184,13 +184,15 @@ class UdpMux:
         self._reading = True
         try:
             self._drain()
+            if not self._backlog_scheduled:  # else this turn's slice of video is already due
+                self.backlog.serve(STALE_AFTER)
         finally:
             self._reading = False
             self.batch.flush()
             self._serve_later()
 
     def _serve_later(self) -> None:
-        """Video waits: serve it once per loop turn (its budget's worth), socket readable or not."""
+        """Video still waits: another slice next loop turn, socket readable or not."""
         if self.backlog and not self._backlog_scheduled and not self.closed:
             self._backlog_scheduled = True
             self.loop.call_soon(self._serve_backlog)
