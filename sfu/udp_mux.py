@@ -224,6 +224,8 @@ class UdpMux:
             if first:
                 _note_wait(now - first)
             stale = inbox.arrived_before(count, deadline)
+            # one datagram and no video waiting: nothing to go before, no queue to pass through
+            queue = backlog if count > 1 or backlog else None
             for index, length in enumerate(inbox.lengths[:count].tolist()):
                 if not length:
                     continue
@@ -242,8 +244,8 @@ class UdpMux:
                     DATAGRAMS_DROPPED["unrouted"] += 1
                     continue
                 video = endpoint.video_types
-                if video is not None and video[data[1]] and 127 < data[0] < 192:
-                    backlog.add(endpoint, data, addr, inbox.arrival(index) or now)
+                if queue is not None and video is not None and video[data[1]] and 127 < data[0] < 192:
+                    queue.add(endpoint, data, addr, inbox.arrival(index) or now)
                     continue
                 endpoint.receiver.datagram_received(data, addr)
             if count < inbox.SIZE:  # the socket is drained
