@@ -209,8 +209,8 @@ def run_fresh(source: Path, args: argparse.Namespace) -> dict:
     argv = [sys.executable, "-m", "benchmarks.udp_ingress", "--one-run", "--loop", args.loop,
             "--sources", str(args.sources), "--size", str(args.size), "--rate", str(args.rate),
             "--rounds", str(args.rounds), "--busy-rounds", str(args.busy_rounds), "--seconds", str(args.seconds), "--warmup", str(args.warmup)]
-    if args.video and source == ROOT:  # an older snapshot's copy has no --video: its mux has no backlog
-        argv.append("--video")
+    if args.video and "--video" in (source / "benchmarks" / "udp_ingress.py").read_text():
+        argv.append("--video")  # an older snapshot's copy has no --video: its mux has no backlog
     env = {**os.environ, "PYTHONPATH": str(source)}
     output = subprocess.run(argv, cwd=source, env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(output.strip().splitlines()[-1])

@@ -184,16 +184,16 @@ class UdpMux:
         self._reading = True
         try:
             self._drain()
-            if not self._backlog_scheduled:  # else this turn's slice of video is already due
-                self.backlog.serve(STALE_AFTER)
+            # this turn's slice of video, unless one is already due
+            if not self._backlog_scheduled and self.backlog.serve(STALE_AFTER):
+                self._serve_later()
         finally:
             self._reading = False
             self.batch.flush()
-            self._serve_later()
 
     def _serve_later(self) -> None:
         """Video still waits: another slice next loop turn, socket readable or not."""
-        if self.backlog and not self._backlog_scheduled and not self.closed:
+        if not self.closed:
             self._backlog_scheduled = True
             self.loop.call_soon(self._serve_backlog)
 
@@ -203,11 +203,11 @@ class UdpMux:
             return
         self._reading = True
         try:
-            self.backlog.serve(STALE_AFTER)
+            if self.backlog.serve(STALE_AFTER):
+                self._serve_later()
         finally:
             self._reading = False
             self.batch.flush()
-            self._serve_later()
 
     def _drain(self) -> None:
         inbox = self.inbox

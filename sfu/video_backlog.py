@@ -49,12 +49,12 @@ class VideoBacklog:
             self._on_drop("backlog_full")
         self._queue.append((endpoint, data, addr, arrival))
 
-    def serve(self, stale_after: int, budget: int = BUDGET) -> None:
+    def serve(self, stale_after: int, budget: int = BUDGET) -> bool:
         """Hand queued datagrams on, oldest first, for about ``budget`` ns;
-        drop those older than ``stale_after`` ns."""
+        drop those older than ``stale_after`` ns. True if some still wait."""
         queue = self._queue
         if not queue:
-            return
+            return False
         now = time.time_ns()
         self._on_wait(now - queue[0][3])
         deadline = time.perf_counter_ns() + budget
@@ -67,7 +67,8 @@ class VideoBacklog:
             if not endpoint.closed:
                 endpoint.receiver.datagram_received(data, addr)
             if time.perf_counter_ns() >= deadline:
-                return
+                return bool(queue)
+        return False
 
     def clear(self) -> None:
         self._queue.clear()
