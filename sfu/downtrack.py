@@ -69,7 +69,7 @@ class DownTrack:
         self._rtx_seq = random.getrandbits(16)
         self.history = SendHistory()
         self._record = self.history.record
-        #: (first byte, payload type, SSRC, extension kind, head, tail, send function)
+        #: (header packer, first byte, payload type, SSRC, extension kind, head, tail, send function)
         self._plan: Optional[tuple] = None
         self._route_version = -1
         self._ext_head = b""
@@ -225,21 +225,26 @@ class DownTrack:
         plan = self._plan
         if plan is None or self._route_version != self.transport.route_version:
             plan = self._build_plan()
-        first, payload_type, ssrc, ext_kind, ext_head, ext_tail, send = plan
+        pack, first, payload_type, ssrc, ext_kind, ext_head, ext_tail, send = plan
         if send is not None:
             if ext_kind == 1:
-                extension = ext_head + _abs_send_time(packet.arrival) + ext_tail
+                value = _abs_send_time(packet.arrival)
             elif ext_kind == 2:
-                extension = ext_head + self.track.layers[0].audio_level + ext_tail
+                value = self.track.layers[0].audio_level
             else:
-                extension = ext_head
-            send(HEADER.pack(first, (packet.data[1] & 0x80) | payload_type, out_seq, out_ts, ssrc), extension, payload)
+                value = b""
+            head = pack(first, (packet.data[1] & 0x80) | payload_type, out_seq, out_ts, ssrc, ext_head, value, ext_tail)
+            send(head, payload)
         self.packets_sent += 1
         self.octets_sent += len(payload)
 
     def _build_plan(self) -> tuple:
         self._route_version = self.transport.route_version
-        self._plan = (self._first_byte, self.payload_type, self.ssrc, self._ext_kind, self._ext_head,
+        # header and extension block in one pack: fixed fields, template, the
+        # per-packet value (abs-send-time: 3 bytes, audio level: 1, none: 0), padding
+        value = (0, 3, 1)[self._ext_kind]
+        pack = struct.Struct(f"!BBHII{len(self._ext_head)}s{value}s{len(self._ext_tail)}s").pack
+        self._plan = (pack, self._first_byte, self.payload_type, self.ssrc, self._ext_kind, self._ext_head,
                       self._ext_tail, self.transport.rtp_sender())
         return self._plan
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import random
 import secrets
@@ -130,7 +131,7 @@ def _creating_bypassed_receivers():
         _bypassed.reset(token)
 
 RtpHandler = Callable[[bytes], None]
-PartsSender = Callable[[bytes, bytes, bytes], bool]
+PartsSender = Callable[[bytes, bytes], bool]
 
 
 class PeerTransport:
@@ -154,7 +155,7 @@ class PeerTransport:
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
         self.pc.on("connectionstatechange", self._connection_state_changed)
-        self._rx: Optional[pylibsrtp.Session] = None
+        self._rx: Optional[_Unprotector] = None
         self._tx: Optional[pylibsrtp.Session] = None
         self._protector: Optional[_Protector] = None
         self._udp: Optional[asyncio.DatagramTransport] = None
@@ -297,11 +298,11 @@ class PeerTransport:
         return self._ready() and self._send(self._tx.protect_rtcp, packet)
 
     def rtp_sender(self) -> Optional[PartsSender]:
-        """A function that protects and sends one RTP packet given in three parts
-        (header, extension block, payload), assembled in place: the forwarding
-        hot path, one call per copy. It is bound to the route as it is now:
-        callers keep it while ``route_version`` is unchanged. None when not
-        connected."""
+        """A function that protects and sends one RTP packet given in two parts
+        (header with its extension block, payload), assembled in place: the
+        forwarding hot path, one call per copy. It is bound to the route as it
+        is now: callers keep it while ``route_version`` is unchanged. None
+        when not connected."""
         if not self._ready():
             return None
         protector, mux = self._protector, self._mux
@@ -310,21 +311,18 @@ class PeerTransport:
         return self._datagram_sender(protector, self._udp, self._remote)
 
     def _batched_sender(self, protector: _Protector, mux: udp_mux.UdpMux) -> PartsSender:
-        protect_into, batch, sockaddr = protector.protect_into, mux.batch, self._sockaddr
-
-        def send(header: bytes, extension: bytes, payload: bytes) -> bool:
-            if protect_into(batch, sockaddr, header, extension, payload):
-                return True
-            self.send_errors += 1
-            return False
-
+        """SendBatch.put itself, its first arguments bound: no Python frame of
+        ours between a down-track and the batch."""
+        send = functools.partial(mux.batch.put, srtp_lib.srtp_protect, protector.context,
+                                 udp_mux.address_of(self._sockaddr))
+        send.keeps = (protector, self._sockaddr)  # the SRTP context and the address it points to
         return send
 
     def _datagram_sender(self, protector: _Protector, udp, remote: tuple) -> PartsSender:
         protect, backlog = protector.protect, udp.get_write_buffer_size
 
-        def send(header: bytes, extension: bytes, payload: bytes) -> bool:
-            protected = protect(header, extension, payload) if backlog() < SEND_BACKLOG else None
+        def send(head: bytes, payload: bytes) -> bool:
+            protected = protect(head, payload) if backlog() < SEND_BACKLOG else None
             if protected is None:
                 self.send_errors += 1
                 return False
@@ -398,7 +396,7 @@ class PeerTransport:
             self._on_state(dtls.state)
             return
         if dtls.state == "connected" and self._tx is None and not self.closed:
-            self._rx = dtls._rx_srtp
+            self._rx = _Unprotector(dtls._rx_srtp)
             self._tx = dtls._tx_srtp
             self._protector = _Protector(self._tx)
             self._connection = dtls.transport.iceGatherer._connection
@@ -448,19 +446,17 @@ class PeerTransport:
                     if rx is None:
                         return
                 if 191 < data[1] < 224:
-                    try:
-                        plain = rx.unprotect_rtcp(data)
-                    except pylibsrtp.Error:
+                    plain = rx.rtcp(data)
+                    if plain is None:
                         self.srtp_errors += 1
-                        return
-                    self._on_rtcp(plain)
+                    else:
+                        self._on_rtcp(plain)
                 else:
-                    try:
-                        plain = rx.unprotect(data)
-                    except pylibsrtp.Error:
+                    plain = rx.rtp(data)
+                    if plain is None:
                         self.srtp_errors += 1
-                        return
-                    self._on_rtp(plain)
+                    else:
+                        self._on_rtp(plain)
             elif first < 4:  # STUN
                 if len(data) < 20:
                     dropped["too_short"] += 1
@@ -476,7 +472,7 @@ class PeerTransport:
 
         return datagram_received
 
-    def _media_receiver(self, connection, data: bytes, addr) -> Optional[pylibsrtp.Session]:
+    def _media_receiver(self, connection, data: bytes, addr) -> Optional[_Unprotector]:
         """The SRTP session for SRTP not from the selected pair's address (None: dropped)."""
         if not _checked(connection, addr):
             DATAGRAMS_DROPPED["unchecked_source"] += 1
@@ -518,38 +514,53 @@ class _Protector:
 
     def __init__(self, session: pylibsrtp.Session) -> None:
         self._session = session  # keeps the libsrtp context alive
-        self._srtp = session._srtp[0]
+        self.context = session._srtp[0]
         self._cdata = srtp_ffi.new("char[]", self.SIZE)
         self._buffer = srtp_ffi.buffer(self._cdata)
         self._length = srtp_ffi.new("int *")
 
-    def protect(self, header: bytes, extension: bytes, payload: bytes) -> Optional[bytes]:
-        if not self._protect_at(self._cdata, self._buffer, self.SIZE, header, extension, payload):
+    def protect(self, head: bytes, payload: bytes) -> Optional[bytes]:
+        """``head + payload`` protected; None when too long or libsrtp refused."""
+        h = len(head)
+        n = h + len(payload)
+        if n > self.SIZE - self.TRAILER:
             return None
-        return self._buffer[0 : self._length[0]]
-
-    def protect_into(self, batch: udp_mux.SendBatch, sockaddr, header: bytes, extension: bytes,
-                     payload: bytes) -> bool:
-        """protect() straight into the next datagram of a send batch (no copy out)."""
-        slot = batch.slots[batch.count]
-        if not self._protect_at(slot[0], slot[1], batch.DATAGRAM, header, extension, payload):
-            return False
-        batch.commit(slot, self._length[0], sockaddr)
-        return True
-
-    def _protect_at(self, pointer, buffer, size: int, header: bytes, extension: bytes, payload: bytes) -> bool:
-        """The packet's parts into ``buffer`` (of ``size`` bytes at ``pointer``), protected in
-        place; its length is then in ``self._length[0]``."""
-        h = len(header)
-        e = h + len(extension)
-        n = e + len(payload)
-        if n > size - self.TRAILER:
-            return False
-        buffer[0:h] = header
-        buffer[h:e] = extension
-        buffer[e:n] = payload
+        buffer = self._buffer
+        buffer[0:h] = head
+        buffer[h:n] = payload
         self._length[0] = n
-        return srtp_lib.srtp_protect(self._srtp, pointer, self._length) == 0
+        if srtp_lib.srtp_protect(self.context, self._cdata, self._length):
+            return None
+        return buffer[0 : self._length[0]]
+
+
+class _Unprotector:
+    """SRTP and SRTCP unprotection in one reusable buffer (pylibsrtp's
+    Session.unprotect allocates on every call, and raises on every
+    replayed or forged packet)."""
+
+    def __init__(self, session: pylibsrtp.Session) -> None:
+        self._session = session  # keeps the libsrtp context alive
+        self._context = session._srtp[0]
+        self._cdata = srtp_ffi.new("char[]", SRTP_MAX)
+        self._buffer = srtp_ffi.buffer(self._cdata)
+        self._length = srtp_ffi.new("int *")
+
+    def rtp(self, data: bytes) -> Optional[bytes]:
+        """The plain packet; None when it fails authentication or replay checks."""
+        return self._run(srtp_lib.srtp_unprotect, data)
+
+    def rtcp(self, data: bytes) -> Optional[bytes]:
+        return self._run(srtp_lib.srtp_unprotect_rtcp, data)
+
+    def _run(self, unprotect, data: bytes) -> Optional[bytes]:
+        n = len(data)  # at most SRTP_MAX: the receiver checked
+        self._buffer[0:n] = data
+        length = self._length
+        length[0] = n
+        if unprotect(self._context, self._cdata, length):
+            return None
+        return self._buffer[0 : length[0]]
 
 
 def restrict_ice(pc: RTCPeerConnection, ice: IceConfig) -> None:

@@ -161,13 +161,13 @@ class UdpMux:
     # --- routing ----------------------------------------------------------------
 
     def sockaddr(self, addr: tuple):
-        """``addr`` as a C socket address, for SendBatch.commit."""
+        """``addr`` as a C socket address, for SendBatch.put (``address_of``)."""
         if self._v6:
             packed = struct.pack("=HH4x16s4x", socket.AF_INET6, socket.htons(addr[1]),
                                  socket.inet_pton(socket.AF_INET6, addr[0]))
         else:
             packed = struct.pack("=HH4s8x", socket.AF_INET, socket.htons(addr[1]), socket.inet_aton(addr[0]))
-        return ffi.new("char[]", packed), len(packed)
+        return ffi.new("char[]", packed)
 
     def queued(self) -> None:
         """A batch got its first datagram: make sure it leaves this loop turn."""
@@ -327,6 +327,7 @@ class ReceiveBatch:
         self._control_lengths = longs[ffi.offsetof("struct msghdr", "msg_controllen") // 8::stride // 2]
         self._full_controls = memoryview(array.array("Q", [self.CONTROL] * self.SIZE))
         self._stamps = memoryview(ffi.buffer(self._control)).cast("q")
+        self._used = self.SIZE  # messages the last call filled (their lengths need a reset)
         self.calls = 0
 
     def receive(self) -> int:
@@ -336,10 +337,13 @@ class ReceiveBatch:
         fd = self._sock.fileno()
         if fd < 0:
             return 0
-        self._name_lengths[:] = self._full_names  # the kernel wrote the last lengths there
-        self._control_lengths[:] = self._full_controls
+        used = self._used  # the kernel wrote the last call's lengths over the sizes
+        if used:
+            self._name_lengths[:used] = self._full_names[:used]
+            self._control_lengths[:used] = self._full_controls[:used]
         self.calls += 1
-        return max(0, libc.recvmmsg(fd, self._messages, self.SIZE, socket.MSG_DONTWAIT, ffi.NULL))
+        count = self._used = max(0, libc.recvmmsg(fd, self._messages, self.SIZE, socket.MSG_DONTWAIT, ffi.NULL))
+        return count
 
     def arrival(self, index: int) -> int:
         """When datagram ``index`` arrived (ns, CLOCK_REALTIME); 0: not known."""
@@ -363,44 +367,77 @@ class ReceiveBatch:
 class SendBatch:
     """Datagrams assembled in C memory and sent with one sendmmsg(2) call.
 
-    A writer fills ``slots[count]`` (its char*, a writable view of it, and
-    its iovec and msghdr) and queues it with ``commit(slot, length,
-    sockaddr)``; ``flush()`` sends them all. A full batch flushes by itself,
-    and the first datagram of a batch calls ``on_queued`` (the mux makes
-    sure the batch leaves within that loop turn)."""
+    ``put`` copies a datagram into the next free slot, seals it there (SRTP's
+    ``srtp_protect``: the batch knows only "a C function that rewrites the
+    buffer in place") and queues it; ``flush()`` sends them all. The iovec
+    length and the destination of each slot are written through integer
+    views of the C arrays (an attribute set through cffi costs several
+    times more), and every destination has the socket's address size. A
+    full batch flushes by itself, and the first datagram of a batch calls
+    ``on_queued`` (the mux makes sure the batch leaves within that loop
+    turn)."""
 
     SIZE = 64
     DATAGRAM = 1500
+    #: Bytes a seal may add past the datagram (SRTP's auth tag or AEAD tag, at most 16).
+    TRAILER = 16
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
+        name_size = SOCKADDR_IN6 if sock.family == socket.AF_INET6 else SOCKADDR_IN
         self._memory = ffi.new("char[]", self.SIZE * self.DATAGRAM)
         self._messages = ffi.new("struct mmsghdr[]", self.SIZE)
         self._iovecs = ffi.new("struct iovec[]", self.SIZE)
-        self.slots = []
+        self._pointers = []
+        self._buffers = []
         for index in range(self.SIZE):
             pointer = self._memory + index * self.DATAGRAM
-            iovec = self._iovecs + index
-            iovec.iov_base = pointer
+            self._iovecs[index].iov_base = pointer
             header = self._messages[index].msg_hdr
-            header.msg_iov = iovec
+            header.msg_iov = self._iovecs + index
             header.msg_iovlen = 1
-            self.slots.append((pointer, ffi.buffer(pointer, self.DATAGRAM), iovec, header))
+            header.msg_namelen = name_size
+            self._pointers.append(pointer)
+            self._buffers.append(ffi.buffer(pointer, self.DATAGRAM))
+        words = ffi.sizeof("struct iovec") // 8
+        self._lengths = memoryview(ffi.buffer(self._iovecs)).cast("Q")[ffi.offsetof("struct iovec", "iov_len") // 8::words]
+        words = ffi.sizeof("struct mmsghdr") // 8
+        self._names = memoryview(ffi.buffer(self._messages)).cast("Q")[ffi.offsetof("struct msghdr", "msg_name") // 8::words]
+        self._length = ffi.new("int *")
         self.on_queued: Callable[[], None] = lambda: None
         self.count = 0
         self.sent = 0
         self.errors = 0
+        self.rejected = 0  # too long, or the seal failed
         self.calls = 0
 
-    def commit(self, slot: tuple, length: int, sockaddr) -> None:
-        _, _, iovec, header = slot
-        iovec.iov_len = length
-        header.msg_name, header.msg_namelen = sockaddr
-        self.count += 1
-        if self.count == 1:
+    def put(self, seal, context, name: int, head: bytes, payload: bytes) -> bool:
+        """Queue ``head + payload`` for the socket address at ``name`` (its C
+        address: ``address_of``), sealed in place by ``seal(context, data,
+        int *length)`` first (0: done; it may lengthen the datagram by up to
+        TRAILER bytes). False when it did not fit or the seal failed."""
+        index = self.count
+        h = len(head)
+        n = h + len(payload)
+        if n > self.DATAGRAM - self.TRAILER:
+            self.rejected += 1
+            return False
+        buffer = self._buffers[index]
+        buffer[0:h] = head
+        buffer[h:n] = payload
+        length = self._length
+        length[0] = n
+        if seal(context, self._pointers[index], length):
+            self.rejected += 1
+            return False
+        self._lengths[index] = length[0]
+        self._names[index] = name
+        self.count = index = index + 1
+        if index == 1:
             self.on_queued()
-        if self.count == self.SIZE:
+        elif index == self.SIZE:
             self.flush()
+        return True
 
     def flush(self) -> None:
         start, count = 0, self.count
@@ -415,6 +452,12 @@ class SendBatch:
             else:
                 self.sent += sent
             start += sent
+
+
+def address_of(cdata) -> int:
+    """The C address of ``cdata`` as an int (``SendBatch.put``'s ``name``);
+    the caller keeps ``cdata`` alive."""
+    return int(ffi.cast("uintptr_t", cdata))
 
 
 class MuxEndpoint:

@@ -22,13 +22,13 @@ class EgressLoss:
             transport.send_rtp = lambda packet: True
 
     def _lossy(self, send):
-        def send_parts(header: bytes, extension: bytes, payload: bytes) -> bool:
-            if self._payload_type is None or header[1] & 0x7F == self._payload_type:
+        def send_parts(head: bytes, payload: bytes) -> bool:
+            if self._payload_type is None or head[1] & 0x7F == self._payload_type:
                 self._seen += 1
                 if self._seen % self._every == 0:
                     self.dropped += 1
                     return True
-            return send(header, extension, payload)
+            return send(head, payload)
 
         return send_parts
 

@@ -18,8 +18,8 @@ class Sink:
     def rtp_sender(self):
         return self._send_parts
 
-    def _send_parts(self, header: bytes, extension: bytes, payload: bytes) -> bool:
-        self.sent.append(header + extension + payload)
+    def _send_parts(self, head: bytes, payload: bytes) -> bool:
+        self.sent.append(head + payload)
         return True
 
     def send_rtp(self, packet: bytes) -> bool:

@@ -85,10 +85,10 @@ def capture_sent(transport, ssrc: int) -> list[tuple[float, int, int]]:
     sent = []
 
     def capturing(send):
-        def capture(header: bytes, extension: bytes, payload: bytes) -> bool:
-            if int.from_bytes(header[8:12], "big") == ssrc:
-                sent.append((time.monotonic(), int.from_bytes(header[2:4], "big"), int.from_bytes(header[4:8], "big")))
-            return send(header, extension, payload)
+        def capture(head: bytes, payload: bytes) -> bool:
+            if int.from_bytes(head[8:12], "big") == ssrc:
+                sent.append((time.monotonic(), int.from_bytes(head[2:4], "big"), int.from_bytes(head[4:8], "big")))
+            return send(head, payload)
 
         return capture
 

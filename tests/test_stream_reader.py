@@ -121,7 +121,7 @@ class SwitchingSink(Sink):
 
     def rtp_sender(self):
         route = self.routes[-1]
-        return lambda header, extension, payload: route.append(header + extension + payload) or True
+        return lambda head, payload: route.append(head + payload) or True
 
     def move(self) -> None:
         self.routes.append([])
