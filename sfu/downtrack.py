@@ -38,18 +38,6 @@ if TYPE_CHECKING:
 KEYFRAME_RETRY = 1.0  # seconds without a keyframe before asking again
 
 
-_last_time = -1.0
-_last_abs_send_time = b"\x00\x00\x00"
-
-
-def _abs_send_time(now: float) -> bytes:
-    """abs-send-time bytes, computed once per received packet, not per subscriber."""
-    global _last_time, _last_abs_send_time
-    if now != _last_time:
-        _last_time, _last_abs_send_time = now, abs_send_time(now)
-    return _last_abs_send_time
-
-
 class DownTrack:
     def __init__(self, track: PublishedTrack, transport: PeerTransport) -> None:
         self.track = track
@@ -69,7 +57,7 @@ class DownTrack:
         self._rtx_seq = random.getrandbits(16)
         self.history = SendHistory()
         self._record = self.history.record
-        #: (header packer, first byte, payload type, SSRC, extension kind, head, tail, send function)
+        #: (header packer, first byte, payload type, SSRC, extension head, tail, send function)
         self._plan: Optional[tuple] = None
         self._route_version = -1
         self._ext_head = b""
@@ -225,15 +213,12 @@ class DownTrack:
         plan = self._plan
         if plan is None or self._route_version != self.transport.route_version:
             plan = self._build_plan()
-        pack, first, payload_type, ssrc, ext_kind, ext_head, ext_tail, send = plan
+        pack, first, payload_type, ssrc, ext_head, ext_tail, send = plan
         if send is not None:
-            if ext_kind == 1:
-                value = _abs_send_time(packet.arrival)
-            elif ext_kind == 2:
-                value = self.track.layers[0].audio_level
-            else:
-                value = b""
-            head = pack(first, (packet.data[1] & 0x80) | payload_type, out_seq, out_ts, ssrc, ext_head, value, ext_tail)
+            # the extension's value is the packet's (abs-send-time or audio level;
+            # a plan without that extension packs none of it)
+            head = pack(first, packet.marker | payload_type, out_seq, out_ts, ssrc,
+                        ext_head, packet.extension_value, ext_tail)
             send(head, payload)
         self.packets_sent += 1
         self.octets_sent += len(payload)
@@ -244,8 +229,8 @@ class DownTrack:
         # per-packet value (abs-send-time: 3 bytes, audio level: 1, none: 0), padding
         value = (0, 3, 1)[self._ext_kind]
         pack = struct.Struct(f"!BBHII{len(self._ext_head)}s{value}s{len(self._ext_tail)}s").pack
-        self._plan = (pack, self._first_byte, self.payload_type, self.ssrc, self._ext_kind, self._ext_head,
-                      self._ext_tail, self.transport.rtp_sender())
+        self._plan = (pack, self._first_byte, self.payload_type, self.ssrc, self._ext_head, self._ext_tail,
+                      self.transport.rtp_sender())
         return self._plan
 
     def _switch(self, packet: ReceivedPacket) -> None:
@@ -263,7 +248,7 @@ class DownTrack:
     def _extension_block(self, now: float) -> bytes:
         kind = self._ext_kind
         if kind == 1:
-            return self._ext_head + _abs_send_time(now) + self._ext_tail
+            return self._ext_head + abs_send_time(now) + self._ext_tail
         if kind == 2:
             return self._ext_head + self.track.layers[0].audio_level + self._ext_tail
         return self._ext_head

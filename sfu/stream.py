@@ -20,7 +20,7 @@ from .buffer import PacketCache, ReceiveStats
 from .codecs import CodecHandler
 from .keyframes import KeyframeRequester
 from .metrics import FORWARD_TIME
-from .rtp import SEQ_TS, audio_level_byte, payload_end, payload_offset
+from .rtp import SEQ_TS, abs_send_time, audio_level_byte, payload_end, payload_offset
 from .speaker import AMPLITUDE
 from .stream_reader import ReceivedPacket
 
@@ -114,6 +114,7 @@ class ReceivedStream:
         received = ReceivedPacket(
             packet, packet[offset:end], seq, ts, offset, keyframe, now, self.layer,
             describe(packet, offset, end) if describe is not None else None,
+            abs_send_time(now) if self._video else self.audio_level,
         )
         readers = self.readers
         for reader in readers:

@@ -18,11 +18,13 @@ if TYPE_CHECKING:
 
 
 class ReceivedPacket:
-    __slots__ = ("data", "payload", "seq", "ts", "offset", "keyframe", "arrival", "layer", "description")
+    __slots__ = ("data", "payload", "seq", "ts", "offset", "keyframe", "arrival", "layer", "description",
+                 "marker", "extension_value")
 
     def __init__(
         self, data: bytes, payload: bytes, seq: int, ts: int, offset: int, keyframe: bool,
         arrival: float, layer: int = 0, description: Optional[Description] = None,
+        extension_value: bytes = b"",
     ) -> None:
         self.data = data  # the whole RTP packet, as received (decrypted)
         self.payload = payload  # data[offset:end], without RTP padding
@@ -33,10 +35,11 @@ class ReceivedPacket:
         self.arrival = arrival  # time.monotonic() when it came in
         self.layer = layer  # the simulcast layer of the stream (0: lowest or only)
         self.description = description  # codec descriptor, for readers that munge IDs
-
-    @property
-    def marker(self) -> int:
-        return self.data[1] & 0x80
+        self.marker = data[1] & 0x80  # the marker bit, in place (0x80 or 0)
+        #: What a forwarded copy's varying header extension carries: the
+        #: abs-send-time of ``arrival`` (video) or the audio level byte (audio),
+        #: computed once for every reader.
+        self.extension_value = extension_value
 
 
 class StreamReader(Protocol):

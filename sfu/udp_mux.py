@@ -381,6 +381,7 @@ class SendBatch:
     DATAGRAM = 1500
     #: Bytes a seal may add past the datagram (SRTP's auth tag or AEAD tag, at most 16).
     TRAILER = 16
+    ROOM = DATAGRAM - TRAILER
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
@@ -419,7 +420,7 @@ class SendBatch:
         index = self.count
         h = len(head)
         n = h + len(payload)
-        if n > self.DATAGRAM - self.TRAILER:
+        if n > self.ROOM:
             self.rejected += 1
             return False
         buffer = self._buffers[index]
