@@ -547,18 +547,22 @@ class _Unprotector:
         self._length = srtp_ffi.new("int *")
 
     def rtp(self, data: bytes) -> Optional[bytes]:
-        """The plain packet; None when it fails authentication or replay checks."""
-        return self._run(srtp_lib.srtp_unprotect, data)
-
-    def rtcp(self, data: bytes) -> Optional[bytes]:
-        return self._run(srtp_lib.srtp_unprotect_rtcp, data)
-
-    def _run(self, unprotect, data: bytes) -> Optional[bytes]:
-        n = len(data)  # at most SRTP_MAX: the receiver checked
+        """The plain packet (``data``: at most SRTP_MAX bytes); None when it
+        fails authentication or replay checks."""
+        n = len(data)
         self._buffer[0:n] = data
         length = self._length
         length[0] = n
-        if unprotect(self._context, self._cdata, length):
+        if srtp_lib.srtp_unprotect(self._context, self._cdata, length):
+            return None
+        return self._buffer[0 : length[0]]
+
+    def rtcp(self, data: bytes) -> Optional[bytes]:
+        n = len(data)
+        self._buffer[0:n] = data
+        length = self._length
+        length[0] = n
+        if srtp_lib.srtp_unprotect_rtcp(self._context, self._cdata, length):
             return None
         return self._buffer[0 : length[0]]
 

@@ -57,7 +57,11 @@ class VideoBacklog:
             return False
         now = time.time_ns()
         self._on_wait(now - queue[0][3])
-        deadline = time.thread_time_ns() + budget  # CPU time: a preempted process still serves its share
+        # The budget is CPU time: a preempted process still serves its share.
+        # Reading it is a system call, so the wall clock (never behind it) is
+        # watched, and the CPU clock read only once the wall clock has run out.
+        started = time.thread_time_ns()
+        wall_deadline = time.monotonic_ns() + budget
         oldest = now - stale_after
         while queue:
             endpoint, data, addr, arrival = queue.popleft()
@@ -66,8 +70,11 @@ class VideoBacklog:
                 continue
             if not endpoint.closed:
                 endpoint.receiver.datagram_received(data, addr)
-            if time.thread_time_ns() >= deadline:
-                return bool(queue)
+            if time.monotonic_ns() >= wall_deadline:
+                used = time.thread_time_ns() - started
+                if used >= budget:
+                    return bool(queue)
+                wall_deadline = time.monotonic_ns() + budget - used
         return False
 
     def clear(self) -> None:

@@ -77,8 +77,7 @@ class H264Handler(CodecHandler):
     kind = "video"
     ffmpeg_name = "h264"
 
-    def is_keyframe(self, packet: bytes, offset: int) -> bool:
-        return is_keyframe(packet, offset)
+    is_keyframe = staticmethod(is_keyframe)  # the function itself: called once per received packet
 
     def depacketize(self, payload: bytes) -> tuple[bool, bytes]:
         return depacketize(payload)

@@ -187,8 +187,7 @@ class Vp8Handler(CodecHandler):
     kind = "video"
     munges_ids = True
 
-    def is_keyframe(self, packet: bytes, offset: int) -> bool:
-        return is_keyframe(packet, offset)
+    is_keyframe = staticmethod(is_keyframe)  # the function itself: called once per received packet
 
     def frame_size(self, packet: bytes, offset: int) -> tuple[int, int] | None:
         return keyframe_size(packet, offset)
