@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Optional
 
-from . import events
+from . import events, ticker
 from .config import SfuConfig
 from .events import Event, EventSink
 from .ids import new_id
@@ -78,7 +78,9 @@ class Participant:
         self._grace_task: Optional[asyncio.Task] = None
         self._lock = asyncio.Lock()
         self.quality = QualityMeter()
-        self._tick_task = asyncio.ensure_future(self._tick())
+        self._ticks = 0
+        self._ticker = ticker.shared(TICK)
+        self._ticker.add(self._tick)
 
     def _new_subscriber(self) -> Subscriber:
         return Subscriber(
@@ -240,21 +242,18 @@ class Participant:
             self._grace_task.cancel()
             self._grace_task = None
 
-    async def _tick(self) -> None:
-        count = 0
-        while True:
-            await asyncio.sleep(TICK)
-            now = time.monotonic()
-            count += 1
-            try:
-                self.publisher.tick(now)
-                self.subscriber.tick(now)
-                if count % REPORT_EVERY == 0:
-                    self.publisher.send_reports(now)
-                if count % QUALITY_EVERY == 0:
-                    self._rate_quality(now)
-            except Exception:
-                log.exception("participant %s: tick failed", self.id)
+    def _tick(self, now: float) -> None:
+        """Every TICK (sfu/ticker.py: one timer for every participant)."""
+        self._ticks += 1
+        try:
+            self.publisher.tick(now)
+            self.subscriber.tick(now)
+            if self._ticks % REPORT_EVERY == 0:
+                self.publisher.send_reports(now)
+            if self._ticks % QUALITY_EVERY == 0:
+                self._rate_quality(now)
+        except Exception:
+            log.exception("participant %s: tick failed", self.id)
 
     def _rate_quality(self, now: float) -> None:
         if self.state == RECONNECTING:
@@ -279,7 +278,7 @@ class Participant:
         if self.closed:
             return
         self.closed = True
-        self._tick_task.cancel()
+        self._ticker.discard(self._tick)
         self._cancel_grace()
         self.notify = _nobody
         await asyncio.gather(self.publisher.close(), self.subscriber.close(), return_exceptions=True)
