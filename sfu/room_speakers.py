@@ -10,12 +10,10 @@ server sheds load, the speakers' video is spared (sfu/load_manager.py).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING, Optional
 
-from . import events, lastn
+from . import events, lastn, ticker
 from .member import Member
 from .speaker import LevelMeter, SpeakerDetector
 
@@ -35,7 +33,7 @@ class RoomSpeakers:
         #: Who spoke last, most recent first: last-N ranks cameras by it.
         self.speech_order = lastn.SpeechOrder()
         self._meter = LevelMeter()
-        self._task: Optional[asyncio.Task] = None
+        self._ticker: Optional[ticker.Ticker] = None
 
     @property
     def dominant(self) -> Optional[str]:
@@ -55,25 +53,25 @@ class RoomSpeakers:
         return ids
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._loop())
+        """Detect every SPEAKER_TICK, on the timer the participants tick on (sfu/ticker.py)."""
+        if self._ticker is None:
+            self._ticker = ticker.shared(SPEAKER_TICK)
+            self._ticker.add(self._tick)
 
     def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        if self._ticker is not None:
+            self._ticker.discard(self._tick)
+            self._ticker = None
 
     def forget(self, member_id: str) -> None:
         self.detector.remove(member_id)
         self.speech_order.forget(member_id)
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(SPEAKER_TICK)
-            try:
-                self.detect(time.monotonic())
-            except Exception:
-                log.exception("room %s: speaker detection failed", self._room.name)
+    def _tick(self, now: float) -> None:
+        try:
+            self.detect(now)
+        except Exception:
+            log.exception("room %s: speaker detection failed", self._room.name)
 
     def detect(self, now: float) -> Optional[list[dict]]:
         """Feed each member's audio level of the last tick to the detector;
