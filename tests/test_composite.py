@@ -281,15 +281,23 @@ async def test_a_stalled_recorder_process_never_holds_up_forwarding(server, clie
     room = server.rooms.rooms["stall"]
     recording = room.recordings.start(room.tracks(), "composite")
     await eventually(recording.path.exists, timeout=30, message="the recorder process writing")
+    camera = next(t for t in room.tracks() if t.kind == "video").layers[0]
     os.kill(recording.pid, signal.SIGSTOP)
     try:
         before = received
         await eventually(lambda: recording.batches_dropped > 10, timeout=30, message="batches dropped")
         assert received - before > 60, f"only {received - before} frames while the recorder was stalled"
     finally:
+        asked, keyframes = camera.keyframes.requested, camera.keyframes_received
         os.kill(recording.pid, signal.SIGCONT)
         counter.cancel()
-    await asyncio.sleep(5)  # what was lost broke the video: a keyframe asked for repairs it
+    # what was lost broke the video: the recorder asks for a keyframe, which repairs it
+    # (waited for, not slept on: on a loaded machine the catch-up takes seconds)
+    await eventually(lambda: camera.keyframes.requested > asked, timeout=30,
+                     message="the recorder never asked for a keyframe after the stall")
+    await eventually(lambda: camera.keyframes_received > keyframes, timeout=30,
+                     message="no keyframe came after the stall")
+    await asyncio.sleep(2)  # two seconds of moving picture after the keyframe
     await asyncio.wait_for(room.recordings.stop(), 60)
     assert recording.error is None
     with av.open(str(recording.path)) as container:
