@@ -55,7 +55,7 @@ from aiortc.exceptions import OperationError
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 from aiortc.sdp import candidate_from_sdp
 
-from . import sdp_text, udp_mux
+from . import datagram_batches, sdp_text, udp_mux
 from .candidates import CandidatePolicy, offers_loopback
 from .config import IceConfig
 from .media_section import (
@@ -314,7 +314,7 @@ class PeerTransport:
         """SendBatch.put itself, its first arguments bound: no Python frame of
         ours between a down-track and the batch."""
         send = functools.partial(mux.batch.put, srtp_lib.srtp_protect, protector.context,
-                                 udp_mux.address_of(self._sockaddr))
+                                 datagram_batches.address_of(self._sockaddr))
         send.keeps = (protector, self._sockaddr)  # the SRTP context and the address it points to
         return send
 
