@@ -82,7 +82,7 @@ from typing import Any, Optional
 
 import aiohttp
 
-from .peers import bucket_value
+from .peers import LATE_SLOT_NS, bucket_value
 from .pinning import affinity, child_setup, cpu_sets, pin_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,6 +154,20 @@ def system_ticks() -> list[int]:
     """All CPUs' clock ticks since boot: user nice system idle iowait irq softirq steal."""
     with open("/proc/stat") as f:
         return [int(v) for v in f.readline().split()[1:9]]
+
+
+def ticks_by_cpu() -> dict[str, list[int]]:
+    """Each CPU's clock ticks since boot, as system_ticks gives them for all."""
+    with open("/proc/stat") as f:
+        rows = [line.split() for line in f if line.startswith("cpu") and line[3].isdigit()]
+    return {row[0]: [int(v) for v in row[1:9]] for row in rows}
+
+
+def load_by_cpu(before: dict[str, list[int]], after: dict[str, list[int]], window: float) -> dict:
+    """Busy and steal % of each CPU: a vCPU the host took away stalls whoever runs on it."""
+    loads = {cpu: machine_load(before[cpu], after[cpu], window) for cpu in after if cpu in before}
+    return {cpu: {"busy_pct": v["machine_busy_pct"], "steal_pct": v["machine_steal_pct"]}
+            for cpu, v in loads.items()}
 
 
 def machine_load(before: list[int], after: list[int], window: float) -> dict:
@@ -286,7 +300,11 @@ class PeerProcess:
             self.hello.set_exception(RuntimeError(
                 f"{self.role} {self.pid} exited before it was ready (log: {self.log_path})"))
 
-    async def stats(self, timeout: float = 15.0) -> dict:
+    async def stats(self, timeout: float = 15.0, measure: Optional[tuple[int, int]] = None) -> dict:
+        """The peer's counters; with ``measure`` (send times, monotonic ns), first
+        restrict its latency histogram to packets sent in that window."""
+        if measure is not None:
+            self.proc.stdin.write(b"measure %d %d\n" % measure)
         self.proc.stdin.write(b"stats\n")
         await self.proc.stdin.drain()
         return await asyncio.wait_for(self._stats.get(), timeout)
@@ -419,6 +437,8 @@ def percentile(histogram: dict[int, int], q: float) -> Optional[float]:
 
 
 SINK_SETTLE = 3.0  # seconds between stopping the sinks and the window
+MEASURE_LEAD = 0.5  # s between asking the peers for a latency window and its start
+LATE_GRACE = 1.0  # s after the window for its last packets to arrive (later ones go unmeasured)
 
 
 def _signal_all(peers: list[PeerProcess], signum: int) -> None:
@@ -484,7 +504,11 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
         if sinks:
             _signal_all(sinks, signal.SIGSTOP)
             await asyncio.sleep(SINK_SETTLE)  # the backlog of the warm-up drains first
-        before = await asyncio.gather(*(p.stats() for p in probes))
+        # latency counts for packets sent in the window, read a grace period after it
+        sent_from = time.monotonic_ns() + int(MEASURE_LEAD * 1e9)
+        sent_until = sent_from + int(config.duration * 1e9)
+        before = await asyncio.gather(*(p.stats(measure=(sent_from, sent_until)) for p in probes))
+        await asyncio.sleep(max(0.0, sent_from / 1e9 - time.monotonic()))
         m0 = {} if at_peers else await scrape(http)
         if config.profile:
             profiler = await start_profiler(server_pid, config.duration, config.profile,
@@ -493,14 +517,15 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
         server0 = tree_cpu_times(server_pid)
         switches0 = context_switches(server_pid)
         peers0 = [cpu_ticks(p.pid) for p in peers]
-        sys0 = system_ticks()
+        sys0, cpus0 = system_ticks(), ticks_by_cpu()
         await asyncio.sleep(config.duration)
         server1 = tree_cpu_times(server_pid)
         switches1 = context_switches(server_pid)
         peers1 = [cpu_ticks(p.pid) for p in peers]
-        sys1 = system_ticks()
+        sys1, cpus1 = system_ticks(), ticks_by_cpu()
         t1 = time.monotonic()
         m1 = {} if at_peers else await scrape(http)
+        await asyncio.sleep(max(0.0, sent_until / 1e9 + LATE_GRACE - time.monotonic()))
         after = await asyncio.gather(*(p.stats() for p in probes))
         _signal_all(sinks, signal.SIGCONT)
         if at_peers:
@@ -516,7 +541,8 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
         result = summarize(config, t1 - t0, (server1[0] - server0[0], server1[1] - server0[1]),
                            m0, m1, before, after,
                            [b - a for a, b in zip(peers0, peers1)],
-                           machine_load(sys0, sys1, t1 - t0), rss)
+                           machine_load(sys0, sys1, t1 - t0), rss, t0)
+        result["cpus"] = load_by_cpu(cpus0, cpus1, t1 - t0)
         result["server_switches_per_s"] = round((switches1[0] - switches0[0]) / (t1 - t0))
         result["server_preemptions_per_s"] = round((switches1[1] - switches0[1]) / (t1 - t0))
         result["setup_s"] = round(setup_seconds, 1)
@@ -588,7 +614,7 @@ def peer_counts(stats: list[dict]) -> dict[str, float]:
 
 def summarize(config: RunConfig, window: float, server_ticks: tuple[int, int], m0: dict, m1: dict,
               before: list[dict], after: list[dict], peer_ticks: list[int],
-              machine: dict, rss: float) -> dict:
+              machine: dict, rss: float, start: float = 0.0) -> dict:
     tick_us = 1e6 / CLK_TCK
     cpu_us = sum(server_ticks) * tick_us
     packets_in = m1.get("packets_in", 0) - m0.get("packets_in", 0)
@@ -602,6 +628,7 @@ def summarize(config: RunConfig, window: float, server_ticks: tuple[int, int], m
         for key, count in stats["latency_hist"].items():
             histogram[int(key)] = histogram.get(int(key), 0) + count
     sub_cpu = [t * tick_us / (window * 1e6) * 100 for t in peer_ticks[1:]]
+    late = late_packets([s.get("late_slots", {}) for s in subs1], sum(histogram.values()), start)
     pub_cpu = peer_ticks[0] * tick_us / (window * 1e6) * 100
     result: dict[str, Any] = {
         "subscribers": config.subscribers,
@@ -635,6 +662,7 @@ def summarize(config: RunConfig, window: float, server_ticks: tuple[int, int], m
         "latency_p50_ms": _round(percentile(histogram, 0.50), 2),
         "latency_p99_ms": _round(percentile(histogram, 0.99), 2),
         "latency_max_ms": _round(bucket_value(max(histogram)) / 1000, 1) if histogram else None,
+        **late,
         "server_rss_mb": round(rss, 1),
         "publisher_cpu_pct": round(pub_cpu, 1),
         "subscriber_cpu_pct_avg": round(statistics.mean(sub_cpu), 1) if sub_cpu else 0,
@@ -674,6 +702,31 @@ def summarize(config: RunConfig, window: float, server_ticks: tuple[int, int], m
     return result
 
 
+def late_packets(late_slots: list[dict[str, int]], measured: int, start: float) -> dict:
+    """Who was late (> 50 ms) and when: late packets lined up by 10 ms of arrival.
+
+    A stall of the server, or of the whole generator CPU, makes nearly every
+    subscriber late in the same slots ("together"); a subscriber the
+    scheduler left waiting is late on its own."""
+    by_slot: dict[int, list[int]] = {}
+    for slots in late_slots:
+        for slot, count in slots.items():
+            by_slot.setdefault(int(slot), []).append(count)
+    total = sum(sum(counts) for counts in by_slot.values())
+    together = sum(sum(counts) for counts in by_slot.values() if len(counts) > len(late_slots) / 2)
+    per_peer = sorted((sum(slots.values()) for slots in late_slots), reverse=True)
+    return {
+        "late_pct": round(total / measured * 100, 3) if measured else None,
+        "late_together_pct": round(together / total * 100, 1) if total else None,
+        "late_slots": len(by_slot),
+        "late_spans": len({slot // 10 for slot in by_slot}),  # distinct 100 ms periods
+        "late_peers": sum(1 for n in per_peer if n),
+        "late_top_peers": per_peer[:3],
+        # when, in s from the window's start (time.monotonic: the peers' clock)
+        "late_at_s": sorted({round(slot * LATE_SLOT_NS / 1e9 - start, 1) for slot in by_slot})[:30],
+    }
+
+
 def _round(value: Optional[float], digits: int) -> Optional[float]:
     return None if value is None else round(value, digits)
 
@@ -705,7 +758,10 @@ def print_result(result: dict) -> None:
         f"(each subscriber got {r.get('subscriber_pps_avg', 0):.0f} pkt/s)",
         f"  loss at subscribers {_fmt(r['loss_pct'], 3)}%   (server ingress lost {r['server_lost_in']})",
         f"  forward latency p50 {_fmt(r['latency_p50_ms'])} ms   p99 {_fmt(r['latency_p99_ms'])} ms   "
-        f"max {_fmt(r['latency_max_ms'], 1)} ms",
+        f"max {_fmt(r['latency_max_ms'], 1)} ms;  later than 50 ms: {_fmt(r.get('late_pct'), 3)}% "
+        f"({r.get('late_together_pct')}% of them with most subscribers late in the same 10 ms, "
+        f"{r.get('late_spans')} periods of 100 ms, {r.get('late_peers')} subscribers, "
+        f"most late {r.get('late_top_peers')}, at {r.get('late_at_s')} s)",
         f"  join (ws connect -> first packet) p50 {r.get('join_ms_p50', 0):.0f} ms  "
         f"max {r.get('join_ms_max', 0):.0f} ms;  setup {r.get('setup_s', 0)} s",
         f"  load generator CPU: publisher {r['publisher_cpu_pct']}%, subscribers avg "
@@ -714,7 +770,8 @@ def print_result(result: dict) -> None:
         f"  CPUs: server {r.get('server_cpus', '?')}, peers {r.get('peer_cpus', '?')}",
         f"  machine: busy {r['machine_busy_pct']}% of {r['machine_cores'] * 100}% "
         f"(irq+softirq {r['machine_softirq_pct']}%, outside this benchmark ~{r['other_cpu_pct']}%), "
-        f"steal {r['machine_steal_pct']}%",
+        f"steal {r['machine_steal_pct']}%; by CPU " + ", ".join(
+            f"{cpu} busy {v['busy_pct']}% steal {v['steal_pct']}%" for cpu, v in r.get("cpus", {}).items()),
     ]
     if r.get("publisher_layers"):
         lines.append("  publisher layers (since start): " + ", ".join(

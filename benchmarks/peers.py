@@ -75,6 +75,8 @@ U64 = struct.Struct("!Q")
 TIME_OFFSET = 11  # where the send time sits in the payload
 TIME_OFFSET_EXT = 16  # ... after a 6-byte descriptor (X=1 with picture ID, TL0PICIDX, TID)
 MIN_PAYLOAD = TIME_OFFSET_EXT + 8
+LATE_US = 50_000  # a packet this late counts against a run "holding" (benchmarks.forwarding)
+LATE_SLOT_NS = 10_000_000  # late packets are counted per 10 ms of arrival time, to line peers up
 AUDIO_PAYLOAD = 80  # bytes of an Opus-like audio payload (first byte < 0x80)
 DEFAULT_LAYERS = (("q", 150.0, 320, 180), ("h", 300.0, 640, 360), ("f", 550.0, 1280, 720))
 TID_PATTERN = (0, 2, 1, 2)  # temporal layers of Chromium's VP8 simulcast (L1T3)
@@ -718,6 +720,8 @@ class SubscriberPeer:
         self.packets = 0
         self.bytes = 0
         self.latencies = array("q")
+        self.late = Counter()  # packets later than LATE_US, by arrival slot (LATE_SLOT_NS)
+        self.measured_from, self.measured_until = 0, 1 << 63  # send times whose latency counts
         self.srs = 0
         self.offers = 0
         self.first_media = asyncio.Event()
@@ -773,7 +777,12 @@ class SubscriberPeer:
         self.bytes += size
         if size >= offset + MIN_PAYLOAD:
             at = offset + (TIME_OFFSET_EXT if p[offset] & 0x80 else TIME_OFFSET)
-            self.latencies.append((now - U64.unpack_from(p, at)[0]) // 1000)
+            sent = U64.unpack_from(p, at)[0]
+            if self.measured_from <= sent < self.measured_until:
+                latency = (now - sent) // 1000
+                self.latencies.append(latency)
+                if latency > LATE_US:
+                    self.late[now // LATE_SLOT_NS] += 1
         if self.join_ms is None:
             self.join_ms = (time.monotonic() - self.started) * 1000
             self.first_media.set()
@@ -793,9 +802,18 @@ class SubscriberPeer:
             await asyncio.sleep(1.0)
             self.transport.send_rtcp(receiver_report(self.rtcp_ssrc, self.streams.values(), time.monotonic()))
 
+    def measure(self, sent_from: int, sent_until: int) -> None:
+        """From now on, latency counts only for packets sent in [sent_from, sent_until)
+        (monotonic ns): the benchmark asks for its window ahead and reads the
+        histogram after it, so the peers' own work on stats, all at once on the
+        generator's CPU, delays no packet that is counted."""
+        self.latencies, self.late = array("q"), Counter()
+        self.measured_from, self.measured_until = sent_from, sent_until
+
     def stats(self) -> dict:
         """Cumulative counters, and the latency histogram since the last call."""
         latencies, self.latencies = self.latencies, array("q")
+        late, self.late = self.late, Counter()
         histogram = Counter(latency_bucket(v) for v in latencies)
         return {
             "packets": self.packets,
@@ -810,6 +828,7 @@ class SubscriberPeer:
             "join_ms": self.join_ms,
             "latency_count": len(latencies),
             "latency_hist": {str(k): v for k, v in histogram.items()},
+            "late_slots": {str(k): v for k, v in late.items()},
         }
 
     async def close(self) -> None:
@@ -890,7 +909,9 @@ async def run_peer(args: argparse.Namespace) -> int:
             command = line.decode().strip()
             if not line or command == "quit":
                 return 0
-            if command == "stats":
+            if command.startswith("measure ") and hasattr(peer, "measure"):
+                peer.measure(*(int(v) for v in command.split()[1:3]))
+            elif command == "stats":
                 emit("stats", **peer.stats())
     except Exception as exc:
         emit("error", message=f"{type(exc).__name__}: {exc}")
