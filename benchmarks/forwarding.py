@@ -10,9 +10,13 @@ window:
   server's /metrics: pysfu_packets_in / pysfu_packets_out, kind="video");
 * ingress/egress packets/s, server CPU % of one core, server RSS;
 * loss seen by the subscribers (RTP sequence gaps) and the forwarding
-  latency publisher -> SFU -> subscriber (send time carried in the payload);
-* the load generator's own CPU, and the machine's, so a reader can tell
-  whether the machine was saturated.
+  latency publisher -> SFU -> subscriber (send time carried in the payload)
+  of the packets sent during the window, read from the peers a second after
+  it (a peer building its histogram would delay the others' packets on the
+  generator's CPU); the packets later than 50 ms, lined up by arrival time
+  and subscriber, to tell a server's stall from a peer left waiting;
+* the load generator's own CPU, and the machine's (busy and steal, in all
+  and per CPU), so a reader can tell whether the machine was saturated.
 
     python -m benchmarks.forwarding --subscribers 8 --rate 1000 --warmup 5 --duration 20
     python -m benchmarks.forwarding --subscribers 1,8,16 --repeat 3 --compare-uvloop
@@ -65,6 +69,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import math
 import os
 import random
 import re
@@ -715,15 +720,16 @@ def late_packets(late_slots: list[dict[str, int]], measured: int, start: float) 
     total = sum(sum(counts) for counts in by_slot.values())
     together = sum(sum(counts) for counts in by_slot.values() if len(counts) > len(late_slots) / 2)
     per_peer = sorted((sum(slots.values()) for slots in late_slots), reverse=True)
+    # the 100 ms periods they arrived in, in s from the window's start (the peers' monotonic clock)
+    periods = sorted({math.floor((slot * LATE_SLOT_NS / 1e9 - start) * 10) / 10 for slot in by_slot})
     return {
         "late_pct": round(total / measured * 100, 3) if measured else None,
         "late_together_pct": round(together / total * 100, 1) if total else None,
         "late_slots": len(by_slot),
-        "late_spans": len({slot // 10 for slot in by_slot}),  # distinct 100 ms periods
+        "late_spans": len(periods),
         "late_peers": sum(1 for n in per_peer if n),
         "late_top_peers": per_peer[:3],
-        # when, in s from the window's start (time.monotonic: the peers' clock)
-        "late_at_s": sorted({round(slot * LATE_SLOT_NS / 1e9 - start, 1) for slot in by_slot})[:30],
+        "late_at_s": periods[:30],
     }
 
 
