@@ -1,7 +1,10 @@
 """A subscriber's downstream bandwidth estimate, from the feedback it sends.
 
 Two sources: the client's REMB (what it thinks it can receive), and the loss
-its receiver reports show on the video we send. The estimate is the lower
+its receiver reports show on the video we send, less what the forwarded
+stream already lacked when it reached us (sfu/downtrack.py: a publisher's
+lossy uplink, or packets the server dropped late, are not the subscriber's
+downlink). The estimate is the lower
 of the two; None while nothing limits. Pure: every input carries the time
 it happened (``now``, seconds of a monotonic clock), nothing here reads a
 clock, sleeps or touches a socket, so a test feeds it a table of reports.
@@ -54,8 +57,9 @@ class DownlinkEstimate:
         return sum(bitrate for _, bitrate in parts.values())
 
     def on_receiver_report(self, video: Iterable[tuple[int, float]]) -> None:
-        """Take the loss of the video being sent: (fraction lost in 1/256,
-        bitrate of the layer sent) per flowing video down-track."""
+        """Take the loss of the video being sent: (fraction lost on the way
+        from us to the subscriber, in 1/256; bitrate of the layer sent) per
+        flowing video down-track."""
         video = list(video)
         if not video:
             return

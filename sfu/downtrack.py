@@ -79,7 +79,9 @@ class DownTrack:
         self.retransmitted = 0
         self.keyframe_requests = 0
         self.layer_switches = 0
-        self.fraction_lost = 0
+        self.fraction_lost = 0  # as the subscriber reports it (1/256)
+        self.downstream_lost = 0  # what of it the path from us to the subscriber lost (1/256)
+        self._source_counts: Optional[tuple] = None  # (stream, expected, received) at the last report
         self.jitter = 0
         self.rtt: Optional[float] = None
         self.report_time = 0.0  # when the last receiver report about us came
@@ -238,6 +240,7 @@ class DownTrack:
         self.current = packet.layer
         self.switched_at = packet.arrival
         self.munger.switch(packet.seq, packet.ts, packet.arrival, self.clock_rate)
+        self._source_counts = self._count_source()  # the next report's loss is measured from here
         if self.ids is not None:
             self.ids.switch(packet.data, packet.offset)
         if previous != OFF:
@@ -300,11 +303,29 @@ class DownTrack:
 
     def on_receiver_report(self, block: rtcp.ReportBlock, now: float) -> None:
         self.fraction_lost = block.fraction_lost
+        self.downstream_lost = max(0, block.fraction_lost - self._source_lost())
         self.jitter = block.jitter
         self.report_time = now
         sent = self._sr_sent.get(block.lsr)
         if sent is not None and block.lsr:
             self.rtt = max(0.0, now - sent - block.dlsr / 65536)
+
+    def _source_lost(self) -> int:
+        """What the forwarded stream itself missed since the last report (1/256):
+        the publisher's uplink lost it, or the server dropped it late. We pass
+        such gaps on (the subscriber NACKs them, we answer from the cache), so
+        the subscriber reports them as loss; they say nothing of its downlink."""
+        previous, counts = self._source_counts, self._count_source()
+        self._source_counts = counts
+        if counts is None or previous is None or previous[0] is not counts[0]:
+            return 0
+        expected = counts[1] - previous[1]
+        lost = expected - (counts[2] - previous[2])
+        return min(255, (lost << 8) // expected) if expected > 0 and lost > 0 else 0
+
+    def _count_source(self) -> Optional[tuple]:
+        stream = self.track.layers[self.current] if self.current != OFF else None
+        return (stream, stream.stats.expected, stream.stats.received) if stream is not None else None
 
     def request_keyframe(self) -> None:
         """Ask for a keyframe of the layer we forward or are switching to."""

@@ -223,7 +223,7 @@ class Subscriber:
                 if downtrack is not None:
                     downtrack.on_receiver_report(block, now)
             self.downlink.on_receiver_report(
-                (d.fraction_lost, d.track.bitrates()[d.current])
+                (d.downstream_lost, d.track.bitrates()[d.current])
                 for d in self.downtracks() if d.kind == "video" and d.current != OFF
             )
         elif isinstance(item, rtcp.Remb):

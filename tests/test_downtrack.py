@@ -130,3 +130,30 @@ async def test_a_nack_for_a_packet_no_longer_cached_is_passed_to_the_publisher(m
     assert call.sink.resent == []
     nacks = [item for packet in call.upstream for item in rtcp.parse(packet) if isinstance(item, rtcp.Nack)]
     assert [(n.media_ssrc, n.lost) for n in nacks] == [(PUBLISHER_SSRC, [301])]  # in the publisher's numbering
+
+
+def report(fraction_lost: int) -> rtcp.ReportBlock:
+    return rtcp.ReportBlock(SUBSCRIBER_SSRC, fraction_lost, 0, 0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("upstream_gaps, reported, downstream", [
+    (0, 0, 0),  # a clean call
+    (20, 51, 0),  # 20 of 100 never reached us: the subscriber's 20 % is ours, not its downlink's
+    (10, 77, 51),  # 10 % lost upstream, 30 % reported: 20 % lost on the way to the subscriber
+    (0, 64, 64),  # nothing lost upstream: all of it is the downlink's
+    (30, 26, 0),  # NACKs repaired more than the gaps we passed on: never below zero
+])
+async def test_loss_the_stream_came_with_is_not_charged_to_the_subscribers_downlink(
+        make_call, upstream_gaps, reported, downstream):
+    call = make_call()
+    call.downtrack.set_target(0)
+    call.publish(1000, 0, key=True)
+    assert call.sink.sent  # forwarding: the loss the stream comes with is counted from here
+    missing = set(range(1001, 1101, 100 // upstream_gaps)) if upstream_gaps else set()
+    for seq in range(1001, 1101):
+        if seq not in missing:
+            call.publish(seq, (seq - 1000) * 3000, now=1.5)
+    call.downtrack.on_receiver_report(report(reported), 2.0)
+    assert call.downtrack.fraction_lost == reported  # as reported, for quality and metrics
+    assert abs(call.downtrack.downstream_lost - downstream) <= 1
+
