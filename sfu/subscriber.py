@@ -222,8 +222,11 @@ class Subscriber:
                 downtrack = self._by_ssrc.get(block.ssrc)
                 if downtrack is not None:
                     downtrack.on_receiver_report(block, now)
+            # While the server sheds load, its own late drops are among the gaps,
+            # and sending less relieves it: the loss counts as reported.
+            whole = self.shed.level > 0
             self.downlink.on_receiver_report(
-                (d.downstream_lost, d.track.bitrates()[d.current])
+                (d.fraction_lost if whole else d.downstream_lost, d.track.bitrates()[d.current])
                 for d in self.downtracks() if d.kind == "video" and d.current != OFF
             )
         elif isinstance(item, rtcp.Remb):

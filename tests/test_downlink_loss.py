@@ -1,6 +1,7 @@
 """Loss a subscriber reports, told apart: what the publisher's uplink (or the
 server, dropping late packets) never delivered, against what the subscriber's
-own downlink lost. Only the second may take its video away. A real
+own downlink lost. Only the second may take its video away, unless the
+server is shedding load (then its own drops are among the gaps). A real
 subscriber PC and a client over loopback; the receiver reports travel as
 SRTCP, the way a browser's do."""
 
@@ -14,6 +15,7 @@ from sfu import rtcp
 from sfu.codecs import handler
 from sfu.config import IceConfig, SfuConfig
 from sfu.layer_selector import OFF
+from sfu.load_manager import LEVELS, NORMAL
 from sfu.media_section import CodecInfo
 from sfu.published_track import PublishedTrack
 from sfu.stream import ReceivedStream
@@ -49,11 +51,13 @@ class Camera:
                                time.monotonic())
 
 
-@pytest.mark.parametrize("uplink_gaps, both_keep_video", [
-    (23, True),  # the subscriber's 23 % is what the publishers' uplinks lost: its downlink is fine
-    (0, False),  # the streams came whole: the 23 % is the downlink's, room for one camera
+@pytest.mark.parametrize("uplink_gaps, shed, both_keep_video", [
+    (23, NORMAL, True),  # the subscriber's 23 % is what the publishers' uplinks lost: its downlink is fine
+    (0, NORMAL, False),  # the streams came whole: the 23 % is the downlink's, room for one camera
+    # the server sheds load: gaps may be its own late drops, and sending less relieves it
+    (23, LEVELS[1], False),
 ])
-async def test_loss_upstream_of_the_server_does_not_cost_a_subscriber_its_video(uplink_gaps, both_keep_video):
+async def test_loss_upstream_of_the_server_does_not_cost_a_subscriber_its_video(uplink_gaps, shed, both_keep_video):
     offers: list[str] = []
     sub = Subscriber("PA_viewer", CONFIG, lambda sdp, tracks: offers.append(sdp), lambda state: None,
                      slots={"video": 2})
@@ -65,7 +69,8 @@ async def test_loss_upstream_of_the_server_does_not_cost_a_subscriber_its_video(
         await eventually(lambda: client.connected and sub.transport.connected, timeout=10)
         sub.subscribe(other.track)
         sub.subscribe(speaker.track)
-        sub.set_video_allowed(["PA_speaker", "PA_other"])
+        # both spared by the shedding itself: only the estimate can take a camera away
+        sub.set_video_allowed(["PA_speaker", "PA_other"], shed=shed, spared=["PA_speaker", "PA_other"])
         [on_speaker], [on_other] = speaker.track.downtracks, other.track.downtracks
         for camera in (speaker, other):
             camera.send(1)  # the key frame: forwarding starts
