@@ -167,7 +167,12 @@ class SimulatedParticipant:
         self.publishes = publish
         ice = IceConfig(addresses=["127.0.0.1"], udp_port=0)  # a client: a socket per connection
         self.publisher = PeerTransport(ice, lambda packet: None, self._on_publisher_rtcp)
-        self.subscriber = PeerTransport(ice, self._on_rtp, self._on_subscriber_rtcp)
+        self.subscriber = PeerTransport(ice, self._on_rtp, self._on_subscriber_rtcp,
+                                        on_state=self._subscriber_state)
+        # a slow join's steps: when the subscriber connection's ICE, then DTLS, got through
+        pc = self.subscriber.pc
+        pc.on("iceconnectionstatechange",
+              lambda: pc.iceConnectionState == "completed" and self._mark("subscriber_ice"))
         session.on_publisher_layers = self._dynacast
         self.layers: list[_Layer] = []
         self.enabled: dict[str, bool] = {}
@@ -210,6 +215,10 @@ class SimulatedParticipant:
             await asyncio.wait_for(self.first_media.wait(), timeout)
         self.join_ms = self._mark("first_media")
         return self.join_ms
+
+    def _subscriber_state(self, state: str) -> None:
+        if state == "connected":
+            self._mark("subscriber_connected")
 
     def _mark(self, phase: str) -> float:
         """Note that ``phase`` of the join is done (the first time only); ms so far."""
