@@ -155,22 +155,23 @@ def context_switches(pid: int) -> tuple[int, int]:
     return found.get("voluntary_ctxt_switches", 0), found.get("nonvoluntary_ctxt_switches", 0)
 
 
-def system_ticks() -> list[int]:
-    """All CPUs' clock ticks since boot: user nice system idle iowait irq softirq steal."""
-    with open("/proc/stat") as f:
-        return [int(v) for v in f.readline().split()[1:9]]
-
-
 def ticks_by_cpu() -> dict[str, list[int]]:
-    """Each CPU's clock ticks since boot, as system_ticks gives them for all."""
+    """Clock ticks since boot, user nice system idle iowait irq softirq steal:
+    of all CPUs ("cpu") and of each ("cpu0", "cpu1", ...)."""
     with open("/proc/stat") as f:
-        rows = [line.split() for line in f if line.startswith("cpu") and line[3].isdigit()]
+        rows = [line.split() for line in f if line.startswith("cpu")]
     return {row[0]: [int(v) for v in row[1:9]] for row in rows}
+
+
+def system_ticks() -> list[int]:
+    """All CPUs' clock ticks since boot (ticks_by_cpu's "cpu")."""
+    return ticks_by_cpu()["cpu"]
 
 
 def load_by_cpu(before: dict[str, list[int]], after: dict[str, list[int]], window: float) -> dict:
     """Busy and steal % of each CPU: a vCPU the host took away stalls whoever runs on it."""
-    loads = {cpu: machine_load(before[cpu], after[cpu], window) for cpu in after if cpu in before}
+    loads = {cpu: machine_load(before[cpu], after[cpu], window)
+             for cpu in after if cpu != "cpu" and cpu in before}
     return {cpu: {"busy_pct": v["machine_busy_pct"], "steal_pct": v["machine_steal_pct"]}
             for cpu, v in loads.items()}
 
@@ -522,12 +523,12 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
         server0 = tree_cpu_times(server_pid)
         switches0 = context_switches(server_pid)
         peers0 = [cpu_ticks(p.pid) for p in peers]
-        sys0, cpus0 = system_ticks(), ticks_by_cpu()
+        cpus0 = ticks_by_cpu()
         await asyncio.sleep(config.duration)
         server1 = tree_cpu_times(server_pid)
         switches1 = context_switches(server_pid)
         peers1 = [cpu_ticks(p.pid) for p in peers]
-        sys1, cpus1 = system_ticks(), ticks_by_cpu()
+        cpus1 = ticks_by_cpu()
         t1 = time.monotonic()
         m1 = {} if at_peers else await scrape(http)
         await asyncio.sleep(max(0.0, sent_until / 1e9 + LATE_GRACE - time.monotonic()))
@@ -546,7 +547,7 @@ async def run_once(config: RunConfig, keep_logs: bool = False) -> dict:
         result = summarize(config, t1 - t0, (server1[0] - server0[0], server1[1] - server0[1]),
                            m0, m1, before, after,
                            [b - a for a, b in zip(peers0, peers1)],
-                           machine_load(sys0, sys1, t1 - t0), rss, t0)
+                           machine_load(cpus0["cpu"], cpus1["cpu"], t1 - t0), rss, t0)
         result["cpus"] = load_by_cpu(cpus0, cpus1, t1 - t0)
         result["server_switches_per_s"] = round((switches1[0] - switches0[0]) / (t1 - t0))
         result["server_preemptions_per_s"] = round((switches1[1] - switches0[1]) / (t1 - t0))

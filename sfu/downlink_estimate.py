@@ -1,10 +1,10 @@
 """A subscriber's downstream bandwidth estimate, from the feedback it sends.
 
 Two sources: the client's REMB (what it thinks it can receive), and the loss
-its receiver reports show on the video we send, less what the forwarded
-stream already lacked when it reached us (sfu/downtrack.py: a publisher's
-lossy uplink, or packets the server dropped late, are not the subscriber's
-downlink). The estimate is the lower
+its receiver reports show on the video we send: while the server keeps up,
+less what the forwarded stream already lacked when it reached us (a
+publisher's lossy uplink is not the subscriber's downlink: sfu/downtrack.py,
+sfu/subscriber.py). The estimate is the lower
 of the two; None while nothing limits. Pure: every input carries the time
 it happened (``now``, seconds of a monotonic clock), nothing here reads a
 clock, sleeps or touches a socket, so a test feeds it a table of reports.
