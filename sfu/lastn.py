@@ -33,15 +33,18 @@ def rank(
 
     ``first`` come before all, even beyond ``n`` (the speakers, while the
     server sheds load: sfu/load_manager.py)."""
-    present = [p for p in publishers if p != subscriber]
+    present = set(publishers)
+    present.discard(subscriber)
     chosen = [p for p in dict.fromkeys(first) if p in present]
+    taken = set(chosen)
     n = max(n, len(chosen))
-    for candidates in ([p for p in pins if p in present], recent_speakers, present):
+    for candidates in (pins, recent_speakers, publishers):
         for participant_id in candidates:
             if len(chosen) >= n:
                 return chosen
-            if participant_id in present and participant_id not in chosen:
+            if participant_id in present and participant_id not in taken:
                 chosen.append(participant_id)
+                taken.add(participant_id)
     return chosen
 
 

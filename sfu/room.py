@@ -101,7 +101,7 @@ class Room:
             for track in self.tracks():
                 participant.subscribe(track)
         participant.subscriber.set_speakers(self.speakers.active_ids())
-        self.apply_last_n()
+        self.apply_last_n(participant)  # it publishes nothing yet: no one else's last-N changes
         self.transcriptions.greet(participant)
         self._tell_load(participant)
         return participant
@@ -239,7 +239,8 @@ class Room:
         for participant in self.participants.values():
             if participant is not owner and participant.auto_subscribe:
                 participant.subscribe(track)
-        self.apply_last_n()
+        if track.kind == "video" and track.source != "screen_share":
+            self.apply_last_n()  # last-N ranks cameras only
         self.transcriptions.track_published(track)
 
     def track_unpublished(self, owner: Member, track: PublishedTrack, announce: bool = True) -> None:

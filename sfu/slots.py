@@ -84,6 +84,7 @@ class FixedSlots:
         # the same tracks by publisher: a refill looks at the few last-N and
         # speakers, not at every track of a 150-person room
         self._by_publisher: dict[str, list[PublishedTrack]] = {}
+        self._screens: dict[str, PublishedTrack] = {}  # the subscribed screen shares
         self._settings: dict[str, TrackSettings] = {}
         self._ranked: list[str] = []  # last-N publishers, in order
         self._speakers: list[str] = []
@@ -108,18 +109,30 @@ class FixedSlots:
         if track.id not in self._tracks:
             self._tracks[track.id] = track
             self._by_publisher.setdefault(track.participant_id, []).append(track)
-            self.refill()
+            if track.source == "screen_share":
+                self._screens[track.id] = track
+            if self._may_want(track):
+                self.refill()
 
     def unsubscribe(self, track_id: str) -> None:
         track = self._tracks.pop(track_id, None)
         if track is not None:
             self._settings.pop(track_id, None)
+            self._screens.pop(track_id, None)
             others = [t for t in self._by_publisher.get(track.participant_id, ()) if t.id != track_id]
             if others:
                 self._by_publisher[track.participant_id] = others
             else:
                 self._by_publisher.pop(track.participant_id, None)
-            self.refill()
+            if self._may_want(track) or self._slot_of(track_id) is not None:
+                self.refill()
+
+    def _may_want(self, track: PublishedTrack) -> bool:
+        """Whether ``track`` can be among the wanted at all: someone who
+        joins a big room changes no slot of the others unless last-N or the
+        speakers name them (each refill would cost the whole room a pass)."""
+        return (track.source == "screen_share" or track.participant_id in self._ranked
+                or track.participant_id in self._speakers)
 
     def choose(self, ranked: Optional[list[str]] = None, speakers: Optional[list[str]] = None) -> None:
         kinds = []
@@ -155,7 +168,7 @@ class FixedSlots:
 
     def _video_wanted(self) -> list[str]:
         """Screen shares first, then the cameras of the last-N, in its order."""
-        screens = [t.id for t in self._tracks.values() if t.source == "screen_share" and self._usable(t, "video")]
+        screens = [t.id for t in self._screens.values() if self._usable(t, "video")]
         cameras = [t.id for t in self._of(self._ranked, "video") if t.source != "screen_share"]
         return screens + cameras
 
@@ -238,4 +251,5 @@ class FixedSlots:
 
     def close(self) -> None:
         self._tracks.clear()
+        self._screens.clear()
         self._by_publisher.clear()
