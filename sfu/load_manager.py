@@ -16,7 +16,9 @@ One worker's rooms share its loop, so the level is the worker's, applied
 to all its rooms (RoomRegistry.set_shed).
 
 When (``LoadManager.update``, pure: time passed in): over budget, one step
-up, at most every ``step_interval``, or ``FAR_BEHIND`` times as often while
+up (to the next level that takes something off what is forwarded now: in a
+room of small tiles, capping layers takes nothing), at most every
+``step_interval``, or ``FAR_BEHIND`` times as often while
 the lag is ``FAR_BEHIND`` times its budget (a room filling faster than the
 server can take it: every second spent there is media dropped and joins
 delayed, and a step too many comes back down); calm (under the lower
@@ -86,9 +88,13 @@ class LoadManager:
 
     def __init__(
         self, config: LoadConfig, apply: Callable[[Shed], None], measure: Optional[LoopLoad] = None,
+        would_shed: Callable[[Shed], bool] = lambda shed: True,
     ) -> None:
+        """``would_shed``: whether a level takes anything off what is
+        forwarded now; a step up skips the levels that would not."""
         self.config = config
         self.apply = apply
+        self.would_shed = would_shed
         self.measure = measure or LoopLoad()
         self.level = 0
         self.steps = {"up": 0, "down": 0}
@@ -117,7 +123,7 @@ class LoadManager:
             if lag * 1000 >= FAR_BEHIND * config.lag_high_ms:
                 interval /= FAR_BEHIND
             if self.level < len(LEVELS) - 1 and now - self._last_step >= interval:
-                self._step(+1, now, busy, lag)
+                self._step_up(now, busy, lag)
         elif busy < config.busy_low and lag * 1000 < config.lag_low_ms:
             if self._calm_since is None:
                 self._calm_since = now
@@ -127,6 +133,14 @@ class LoadManager:
                 self._calm_since = now  # calm again for ``hold`` before the next step
         else:
             self._calm_since = None
+
+    def _step_up(self, now: float, busy: float, lag: float) -> None:
+        """To the next level that sheds something: waiting a step_interval on
+        a level that changes nothing only prolongs the overload."""
+        for level in range(self.level + 1, len(LEVELS)):
+            if self.would_shed(LEVELS[level]):
+                self._step(level - self.level, now, busy, lag)
+                return
 
     def _step(self, direction: int, now: float, busy: float, lag: float) -> None:
         self.level += direction

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 from . import events, lastn, recording_files
 from .config import SfuConfig
 from .events import EventSink
+from .layer_selector import OFF
 from .load_manager import NORMAL, Shed
 from .meeting import Meeting
 from .member import Member
@@ -338,6 +339,23 @@ class Room:
         )
         participant.subscriber.set_video_allowed(allowed, self.shed, spared, speakers)  # in order: slots fill from it
 
+    def would_shed(self, shed: Shed) -> bool:
+        """Whether ``shed`` takes any camera video off what the subscribers
+        here get now (a room of small tiles loses nothing to a layer cap)."""
+        spared = set(self.speakers.spared_ids())
+        last_n = shed.last_n(self.config.last_n)
+        for participant in self.local_participants():
+            cameras = [
+                d for d in participant.subscriber.downtracks()
+                if d.kind == "video" and d.desired != OFF and d.track.source != "screen_share"
+                and d.track.participant_id not in spared
+            ]
+            if len(cameras) > last_n:
+                return True
+            if any(d.desired > shed.layer_cap(d.track, spared, len(d.track.layers)) for d in cameras):
+                return True
+        return False
+
     def set_shed(self, shed: Shed) -> None:
         """The worker's load level changed: apply it, and tell everyone."""
         if shed != self.shed:
@@ -403,6 +421,9 @@ class RoomRegistry:
         )
         room._emit("room_started")
         return room
+
+    def would_shed(self, shed: Shed) -> bool:
+        return any(room.would_shed(shed) for room in list(self.rooms.values()))
 
     def set_shed(self, shed: Shed) -> None:
         """The worker's load level (sfu/load_manager.py): its rooms share its loop."""

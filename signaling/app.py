@@ -72,7 +72,8 @@ def create_app(config: ServerConfig | None = None, observer: Optional[RoomObserv
     observer = _chain(app[WEBHOOKS].observe if app[WEBHOOKS] else None,
                       app[CLUSTER].observe if app[CLUSTER] else None, observer)
     app[ROOMS] = RoomRegistry(config.sfu, capacity=config.limits.room_capacity, observer=observer)
-    app[LOAD] = LoadManager(config.sfu.load, app[ROOMS].set_shed, LoopLoad(socket_wait=udp_mux.take_worst_wait))
+    app[LOAD] = LoadManager(config.sfu.load, app[ROOMS].set_shed, LoopLoad(socket_wait=udp_mux.take_worst_wait),
+                           would_shed=app[ROOMS].would_shed)
     receive_buffers.apply(config.sfu)
     app[METRICS] = CollectorRegistry()
     app[METRICS].register(SfuCollector(app[ROOMS], load=app[LOAD]))

@@ -94,11 +94,11 @@ LAGGING = (0.3, 80)
 FAR_BEHIND = (1.0, 200)  # lag 4 × lag_high_ms
 
 
-def levels(script, config=CONFIG) -> list[tuple[float, str]]:
+def levels(script, config=CONFIG, would_shed=lambda shed: True) -> list[tuple[float, str]]:
     """Feed (seconds, [busy, lag ms] per 0.5 s sample) parts in turn; the level
     name after each change, with its time."""
     applied = []
-    manager = LoadManager(config, lambda shed: applied.append((now, shed.name)))
+    manager = LoadManager(config, lambda shed: applied.append((now, shed.name)), would_shed=would_shed)
     now = 0.0
     for seconds, (busy, lag_ms) in script:
         for _ in range(int(seconds / 0.5)):
@@ -132,6 +132,20 @@ def levels(script, config=CONFIG) -> list[tuple[float, str]]:
 )
 def test_steps(script, expected):
     assert levels(script) == expected
+
+
+@pytest.mark.parametrize(
+    "sheds, expected",
+    [
+        P({"last_n_halved", "speakers_only"}, [(0.0, "last_n_halved"), (2.0, "speakers_only")],
+          id="small tiles only: the layer caps are skipped"),
+        P({"top_layer_off", "speakers_only"}, [(0.0, "top_layer_off"), (2.0, "speakers_only")],
+          id="a level between that takes nothing: skipped"),
+        P(set(), [], id="nothing to take off: no step"),
+    ],
+)
+def test_a_step_up_skips_levels_that_take_nothing(sheds, expected):
+    assert levels([(10, HOT)], would_shed=lambda shed: shed.name in sheds) == expected
 
 
 def test_disabled_never_sheds():
@@ -251,5 +265,7 @@ async def test_overload_pauses_a_non_speakers_video_and_gives_it_back(make_serve
         await eventually(lambda: manager.level == 0, timeout=30, message="the video was never given back")
         assert everything_but(await settles(True), None)
         names = [e["shed"] for e in viewer.events if e["type"] == "server_load"]
-        assert names == [shed.name for shed in LEVELS[1:]] + [shed.name for shed in reversed(LEVELS[:-1])]
+        # one layer per camera and 2 cameras for a last-N of 9: only speakers_only
+        # takes anything off, so the way up skips the rest; the way down is step by step
+        assert names == ["speakers_only"] + [shed.name for shed in reversed(LEVELS[:-1])]
         assert room.shed is NORMAL
