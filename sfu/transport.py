@@ -35,6 +35,7 @@ import logging
 import random
 import secrets
 import socket
+import time
 from typing import Callable, Optional
 
 import aioice.ice
@@ -48,7 +49,8 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
-from aiortc import rtcrtpreceiver
+from aiortc import rtcpeerconnection, rtcrtpreceiver
+from aiortc.rtcdtlstransport import RTCCertificate
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.codecs import HEADER_EXTENSIONS
 from aiortc.exceptions import OperationError
@@ -93,6 +95,8 @@ INTERNALS = [
     ("aiortc.RTCRtpTransceiver", "_headerExtensions"),
     ("aiortc.codecs", "HEADER_EXTENSIONS"),
     ("pylibsrtp.Session", "_srtp"),
+    ("aiortc.rtcpeerconnection", "RTCCertificate"),
+    ("aiortc.rtcdtlstransport.RTCCertificate", "_create_ssl_context"),
 ]
 
 
@@ -120,6 +124,45 @@ def _remote_bitrate_estimator():
 
 
 rtcrtpreceiver.RemoteBitrateEstimator = _remote_bitrate_estimator
+
+
+_generate_certificate = RTCCertificate.__dict__["generateCertificate"].__func__
+
+
+class _SharedCertificate(RTCCertificate):
+    """One DTLS certificate for the process's peer connections (mediasoup
+    and Janus keep one too): a connection no longer generates a key pair,
+    and the SSL context is built once, not on every handshake (both were
+    2 ms of a join's server CPU). Replaced daily, well inside its 30 days."""
+
+    LIFETIME = 24 * 3600.0
+    _current: Optional[_SharedCertificate] = None
+    _born = 0.0
+
+    @classmethod
+    def current(cls) -> _SharedCertificate:
+        now = time.monotonic()
+        if cls._current is None or now - cls._born > cls.LIFETIME:
+            cls._current, cls._born = _generate_certificate(cls), now
+        return cls._current
+
+    def _create_ssl_context(self, srtp_profiles):
+        key = tuple(profile.openssl_profile for profile in srtp_profiles)
+        contexts = self.__dict__.setdefault("_contexts", {})
+        if key not in contexts:
+            contexts[key] = super()._create_ssl_context(srtp_profiles)
+        return contexts[key]
+
+
+@contextlib.contextmanager
+def _with_shared_certificate():
+    """aiortc generates a certificate in RTCPeerConnection(): hand it ours."""
+    generate = rtcpeerconnection.RTCCertificate.generateCertificate
+    rtcpeerconnection.RTCCertificate.generateCertificate = _SharedCertificate.current
+    try:
+        yield
+    finally:
+        rtcpeerconnection.RTCCertificate.generateCertificate = generate
 
 
 @contextlib.contextmanager
@@ -151,9 +194,10 @@ class PeerTransport:
         self._on_rtp = on_rtp
         self._on_rtcp = on_rtcp
         self._on_state = on_state
-        self.pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-        )
+        with _with_shared_certificate():
+            self.pc = RTCPeerConnection(
+                RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+            )
         self.pc.on("connectionstatechange", self._connection_state_changed)
         self._rx: Optional[_Unprotector] = None
         self._tx: Optional[pylibsrtp.Session] = None

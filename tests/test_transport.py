@@ -69,6 +69,23 @@ async def connected_pair(received: list, rtcp_received: list):
     return sender, receiver, transceiver
 
 
+async def test_peer_connections_share_the_process_certificate():
+    offerer = PeerTransport(LOOPBACK, lambda p: None, lambda p: None)
+    answerer = PeerTransport(LOOPBACK, lambda p: None, lambda p: None)
+    try:
+        offerer.add_sendonly("video", CodecInfo("video/VP8", 90000, 96), "stream", "track")
+        offer = await offerer.create_offer()
+        answer = await answerer.answer(offer)
+
+        def fingerprints(sdp: str) -> set[str]:
+            return {line for line in sdp.splitlines() if line.startswith("a=fingerprint:sha-256")}
+
+        assert fingerprints(offer) and fingerprints(offer) == fingerprints(answer)
+    finally:
+        await offerer.close()
+        await answerer.close()
+
+
 async def test_raw_rtp_and_rtcp_cross_without_aiortc_media_pipeline():
     received, rtcp_received = [], []
     sender, receiver, transceiver = await connected_pair(received, rtcp_received)
