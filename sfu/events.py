@@ -16,7 +16,8 @@ from typing import Callable, ClassVar, Literal, Optional
 
 LayerQuality = Literal["low", "medium", "high", "off"]
 #: What the server sheds at each load level (sfu/load_manager.py: LEVELS).
-ShedName = Literal["none", "top_layer_off", "lowest_layer_only", "last_n_halved", "speakers_only"]
+ShedName = Literal["none", "top_layer_off", "lowest_layer_only", "last_n_halved", "speakers_only",
+                   "speakers_top_layer_off"]
 ParticipantStateName = Literal["active", "reconnecting"]
 
 

@@ -8,10 +8,14 @@ The levels (``LEVELS``), each adding to the one before:
 2. ``lowest_layer_only``: non-speakers' camera video at its lowest layer;
 3. ``last_n_halved``: each subscriber gets half its last-N (at least
    ``MIN_LAST_N``); pins and recent speakers are kept longest;
-4. ``speakers_only``: no camera video but the speakers'.
+4. ``speakers_only``: no camera video but the speakers';
+5. ``speakers_top_layer_off``: the speakers' camera video one layer lower
+   (a 150-person room that all watch the speaker in high gets most of its
+   packets from that one camera).
 
 Never shed: audio, the speakers' video (the dominant speaker, even in a
-pause, and whoever is speaking: sfu/room_speakers.py) and screen shares.
+pause, and whoever is speaking: sfu/room_speakers.py; it flows at every
+level, one layer lower at the last) and screen shares.
 One worker's rooms share its loop, so the level is the worker's, applied
 to all its rooms (RoomRegistry.set_shed).
 
@@ -55,14 +59,16 @@ class Shed:
     drop_layers: int = 0  # top simulcast layers taken off
     halve_last_n: bool = False
     speakers_only: bool = False
+    spared_drop_layers: int = 0  # top layers taken off the speakers' cameras
 
     def layer_cap(self, track: PublishedTrack, spared: Collection[str], layer_count: int) -> int:
         """The highest of the track's ``layer_count`` layers that may be
-        forwarded: only a camera of someone not ``spared`` loses any."""
+        forwarded: only cameras lose any, those of the ``spared`` least."""
         top = layer_count - 1
-        if track.kind != "video" or track.source == "screen_share" or track.participant_id in spared:
+        if track.kind != "video" or track.source == "screen_share":
             return top
-        return max(0, top - self.drop_layers)
+        drop = self.spared_drop_layers if track.participant_id in spared else self.drop_layers
+        return max(0, top - drop)
 
     def last_n(self, last_n: int) -> int:
         """How many cameras a subscriber gets, the speakers' aside."""
@@ -79,6 +85,7 @@ LEVELS = (
     Shed(2, "lowest_layer_only", drop_layers=ALL_BUT_LOWEST),
     Shed(3, "last_n_halved", drop_layers=ALL_BUT_LOWEST, halve_last_n=True),
     Shed(4, "speakers_only", drop_layers=ALL_BUT_LOWEST, speakers_only=True),
+    Shed(5, "speakers_top_layer_off", drop_layers=ALL_BUT_LOWEST, speakers_only=True, spared_drop_layers=1),
 )
 NORMAL = LEVELS[0]
 

@@ -348,9 +348,8 @@ class Room:
             cameras = [
                 d for d in participant.subscriber.downtracks()
                 if d.kind == "video" and d.desired != OFF and d.track.source != "screen_share"
-                and d.track.participant_id not in spared
             ]
-            if len(cameras) > last_n:
+            if sum(d.track.participant_id not in spared for d in cameras) > last_n:
                 return True
             if any(d.desired > shed.layer_cap(d.track, spared, len(d.track.layers)) for d in cameras):
                 return True

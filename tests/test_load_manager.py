@@ -48,7 +48,11 @@ def test_level_names_are_the_events_shed_names():
         P(2, track(), 3, 0, id="lowest_layer_only"),
         P(4, track(), 3, 0, id="speakers_only: cameras still capped"),
         P(4, track(kind="audio"), 1, 0, id="never audio"),
-        P(4, track(participant_id="PA_speaker"), 3, 2, id="never the speaker's camera"),
+        P(4, track(participant_id="PA_speaker"), 3, 2, id="not the speaker's camera"),
+        P(5, track(participant_id="PA_speaker"), 3, 1, id="speakers_top_layer_off: the speaker's one lower"),
+        P(5, track(participant_id="PA_speaker"), 1, 0, id="speakers_top_layer_off: a single layer stays"),
+        P(5, track(), 3, 0, id="speakers_top_layer_off: the others' still at the lowest"),
+        P(5, track(source="screen_share"), 3, 2, id="never a screen share, at the last level either"),
         P(4, track(source="screen_share"), 1, 0, id="never a screen share"),
         P(2, track(source="screen_share"), 2, 1, id="never a simulcast screen share"),
     ],
@@ -66,6 +70,7 @@ def test_layer_cap(level, what, layers, cap):
         P(3, 4, 3, id="halved, at least 3"),
         P(3, 2, 2, id="never above the setting"),
         P(4, 25, 0, id="speakers only"),
+        P(5, 25, 0, id="speakers only, lower"),
     ],
 )
 def test_last_n(level, last_n, n):
@@ -111,10 +116,12 @@ def levels(script, config=CONFIG, would_shed=lambda shed: True) -> list[tuple[fl
     "script, expected",
     [
         P([(10, HOT)], [(0.0, "top_layer_off"), (2.0, "lowest_layer_only"), (4.0, "last_n_halved"),
-                        (6.0, "speakers_only")], id="over budget: one step per step_interval, up to the last"),
+                        (6.0, "speakers_only"), (8.0, "speakers_top_layer_off")],
+          id="over budget: one step per step_interval, up to the last"),
         P([(1, LAGGING)], [(0.0, "top_layer_off")], id="lag alone is over budget"),
-        P([(2, FAR_BEHIND)], [(0.0, "top_layer_off"), (0.5, "lowest_layer_only"), (1.0, "last_n_halved"),
-                              (1.5, "speakers_only")], id="far behind: steps four times as often"),
+        P([(2.5, FAR_BEHIND)], [(0.0, "top_layer_off"), (0.5, "lowest_layer_only"), (1.0, "last_n_halved"),
+                                (1.5, "speakers_only"), (2.0, "speakers_top_layer_off")],
+          id="far behind: steps four times as often"),
         P([(1, FAR_BEHIND), (4, HOT)], [(0.0, "top_layer_off"), (0.5, "lowest_layer_only"),
                                         (2.5, "last_n_halved"), (4.5, "speakers_only")],
           id="less behind: the usual pace again"),
@@ -208,6 +215,7 @@ async def test_samples_the_running_loop():
 
 #: Shed on busy alone (a test's loop also runs its clients: its lag is theirs),
 #: quickly, to keep the test short.
+SPEAKERS_ONLY = next(shed.level for shed in LEVELS if shed.name == "speakers_only")
 FAST = {"load": {"lag_high_ms": 60_000, "lag_low_ms": 60_000, "step_interval": 0.1, "hold": 0.5}}
 
 
@@ -249,8 +257,8 @@ async def test_overload_pauses_a_non_speakers_video_and_gives_it_back(make_serve
         assert everything_but(await settles(True), None)
 
         cpu.busy = 1.0  # the loop is full
-        await eventually(lambda: manager.level == len(LEVELS) - 1, timeout=30,
-                         message="the load manager never reached its last level")
+        await eventually(lambda: manager.level == SPEAKERS_ONLY, timeout=30,
+                         message="the load manager never reached speakers_only")
         shed = await settles(False)
         assert shed[silent.participant_id, "video"] == 0, shed
         assert everything_but(shed, (silent.participant_id, "video")), shed  # audio, the speaker's video
@@ -266,6 +274,8 @@ async def test_overload_pauses_a_non_speakers_video_and_gives_it_back(make_serve
         assert everything_but(await settles(True), None)
         names = [e["shed"] for e in viewer.events if e["type"] == "server_load"]
         # one layer per camera and 2 cameras for a last-N of 9: only speakers_only
-        # takes anything off, so the way up skips the rest; the way down is step by step
-        assert names == ["speakers_only"] + [shed.name for shed in reversed(LEVELS[:-1])]
+        # takes anything off, so the way up skips the rest (and stops there:
+        # the speaker's one layer stays); the way down is step by step
+        assert names == ["speakers_only"] + [shed.name for shed in reversed(LEVELS[:SPEAKERS_ONLY])]
+        assert manager.steps["up"] == 1
         assert room.shed is NORMAL
