@@ -86,6 +86,33 @@ async def test_peer_connections_share_the_process_certificate():
         await answerer.close()
 
 
+async def test_an_answer_is_applied_without_waiting_on_the_loop():
+    """aiortc's gathers cost a join 18 loop turns, each long on a full loop
+    (benchmarks/RESULTS.md, s3 at 150): applying an answer now takes none."""
+    offerer = PeerTransport(LOOPBACK, lambda p: None, lambda p: None)
+    answerer = PeerTransport(LOOPBACK, lambda p: None, lambda p: None)
+    turns = 0
+
+    def turn() -> None:
+        nonlocal turns
+        turns += 1
+        handle[0] = asyncio.get_running_loop().call_soon(turn)
+
+    handle = [asyncio.get_running_loop().call_soon(turn)]
+    try:
+        offerer.add_sendonly("video", CodecInfo("video/VP8", 90000, 96), "stream", "track")
+        offerer.add_sendonly("audio", CodecInfo("audio/opus", 48000, 111, channels=2), "stream", "audio")
+        answer = await answerer.answer(await offerer.create_offer())
+        assert "a=candidate" in answer
+        before = turns
+        await offerer.accept_answer(answer)
+        assert turns == before, f"applying the answer waited {turns - before} loop turns"
+    finally:
+        handle[0].cancel()
+        await offerer.close()
+        await answerer.close()
+
+
 async def test_raw_rtp_and_rtcp_cross_without_aiortc_media_pipeline():
     received, rtcp_received = [], []
     sender, receiver, transceiver = await connected_pair(received, rtcp_received)
