@@ -127,7 +127,7 @@ def _remote_bitrate_estimator():
 rtcrtpreceiver.RemoteBitrateEstimator = _remote_bitrate_estimator
 
 
-_generate_certificate = RTCCertificate.__dict__["generateCertificate"].__func__
+_GENERATE_CERTIFICATE = RTCCertificate.__dict__["generateCertificate"]  # the classmethod itself
 
 
 class _AwaitingInTurn:
@@ -176,7 +176,7 @@ class _SharedCertificate(RTCCertificate):
     def current(cls) -> _SharedCertificate:
         now = time.monotonic()
         if cls._current is None or now - cls._born > cls.LIFETIME:
-            cls._current, cls._born = _generate_certificate(cls), now
+            cls._current, cls._born = _GENERATE_CERTIFICATE.__func__(cls), now
         return cls._current
 
     def _create_ssl_context(self, srtp_profiles):
@@ -190,12 +190,11 @@ class _SharedCertificate(RTCCertificate):
 @contextlib.contextmanager
 def _with_shared_certificate():
     """aiortc generates a certificate in RTCPeerConnection(): hand it ours."""
-    generate = rtcpeerconnection.RTCCertificate.generateCertificate
-    rtcpeerconnection.RTCCertificate.generateCertificate = _SharedCertificate.current
+    rtcpeerconnection.RTCCertificate.generateCertificate = classmethod(lambda cls: _SharedCertificate.current())
     try:
         yield
     finally:
-        rtcpeerconnection.RTCCertificate.generateCertificate = generate
+        rtcpeerconnection.RTCCertificate.generateCertificate = _GENERATE_CERTIFICATE
 
 
 @contextlib.contextmanager
