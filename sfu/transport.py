@@ -179,12 +179,15 @@ class _SharedCertificate(RTCCertificate):
             cls._current, cls._born = _GENERATE_CERTIFICATE.__func__(cls), now
         return cls._current
 
+    def __init__(self, key, cert) -> None:
+        super().__init__(key, cert)
+        self._contexts: dict[tuple, object] = {}  # by SRTP profiles
+
     def _create_ssl_context(self, srtp_profiles):
-        key = tuple(profile.openssl_profile for profile in srtp_profiles)
-        contexts = self.__dict__.setdefault("_contexts", {})
-        if key not in contexts:
-            contexts[key] = super()._create_ssl_context(srtp_profiles)
-        return contexts[key]
+        profiles = tuple(profile.openssl_profile for profile in srtp_profiles)
+        if profiles not in self._contexts:
+            self._contexts[profiles] = super()._create_ssl_context(srtp_profiles)
+        return self._contexts[profiles]
 
 
 @contextlib.contextmanager

@@ -213,9 +213,9 @@ async def test_samples_the_running_loop():
 
 # --- through the server, with real aiortc peers ---------------------------------------
 
+SPEAKERS_ONLY = next(shed.level for shed in LEVELS if shed.name == "speakers_only")
 #: Shed on busy alone (a test's loop also runs its clients: its lag is theirs),
 #: quickly, to keep the test short.
-SPEAKERS_ONLY = next(shed.level for shed in LEVELS if shed.name == "speakers_only")
 FAST = {"load": {"lag_high_ms": 60_000, "lag_low_ms": 60_000, "step_interval": 0.1, "hold": 0.5}}
 
 
