@@ -16,3 +16,9 @@ async def count_frames(track, seconds: float) -> list:
         except asyncio.TimeoutError:
             break
     return frames
+
+
+async def first_frame(track, timeout: float = 10.0):
+    """The first frame decoded: a new subscriber's video starts at a key
+    frame, which a busy machine may take a while to bring."""
+    return await asyncio.wait_for(track.recv(), timeout)

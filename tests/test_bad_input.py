@@ -9,7 +9,7 @@ import pytest
 
 from signaling.client import ClientError
 
-from .frames import count_frames
+from .frames import count_frames, first_frame
 from .media import PatternVideoTrack, ToneAudioTrack
 
 
@@ -132,6 +132,7 @@ async def test_bad_input_does_not_disturb_others(server, clients):
     viewer = await clients()
     await viewer.join("calm", "bob")
     video = next(t for t in await viewer.wait_tracks(2) if t.kind == "video")
+    await first_frame(video.track)
     assert len(await count_frames(video.track, 1.0)) >= 10
 
     troublemaker = await clients()
